@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"mica/internal/format/gguf"
+)
+
+// sharedDir finds ../shared beside the repository root.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			s := filepath.Join(filepath.Dir(d), "shared")
+			if _, err := os.Stat(s); err != nil {
+				t.Skipf("shared data not found at %s", s)
+			}
+			return s
+		}
+	}
+	t.Skip("repository root not found")
+	return ""
+}
+
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestDevTensorsJSON(t *testing.T) {
+	zoo := filepath.Join(sharedDir(t), "reference/gemma/gemma3-tiny-zoo.gguf")
+	out, err := runCLI(t, "dev", "tensors", "--json", "--meta", zoo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Format  string
+		Tensors []struct {
+			Name   string
+			Type   string
+			Shape  []int64
+			Offset int64
+		}
+		Meta []struct{ Key, Type string }
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Format != "gguf" || len(r.Tensors) != 80 || len(r.Meta) != 29 {
+		t.Fatalf("format %q, %d tensors, %d keys", r.Format, len(r.Tensors), len(r.Meta))
+	}
+	if tt := r.Tensors[1]; tt.Name != "token_embd.weight" || tt.Type != "Q6_K" || len(tt.Shape) != 2 || tt.Shape[0] != 256 || tt.Shape[1] != 2048 {
+		t.Fatalf("token_embd row: %+v", tt)
+	}
+}
+
+// TestDevDequantMatchesReference: the bytes mica prints for a quantized
+// tensor are exactly the reference dequantization's.
+func TestDevDequantMatchesReference(t *testing.T) {
+	ref := filepath.Join(sharedDir(t), "reference/gemma")
+	for _, name := range []string{"token_embd.weight", "blk.0.attn_output.weight", "blk.2.ffn_gate.weight"} {
+		got, err := runCLI(t, "dev", "dequant", filepath.Join(ref, "gemma3-tiny-zoo.gguf"), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := runCLI(t, "dev", "dequant", filepath.Join(ref, "gemma3-tiny-zoo.dequant.gguf"), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want || len(got) == 0 {
+			t.Errorf("%s: dequantized bytes differ from the reference (%d vs %d bytes)", name, len(got), len(want))
+		}
+	}
+	if _, err := runCLI(t, "dev", "dequant", filepath.Join(ref, "gemma3-tiny-zoo.gguf"), "missing.weight"); err == nil || !strings.Contains(err.Error(), "missing.weight") {
+		t.Errorf("missing tensor: error %v", err)
+	}
+}
+
+// TestDevQuantizeMatchesLlamaQuantize: quantizing the F32 reference model to
+// Q8_0 reproduces llama-quantize's Q8_0 file tensor for tensor.
+func TestDevQuantizeMatchesLlamaQuantize(t *testing.T) {
+	ref := filepath.Join(sharedDir(t), "reference/gemma")
+	out := filepath.Join(t.TempDir(), "q8.gguf")
+	if _, err := runCLI(t, "dev", "quantize", filepath.Join(ref, "gemma3-tiny-f32.gguf"), out, "--type", "q8_0"); err != nil {
+		t.Fatal(err)
+	}
+	mine, err := gguf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mine.Close()
+	theirs, err := gguf.Open(filepath.Join(ref, "gemma3-tiny-q8_0.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer theirs.Close()
+	compared := 0
+	for _, ti := range theirs.Tensors {
+		mi, ok := mine.Tensor(ti.Name)
+		if !ok {
+			t.Fatalf("%s missing", ti.Name)
+		}
+		if mi.Type != ti.Type {
+			t.Errorf("%s: type %v, llama-quantize wrote %v", ti.Name, mi.Type, ti.Type)
+			continue
+		}
+		a, _ := mine.TensorData(ti.Name)
+		b, _ := theirs.TensorData(ti.Name)
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s (%v): bytes differ", ti.Name, ti.Type)
+		}
+		compared++
+	}
+	if compared != len(theirs.Tensors) {
+		t.Fatalf("compared %d of %d tensors", compared, len(theirs.Tensors))
+	}
+	if _, err := runCLI(t, "dev", "quantize", out, out+"2", "--type", "q9_9"); err == nil {
+		t.Error("unknown type accepted")
+	}
+}
+
+func TestDemoRuns(t *testing.T) {
+	out, err := runCLI(t, "demo", "--size", "256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Q4_K", "IQ4_XS", "memory-mapped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -1,0 +1,182 @@
+// Package bench measures mica's speed the way users compare it: kernels
+// against the machine's own limits (read bandwidth, FMA peak), and later
+// models against llama.cpp and stable-diffusion.cpp. It measures through the
+// same backend and code paths as real runs.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"time"
+
+	"mica/internal/compute"
+	"mica/internal/compute/cpu"
+	"mica/internal/kernels/matmul"
+	"mica/internal/kernels/peak"
+	"mica/internal/tensor"
+)
+
+// KernelOptions selects what `mica bench kernels` measures.
+type KernelOptions struct {
+	Threads  int           // worker threads (0: all cores)
+	MinTime  time.Duration // per measurement (0: 300 ms)
+	Types    []tensor.DType
+	Progress func(what string)
+}
+
+// MatVecTypes are the weight types measured by default.
+var MatVecTypes = []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0, tensor.Q4_1,
+	tensor.Q5_0, tensor.Q5_1, tensor.Q2_K, tensor.Q3_K, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K, tensor.IQ4_NL, tensor.IQ4_XS}
+
+// GEMMTypes are the weight types of the GEMM measurements.
+var GEMMTypes = []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0}
+
+// Shape is a matrix product: Y[M, N] = X[M, K]·W[N, K]ᵀ.
+type Shape struct{ M, K, N int }
+
+// MatVecShapes: a square 4096 matrix, and Gemma's tied output projection
+// (262144 vocabulary × 640 hidden).
+var MatVecShapes = []Shape{{1, 4096, 4096}, {1, 640, 262144}}
+
+// GEMMShapes: a 512-token prefill through a 640→2048 projection, and an SD
+// 3×3 convolution of 320 channels over 64×64 latents as a GEMM.
+var GEMMShapes = []Shape{{512, 640, 2048}, {4096, 2880, 320}}
+
+// KernelReport is the result; the JSON names are stable.
+type KernelReport struct {
+	Backend       string         `json:"backend"`
+	Threads       int            `json:"threads"`
+	CPU           string         `json:"cpu"`
+	ReadGBps      float64        `json:"read_bandwidth_gbps"`
+	FMAGFlops     float64        `json:"fma_peak_gflops"`
+	MatVec        []KernelResult `json:"matvec"`
+	GEMM          []KernelResult `json:"gemm"`
+	GoVersion     string         `json:"go"`
+	MeasuredAtUTC string         `json:"measured_at"`
+}
+
+// KernelResult is one measurement.
+type KernelResult struct {
+	Type  string  `json:"type"`
+	Shape Shape   `json:"shape"`
+	GBps  float64 `json:"gbps,omitempty"`   // weight bytes per second (matvec)
+	Flops float64 `json:"gflops,omitempty"` // GEMM
+	Pct   float64 `json:"pct_of_peak"`      // of read bandwidth (matvec) or FMA peak (GEMM)
+	Secs  float64 `json:"seconds_per_call"`
+}
+
+// Kernels runs the kernel benchmarks.
+func Kernels(ctx context.Context, o KernelOptions) (*KernelReport, error) {
+	if o.Threads <= 0 {
+		o.Threads = runtime.NumCPU()
+	}
+	if o.MinTime <= 0 {
+		o.MinTime = 300 * time.Millisecond
+	}
+	say := func(s string) {
+		if o.Progress != nil {
+			o.Progress(s)
+		}
+	}
+	b := cpu.New(o.Threads)
+	defer b.Close()
+	r := &KernelReport{Backend: b.Name(), Threads: o.Threads, CPU: cpuModel(), GoVersion: runtime.Version(),
+		MeasuredAtUTC: time.Now().UTC().Format(time.RFC3339)}
+	var err error
+	say("read bandwidth")
+	if r.ReadGBps, err = peak.ReadBandwidth(1<<30, o.Threads, 5); err != nil {
+		return nil, err
+	}
+	runtime.GC()
+	say("FMA peak")
+	if r.FMAGFlops, err = peak.FMAPeak(o.Threads, time.Second); err != nil {
+		return nil, err
+	}
+	types := o.Types
+	if len(types) == 0 {
+		types = MatVecTypes
+	}
+	for _, s := range MatVecShapes {
+		for _, t := range types {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			say(fmt.Sprintf("matvec %s %d×%d", t, s.N, s.K))
+			sec, wbytes, err := timeMatMul(b, t, s, o.MinTime)
+			if err != nil {
+				return nil, err
+			}
+			gbps := float64(wbytes) / sec / 1e9
+			r.MatVec = append(r.MatVec, KernelResult{Type: t.String(), Shape: s, GBps: gbps, Pct: 100 * gbps / r.ReadGBps, Secs: sec})
+		}
+	}
+	gtypes := GEMMTypes
+	if len(o.Types) > 0 {
+		gtypes = o.Types
+	}
+	for _, s := range GEMMShapes {
+		for _, t := range gtypes {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			say(fmt.Sprintf("gemm %s %d×%d×%d", t, s.M, s.K, s.N))
+			sec, _, err := timeMatMul(b, t, s, o.MinTime)
+			if err != nil {
+				return nil, err
+			}
+			gf := 2 * float64(s.M) * float64(s.K) * float64(s.N) / sec / 1e9
+			r.GEMM = append(r.GEMM, KernelResult{Type: t.String(), Shape: s, Flops: gf, Pct: 100 * gf / r.FMAGFlops, Secs: sec})
+		}
+	}
+	return r, nil
+}
+
+// timeMatMul times compute.MatMul on the backend for shape s with random
+// weights of type t; it returns seconds per call and the weight bytes.
+func timeMatMul(b *cpu.Backend, t tensor.DType, s Shape, minTime time.Duration) (float64, int, error) {
+	rng := rand.New(rand.NewPCG(uint64(t), uint64(s.N)))
+	// Random weights are made for up to 4096 rows and repeated: values do
+	// not change the speed, and making 262144 rows of K-quants would take
+	// longer than measuring them.
+	unique := min(s.N, 4096)
+	w0, err := matmul.RandomWeights(t, unique, s.K, rng)
+	if err != nil {
+		return 0, 0, err
+	}
+	w := make([]byte, len(w0)/unique*s.N)
+	for off := 0; off < len(w); off += len(w0) {
+		copy(w[off:], w0)
+	}
+	wt, err := b.Wrap(t, w, s.N, s.K)
+	if err != nil {
+		return 0, 0, err
+	}
+	x, err := b.Alloc(tensor.F32, s.M, s.K)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer b.Free(x)
+	xs := matmul.RandomActivations(s.M, s.K, rng)
+	if err := b.Write(x, f32Bytes(xs)); err != nil {
+		return 0, 0, err
+	}
+	y, err := b.Alloc(tensor.F32, s.M, s.N)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer b.Free(y)
+	call := func() error { return compute.MatMul(wt, x, y) }
+	if err := call(); err != nil { // warm-up: page in the weights
+		return 0, 0, err
+	}
+	runs, start := 0, time.Now()
+	for runs < 2 || time.Since(start) < minTime {
+		if err := call(); err != nil {
+			return 0, 0, err
+		}
+		runs++
+	}
+	return time.Since(start).Seconds() / float64(runs), len(w), nil
+}

@@ -1,0 +1,336 @@
+package cpu
+
+import (
+	"fmt"
+	"unsafe"
+
+	"mica/internal/compute"
+	"mica/internal/kernels/matmul"
+	"mica/internal/kernels/ops"
+	"mica/internal/kernels/quant"
+	"mica/internal/tensor"
+)
+
+// Grains: work is split in multiples of these so each chunk is worth waking
+// a thread for and the matmul micro-kernels see whole row groups.
+const (
+	matmulGrain = 16
+	rowGrain    = 4
+	elemGrain   = 4096
+)
+
+// Run executes op synchronously on the worker pool.
+func (b *Backend) Run(op compute.Op) error {
+	b.scratchMu.Lock()
+	defer b.scratchMu.Unlock()
+	switch o := op.(type) {
+	case compute.MatMulOp:
+		return b.matmul(o.W, f32(o.X), o.X.Rows(), f32(o.Y), o.W.Shape[0])
+	case compute.GetRowsOp:
+		w, err := bytesOf(o.W)
+		if err != nil {
+			return err
+		}
+		y := f32(o.Y)
+		var firstErr error
+		b.pool.Parallel(len(o.IDs), 1, func(s, e int) {
+			if err := ops.GetRows(o.W.DType, w, o.W.Shape[1], o.IDs, y, s, e); err != nil {
+				firstErr = err
+			}
+		})
+		return firstErr
+	case compute.BinaryOp:
+		a, bb, y := f32(o.A), f32(o.B), f32(o.Y)
+		if len(bb) == len(a) {
+			fn := ops.Add
+			if o.Kind == compute.Mul {
+				fn = ops.Mul
+			}
+			b.pool.Parallel(len(a), elemGrain, func(s, e int) { fn(a, bb, y, s, e) })
+			return nil
+		}
+		fn := ops.AddRow
+		if o.Kind == compute.Mul {
+			fn = ops.MulRow
+		}
+		n := len(bb)
+		b.pool.Parallel(len(a)/n, rowGrain, func(s, e int) { fn(a, bb, y, n, s, e) })
+		return nil
+	case compute.ScaleOp:
+		x, y := f32(o.X), f32(o.Y)
+		b.pool.Parallel(len(x), elemGrain, func(s, e int) { ops.Scale(x, y, o.S, s, e) })
+		return nil
+	case compute.UnaryOp:
+		return b.unary(o)
+	case compute.NormOp:
+		x, y, n := f32(o.X), f32(o.Y), o.X.Dim(-1)
+		w, bias := f32(o.W), f32(o.B)
+		if o.Kind == compute.RMSNorm {
+			if bias != nil {
+				return fmt.Errorf("norm: RMSNorm takes no bias")
+			}
+			b.pool.Parallel(o.X.Rows(), rowGrain, func(s, e int) { ops.RMSNorm(x, w, y, n, o.Eps, s, e) })
+		} else {
+			b.pool.Parallel(o.X.Rows(), rowGrain, func(s, e int) { ops.LayerNorm(x, w, bias, y, n, o.Eps, s, e) })
+		}
+		return nil
+	case compute.GroupNormOp:
+		nd := len(o.X.Shape)
+		c, hw := o.X.Shape[nd-3], o.X.Shape[nd-2]*o.X.Shape[nd-1]
+		batch := 1
+		if nd == 4 {
+			batch = o.X.Shape[0]
+		}
+		x, y, w, bias := f32(o.X), f32(o.Y), f32(o.W), f32(o.B)
+		per := c * hw
+		// Work units are (image, group) pairs.
+		b.pool.Parallel(batch*o.Groups, 1, func(s, e int) {
+			for u := s; u < e; u++ {
+				img, g := u/o.Groups, u%o.Groups
+				ops.GroupNorm(x[img*per:(img+1)*per], w, bias, y[img*per:(img+1)*per], c, hw, o.Groups, o.Eps, g, g+1)
+			}
+		})
+		return nil
+	case compute.SoftmaxOp:
+		x, y, n := f32(o.X), f32(o.Y), o.X.Dim(-1)
+		p := ops.SoftmaxParams{N: n, Scale: o.Scale}
+		b.pool.Parallel(o.X.Rows(), rowGrain, func(s, e int) { ops.SoftmaxExt(x, y, p, s, e) })
+		return nil
+	case compute.RoPEOp:
+		return b.rope(o)
+	case compute.AttentionOp:
+		return b.attention(o)
+	case compute.Conv2DOp:
+		return b.conv2d(o)
+	case compute.UpsampleOp:
+		x, y := f32(o.X), f32(o.Y)
+		h, w := o.X.Shape[2], o.X.Shape[3]
+		b.pool.Parallel(o.X.Shape[0]*o.X.Shape[1], 1, func(s, e int) {
+			ops.UpsampleNearest(x, y, h, w, o.Factor, o.Factor, s, e)
+		})
+		return nil
+	case compute.ConcatOp:
+		a, bb, y := f32(o.A), f32(o.B), f32(o.Y)
+		var firstErr error
+		b.pool.Parallel(ops.OuterCount(o.A.Shape, o.Axis), 1, func(s, e int) {
+			if err := ops.Concat(a, bb, y, o.A.Shape, o.B.Shape, o.Axis, s, e); err != nil {
+				firstErr = err
+			}
+		})
+		return firstErr
+	case compute.CopyOp:
+		return b.copyOp(o)
+	}
+	return fmt.Errorf("cpu: op %s is not implemented", op.Name())
+}
+
+// matmul computes y[n, rows] = x[n, cols]·wᵀ; the activations are converted
+// once (into the scratch buffer) and the weight rows are split over threads.
+func (b *Backend) matmul(wt *compute.Tensor, x []float32, n int, y []float32, ldy int) error {
+	w, err := bytesOf(wt)
+	if err != nil {
+		return err
+	}
+	rows, cols := wt.Shape[0], wt.Shape[1]
+	size, err := matmul.PreparedSize(wt.DType, n, cols)
+	if err != nil {
+		return err
+	}
+	p := matmul.Prepared{Q: b.scratchBuf(size)}
+	if err := matmul.PrepareInto(&p, wt.DType, x, n, cols); err != nil {
+		return err
+	}
+	var firstErr error
+	b.pool.Parallel(rows, matmulGrain, func(s, e int) {
+		if err := matmul.MulRows(wt.DType, w, cols, &p, y, ldy, s, e); err != nil {
+			firstErr = err
+		}
+	})
+	return firstErr
+}
+
+func (b *Backend) unary(o compute.UnaryOp) error {
+	x, y := f32(o.X), f32(o.Y)
+	var fn func(x, out []float32, s, e int)
+	switch o.Kind {
+	case compute.GELU:
+		fn = ops.GELU
+	case compute.GELUErf:
+		fn = ops.GELUErf
+	case compute.SiLU:
+		fn = ops.SiLU
+	case compute.QuickGELU:
+		fn = ops.QuickGELU
+	case compute.Softcap:
+		fn = func(x, out []float32, s, e int) { ops.Softcap(x, out, o.Param, s, e) }
+	case compute.Tanh: // tanh(x) is the softcap with c = 1
+		fn = func(x, out []float32, s, e int) { ops.Softcap(x, out, 1, s, e) }
+	default:
+		return fmt.Errorf("unary: unknown kind %d", o.Kind)
+	}
+	b.pool.Parallel(len(x), elemGrain, func(s, e int) { fn(x, y, s, e) })
+	return nil
+}
+
+func (b *Backend) rope(o compute.RoPEOp) error {
+	x := f32(o.X)
+	if x == nil {
+		return fmt.Errorf("rope: %v must be contiguous", o.X)
+	}
+	p := ops.RoPEParams{NRot: o.NRot, Base: o.Base, FreqScale: o.FreqScale, Factors: f32(o.Factors), NeoX: o.NeoX}
+	heads, dim := o.X.Shape[1], o.X.Shape[2]
+	if err := p.Validate(dim); err != nil {
+		return err
+	}
+	b.pool.Parallel(o.X.Shape[0]*heads, rowGrain, func(s, e int) { ops.RoPE(x, o.Pos, heads, dim, p, s, e) })
+	return nil
+}
+
+// kvView describes a K or V tensor [n, heads, d] (possibly a strided view of
+// a cache) for the attention kernel.
+func kvView(t *compute.Tensor) (ops.KV, error) {
+	st := t.Stride()
+	if st[2] != 1 {
+		return ops.KV{}, fmt.Errorf("attention: K/V %v rows must be contiguous", t)
+	}
+	kv := ops.KV{RowStride: st[0], HeadStride: st[1]}
+	s := t.Storage.(*storage)
+	switch t.DType {
+	case tensor.F32:
+		kv.F32 = f32All(t)[t.Offset:]
+	case tensor.F16:
+		all := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(s.data))), len(s.data)/2)
+		kv.F16 = all[t.Offset:]
+	default:
+		return kv, fmt.Errorf("attention: K/V %v must be F32 or F16", t)
+	}
+	return kv, nil
+}
+
+func (b *Backend) attention(o compute.AttentionOp) error {
+	k, err := kvView(o.K)
+	if err != nil {
+		return err
+	}
+	v, err := kvView(o.V)
+	if err != nil {
+		return err
+	}
+	nq, heads := o.Q.Shape[0], o.Q.Shape[1]
+	p := ops.AttentionParams{
+		NHead: heads, NKVHead: o.K.Shape[1], HeadDim: o.Q.Shape[2], HeadDimV: o.V.Shape[2],
+		Scale: o.Scale, Softcap: o.Softcap, Causal: o.Causal, Window: o.Window,
+	}
+	a := &ops.AttentionArgs{Q: f32(o.Q), K: k, V: v, NKV: o.K.Shape[0], QPos: o.QPos, KPos: o.KPos, Mask: f32(o.Mask), Out: f32(o.Out)}
+	if err := p.Validate(a, nq); err != nil {
+		return err
+	}
+	var firstErr error
+	b.pool.Parallel(nq*heads, 1, func(s, e int) {
+		if err := ops.Attention(p, a, nq, s, e); err != nil {
+			firstErr = err
+		}
+	})
+	return firstErr
+}
+
+// conv2d lowers the convolution to im2col + the matmul kernels, a chunk of
+// output pixels at a time so the patch buffer stays bounded.
+func (b *Backend) conv2d(o compute.Conv2DOp) error {
+	x, y, bias := f32(o.X), f32(o.Y), f32(o.B)
+	ic, h, w := o.X.Shape[1], o.X.Shape[2], o.X.Shape[3]
+	oc, kh, kw := o.W.Shape[0], o.W.Shape[2], o.W.Shape[3]
+	p := ops.Conv2DParams{IC: ic, H: h, W: w, OC: oc, KH: kh, KW: kw,
+		StrideH: o.StrideH, StrideW: o.StrideW, PadH: o.PadH, PadW: o.PadW, DilH: o.DilationH, DilW: o.DilationW}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	wb, err := bytesOf(o.W)
+	if err != nil {
+		return err
+	}
+	k := p.ColLen()
+	// The weights as a [oc, k] matrix.
+	wmat := compute.NewTensor(b, o.W.DType, &storage{data: wb}, true, oc, k)
+	npix := p.OutH() * p.OutW()
+	chunk := max(1, min(npix, (8<<20)/(4*k))) // ≤ 8 MiB of patches
+	chunk = (chunk + matmulGrain - 1) / matmulGrain * matmulGrain
+	cols := make([]float32, chunk*k)
+	tmp := make([]float32, chunk*oc)
+	inPer, outPer := ic*h*w, oc*npix
+	for img := 0; img < o.X.Shape[0]; img++ {
+		xi, yi := x[img*inPer:(img+1)*inPer], y[img*outPer:(img+1)*outPer]
+		for p0 := 0; p0 < npix; p0 += chunk {
+			n := min(chunk, npix-p0)
+			b.pool.Parallel(n, rowGrain, func(s, e int) { ops.Im2Col(xi, cols[s*k:e*k], p, p0+s, p0+e) })
+			if err := b.matmul(wmat, cols[:n*k], n, tmp[:n*oc], oc); err != nil {
+				return err
+			}
+			// tmp is [pixel][oc]; the output is [oc][pixel].
+			b.pool.Parallel(oc, 1, func(s, e int) {
+				for c := s; c < e; c++ {
+					bc := float32(0)
+					if bias != nil {
+						bc = bias[c]
+					}
+					dst := yi[c*npix+p0 : c*npix+p0+n]
+					for i := range dst {
+						dst[i] = tmp[i*oc+c] + bc
+					}
+				}
+			})
+		}
+	}
+	return nil
+}
+
+func (b *Backend) copyOp(o compute.CopyOp) error {
+	src, dst := o.Src, o.Dst
+	// Fast case: both contiguous: a straight conversion.
+	if src.Contiguous() {
+		sb, err := bytesOf(src)
+		if err != nil {
+			return err
+		}
+		db, err := bytesOf(dst)
+		if err != nil {
+			return err
+		}
+		if src.DType == dst.DType {
+			copy(db, sb)
+			return nil
+		}
+		n := src.Elems()
+		vals := make([]float32, n)
+		if err := quant.Dequantize(src.DType, sb, vals); err != nil {
+			return err
+		}
+		return quant.Quantize(dst.DType, vals, db)
+	}
+	if src.DType != tensor.F32 {
+		return fmt.Errorf("copy: strided views must be F32, got %v", src)
+	}
+	// Strided F32 source: gather into F32 (dst directly when it is F32).
+	n := src.Elems()
+	var out []float32
+	if dst.DType == tensor.F32 {
+		out = f32(dst)
+	} else {
+		out = make([]float32, n)
+	}
+	nd := len(src.Shape)
+	rows := n / src.Shape[nd-1]
+	all := f32All(src)
+	dstStrides := (&compute.Tensor{Shape: src.Shape}).Stride()
+	b.pool.Parallel(rows, rowGrain, func(s, e int) {
+		ops.CopyStrided(out, 0, dstStrides, all, src.Offset, src.Stride(), src.Shape, s, e)
+	})
+	if dst.DType == tensor.F32 {
+		return nil
+	}
+	db, err := bytesOf(dst)
+	if err != nil {
+		return err
+	}
+	return quant.Quantize(dst.DType, out, db)
+}

@@ -1,0 +1,301 @@
+package safetensors
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+)
+
+// Writer streams a safetensors file: Create writes the header, WriteTensor
+// each tensor's data in declared order. The file is written under a
+// temporary name in the destination directory and renamed into place by
+// Close only when complete; on error or Abort the temporary file is removed.
+//
+// Tensors are stored contiguously in declared order, as the format
+// requires (no gaps); declare wider dtypes first to keep every tensor
+// naturally aligned.
+type Writer struct {
+	path, tmp string
+	f         *os.File
+	bw        *bufio.Writer
+	tensors   []TensorInfo
+	next      int
+	err       error
+	done      bool
+}
+
+// Create starts writing a safetensors file at path. metadata may be nil.
+// tensors give Name, DType and Shape (row-major, outermost first); a tensor
+// whose DType is OtherDType is written with its RawDType. Create computes
+// Begin and End, stored both in the Writer (see Tensors) and in the
+// caller's slice.
+func Create(path string, metadata map[string]string, tensors []TensorInfo) (*Writer, error) {
+	w := &Writer{path: path, tensors: make([]TensorInfo, len(tensors))}
+	seen := map[string]bool{}
+	var off int64
+	for i, t := range tensors {
+		if t.Name == metadataKey {
+			return nil, fmt.Errorf("safetensors: %s: %q cannot be a tensor name", path, t.Name)
+		}
+		if seen[t.Name] {
+			return nil, fmt.Errorf("safetensors: %s: duplicate tensor %q", path, t.Name)
+		}
+		seen[t.Name] = true
+		d, err := writeDType(t)
+		if err != nil {
+			return nil, fmt.Errorf("safetensors: %s: %w", path, err)
+		}
+		size, err := byteSize(t, d)
+		if err != nil {
+			return nil, fmt.Errorf("safetensors: %s: %w", path, err)
+		}
+		t.DType, t.RawDType = d.t, d.name
+		t.Shape = append([]int64{}, t.Shape...)
+		t.Begin, t.End = off, off+size
+		tensors[i].DType, tensors[i].RawDType = t.DType, t.RawDType
+		tensors[i].Begin, tensors[i].End = t.Begin, t.End
+		w.tensors[i] = t
+		off += size
+	}
+	head, err := encodeHeader(metadata, w.tensors)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %s: %w", path, err)
+	}
+	if len(head) > MaxHeaderSize {
+		return nil, fmt.Errorf("safetensors: %s: header of %d bytes exceeds the %d-byte limit", path, len(head), MaxHeaderSize)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %w", err)
+	}
+	w.f, w.tmp = f, f.Name()
+	w.bw = bufio.NewWriterSize(f, 1<<20)
+	w.write(binary.LittleEndian.AppendUint64(nil, uint64(len(head))))
+	w.write(head)
+	if w.err != nil {
+		err := w.err
+		w.Abort()
+		return nil, err
+	}
+	return w, nil
+}
+
+func writeDType(t TensorInfo) (dtypeInfo, error) {
+	if t.DType == OtherDType {
+		if d, ok := lookupName(t.RawDType); ok {
+			return d, nil
+		}
+		return dtypeInfo{}, fmt.Errorf("tensor %q: unknown dtype %q", t.Name, t.RawDType)
+	}
+	if name, ok := DTypeName(t.DType); ok {
+		d, _ := lookupName(name)
+		return d, nil
+	}
+	return dtypeInfo{}, fmt.Errorf("tensor %q: type %s cannot be stored in safetensors", t.Name, t.DType)
+}
+
+func byteSize(t TensorInfo, d dtypeInfo) (int64, error) {
+	n := int64(1)
+	for _, x := range t.Shape {
+		if x < 0 || (x > 0 && n > math.MaxInt64/64/x) {
+			return 0, fmt.Errorf("tensor %q: bad shape %v", t.Name, t.Shape)
+		}
+		n *= x
+	}
+	if n*d.bits%8 != 0 {
+		return 0, fmt.Errorf("tensor %q: %d %s elements are not a whole number of bytes", t.Name, n, d.name)
+	}
+	return n * d.bits / 8, nil
+}
+
+// encodeHeader makes the JSON header, padded with spaces to a multiple of 8
+// bytes so that the data section starts aligned.
+func encodeHeader(metadata map[string]string, tensors []TensorInfo) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	first := true
+	sep := func() {
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+	}
+	quote := func(s string) error {
+		q, err := json.Marshal(s)
+		b.Write(q)
+		return err
+	}
+	if metadata != nil {
+		sep()
+		quote(metadataKey)
+		b.WriteString(":{")
+		keys := make([]string, 0, len(metadata))
+		for k := range metadata {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := quote(k); err != nil {
+				return nil, err
+			}
+			b.WriteByte(':')
+			if err := quote(metadata[k]); err != nil {
+				return nil, err
+			}
+		}
+		b.WriteByte('}')
+	}
+	for _, t := range tensors {
+		sep()
+		if err := quote(t.Name); err != nil {
+			return nil, err
+		}
+		b.WriteString(`:{"dtype":`)
+		quote(t.RawDType)
+		b.WriteString(`,"shape":[`)
+		for i, x := range t.Shape {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.FormatInt(x, 10))
+		}
+		fmt.Fprintf(&b, `],"data_offsets":[%d,%d]}`, t.Begin, t.End)
+	}
+	b.WriteByte('}')
+	for b.Len()%8 != 0 {
+		b.WriteByte(' ')
+	}
+	return b.Bytes(), nil
+}
+
+// Tensors returns the declared tensors with Begin and End filled in.
+func (w *Writer) Tensors() []TensorInfo { return w.tensors }
+
+func (w *Writer) write(b []byte) {
+	if w.err != nil {
+		return
+	}
+	if _, err := w.bw.Write(b); err != nil {
+		w.err = fmt.Errorf("safetensors: %s: write: %w", w.path, err)
+	}
+}
+
+func (w *Writer) expect(name string) (*TensorInfo, error) {
+	if w.err != nil {
+		return nil, w.err
+	}
+	if w.done {
+		return nil, fmt.Errorf("safetensors: %s: writer is closed", w.path)
+	}
+	if w.next >= len(w.tensors) {
+		return nil, fmt.Errorf("safetensors: %s: tensor %q: all %d declared tensors are already written", w.path, name, len(w.tensors))
+	}
+	t := &w.tensors[w.next]
+	if t.Name != name {
+		return nil, fmt.Errorf("safetensors: %s: tensor %q written out of order: next is %q", w.path, name, t.Name)
+	}
+	return t, nil
+}
+
+// WriteTensor writes the next declared tensor; data must be exactly its size.
+func (w *Writer) WriteTensor(name string, data []byte) error {
+	t, err := w.expect(name)
+	if err != nil {
+		return err
+	}
+	if int64(len(data)) != t.Size() {
+		return fmt.Errorf("safetensors: %s: tensor %q: got %d bytes, want %d (%s %v)", w.path, name, len(data), t.Size(), t.RawDType, t.Shape)
+	}
+	w.write(data)
+	w.next++
+	return w.err
+}
+
+// WriteTensorFrom copies exactly the next declared tensor's size from r.
+func (w *Writer) WriteTensorFrom(name string, r io.Reader) error {
+	t, err := w.expect(name)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(w.bw, io.LimitReader(r, t.Size()))
+	if err == nil && n != t.Size() {
+		err = fmt.Errorf("reader gave %d bytes, want %d", n, t.Size())
+	}
+	if err != nil {
+		w.err = fmt.Errorf("safetensors: %s: tensor %q: %w", w.path, name, err)
+		return w.err
+	}
+	w.next++
+	return nil
+}
+
+// Close completes the file: it fails (removing the temporary file) if a
+// declared tensor is missing or a write failed; otherwise it flushes, syncs
+// and renames the file into place.
+func (w *Writer) Close() error {
+	if w.done {
+		return w.err
+	}
+	if w.err == nil && w.next < len(w.tensors) {
+		w.err = fmt.Errorf("safetensors: %s: closed after %d of %d tensors; tensor %q was not written",
+			w.path, w.next, len(w.tensors), w.tensors[w.next].Name)
+	}
+	if w.err == nil {
+		if err := w.bw.Flush(); err != nil {
+			w.err = fmt.Errorf("safetensors: %s: %w", w.path, err)
+		}
+	}
+	if w.err != nil {
+		w.Abort()
+		return w.err
+	}
+	w.done = true
+	err := w.f.Chmod(0o644)
+	if err == nil {
+		err = w.f.Sync()
+	}
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(w.tmp, w.path)
+	}
+	if err != nil {
+		os.Remove(w.tmp)
+		w.err = fmt.Errorf("safetensors: %s: %w", w.path, err)
+		return w.err
+	}
+	if d, err := os.Open(filepath.Dir(w.path)); err == nil { // make the rename durable (best effort)
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Abort discards the file; harmless after Close.
+func (w *Writer) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	if w.err == nil {
+		w.err = fmt.Errorf("safetensors: %s: writer aborted", w.path)
+	}
+	w.f.Close()
+	if err := os.Remove(w.tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("safetensors: %w", err)
+	}
+	return nil
+}

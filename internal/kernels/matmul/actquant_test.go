@@ -1,0 +1,93 @@
+package matmul
+
+import (
+	"encoding/binary"
+	"math"
+
+	"mica/internal/kernels/quant"
+)
+
+// Independent activation quantizers reproducing ggml's quantize_row_q8_0_ref,
+// quantize_row_q8_1_ref and quantize_row_q8_K_ref bit for bit. len(src) is a
+// multiple of the block size and dst holds the blocks.
+
+func absf(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
+
+// roundf rounds half away from zero, as C's roundf.
+func roundf(x float32) int8 { return int8(math.Round(float64(x))) }
+
+func quantizeQ8_0(src []float32, dst []byte) {
+	for i := 0; i < len(src)/32; i++ {
+		x := src[i*32 : i*32+32]
+		b := dst[i*34 : i*34+34]
+		var amax float32
+		for _, v := range x {
+			amax = max(amax, absf(v))
+		}
+		d := amax / 127
+		var id float32
+		if d != 0 {
+			id = 1 / d
+		}
+		binary.LittleEndian.PutUint16(b, quant.FP32ToFP16(d))
+		for j, v := range x {
+			b[2+j] = byte(roundf(v * id))
+		}
+	}
+}
+
+func quantizeQ8_1(src []float32, dst []byte) {
+	for i := 0; i < len(src)/32; i++ {
+		x := src[i*32 : i*32+32]
+		b := dst[i*36 : i*36+36]
+		var amax float32
+		for _, v := range x {
+			amax = max(amax, absf(v))
+		}
+		d := amax / 127
+		var id float32
+		if d != 0 {
+			id = 1 / d
+		}
+		binary.LittleEndian.PutUint16(b, quant.FP32ToFP16(d))
+		sum := 0
+		for j, v := range x {
+			q := roundf(v * id)
+			b[4+j] = byte(q)
+			sum += int(q)
+		}
+		binary.LittleEndian.PutUint16(b[2:], quant.FP32ToFP16(float32(sum)*d))
+	}
+}
+
+// nearestInt rounds to nearest, ties to even (ggml's nearest_int).
+func nearestInt(f float32) int { return int(math.RoundToEven(float64(f))) }
+
+func quantizeQ8_K(src []float32, dst []byte) {
+	for i := 0; i < len(src)/256; i++ {
+		x := src[i*256 : i*256+256]
+		b := dst[i*292 : i*292+292]
+		var amax, mx float32
+		for _, v := range x {
+			if a := absf(v); a > amax {
+				amax, mx = a, v
+			}
+		}
+		if amax == 0 {
+			clear(b)
+			continue
+		}
+		iscale := -127 / mx
+		for j, v := range x {
+			b[4+j] = byte(int8(min(127, nearestInt(iscale*v))))
+		}
+		for j := 0; j < 16; j++ {
+			s := 0
+			for _, q := range b[4+j*16 : 4+j*16+16] {
+				s += int(int8(q))
+			}
+			binary.LittleEndian.PutUint16(b[260+2*j:], uint16(int16(s)))
+		}
+		binary.LittleEndian.PutUint32(b, math.Float32bits(1/iscale))
+	}
+}

@@ -1,0 +1,75 @@
+//go:build cgo && amd64
+
+package matmul
+
+/*
+#cgo CFLAGS: -O2 -std=c11 -fno-strict-aliasing
+#include <stdint.h>
+#include <stddef.h>
+void mica_qmul_avx2(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1);
+void mica_qmul_vnni(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1);
+int mica_fmul_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1);
+int mica_fmul_avx512(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1);
+*/
+import "C"
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+
+	"mica/internal/tensor"
+)
+
+// Instruction-set levels of the fast paths.
+const (
+	isaGo     = 0 // plain Go only
+	isaAVX2   = 1 // AVX2 + FMA + F16C
+	isaAVX512 = 2 // AVX-512 F/BW/VL (+VNNI for the quantized kernels)
+)
+
+// detectISA is the best level this CPU supports.
+func detectISA() int {
+	x := cpu.X86
+	if !(x.HasAVX2 && x.HasFMA && x.HasF16C) {
+		return isaGo
+	}
+	if x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512VNNI {
+		return isaAVX512
+	}
+	return isaAVX2
+}
+
+// isa is the level MulRows uses; tests lower it to compare levels.
+var isa = detectISA()
+
+// maxISA is the best level available, for tests.
+var maxISA = isa
+
+func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, ldy, r0, r1 int) bool {
+	level := isa
+	if level == isaGo {
+		return false
+	}
+	wp := (*C.uint8_t)(unsafe.Pointer(&w[0]))
+	yp := (*C.float)(unsafe.Pointer(&y[0]))
+	switch wt {
+	case tensor.F32, tensor.F16, tensor.BF16:
+		xp := (*C.float)(unsafe.Pointer(&p.F32[0]))
+		var rc C.int
+		if level == isaAVX512 {
+			rc = C.mica_fmul_avx512(C.int(wt), wp, C.size_t(rb), xp, C.int(p.N), C.int(cols), yp, C.size_t(ldy), C.int(r0), C.int(r1))
+		} else {
+			rc = C.mica_fmul_avx2(C.int(wt), wp, C.size_t(rb), xp, C.int(p.N), C.int(cols), yp, C.size_t(ldy), C.int(r0), C.int(r1))
+		}
+		return rc == 0
+	}
+	xp := (*C.uint8_t)(unsafe.Pointer(&p.Q[0]))
+	nb := C.int(cols / wt.BlockSize())
+	if level == isaAVX512 {
+		C.mica_qmul_vnni(C.int(wt), wp, C.size_t(rb), xp, C.size_t(p.RowBytes), C.int(p.N), nb, yp, C.size_t(ldy), C.int(r0), C.int(r1))
+	} else {
+		C.mica_qmul_avx2(C.int(wt), wp, C.size_t(rb), xp, C.size_t(p.RowBytes), C.int(p.N), nb, yp, C.size_t(ldy), C.int(r0), C.int(r1))
+	}
+	return true
+}

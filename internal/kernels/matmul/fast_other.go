@@ -1,0 +1,18 @@
+//go:build !cgo || !amd64
+
+package matmul
+
+import "mica/internal/tensor"
+
+const (
+	isaGo     = 0
+	isaAVX2   = 1
+	isaAVX512 = 2
+)
+
+var isa, maxISA = isaGo, isaGo
+
+// fastMul has no fast path without cgo on amd64: MulRows uses the reference.
+func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, ldy, r0, r1 int) bool {
+	return false
+}

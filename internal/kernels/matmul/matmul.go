@@ -1,0 +1,232 @@
+// Package matmul multiplies weight matrices of any mica data type by F32
+// activations: Y = X·Wᵀ, the matrix-vector product of decode and the GEMM of
+// prefill and of convolutions. It holds a plain-Go reference for every type
+// and SIMD fast paths (AVX2, AVX-512) chosen at run time.
+//
+// Layout: W is rows×cols, row-major, each row t.RowBytes(cols) bytes (GGUF,
+// ne0 = cols). X is n×cols float32. Y is n×rows float32 with leading
+// dimension ldy: Y[j*ldy+r] = Σ_k W[r,k]·X[j,k].
+//
+// Numerics follow llama.cpp: for quantized weights the activations are
+// quantized once per call (Prepare) to the type's vec-dot type (Q8_0, Q8_1 or
+// Q8_K) and each block's dot product is an exact integer sum scaled by the
+// blocks' float scales. F32, F16 and BF16 weights use F32 activations and F32
+// accumulation (F16/BF16 weights are widened to F32 exactly).
+//
+// Determinism: MulRows may be called on any split of the weight rows (one
+// chunk per worker); each Y element is computed by the same instruction
+// sequence whatever the split, so results do not depend on the thread count.
+// The path taken depends only on the weight type, cols and n (n = 1 takes the
+// matrix-vector kernels, n > 1 the blocked GEMM kernels), never on the row
+// range. Do not split the activation rows into separate calls if results must
+// match an unsplit call.
+package matmul
+
+import (
+	"fmt"
+
+	"mica/internal/kernels/quant"
+	"mica/internal/tensor"
+)
+
+// VecDotType is the type the activations are converted to for weights of
+// type wt: Q8_0 for Q4_0, Q5_0, Q8_0 and IQ4_NL; Q8_1 for Q4_1 and Q5_1; Q8_K
+// for the K-quants and IQ4_XS; F32 for F32, F16 and BF16.
+func VecDotType(wt tensor.DType) (tensor.DType, error) {
+	switch wt {
+	case tensor.F32, tensor.F16, tensor.BF16:
+		return tensor.F32, nil
+	case tensor.Q4_0, tensor.Q5_0, tensor.Q8_0, tensor.IQ4_NL:
+		return tensor.Q8_0, nil
+	case tensor.Q4_1, tensor.Q5_1:
+		return tensor.Q8_1, nil
+	case tensor.Q2_K, tensor.Q3_K, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K, tensor.IQ4_XS:
+		return tensor.Q8_K, nil
+	}
+	return 0, fmt.Errorf("matmul: weight type %v is not supported", wt)
+}
+
+// Supported reports whether MulRows handles weights of type wt.
+func Supported(wt tensor.DType) bool { _, err := VecDotType(wt); return err == nil }
+
+// vecRowBytes is the byte length of one prepared activation row.
+func vecRowBytes(vt tensor.DType, cols int) int {
+	switch vt {
+	case tensor.Q8_0:
+		return cols / 32 * 34
+	case tensor.Q8_1:
+		return cols / 32 * 36
+	case tensor.Q8_K:
+		return cols / 256 * 292
+	}
+	return 0
+}
+
+// Prepared holds activations converted to the vec-dot type of a weight type.
+// It is read-only during MulRows, so one Prepared serves every row chunk of a
+// call, concurrently.
+type Prepared struct {
+	WType   tensor.DType // weight type it was prepared for
+	VecType tensor.DType // F32, Q8_0, Q8_1 or Q8_K
+	N, Cols int
+	F32     []float32 // VecType F32: the activations themselves (not copied), N×Cols
+	Q       []byte    // otherwise: N rows of RowBytes bytes each
+	RowBytes int
+}
+
+// checkCols validates cols against the weight type's block size.
+func checkCols(wt tensor.DType, cols int) error {
+	if _, err := VecDotType(wt); err != nil {
+		return err
+	}
+	if cols <= 0 {
+		return fmt.Errorf("matmul: %v weights: cols %d must be positive", wt, cols)
+	}
+	if bs := wt.BlockSize(); cols%bs != 0 {
+		return fmt.Errorf("matmul: %v weights: cols %d is not a multiple of the block size %d", wt, cols, bs)
+	}
+	return nil
+}
+
+// PreparedSize is the number of bytes of quantized activations Prepare makes
+// for n rows of cols activations and weight type wt (0 for F32/F16/BF16,
+// whose activations are used in place).
+func PreparedSize(wt tensor.DType, n, cols int) (int, error) {
+	if err := checkCols(wt, cols); err != nil {
+		return 0, err
+	}
+	vt, _ := VecDotType(wt)
+	return n * vecRowBytes(vt, cols), nil
+}
+
+// Prepare converts n×cols activations x for a product with wt weights.
+func Prepare(wt tensor.DType, x []float32, n, cols int) (*Prepared, error) {
+	p := new(Prepared)
+	if err := PrepareInto(p, wt, x, n, cols); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// PrepareInto is Prepare reusing p's buffer when it is large enough, so a
+// caller can avoid an allocation per call. p must not be in use by MulRows.
+func PrepareInto(p *Prepared, wt tensor.DType, x []float32, n, cols int) error {
+	if err := checkCols(wt, cols); err != nil {
+		return err
+	}
+	if n <= 0 {
+		return fmt.Errorf("matmul: %v weights: n %d must be positive", wt, n)
+	}
+	if len(x) < n*cols {
+		return fmt.Errorf("matmul: %v weights: activations hold %d values, need n×cols = %d×%d", wt, len(x), n, cols)
+	}
+	vt, _ := VecDotType(wt)
+	rb := vecRowBytes(vt, cols)
+	p.WType, p.VecType, p.N, p.Cols, p.RowBytes = wt, vt, n, cols, rb
+	if vt == tensor.F32 {
+		p.F32 = x[:n*cols]
+		p.Q = p.Q[:0]
+		return nil
+	}
+	p.F32 = nil
+	if cap(p.Q) < n*rb {
+		p.Q = make([]byte, n*rb)
+	}
+	p.Q = p.Q[:n*rb]
+	for j := 0; j < n; j++ {
+		src := x[j*cols : (j+1)*cols]
+		dst := p.Q[j*rb : (j+1)*rb]
+		switch vt {
+		case tensor.Q8_0:
+			quant.QuantizeQ8_0(src, dst)
+		case tensor.Q8_1:
+			quant.QuantizeQ8_1(src, dst)
+		case tensor.Q8_K:
+			quant.QuantizeQ8_K(src, dst)
+		}
+	}
+	return nil
+}
+
+// checkMul validates the arguments of MulRows/MulRowsRef and returns the
+// weight row length in bytes.
+func checkMul(wt tensor.DType, w []byte, cols int, p *Prepared, y []float32, ldy, rowStart, rowEnd int) (int, error) {
+	if err := checkCols(wt, cols); err != nil {
+		return 0, err
+	}
+	if p == nil {
+		return 0, fmt.Errorf("matmul: %v weights: no prepared activations", wt)
+	}
+	if p.WType != wt && p.VecType != mustVecType(wt) {
+		return 0, fmt.Errorf("matmul: activations were prepared for %v weights, not %v", p.WType, wt)
+	}
+	if p.Cols != cols {
+		return 0, fmt.Errorf("matmul: %v weights: activations have %d columns, weights %d", wt, p.Cols, cols)
+	}
+	if rowStart < 0 || rowEnd < rowStart {
+		return 0, fmt.Errorf("matmul: %v weights: bad row range [%d, %d)", wt, rowStart, rowEnd)
+	}
+	rb64, _ := wt.RowBytes(int64(cols))
+	rb := int(rb64)
+	if len(w) < rowEnd*rb {
+		return 0, fmt.Errorf("matmul: %v weights: %d bytes hold %d rows of %d columns, need %d rows", wt, len(w), len(w)/rb, cols, rowEnd)
+	}
+	if p.N > 1 && ldy < rowEnd {
+		return 0, fmt.Errorf("matmul: %v weights: ldy %d is less than the row end %d", wt, ldy, rowEnd)
+	}
+	if rowEnd > rowStart && len(y) < (p.N-1)*ldy+rowEnd {
+		return 0, fmt.Errorf("matmul: %v weights: output holds %d values, need %d", wt, len(y), (p.N-1)*ldy+rowEnd)
+	}
+	return rb, nil
+}
+
+func mustVecType(wt tensor.DType) tensor.DType { vt, _ := VecDotType(wt); return vt }
+
+// MulRows computes Y[j*ldy+r] for every activation row j and weight rows
+// rowStart ≤ r < rowEnd, using the fastest kernel this CPU supports. w holds
+// the whole weight matrix from row 0.
+func MulRows(wt tensor.DType, w []byte, cols int, p *Prepared, y []float32, ldy int, rowStart, rowEnd int) error {
+	rb, err := checkMul(wt, w, cols, p, y, ldy, rowStart, rowEnd)
+	if err != nil || rowEnd == rowStart {
+		return err
+	}
+	if fastMul(wt, w, rb, cols, p, y, ldy, rowStart, rowEnd) {
+		return nil
+	}
+	mulRowsRef(wt, w, rb, cols, p, y, ldy, rowStart, rowEnd)
+	return nil
+}
+
+// MulRowsRef is MulRows in plain Go: the oracle for the fast kernels and the
+// path of CGO_ENABLED=0 builds. For quantized types it mirrors ggml's generic
+// vec_dot functions (integer block sums × scales); for F32/F16/BF16 it is a
+// sequential float32 dot product.
+func MulRowsRef(wt tensor.DType, w []byte, cols int, p *Prepared, y []float32, ldy int, rowStart, rowEnd int) error {
+	rb, err := checkMul(wt, w, cols, p, y, ldy, rowStart, rowEnd)
+	if err != nil || rowEnd == rowStart {
+		return err
+	}
+	mulRowsRef(wt, w, rb, cols, p, y, ldy, rowStart, rowEnd)
+	return nil
+}
+
+// Mul is a convenience: Y (n×rows, ldy = rows) = X·Wᵀ on one goroutine.
+func Mul(wt tensor.DType, w []byte, rows, cols int, x []float32, n int, y []float32) error {
+	p, err := Prepare(wt, x, n, cols)
+	if err != nil {
+		return err
+	}
+	return MulRows(wt, w, cols, p, y, rows, 0, rows)
+}
+
+// ISA names the instruction set MulRows uses on this machine: "avx512"
+// (AVX-512 F/BW/VL with VNNI), "avx2" (AVX2+FMA+F16C) or "go".
+func ISA() string {
+	switch isa {
+	case isaAVX512:
+		return "avx512"
+	case isaAVX2:
+		return "avx2"
+	}
+	return "go"
+}

@@ -1,0 +1,443 @@
+package matmul
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"mica/internal/kernels/quant"
+	"mica/internal/tensor"
+)
+
+var allTypes = []tensor.DType{
+	tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0, tensor.Q4_1, tensor.Q5_0,
+	tensor.Q5_1, tensor.Q2_K, tensor.Q3_K, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K, tensor.IQ4_NL,
+	tensor.IQ4_XS,
+}
+
+// testCols are awkward column counts the type allows: one block, a few
+// blocks, and non-powers of two (640 and 2880 are Gemma/SD sizes).
+func testCols(t tensor.DType) []int {
+	switch t.BlockSize() {
+	case 1:
+		return []int{1, 7, 13, 40, 640, 2880}
+	case 32:
+		return []int{32, 96, 640, 2880}
+	}
+	return []int{256, 768, 2560}
+}
+
+var (
+	testRows = []int{1, 3, 17, 33}
+	testN    = []int{1, 2, 5, 7, 16}
+)
+
+const u = 1.0 / (1 << 24) // float32 unit roundoff
+
+// isaLevels are the fast-path levels this machine can run.
+func isaLevels() []int {
+	var l []int
+	for _, v := range []int{isaAVX2, isaAVX512} {
+		if v <= maxISA {
+			l = append(l, v)
+		}
+	}
+	return l
+}
+
+func withISA(level int, f func()) {
+	old := isa
+	isa = level
+	defer func() { isa = old }()
+	f()
+}
+
+func isaName(level int) string { return [...]string{"go", "avx2", "avx512"}[level] }
+
+// dequantRows returns W as float64 (rows×cols) using the library's
+// dequantizer (independent of this package). With magnitude set, the block
+// minimum terms of Q4_1/Q5_1/Q2_K/Q4_K/Q5_K count positively: the result is
+// |scale part| + |min part|, which bounds every float term either kernel
+// adds (RandomWeights makes all block scales positive and the quants of these
+// types are unsigned, so flipping the sign of the min scale gives exactly
+// that).
+func dequantRows(t *testing.T, wt tensor.DType, w []byte, rows, cols int, magnitude bool) []float64 {
+	t.Helper()
+	if magnitude {
+		w = bytes.Clone(w)
+		var off int
+		switch wt {
+		case tensor.Q2_K:
+			off = 82
+		case tensor.Q4_K, tensor.Q5_K:
+			off = 2
+		default:
+			off = -1
+		}
+		if off >= 0 {
+			for b := 0; b < len(w); b += wt.TypeSize() {
+				w[b+off+1] ^= 0x80
+			}
+		}
+	}
+	out32 := make([]float32, rows*cols)
+	switch wt {
+	case tensor.F32, tensor.F16, tensor.BF16:
+		rb, _ := wt.RowBytes(int64(cols))
+		for r := 0; r < rows; r++ {
+			widenRow(wt, w[r*int(rb):(r+1)*int(rb)], out32[r*cols:(r+1)*cols])
+		}
+	default:
+		if err := quant.Dequantize(wt, w, out32); err != nil {
+			t.Fatalf("dequantize %v: %v", wt, err)
+		}
+	}
+	out := make([]float64, len(out32))
+	for i, v := range out32 {
+		out[i] = float64(v)
+		if magnitude {
+			out[i] = math.Abs(out[i])
+		}
+	}
+	return out
+}
+
+// preparedValues is X as the kernels see it: the activations themselves for
+// float weights, the dequantized Q8 blocks otherwise.
+func preparedValues(t *testing.T, p *Prepared) []float64 {
+	t.Helper()
+	out := make([]float64, p.N*p.Cols)
+	if p.VecType == tensor.F32 {
+		for i, v := range p.F32 {
+			out[i] = float64(v)
+		}
+		return out
+	}
+	for j := 0; j < p.N; j++ {
+		row := p.Q[j*p.RowBytes : (j+1)*p.RowBytes]
+		for b := 0; b < p.Cols/p.VecType.BlockSize(); b++ {
+			switch p.VecType {
+			case tensor.Q8_0, tensor.Q8_1:
+				blk := row[b*p.VecType.TypeSize():]
+				d := float64(quant.FP16ToFP32(binary.LittleEndian.Uint16(blk)))
+				off := 2
+				if p.VecType == tensor.Q8_1 {
+					off = 4
+				}
+				for k := 0; k < 32; k++ {
+					out[j*p.Cols+b*32+k] = d * float64(int8(blk[off+k]))
+				}
+			case tensor.Q8_K:
+				blk := row[b*292:]
+				d := float64(math.Float32frombits(binary.LittleEndian.Uint32(blk)))
+				for k := 0; k < 256; k++ {
+					out[j*p.Cols+b*256+k] = d * float64(int8(blk[4+k]))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// fastTol is the allowed |fast − reference| for one element whose terms
+// have absolute sum s (Σ_k |W_k|·|X_k|, min parts counted positively).
+//
+// Quantized types: the integer block sums are exact in both; each side then
+// rounds at most T = 2·nb + 32 float operations (one scale product and one
+// accumulation per block and per min term, int32→float conversions of lane
+// sums, 8-lane reductions), each term bounded by s, so each is within
+// γ_T·s ≈ T·u·s of the exact value of the same terms and the two within
+// 2·T·u·s. A wrong block or nibble moves the result by about s/cols·32 or
+// more, far above this for the sizes tested.
+//
+// Float types: the reference is a sequential sum and the fast kernels a
+// 4-way blocked sum or a sequential FMA chain; both are within γ_cols·s of
+// the exact value in the worst case. That bound is loose for large cols, so
+// we use the random-walk estimate of the error of random data, √cols·u·s
+// per side, with a factor 8 margin; inputs are seeded, so the test is
+// deterministic.
+func fastTol(wt tensor.DType, cols int, s float64) float64 {
+	if wt.Quantized() {
+		nb := cols / wt.BlockSize()
+		return 2 * float64(2*nb+32) * u * s
+	}
+	return 8 * 2 * math.Sqrt(float64(cols)+8) * u * s
+}
+
+// mulAll runs MulRows (or the reference) for all rows in the given row
+// chunks; y has ldy = rows+pad and NaN in the padding.
+func mulAll(t *testing.T, ref bool, wt tensor.DType, w []byte, rows, cols int, p *Prepared, pad int, cuts []int) []float32 {
+	t.Helper()
+	ldy := rows + pad
+	y := make([]float32, p.N*ldy)
+	for i := range y {
+		y[i] = float32(math.NaN())
+	}
+	prev := 0
+	for _, c := range append(cuts, rows) {
+		var err error
+		if ref {
+			err = MulRowsRef(wt, w, cols, p, y, ldy, prev, c)
+		} else {
+			err = MulRows(wt, w, cols, p, y, ldy, prev, c)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = c
+	}
+	for j := 0; j < p.N; j++ {
+		for r := rows; r < ldy; r++ {
+			if !math.IsNaN(float64(y[j*ldy+r])) {
+				t.Fatalf("%v: wrote Y[%d][%d] outside the row range", wt, j, r)
+			}
+		}
+	}
+	return y
+}
+
+// TestFastMatchesReference compares every fast level with the plain-Go
+// reference on awkward sizes, and checks that any split of the rows gives
+// bit-identical results.
+func TestFastMatchesReference(t *testing.T) {
+	levels := isaLevels()
+	if len(levels) == 0 {
+		t.Log("no fast path on this machine/build: checking the reference's split invariance only")
+	}
+	rng := rand.New(rand.NewPCG(7, 11))
+	maxRows := testRows[len(testRows)-1]
+	for _, wt := range allTypes {
+		for _, cols := range testCols(wt) {
+			wAll, err := RandomWeights(wt, maxRows, cols, rng)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mag := dequantRows(t, wt, wAll, maxRows, cols, true)
+			for _, n := range testN {
+				x := RandomActivations(n, cols, rng)
+				p, err := Prepare(wt, x, n, cols)
+				if err != nil {
+					t.Fatal(err)
+				}
+				xv := preparedValues(t, p)
+				for _, rows := range testRows {
+					rb, _ := wt.RowBytes(int64(cols))
+					w := wAll[:rows*int(rb)]
+					name := fmt.Sprintf("%v/rows=%d/cols=%d/n=%d", wt, rows, cols, n)
+					ref := mulAll(t, true, wt, w, rows, cols, p, 3, nil)
+					refSplit := mulAll(t, true, wt, w, rows, cols, p, 3, splitPoints(rows))
+					if !sameBits(ref, refSplit) {
+						t.Fatalf("%s: reference differs between row splits", name)
+					}
+					for _, level := range levels {
+						withISA(level, func() {
+							fast := mulAll(t, false, wt, w, rows, cols, p, 3, nil)
+							for _, cuts := range [][]int{splitPoints(rows), {rows / 2}, everyRow(rows)} {
+								if got := mulAll(t, false, wt, w, rows, cols, p, 3, cuts); !sameBits(fast, got) {
+									t.Fatalf("%s %s: result depends on the row split %v", name, isaName(level), cuts)
+								}
+							}
+							ldy := rows + 3
+							for j := 0; j < n; j++ {
+								for r := 0; r < rows; r++ {
+									s := 0.0
+									for k := 0; k < cols; k++ {
+										s += mag[r*cols+k] * math.Abs(xv[j*cols+k])
+									}
+									f, g := float64(fast[j*ldy+r]), float64(ref[j*ldy+r])
+									if d := math.Abs(f - g); !(d <= fastTol(wt, cols, s)) {
+										t.Fatalf("%s %s: Y[%d][%d] fast %g reference %g: |diff| %.3g > tolerance %.3g (Σ|wx| %g)",
+											name, isaName(level), j, r, f, g, d, fastTol(wt, cols, s), s)
+									}
+								}
+							}
+						})
+					}
+				}
+			}
+		}
+	}
+}
+
+func splitPoints(rows int) []int {
+	var c []int
+	for _, v := range []int{1, 2, 5, 6, 13, 17, 30} {
+		if v < rows {
+			c = append(c, v)
+		}
+	}
+	return c
+}
+
+func everyRow(rows int) []int {
+	c := make([]int, 0, rows)
+	for r := 1; r < rows; r++ {
+		c = append(c, r)
+	}
+	return c
+}
+
+func sameBits(a, b []float32) bool {
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return len(a) == len(b)
+}
+
+// TestThreadsIdentical runs the fastest path with rows split over 1, 2 and
+// 3 concurrent goroutines: the results must be bit-identical.
+func TestThreadsIdentical(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, wt := range allTypes {
+		rows, cols := 37, 512
+		if wt.BlockSize() == 1 {
+			cols = 520
+		}
+		for _, n := range []int{1, 9} {
+			w, _ := RandomWeights(wt, rows, cols, rng)
+			p, err := Prepare(wt, RandomActivations(n, cols, rng), n, cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var first []float32
+			for _, threads := range []int{1, 2, 3} {
+				y := make([]float32, n*rows)
+				if err := mulParallel(wt, w, rows, cols, p, y, threads); err != nil {
+					t.Fatal(err)
+				}
+				if first == nil {
+					first = y
+				} else if !sameBits(first, y) {
+					t.Fatalf("%v n=%d: %d threads differ from 1", wt, n, threads)
+				}
+			}
+		}
+	}
+}
+
+// TestReferenceSanity checks the reference (and so, through the test above,
+// the fast paths) against a float64 product of the library's dequantized
+// weights with the original, unquantized activations.
+//
+// Bound: the reference computes Σ W̃·X̃ with X̃ the Q8 activations, so
+// |ref − Σ W̃·x| ≤ Σ|W̃|·|x − X̃| + (float error ≤ (2·nb+32)·u·Σ|W̃||X̃|
+// for quantized types, cols·u·Σ|W̃||x| for float types, both with min terms
+// counted positively). The activation error itself is checked per element:
+// |x − X̃| ≤ 0.51·d_block + |x|·2⁻¹⁰ (rounding to the nearest step of a
+// scale d = amax/127 that may itself be rounded to F16).
+func TestReferenceSanity(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, wt := range allTypes {
+		cols := 768
+		if wt.BlockSize() == 1 {
+			cols = 131
+		}
+		rows, n := 9, 3
+		w, _ := RandomWeights(wt, rows, cols, rng)
+		x := RandomActivations(n, cols, rng)
+		p, err := Prepare(wt, x, n, cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		xq := preparedValues(t, p)
+		bs := p.VecType.BlockSize()
+		for i := range x {
+			amax := 0.0
+			b := i / bs * bs
+			for _, v := range x[b : b+bs] {
+				amax = math.Max(amax, math.Abs(float64(v)))
+			}
+			if e := math.Abs(float64(x[i]) - xq[i]); e > 0.51*amax/127+math.Abs(float64(x[i]))/1024 {
+				t.Fatalf("%v: activation %d quantized %g → %g (block amax %g)", wt, i, x[i], xq[i], amax)
+			}
+		}
+		wd := dequantRows(t, wt, w, rows, cols, false)
+		mag := dequantRows(t, wt, w, rows, cols, true)
+		y := make([]float32, n*rows)
+		if err := MulRowsRef(wt, w, cols, p, y, rows, 0, rows); err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < n; j++ {
+			for r := 0; r < rows; r++ {
+				exact, qerr, s := 0.0, 0.0, 0.0
+				for k := 0; k < cols; k++ {
+					wk, xk := wd[r*cols+k], float64(x[j*cols+k])
+					exact += wk * xk
+					qerr += math.Abs(wk) * math.Abs(xk-xq[j*cols+k])
+					s += mag[r*cols+k] * math.Abs(xq[j*cols+k])
+				}
+				fl := float64(cols) * u * s
+				if wt.Quantized() {
+					fl = float64(2*cols/wt.BlockSize()+32) * u * s
+				}
+				if d := math.Abs(float64(y[j*rows+r]) - exact); d > qerr+fl {
+					t.Fatalf("%v Y[%d][%d] = %g, float64 of dequantized %g: |diff| %g > %g", wt, j, r, y[j*rows+r], exact, d, qerr+fl)
+				}
+			}
+		}
+	}
+}
+
+// TestActivationQuantizers cross-checks the quant package's Q8_0/Q8_1/Q8_K
+// quantizers, used by Prepare, with this package's independent versions.
+func TestActivationQuantizers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	x := RandomActivations(1, 4096, rng)
+	x[5] = 0.5 / 127 * 3 // exact halves exercise the rounding rule
+	for i := 256; i < 512; i++ {
+		x[i] = 0 // an all-zero block
+	}
+	for _, c := range []struct {
+		vt   tensor.DType
+		lib  func([]float32, []byte)
+		mine func([]float32, []byte)
+	}{
+		{tensor.Q8_0, quant.QuantizeQ8_0, quantizeQ8_0},
+		{tensor.Q8_1, quant.QuantizeQ8_1, quantizeQ8_1},
+		{tensor.Q8_K, quant.QuantizeQ8_K, quantizeQ8_K},
+	} {
+		a := make([]byte, vecRowBytes(c.vt, len(x)))
+		b := make([]byte, len(a))
+		c.lib(x, a)
+		c.mine(x, b)
+		if !bytes.Equal(a, b) {
+			t.Errorf("%v: quant package and independent quantizer differ", c.vt)
+		}
+	}
+}
+
+func TestErrors(t *testing.T) {
+	x := make([]float32, 64)
+	if _, err := Prepare(tensor.Q4_K, x, 1, 64); err == nil {
+		t.Error("Q4_K with 64 columns: no error")
+	}
+	if _, err := Prepare(tensor.IQ2_XXS, x, 1, 256); err == nil {
+		t.Error("IQ2_XXS: no error")
+	}
+	if _, err := Prepare(tensor.Q8_0, x, 2, 64); err == nil {
+		t.Error("short activations: no error")
+	}
+	p, _ := Prepare(tensor.Q8_0, x, 1, 64)
+	w := make([]byte, 3*68)
+	y := make([]float32, 4)
+	if err := MulRows(tensor.Q8_0, w, 64, p, y, 4, 0, 4); err == nil {
+		t.Error("too few weight rows: no error")
+	}
+	if err := MulRows(tensor.Q4_0, w, 64, p, y, 4, 0, 2); err != nil {
+		t.Errorf("Q4_0 weights with activations prepared for Q8_0 (same vec type): %v", err)
+	}
+	if err := MulRows(tensor.Q4_1, w, 64, p, y, 4, 0, 2); err == nil {
+		t.Error("Q4_1 weights with Q8_0 activations: no error")
+	}
+	if err := MulRows(tensor.Q8_0, w, 64, p, y[:1], 4, 0, 2); err == nil {
+		t.Error("short output: no error")
+	}
+	if err := MulRows(tensor.Q8_0, w, 64, p, y, 4, 2, 1); err == nil {
+		t.Error("reversed row range: no error")
+	}
+}

@@ -1,0 +1,237 @@
+package ops
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"mica/internal/kernels/quant"
+)
+
+type attnCase struct {
+	name                    string
+	nHead, nKVHead, d, dv   int
+	nQ, nKV                 int
+	causal                  bool
+	window                  int
+	softcap                 float32
+	kf16, vf16, mask, holes bool
+}
+
+// naiveAttention is the O(n²) oracle: full score rows in float64, the
+// plain softmax, visibility from positions/mask exactly as documented.
+func naiveAttention(c attnCase, p AttentionParams, a *AttentionArgs) []float64 {
+	dv := c.dv
+	out := make([]float64, c.nQ*c.nHead*dv)
+	kval := func(kv KV, j, g, e int) float64 {
+		off := j*kv.RowStride + g*kv.HeadStride + e
+		if kv.F16 != nil {
+			return float64(quant.FP16ToFP32(kv.F16[off]))
+		}
+		return float64(kv.F32[off])
+	}
+	for i := 0; i < c.nQ; i++ {
+		for h := 0; h < c.nHead; h++ {
+			g := h / (c.nHead / c.nKVHead)
+			s := make([]float64, c.nKV)
+			mx := math.Inf(-1)
+			for j := range s {
+				s[j] = math.Inf(-1)
+				if a.KPos != nil {
+					kp, qp := a.KPos[j], a.QPos[i]
+					if kp < 0 || c.causal && kp > qp || c.window > 0 && qp-kp >= int32(c.window) {
+						continue
+					}
+				}
+				if a.Mask != nil && math.IsInf(float64(a.Mask[i*c.nKV+j]), -1) {
+					continue
+				}
+				var dot float64
+				for e := 0; e < c.d; e++ {
+					q := a.Q[(i*c.nHead+h)*c.d+e]
+					if c.kf16 {
+						q = quant.FP16ToFP32(quant.FP32ToFP16(q))
+					}
+					dot += float64(q) * kval(a.K, j, g, e)
+				}
+				v := dot * float64(p.Scale)
+				if c.softcap != 0 {
+					v = float64(c.softcap) * math.Tanh(v/float64(c.softcap))
+				}
+				if a.Mask != nil {
+					v += float64(a.Mask[i*c.nKV+j])
+				}
+				s[j] = v
+				mx = math.Max(mx, v)
+			}
+			if math.IsInf(mx, -1) {
+				continue
+			}
+			var sum float64
+			for j := range s {
+				s[j] = math.Exp(s[j] - mx)
+				sum += s[j]
+			}
+			o := out[(i*c.nHead+h)*dv : (i*c.nHead+h)*dv+dv]
+			for j := range s {
+				if s[j] == 0 {
+					continue
+				}
+				for e := range o {
+					o[e] += s[j] / sum * kval(a.V, j, g, e)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func makeAttn(c attnCase, seed uint64) (AttentionParams, *AttentionArgs) {
+	r := newRand(seed)
+	p := AttentionParams{NHead: c.nHead, NKVHead: c.nKVHead, HeadDim: c.d, HeadDimV: c.dv,
+		Scale: float32(1 / math.Sqrt(float64(c.d))), Softcap: c.softcap, Causal: c.causal, Window: c.window}
+	a := &AttentionArgs{Q: randVec(r, c.nQ*c.nHead*c.d, 1.5), NKV: c.nKV, Out: make([]float32, c.nQ*c.nHead*c.dv)}
+	kv := func(d int, f16 bool) KV {
+		// llama.cpp layout: one row of all kv heads per cell
+		v := randVec(r, c.nKV*c.nKVHead*d, 1.5)
+		out := KV{RowStride: c.nKVHead * d, HeadStride: d}
+		if f16 {
+			out.F16 = make([]uint16, len(v))
+			for i, x := range v {
+				out.F16[i] = quant.FP32ToFP16(x)
+			}
+		} else {
+			out.F32 = v
+		}
+		return out
+	}
+	a.K, a.V = kv(c.d, c.kf16), kv(c.dv, c.vf16)
+	if c.causal || c.window > 0 || c.holes {
+		// queries are the last nQ positions of the sequence
+		a.KPos = make([]int32, c.nKV)
+		for j := range a.KPos {
+			a.KPos[j] = int32(j)
+			if c.holes && j%5 == 2 {
+				a.KPos[j] = -1 // empty cell
+			}
+		}
+		a.QPos = make([]int32, c.nQ)
+		for i := range a.QPos {
+			a.QPos[i] = int32(c.nKV - c.nQ + i)
+		}
+	}
+	if c.mask {
+		a.Mask = randVec(r, c.nQ*c.nKV, 0.5)
+		for i := range a.Mask {
+			if i%7 == 3 {
+				a.Mask[i] = float32(math.Inf(-1))
+			}
+		}
+	}
+	return p, a
+}
+
+var attnCases = []attnCase{
+	{name: "plain", nHead: 2, nKVHead: 2, d: 64, dv: 64, nQ: 3, nKV: 70},
+	{name: "one key", nHead: 1, nKVHead: 1, d: 8, dv: 8, nQ: 1, nKV: 1},
+	{name: "causal gqa", nHead: 4, nKVHead: 1, d: 256, dv: 256, nQ: 5, nKV: 130, causal: true},
+	{name: "window", nHead: 4, nKVHead: 2, d: 40, dv: 40, nQ: 9, nKV: 200, causal: true, window: 70},
+	{name: "softcap", nHead: 2, nKVHead: 1, d: 33, dv: 17, nQ: 4, nKV: 65, causal: true, softcap: 5},
+	{name: "f16 kv", nHead: 8, nKVHead: 2, d: 128, dv: 128, nQ: 3, nKV: 129, causal: true, kf16: true, vf16: true},
+	{name: "f16 k f32 v odd", nHead: 3, nKVHead: 3, d: 7, dv: 9, nQ: 2, nKV: 3, kf16: true},
+	{name: "mask holes", nHead: 2, nKVHead: 1, d: 32, dv: 32, nQ: 6, nKV: 100, causal: true, mask: true, holes: true, vf16: true},
+	{name: "window 1", nHead: 2, nKVHead: 2, d: 16, dv: 16, nQ: 4, nKV: 10, causal: true, window: 1},
+}
+
+// Tolerances: outputs are convex combinations of v entries (|v| ≲ 6).
+// float32 dot products of length ≤ 256 and the float32 online softmax give
+// score errors ~1e-6 and probability errors of the same relative size, so
+// the float32 kernels must be within 1e-4 absolute of the float64 oracle;
+// fast and reference (same algorithm, different summation order and exp)
+// within 2e-5.
+func TestAttention(t *testing.T) {
+	for ci, c := range attnCases {
+		t.Run(c.name, func(t *testing.T) {
+			p, a := makeAttn(c, uint64(100+ci))
+			rows := c.nQ * c.nHead
+			want := naiveAttention(c, p, a)
+			if err := Attention(p, a, c.nQ, 0, rows); err != nil {
+				t.Fatal(err)
+			}
+			fast := append([]float32(nil), a.Out...)
+			var ref []float32
+			withRef(func() {
+				clear(a.Out)
+				if err := Attention(p, a, c.nQ, 0, rows); err != nil {
+					t.Fatal(err)
+				}
+				ref = append([]float32(nil), a.Out...)
+			})
+			for i, w := range want {
+				if d := math.Abs(float64(ref[i]) - w); d > 1e-4 {
+					t.Fatalf("reference [%d] = %g, oracle %g", i, ref[i], w)
+				}
+			}
+			closeEnough(t, "fast vs reference", fast, ref, 2e-5, 0)
+			for _, parts := range splits(rows) {
+				clear(a.Out)
+				for _, s := range parts {
+					if err := Attention(p, a, c.nQ, s[0], s[1]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sameBits(t, fmt.Sprintf("split %d", len(parts)), a.Out, fast)
+			}
+		})
+	}
+}
+
+func TestAttentionNoVisibleKey(t *testing.T) {
+	c := attnCase{nHead: 1, nKVHead: 1, d: 8, dv: 8, nQ: 1, nKV: 4, causal: true}
+	p, a := makeAttn(c, 9)
+	a.QPos[0] = -5 // before every key
+	for i := range a.Out {
+		a.Out[i] = 7
+	}
+	for _, fast := range []bool{true, false} {
+		f := func() {
+			if err := Attention(p, a, 1, 0, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if fast {
+			f()
+		} else {
+			withRef(f)
+		}
+		for _, v := range a.Out {
+			if v != 0 {
+				t.Fatalf("fast=%v: no visible key gave %v, want zeros", fast, a.Out)
+			}
+		}
+	}
+}
+
+func TestAttentionValidate(t *testing.T) {
+	c := attnCase{nHead: 4, nKVHead: 2, d: 8, dv: 8, nQ: 2, nKV: 5, causal: true}
+	p, a := makeAttn(c, 10)
+	bad := []func(p *AttentionParams, a *AttentionArgs){
+		func(p *AttentionParams, a *AttentionArgs) { p.NKVHead = 3 },
+		func(p *AttentionParams, a *AttentionArgs) { a.Q = a.Q[:10] },
+		func(p *AttentionParams, a *AttentionArgs) { a.K.F32 = a.K.F32[:len(a.K.F32)-1] },
+		func(p *AttentionParams, a *AttentionArgs) { a.V.F16 = []uint16{1} },
+		func(p *AttentionParams, a *AttentionArgs) { a.KPos = nil },
+		func(p *AttentionParams, a *AttentionArgs) { a.Out = a.Out[:3] },
+		func(p *AttentionParams, a *AttentionArgs) { p.Window = -1 },
+	}
+	for i, f := range bad {
+		pp, aa := p, *a
+		f(&pp, &aa)
+		if err := Attention(pp, &aa, c.nQ, 0, c.nQ*c.nHead); err == nil {
+			t.Errorf("bad case %d accepted", i)
+		}
+	}
+	if err := Attention(p, a, c.nQ, 0, c.nQ*c.nHead+1); err == nil {
+		t.Error("row range past the end accepted")
+	}
+}

@@ -1,0 +1,64 @@
+// Package ops holds mica's non-matmul kernels: elementwise arithmetic,
+// activations, normalisations, softmax, RoPE, attention, im2col/conv2d,
+// upsampling, concatenation, strided copies and embedding lookup.
+//
+// # Calling convention
+//
+// Every kernel is a single-threaded function over a half-open range
+// [start, end) of independent work units (elements, rows, heads, groups,
+// channels or output pixels, as each function says). Kernels never start
+// goroutines: the compute backend's worker pool splits the range, and since
+// no unit depends on how the range was split, results are bit-identical at
+// any thread count. Tensors are plain row-major []float32 slices (outermost
+// dimension first); callers validate shapes, and kernels index slices
+// directly, so a too-short slice is a programming error that panics. The
+// kernels with many parameters (Attention, Conv2D) have a Validate method
+// that returns an error instead.
+//
+// # Reference and fast paths
+//
+// Each kernel has a plain-Go version (the oracle, and all that a
+// CGO_ENABLED=0 build or a non-amd64 build uses). On amd64 with cgo, the hot
+// kernels (softmax, SiLU/SwiGLU, RMSNorm, attention, Softcap's tanh) have
+// AVX2+FMA+F16C versions in C, chosen at run time from the CPU's features;
+// FastPath reports which is in use. The tests compare fast against reference
+// on awkward sizes. AVX-512 versions are not written yet: the AVX2 ones run
+// on AVX-512 machines.
+//
+// # Numerics (ggml's CPU backend is the target)
+//
+//   - RMSNorm: squares rounded to float, summed in double; mean =
+//     float(sum/n); scale = 1/sqrtf(mean+eps); y = (x*scale)*w.
+//   - LayerNorm: mean = float(double sum)/n; variance = float(double sum of
+//     float (x-mean)^2 / n); y = ((x-mean)*(1/sqrtf(var+eps)))*w + b.
+//   - GroupNorm: channels per group = ceil(C/G) like ggml; double sums.
+//   - Softmax: w = x*scale (+mask); max subtracted; exps summed in double;
+//     y = e * float(1/sum).
+//   - GELU: ggml's CPU backend (built with GGML_GELU_FP16, the default) does
+//     not evaluate the tanh formula per element for F32: x <= -10 gives 0,
+//     x >= 10 gives x, otherwise x is rounded to F16 and looked up in a
+//     65536-entry F16 table of 0.5x(1+tanh(sqrt(2/pi)x(1+0.044715x^2))).
+//     GELU and GEGLU reproduce that (the table is built from the same float
+//     formula), GELUTanh evaluates the formula in float32 exactly. QuickGELU
+//     likewise uses ggml's F16 table of x/(1+e^(-1.702x)) (without the ±10
+//     clamp, as ggml). GELUErf is 0.5x(1+erf(x/sqrt2)) in float32 (ggml
+//     does the same, no table).
+//   - SiLU: x/(1+e^-x).
+//   - RoPE: theta_scale = powf(base, -2/n_rot); per position the angle
+//     starts at float(pos) and is multiplied by theta_scale once per pair
+//     in float (not pow per index), divided by the pair's frequency factor,
+//     times freq_scale; cos/sin in float; the rotation is x0*c - x1*s,
+//     x0*s + x1*c in float. NeoX pairs (i, i+n_rot/2); normal pairs (2i,
+//     2i+1); dimensions past n_rot are copied. YaRN (ext_factor, beta_fast,
+//     beta_slow) is not implemented: ext_factor is taken as 0.
+//   - Attention: ggml's flash-attention arithmetic: with F16 keys the query
+//     is rounded to F16 first (ggml converts q to the keys' vec_dot type);
+//     scores s = (q·k)*scale, with softcap c: s = c*tanh(s*scale/c), then
+//     the additive mask; online softmax. Unlike ggml, V is accumulated in
+//     F32 even for F16 V (ggml accumulates F16 V in an F16 buffer), so mica
+//     is slightly more accurate there.
+//
+// The fast exp (used by softmax, SiLU and attention) is a degree-7
+// polynomial after Cody-Waite reduction; its measured max relative error
+// against float64 math.Exp is stated in TestExpAccuracy.
+package ops

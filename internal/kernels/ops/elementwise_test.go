@@ -1,0 +1,177 @@
+package ops
+
+import (
+	"math"
+	"testing"
+
+	"mica/internal/kernels/quant"
+)
+
+// TestExpAccuracy measures the fast exp against float64 math.Exp over its
+// whole normal-result range. The bound, 2 float32 ulps of relative error
+// (2 * 2^-23 ≈ 2.4e-7), is what a degree-7 polynomial with FMA Horner
+// evaluation and an exact 2^n scale should achieve; the measured value is
+// logged.
+func TestExpAccuracy(t *testing.T) {
+	needFast(t)
+	var xs []float32
+	for x := -87.3; x <= 88.7; x += 0.00037 {
+		xs = append(xs, float32(x))
+	}
+	ys := make([]float32, len(xs))
+	expFast(xs, ys)
+	var worst float64
+	var at float32
+	for i, x := range xs {
+		want := math.Exp(float64(x))
+		rel := math.Abs(float64(ys[i])-want) / want
+		if rel > worst {
+			worst, at = rel, x
+		}
+	}
+	t.Logf("fast exp: max relative error %.3g (%.2f ulp) at x=%g over %d points", worst, worst/0x1p-23, at, len(xs))
+	if worst > 2*0x1p-23 {
+		t.Fatalf("fast exp max relative error %.3g at x=%g", worst, at)
+	}
+	special := []float32{float32(math.Inf(-1)), -200, -104, float32(math.Inf(1)), 100, 0, float32(math.NaN())}
+	got := make([]float32, len(special))
+	expFast(special, got)
+	if got[0] != 0 || got[1] != 0 || got[2] != 0 || !math.IsInf(float64(got[3]), 1) || !math.IsInf(float64(got[4]), 1) || got[5] != 1 || !math.IsNaN(float64(got[6])) {
+		t.Fatalf("exp of -Inf,-200,-104,+Inf,100,0,NaN = %v", got)
+	}
+}
+
+// The fast SiLU/SwiGLU use the fast exp and an IEEE division, so they may
+// differ from the reference by the exp error propagated: a few ulps.
+// Tolerance: 1e-6 relative plus 1e-30 absolute (for results near zero).
+func TestActivationsFastVsRef(t *testing.T) {
+	needFast(t)
+	r := newRand(1)
+	for _, n := range awkward {
+		x := randVec(r, n, 4)
+		x[0] = -95 // exp(-x) overflows: silu -> -0
+		g := randVec(r, n, 1)
+		type op struct {
+			name string
+			f    func(out []float32)
+		}
+		for _, o := range []op{
+			{"silu", func(out []float32) { SiLU(x, out, 0, n) }},
+			{"swiglu", func(out []float32) { SwiGLU(x, g, out, 0, n) }},
+			{"softcap", func(out []float32) { Softcap(x, out, 3, 0, n) }},
+		} {
+			got, want := make([]float32, n), make([]float32, n)
+			o.f(got)
+			withRef(func() { o.f(want) })
+			// softcap's vector tanh is accurate to a few ulps of 1 in absolute terms
+			closeEnough(t, o.name, got, want, 1e-30+map[bool]float64{true: 3 * 3e-7, false: 0}[o.name == "softcap"], 1e-6)
+		}
+	}
+}
+
+func TestSiLUValues(t *testing.T) {
+	x := []float32{-3, -0.5, 0, 0.5, 3, 20}
+	got := make([]float32, len(x))
+	withRef(func() { SiLU(x, got, 0, len(x)) })
+	for i, v := range x {
+		want := float64(v) / (1 + math.Exp(-float64(v)))
+		if math.Abs(float64(got[i])-want) > 2e-7*math.Abs(want)+1e-30 {
+			t.Fatalf("silu(%g) = %g, want %g", v, got[i], want)
+		}
+	}
+}
+
+// GELU (ggml's table semantics) must equal the F16 rounding of the tanh
+// formula at the F16 rounding of x; compared with the exact formula at x the
+// difference is bounded by F16 resolution (2^-11 relative on x and on the
+// result, the former amplified by |gelu'| <= 1.13): 2e-3 relative + 1e-4
+// absolute covers it, and we check the exact table semantics pointwise too.
+func TestGELU(t *testing.T) {
+	r := newRand(2)
+	x := randVec(r, 1000, 4)
+	x = append(x, -10, 10, -12, 15, 0, -0.0001)
+	n := len(x)
+	got, exact, geglu, ones := make([]float32, n), make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range ones {
+		ones[i] = 1
+	}
+	GELU(x, got, 0, n)
+	GELUTanh(x, exact, 0, n)
+	GEGLU(x, ones, geglu, 0, n)
+	sameBits(t, "geglu with g=1 vs gelu", geglu, got)
+	for i, v := range x {
+		var want float32
+		switch {
+		case v <= -10:
+			want = 0
+		case v >= 10:
+			want = v
+		default:
+			xh := quant.FP16ToFP32(quant.FP32ToFP16(v))
+			want = quant.FP16ToFP32(quant.FP32ToFP16(geluTanh32(xh)))
+		}
+		if got[i] != want {
+			t.Fatalf("gelu(%g) = %g, want table value %g", v, got[i], want)
+		}
+		if v > -10 && v < 10 {
+			if d := math.Abs(float64(got[i] - exact[i])); d > 1e-4+2e-3*math.Abs(float64(exact[i])) {
+				t.Fatalf("gelu(%g) = %g, tanh formula %g", v, got[i], exact[i])
+			}
+		}
+		// the float32 formula vs float64 maths: a few ulps
+		w := 0.5 * float64(v) * (1 + math.Tanh(math.Sqrt(2/math.Pi)*float64(v)*(1+0.044715*float64(v)*float64(v))))
+		if math.Abs(float64(exact[i])-w) > 1e-6*math.Abs(w)+1e-7 {
+			t.Fatalf("gelu_tanh(%g) = %g, want %g", v, exact[i], w)
+		}
+	}
+	erf := make([]float32, n)
+	GELUErf(x, erf, 0, n)
+	quick := make([]float32, n)
+	QuickGELU(x, quick, 0, n)
+	for i, v := range x {
+		w := 0.5 * float64(v) * (1 + math.Erf(float64(v)/math.Sqrt2))
+		if math.Abs(float64(erf[i])-w) > 1e-6*math.Abs(w)+1e-7 {
+			t.Fatalf("gelu_erf(%g) = %g, want %g", v, erf[i], w)
+		}
+		q := float64(v) / (1 + math.Exp(-1.702*float64(v)))
+		// F16 table: input and output rounded to F16
+		if math.Abs(float64(quick[i])-q) > 2e-3*math.Abs(q)+1e-4 {
+			t.Fatalf("quick_gelu(%g) = %g, want %g", v, quick[i], q)
+		}
+	}
+}
+
+func TestElementwiseBasics(t *testing.T) {
+	a := []float32{1, 2, 3, 4}
+	b := []float32{10, 20, 30, 40}
+	out := make([]float32, 4)
+	Add(a, b, out, 1, 3)
+	if out[0] != 0 || out[1] != 22 || out[2] != 33 || out[3] != 0 {
+		t.Fatalf("Add range: %v", out)
+	}
+	Mul(a, b, out, 0, 4)
+	if out[3] != 160 {
+		t.Fatalf("Mul: %v", out)
+	}
+	Scale(a, out, 0.5, 0, 4)
+	if out[1] != 1 {
+		t.Fatalf("Scale: %v", out)
+	}
+	AddScaled(a, b, out, 2, 0, 4)
+	if out[2] != 63 {
+		t.Fatalf("AddScaled: %v", out)
+	}
+	AddRow(a, []float32{1, 2}, out, 2, 0, 2)
+	if out[0] != 2 || out[1] != 4 || out[2] != 4 || out[3] != 6 {
+		t.Fatalf("AddRow: %v", out)
+	}
+	MulRow(a, []float32{1, 2}, out, 2, 1, 2)
+	if out[2] != 3 || out[3] != 8 {
+		t.Fatalf("MulRow: %v", out)
+	}
+	sc := make([]float32, 2)
+	withRef(func() { Softcap([]float32{0, 300}, sc, 30, 0, 2) })
+	if sc[0] != 0 || math.Abs(float64(sc[1])-30*math.Tanh(10)) > 1e-5 {
+		t.Fatalf("Softcap: %v", sc)
+	}
+}

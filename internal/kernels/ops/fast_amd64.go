@@ -1,0 +1,120 @@
+//go:build cgo && amd64
+
+package ops
+
+/*
+#cgo CFLAGS: -O2
+#include <stdint.h>
+
+typedef struct {
+	long nhead, nkvhead, d, dv, nkv;
+	long q_row, q_head;
+	long k_row, k_head;
+	long v_row, v_head;
+	long o_row, o_head;
+	long mask_row;
+	float scale, softcap;
+	int causal, window, kf16, vf16;
+} mica_attn_cfg;
+
+void mica_exp(const float *x, float *y, long n);
+void mica_tanh(const float *x, float *y, long n);
+void mica_silu(const float *x, const float *g, float *y, long n);
+void mica_softmax_rows(const float *x, float *y, long n, float scale, const float *mask, long maskRows, long r0, long r1);
+void mica_rmsnorm_rows(const float *x, const float *w, float *y, long n, float eps, long r0, long r1);
+void mica_attn_rows(const mica_attn_cfg *c, const float *q, const void *k, const void *v,
+	const int32_t *qpos, const int32_t *kpos, const float *mask, float *out,
+	float *qbuf, float *acc, float *blk, long r0, long r1);
+*/
+import "C"
+
+import (
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// hasAVX2 is whether this CPU can run the C fast paths.
+var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+
+// useFast selects the fast paths; tests switch it off to reach the reference.
+var useFast = hasAVX2
+
+func fastName() string { return "avx2" }
+
+func fptr(x []float32) *C.float {
+	if len(x) == 0 {
+		return nil
+	}
+	return (*C.float)(unsafe.Pointer(&x[0]))
+}
+
+func expFast(x, y []float32) {
+	C.mica_exp(fptr(x), fptr(y), C.long(len(x)))
+}
+
+func tanhFast(x, y []float32) {
+	C.mica_tanh(fptr(x), fptr(y), C.long(len(x)))
+}
+
+func siluFast(x, g, y []float32) {
+	C.mica_silu(fptr(x), fptr(g), fptr(y), C.long(len(x)))
+}
+
+func softmaxFast(x, out []float32, n int, scale float32, mask []float32, maskRows, r0, r1 int) {
+	C.mica_softmax_rows(fptr(x), fptr(out), C.long(n), C.float(scale), fptr(mask), C.long(maskRows), C.long(r0), C.long(r1))
+}
+
+func rmsNormFast(x, w, out []float32, n int, eps float32, r0, r1 int) {
+	C.mica_rmsnorm_rows(fptr(x), fptr(w), fptr(out), C.long(n), C.float(eps), C.long(r0), C.long(r1))
+}
+
+func attentionFast(a *attnArgs, r0, r1 int) {
+	p := a.p
+	cfg := C.mica_attn_cfg{
+		nhead: C.long(p.NHead), nkvhead: C.long(p.NKVHead), d: C.long(p.HeadDim), dv: C.long(a.dv), nkv: C.long(a.nkv),
+		q_row: C.long(a.qRow), q_head: C.long(p.HeadDim),
+		k_row: C.long(a.k.RowStride), k_head: C.long(a.k.HeadStride),
+		v_row: C.long(a.v.RowStride), v_head: C.long(a.v.HeadStride),
+		o_row: C.long(a.oRow), o_head: C.long(a.dv),
+		mask_row: C.long(a.nkv),
+		scale:    C.float(p.Scale), softcap: C.float(p.Softcap),
+		window: C.int(p.Window),
+	}
+	if p.Causal {
+		cfg.causal = 1
+	}
+	kp, kf16 := kvPtr(a.k)
+	vp, vf16 := kvPtr(a.v)
+	cfg.kf16, cfg.vf16 = kf16, vf16
+	var qpos, kpos *C.int32_t
+	if len(a.qPos) > 0 {
+		qpos = (*C.int32_t)(unsafe.Pointer(&a.qPos[0]))
+	}
+	if len(a.kPos) > 0 {
+		kpos = (*C.int32_t)(unsafe.Pointer(&a.kPos[0]))
+	}
+	group := p.NHead / p.NKVHead
+	need := group*(p.HeadDim+a.dv) + attnBlock*(p.HeadDim+a.dv)
+	sp := attnScratch.Get().(*[]float32)
+	if cap(*sp) < need {
+		*sp = make([]float32, need)
+	}
+	scratch := (*sp)[:need]
+	qb, rest := scratch[:group*p.HeadDim], scratch[group*p.HeadDim:]
+	acc, blk := rest[:group*a.dv], rest[group*a.dv:]
+	C.mica_attn_rows(&cfg, fptr(a.q), kp, vp, qpos, kpos, fptr(a.mask), fptr(a.out),
+		fptr(qb), fptr(acc), fptr(blk), C.long(r0), C.long(r1))
+	attnScratch.Put(sp)
+}
+
+// attnScratch recycles the fast kernel's per-call scratch.
+var attnScratch = sync.Pool{New: func() any { return new([]float32) }}
+
+func kvPtr(kv KV) (unsafe.Pointer, C.int) {
+	if kv.F16 != nil {
+		return unsafe.Pointer(&kv.F16[0]), 1
+	}
+	return unsafe.Pointer(&kv.F32[0]), 0
+}

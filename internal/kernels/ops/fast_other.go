@@ -1,0 +1,29 @@
+//go:build !cgo || !amd64
+
+package ops
+
+// Without cgo or off amd64 only the plain-Go kernels exist. The *Fast
+// functions below are never reached (useFast is false); they exist so that
+// the dispatching code compiles unchanged.
+
+var hasAVX2 = false
+
+var useFast = false
+
+func fastName() string { return "go" }
+
+func expFast(x, y []float32) { expRef(x, y) }
+
+func tanhFast(x, y []float32) { tanhRef(x, y) }
+
+func siluFast(x, g, y []float32) { siluRef(x, g, y) }
+
+func softmaxFast(x, out []float32, n int, scale float32, mask []float32, maskRows, r0, r1 int) {
+	softmaxRef(x, out, n, scale, mask, maskRows, r0, r1)
+}
+
+func rmsNormFast(x, w, out []float32, n int, eps float32, r0, r1 int) {
+	rmsNormRef(x, w, out, n, eps, r0, r1)
+}
+
+func attentionFast(a *attnArgs, r0, r1 int) { attentionRef(a, r0, r1) }
