@@ -46,7 +46,7 @@ const (
 
 	// Types that exist only outside GGUF (safetensors). Their values are
 	// above GGUF's range so they never collide with a GGUF type id.
-	U8     DType = 1000
+	U8      DType = 1000
 	F8_E4M3 DType = 1001
 )
 

@@ -223,3 +223,5 @@ func TestGetRowsAndErrors(t *testing.T) {
 }
 
 func halfAt(b []byte) float32 { return quant.FP16ToFP32(binary.LittleEndian.Uint16(b)) }
+
+func halfRound(v float32) float32 { return quant.FP16ToFP32(quant.FP32ToFP16(v)) }

@@ -1,0 +1,180 @@
+package cpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"mica/internal/compute"
+	"mica/internal/tensor"
+)
+
+// runBoth runs f on a 1-thread and a 3-thread backend and requires
+// bit-identical outputs: work is split by rows only, never inside a
+// reduction, so the thread count must not change a single bit.
+func runBoth(t *testing.T, name string, f func(b *Backend) []float32) []float32 {
+	t.Helper()
+	b1, b3 := New(1), New(3)
+	defer b1.Close()
+	defer b3.Close()
+	a, c := f(b1), f(b3)
+	if !sameBits(a, c) {
+		t.Fatalf("%s: 1 and 3 threads differ", name)
+	}
+	return a
+}
+
+func TestRowOpsThreadInvariant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const rows, n = 37, 259
+	x := randVals(rng, rows*n)
+	w := randVals(rng, n)
+	bias := randVals(rng, n)
+	rms := runBoth(t, "rmsnorm", func(b *Backend) []float32 {
+		xt, wt, yt := newF32(t, b, x, rows, n), newF32(t, b, w, n), newF32(t, b, nil, rows, n)
+		if err := compute.Norm(compute.RMSNorm, xt, wt, nil, yt, 1e-6); err != nil {
+			t.Fatal(err)
+		}
+		return readF32(t, b, yt)
+	})
+	// Check the dispatch against the definition (float64): rows are
+	// normalised, 1e-5 relative covers float32 rounding of a 259-term sum.
+	for r := 0; r < rows; r++ {
+		var ss float64
+		for _, v := range x[r*n : (r+1)*n] {
+			ss += float64(v) * float64(v)
+		}
+		scale := 1 / math.Sqrt(ss/n+1e-6)
+		for i := 0; i < n; i++ {
+			want := float64(x[r*n+i]) * scale * float64(w[i])
+			if d := math.Abs(float64(rms[r*n+i]) - want); d > 1e-5*math.Max(1, math.Abs(want)) {
+				t.Fatalf("rmsnorm [%d,%d] = %v want %v", r, i, rms[r*n+i], want)
+			}
+		}
+	}
+	runBoth(t, "layernorm", func(b *Backend) []float32 {
+		xt, wt, bt, yt := newF32(t, b, x, rows, n), newF32(t, b, w, n), newF32(t, b, bias, n), newF32(t, b, nil, rows, n)
+		if err := compute.Norm(compute.LayerNorm, xt, wt, bt, yt, 1e-5); err != nil {
+			t.Fatal(err)
+		}
+		return readF32(t, b, yt)
+	})
+	sm := runBoth(t, "softmax", func(b *Backend) []float32 {
+		xt, yt := newF32(t, b, x, rows, n), newF32(t, b, nil, rows, n)
+		if err := compute.Softmax(xt, yt, 0.5); err != nil {
+			t.Fatal(err)
+		}
+		return readF32(t, b, yt)
+	})
+	for r := 0; r < rows; r++ {
+		var s float64
+		for _, v := range sm[r*n : (r+1)*n] {
+			s += float64(v)
+		}
+		if math.Abs(s-1) > 1e-5 {
+			t.Fatalf("softmax row %d sums to %v", r, s)
+		}
+	}
+	for _, k := range []compute.UnaryKind{compute.GELU, compute.GELUErf, compute.SiLU, compute.QuickGELU, compute.Softcap, compute.Tanh} {
+		runBoth(t, "unary", func(b *Backend) []float32 {
+			xt, yt := newF32(t, b, x, rows, n), newF32(t, b, nil, rows, n)
+			if err := compute.Unary(k, xt, yt, 0.7); err != nil {
+				t.Fatal(err)
+			}
+			return readF32(t, b, yt)
+		})
+	}
+	added := runBoth(t, "add-row", func(b *Backend) []float32 {
+		xt, wt, yt := newF32(t, b, x, rows, n), newF32(t, b, w, n), newF32(t, b, nil, rows, n)
+		if err := compute.AddTo(xt, wt, yt); err != nil {
+			t.Fatal(err)
+		}
+		return readF32(t, b, yt)
+	})
+	if added[5*n+3] != x[5*n+3]+w[3] {
+		t.Fatal("row broadcast add")
+	}
+}
+
+// TestAttentionOnCacheView: attention over a strided view of a larger
+// F16 cache (the way a KV cache is read) against a float64 reference.
+// Tolerance 2e-3: K/V are F16 (the reference uses the same rounded values),
+// the rest is float32 arithmetic over ≤ 40 keys.
+func TestAttentionOnCacheView(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	const heads, kvHeads, d, nq, nk, capacity = 4, 2, 32, 5, 23, 40
+	q := randVals(rng, nq*heads*d)
+	cache := randVals(rng, capacity*kvHeads*d)
+	vcache := randVals(rng, capacity*kvHeads*d)
+	qpos := make([]int32, nq)
+	for i := range qpos {
+		qpos[i] = int32(nk - nq + i)
+	}
+	kpos := make([]int32, nk)
+	for i := range kpos {
+		kpos[i] = int32(i)
+	}
+	const window = 9
+	out := runBoth(t, "attention", func(b *Backend) []float32 {
+		k32, v32 := newF32(t, b, cache, capacity, kvHeads, d), newF32(t, b, vcache, capacity, kvHeads, d)
+		k16, _ := b.Alloc(tensor.F16, capacity, kvHeads, d)
+		v16, _ := b.Alloc(tensor.F16, capacity, kvHeads, d)
+		if err := compute.Copy(k32, k16); err != nil {
+			t.Fatal(err)
+		}
+		if err := compute.Copy(v32, v16); err != nil {
+			t.Fatal(err)
+		}
+		kv, _ := compute.Rows(k16, 0, nk)
+		vv, _ := compute.Rows(v16, 0, nk)
+		qt, ot := newF32(t, b, q, nq, heads, d), newF32(t, b, nil, nq, heads, d)
+		err := compute.Attention(compute.AttentionOp{Q: qt, K: kv, V: vv, Out: ot, QPos: qpos, KPos: kpos,
+			Scale: 1 / float32(math.Sqrt(d)), Causal: true, Window: window})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return readF32(t, b, ot)
+	})
+	round := func(vals []float32) []float64 {
+		out := make([]float64, len(vals))
+		for i, v := range vals {
+			out[i] = float64(halfRound(v))
+		}
+		return out
+	}
+	kr, vr := round(cache), round(vcache)
+	for i := 0; i < nq; i++ {
+		for h := 0; h < heads; h++ {
+			g := h / (heads / kvHeads)
+			var scores []float64
+			var idx []int
+			maxS := math.Inf(-1)
+			for j := 0; j < nk; j++ {
+				if kpos[j] > qpos[i] || qpos[i]-kpos[j] >= window {
+					continue
+				}
+				var s float64
+				for e := 0; e < d; e++ {
+					s += float64(q[(i*heads+h)*d+e]) * kr[(j*kvHeads+g)*d+e]
+				}
+				s /= math.Sqrt(d)
+				scores, idx = append(scores, s), append(idx, j)
+				maxS = math.Max(maxS, s)
+			}
+			var sum float64
+			for k := range scores {
+				scores[k] = math.Exp(scores[k] - maxS)
+				sum += scores[k]
+			}
+			for e := 0; e < d; e++ {
+				var o float64
+				for k, j := range idx {
+					o += scores[k] / sum * vr[(j*kvHeads+g)*d+e]
+				}
+				if got := out[(i*heads+h)*d+e]; math.Abs(float64(got)-o) > 2e-3 {
+					t.Fatalf("q%d h%d e%d: %v want %v", i, h, e, got, o)
+				}
+			}
+		}
+	}
+}
