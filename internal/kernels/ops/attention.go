@@ -35,6 +35,14 @@ type AttentionParams struct {
 	Softcap        float32 // 0 = none; else scores become Softcap*tanh(score/Softcap)
 	Causal         bool    // key visible only if kPos <= qPos
 	Window         int     // 0 = none; else key visible only if qPos - kPos < Window (llama.cpp's standard SWA)
+	// GGMLSmallBatch reproduces ggml's CPU flash-attention kernel for
+	// batches of fewer than 64 queries step for step: q rounded to F16 for
+	// F16 keys, one key at a time, and an F16 output accumulator for F16
+	// values (about 1e-3 relative error). Without it mica keeps q and the
+	// accumulator in F32, like ggml's tiled kernel for batches of 64 or
+	// more queries (up to summation order). It runs the plain-Go kernel
+	// only: meant for parity runs against llama.cpp, not for speed.
+	GGMLSmallBatch bool
 }
 
 // AttentionArgs are the tensors of one Attention call.
@@ -147,9 +155,12 @@ func Attention(p AttentionParams, a *AttentionArgs, nQ, rowStart, rowEnd int) er
 		}
 		return nil
 	}
-	if useFast {
+	switch {
+	case p.GGMLSmallBatch:
+		attentionGGML(args, rowStart, rowEnd)
+	case useFast:
 		attentionFast(args, rowStart, rowEnd)
-	} else {
+	default:
 		attentionRef(args, rowStart, rowEnd)
 	}
 	return nil
@@ -165,7 +176,6 @@ func attentionRef(a *attnArgs, r0, r1 int) {
 	if p.Softcap != 0 {
 		scale /= p.Softcap
 	}
-	qbuf := make([]float32, d)
 	acc := make([]float32, dv)
 	var s, pr [attnBlock]float32
 	negInf := float32(math.Inf(-1))
@@ -173,12 +183,6 @@ func attentionRef(a *attnArgs, r0, r1 int) {
 		i, h := r/p.NHead, r%p.NHead
 		g := h / group
 		q := a.q[i*a.qRow+h*d : i*a.qRow+h*d+d]
-		if a.k.F16 != nil {
-			for e, v := range q {
-				qbuf[e] = quant.FP16ToFP32(quant.FP32ToFP16(v))
-			}
-			q = qbuf
-		}
 		var qp int32
 		if a.qPos != nil {
 			qp = a.qPos[i]
@@ -262,7 +266,14 @@ func dotKV(q []float32, k KV, off int) float32 {
 	if k.F16 != nil {
 		row := k.F16[off : off+len(q)]
 		for e, v := range q {
-			s += v * quant.FP16ToFP32(row[e])
+			h := row[e]
+			var k float32
+			if h&0x7c00-0x400 < 0x7800 { // normal: f16to32 inlined by hand
+				k = math.Float32frombits(uint32(h&0x8000)<<16 | (uint32(h&0x7fff)<<13 + 112<<23))
+			} else {
+				k = quant.FP16ToFP32(h)
+			}
+			s += v * k
 		}
 		return s
 	}
@@ -277,7 +288,14 @@ func madKV(acc []float32, p float32, v KV, off int) {
 	if v.F16 != nil {
 		row := v.F16[off : off+len(acc)]
 		for e := range acc {
-			acc[e] += p * quant.FP16ToFP32(row[e])
+			h := row[e]
+			var v float32
+			if h&0x7c00-0x400 < 0x7800 { // normal: f16to32 inlined by hand
+				v = math.Float32frombits(uint32(h&0x8000)<<16 | (uint32(h&0x7fff)<<13 + 112<<23))
+			} else {
+				v = quant.FP16ToFP32(h)
+			}
+			acc[e] += p * v
 		}
 		return
 	}
@@ -285,4 +303,13 @@ func madKV(acc []float32, p float32, v KV, off int) {
 	for e := range acc {
 		acc[e] += p * row[e]
 	}
+}
+
+// f16to32 is quant.FP16ToFP32 with the common case (a normal number:
+// exponent field 1..30) done inline by rebiasing the exponent.
+func f16to32(h uint16) float32 {
+	if h&0x7c00-0x400 < 0x7800 {
+		return math.Float32frombits(uint32(h&0x8000)<<16 | (uint32(h&0x7fff)<<13 + 112<<23))
+	}
+	return quant.FP16ToFP32(h)
 }

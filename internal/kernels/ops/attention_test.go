@@ -48,11 +48,7 @@ func naiveAttention(c attnCase, p AttentionParams, a *AttentionArgs) []float64 {
 				}
 				var dot float64
 				for e := 0; e < c.d; e++ {
-					q := a.Q[(i*c.nHead+h)*c.d+e]
-					if c.kf16 {
-						q = quant.FP16ToFP32(quant.FP32ToFP16(q))
-					}
-					dot += float64(q) * kval(a.K, j, g, e)
+					dot += float64(a.Q[(i*c.nHead+h)*c.d+e]) * kval(a.K, j, g, e)
 				}
 				v := dot * float64(p.Scale)
 				if c.softcap != 0 {
@@ -182,6 +178,36 @@ func TestAttention(t *testing.T) {
 				}
 				sameBits(t, fmt.Sprintf("split %d", len(parts)), a.Out, fast)
 			}
+			// ggml small-batch emulation: q rounded to F16 for F16 keys
+			// (score error ~|q||k|·2^-11 ≈ 1e-2 absolute at these sizes,
+			// scaled by 1/sqrt(d)) and the F16 accumulator for F16 values
+			// (2^-11 relative per step): 2e-2 absolute bounds both; with
+			// F32 keys and values the bound is the F32 one, 1e-4.
+			pg := p
+			pg.GGMLSmallBatch = true
+			clear(a.Out)
+			if err := Attention(pg, a, c.nQ, 0, rows); err != nil {
+				t.Fatal(err)
+			}
+			tol := 1e-4
+			if c.kf16 || c.vf16 {
+				tol = 2e-2
+			}
+			emu := append([]float32(nil), a.Out...)
+			for i, w := range want {
+				if d := math.Abs(float64(emu[i]) - w); d > tol {
+					t.Fatalf("GGMLSmallBatch [%d] = %g, oracle %g", i, emu[i], w)
+				}
+			}
+			for _, parts := range splits(rows) {
+				clear(a.Out)
+				for _, s := range parts {
+					if err := Attention(pg, a, c.nQ, s[0], s[1]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sameBits(t, "GGMLSmallBatch split", a.Out, emu)
+			}
 		})
 	}
 }
@@ -233,5 +259,14 @@ func TestAttentionValidate(t *testing.T) {
 	}
 	if err := Attention(p, a, c.nQ, 0, c.nQ*c.nHead+1); err == nil {
 		t.Error("row range past the end accepted")
+	}
+}
+
+func TestF16To32(t *testing.T) {
+	for h := range 1 << 16 {
+		got, want := f16to32(uint16(h)), quant.FP16ToFP32(uint16(h))
+		if math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("f16to32(%#04x) = %g, want %g", h, got, want)
+		}
 	}
 }

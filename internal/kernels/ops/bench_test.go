@@ -1,22 +1,27 @@
+//go:build linux
+
 package ops
 
 import (
 	"fmt"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
+
+// (Linux only: CPU time per thread comes from CLOCK_THREAD_CPUTIME_ID.)
 
 // threadCPU is this OS thread's user+system CPU time. The benchmarks report
 // it per op as "cpu-ns/op" because the shared development machine is often
 // oversubscribed, which inflates wall time but not CPU time as much.
 func threadCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
 		return 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ts.Nano())
 }
 
 // loop runs f b.N times on a locked thread and reports CPU time per op.
@@ -60,6 +65,20 @@ func BenchmarkAttentionGemma270m(b *testing.B) {
 	}
 }
 
+// The ggml small-batch emulation (plain Go) at the same shapes, one query.
+func BenchmarkAttentionGGMLSmallBatch(b *testing.B) {
+	c := attnCase{nHead: 4, nKVHead: 1, d: 256, dv: 256, nQ: 1, nKV: 512, causal: true, kf16: true, vf16: true}
+	p, a := makeAttn(c, 1)
+	p.GGMLSmallBatch = true
+	b.Run("q1/f16=true", func(b *testing.B) {
+		loop(b, func() {
+			if err := Attention(p, a, 1, 0, 4); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+}
+
 func BenchmarkRowOps(b *testing.B) {
 	r := newRand(1)
 	const n = 640 // Gemma 3 270m hidden size
@@ -70,9 +89,7 @@ func BenchmarkRowOps(b *testing.B) {
 	benchBoth(b, "softmax8x640", func() { Softmax(x, out, n, 0, 8) })
 	benchBoth(b, "silu5120", func() { SiLU(x, out, 0, len(x)) })
 	benchBoth(b, "softcap5120", func() { Softcap(x, out, 30, 0, len(x)) })
-	b.Run("gelu5120/table", func(b *testing.B) {
-		loop(b, func() { GELU(x, out, 0, len(x)) })
-	})
+	benchBoth(b, "gelu5120", func() { GELU(x, out, 0, len(x)) })
 	b.Run("add5120/go", func(b *testing.B) {
 		loop(b, func() { Add(x, x, out, 0, len(x)) })
 	})

@@ -19,11 +19,14 @@
 //
 // Each kernel has a plain-Go version (the oracle, and all that a
 // CGO_ENABLED=0 build or a non-amd64 build uses). On amd64 with cgo, the hot
-// kernels (softmax, SiLU/SwiGLU, RMSNorm, attention, Softcap's tanh) have
-// AVX2+FMA+F16C versions in C, chosen at run time from the CPU's features;
-// FastPath reports which is in use. The tests compare fast against reference
-// on awkward sizes. AVX-512 versions are not written yet: the AVX2 ones run
-// on AVX-512 machines.
+// kernels (softmax, SiLU/SwiGLU, RMSNorm, attention, Softcap, and the F16
+// table lookups of GELU/GEGLU/QuickGELU) have AVX2+FMA+F16C versions in C,
+// chosen at run time from the CPU's features; FastPath reports which is in
+// use. The tests compare fast against reference on awkward sizes. AVX-512
+// versions are not written yet: the AVX2 ones run on AVX-512 machines.
+// Add/Mul/Scale and the layout kernels stay Go (memory-bound; the Go
+// compiler's loops are fast enough), as do LayerNorm, GroupNorm, RoPE's
+// rotation and im2col.
 //
 // # Numerics (ggml's CPU backend is the target)
 //
@@ -31,6 +34,8 @@
 //     float(sum/n); scale = 1/sqrtf(mean+eps); y = (x*scale)*w.
 //   - LayerNorm: mean = float(double sum)/n; variance = float(double sum of
 //     float (x-mean)^2 / n); y = ((x-mean)*(1/sqrtf(var+eps)))*w + b.
+//     (ggml's AVX2 build adds the squares eight at a time in float before
+//     the double sum; mica adds each square in double.)
 //   - GroupNorm: channels per group = ceil(C/G) like ggml; double sums.
 //   - Softmax: w = x*scale (+mask); max subtracted; exps summed in double;
 //     y = e * float(1/sum).
@@ -50,15 +55,36 @@
 //     times freq_scale; cos/sin in float; the rotation is x0*c - x1*s,
 //     x0*s + x1*c in float. NeoX pairs (i, i+n_rot/2); normal pairs (2i,
 //     2i+1); dimensions past n_rot are copied. YaRN (ext_factor, beta_fast,
-//     beta_slow) is not implemented: ext_factor is taken as 0.
-//   - Attention: ggml's flash-attention arithmetic: with F16 keys the query
-//     is rounded to F16 first (ggml converts q to the keys' vec_dot type);
-//     scores s = (q·k)*scale, with softcap c: s = c*tanh(s*scale/c), then
-//     the additive mask; online softmax. Unlike ggml, V is accumulated in
-//     F32 even for F16 V (ggml accumulates F16 V in an F16 buffer), so mica
-//     is slightly more accurate there.
+//     beta_slow) is not implemented: ext_factor is taken as 0. RoPEAngles
+//     builds the angle table once for all layers; RoPEApply uses it.
+//   - Attention: scores s = (q·k)*scale, or with softcap c,
+//     s = c*tanh((q·k)*(scale/c)); then the additive mask; online softmax
+//     over blocks of 64 keys; q, scores and the output accumulator in F32
+//     (F16 keys and values are widened exactly). That is the arithmetic of
+//     ggml's tiled CPU flash attention (batches of >= 64 queries) up to
+//     summation order. For batches of fewer than 64 queries ggml runs a
+//     different kernel that rounds q to F16 for F16 keys and keeps the
+//     output in an F16 accumulator (errors near 1e-3); the
+//     AttentionParams.GGMLSmallBatch mode reproduces that kernel bit for
+//     bit (checked against ggml's outputs in testdata/ggml) for parity
+//     runs against llama.cpp. ggml's single-query kernel for 512 or more
+//     keys additionally splits the keys across threads, so its bits depend
+//     on the thread count; mica's never do. Visibility follows llama.cpp:
+//     a key at position pk is seen from position pq iff pk >= 0 (not an
+//     empty cell), pk <= pq when causal, and pq - pk < Window when
+//     Window > 0 (llama_hparams::is_masked_swa, LLAMA_SWA_TYPE_STANDARD).
+//     The fast kernel takes the query heads that share a KV head together,
+//     so a block of keys is read (and widened from F16) once for all.
+//
+// testdata/ggml holds outputs of ggml's CPU backend for these kernels;
+// TestGGMLGoldens checks RMSNorm, LayerNorm, GroupNorm, GELU, QuickGELU and
+// the small-batch attention emulation bit for bit, the rest within stated
+// bounds.
 //
 // The fast exp (used by softmax, SiLU and attention) is a degree-7
 // polynomial after Cody-Waite reduction; its measured max relative error
-// against float64 math.Exp is stated in TestExpAccuracy.
+// against float64 math.Exp over [-87.3, 88.7] is 7.7e-8 (0.65 float32 ulp;
+// TestExpAccuracy logs and bounds it). Below about -87.3 it returns
+// subnormals or 0, with less relative accuracy. The reference uses
+// float32(math.Exp(float64(x))), i.e. the correctly rounded expf.
 package ops

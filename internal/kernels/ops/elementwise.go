@@ -76,18 +76,16 @@ func MulRow(x, v, out []float32, n, rowStart, rowEnd int) {
 // the order ggml evaluates Gemma's final-logit softcapping (scale, tanh,
 // scale).
 func Softcap(x, out []float32, cap float32, start, end int) {
-	x, out = x[start:end], out[start:end]
-	inv := 1 / cap
-	for i := range out {
-		out[i] = x[i] * inv
-	}
 	if useFast {
-		tanhFast(out, out)
-	} else {
-		tanhRef(out, out)
+		softcapFast(x[start:end], out[start:end], 1/cap, cap)
+		return
 	}
-	for i := range out {
-		out[i] *= cap
+	softcapRef(x[start:end], out[start:end], 1/cap, cap)
+}
+
+func softcapRef(x, y []float32, inv, cap float32) {
+	for i, v := range x {
+		y[i] = float32(math.Tanh(float64(v*inv))) * cap
 	}
 }
 
@@ -113,34 +111,43 @@ func SwiGLU(x, g, out []float32, start, end int) {
 // package doc) for i in [start, end).
 func GELU(x, out []float32, start, end int) {
 	geluTable.once.Do(buildGELUTables)
-	t := &geluTable.gelu
-	x, out = x[start:end], out[start:end]
-	for i, v := range x {
-		switch {
-		case v <= -10:
-			out[i] = 0
-		case v >= 10:
-			out[i] = v
-		default:
-			out[i] = quant.FP16ToFP32(t[quant.FP32ToFP16(v)])
-		}
-	}
+	f16Table(x[start:end], nil, out[start:end], &geluTable.gelu, true)
 }
 
 // GEGLU sets out[i] = GELU(x[i]) * g[i] (ggml's geglu, table semantics).
 func GEGLU(x, g, out []float32, start, end int) {
 	geluTable.once.Do(buildGELUTables)
-	t := &geluTable.gelu
-	x, g, out = x[start:end], g[start:end], out[start:end]
+	f16Table(x[start:end], g[start:end], out[start:end], &geluTable.gelu, true)
+}
+
+func f16Table(x, g, y []float32, table *[1 << 16]uint16, clamp bool) {
+	if useFast {
+		f16TableFast(x, g, y, table, clamp)
+		return
+	}
+	f16TableRef(x, g, y, table, clamp)
+}
+
+// f16TableRef: y = table[f16(x)] (times g); with clamp, ggml's GELU cut-offs
+// x <= -10 → 0 and x >= 10 → x.
+func f16TableRef(x, g, y []float32, table *[1 << 16]uint16, clamp bool) {
 	for i, v := range x {
+		var r float32
 		switch {
-		case v <= -10:
-			out[i] = 0
-		case v >= 10:
-			out[i] = v * g[i]
+		case clamp && v <= -10:
+			r = 0
+		case clamp && v >= 10:
+			r = v
+			if g != nil {
+				r *= g[i]
+			}
 		default:
-			out[i] = quant.FP16ToFP32(t[quant.FP32ToFP16(v)]) * g[i]
+			r = quant.FP16ToFP32(table[quant.FP32ToFP16(v)])
+			if g != nil {
+				r *= g[i]
+			}
 		}
+		y[i] = r
 	}
 }
 
@@ -166,11 +173,7 @@ func GELUErf(x, out []float32, start, end int) {
 // QuickGELU is ggml's x*sigmoid(1.702x) through its F16 table.
 func QuickGELU(x, out []float32, start, end int) {
 	geluTable.once.Do(buildGELUTables)
-	t := &geluTable.quick
-	x, out = x[start:end], out[start:end]
-	for i, v := range x {
-		out[i] = quant.FP16ToFP32(t[quant.FP32ToFP16(v)])
-	}
+	f16Table(x[start:end], nil, out[start:end], &geluTable.quick, false)
 }
 
 var geluTable struct {
@@ -205,12 +208,6 @@ func quickGELU32(x float32) float32 {
 func expRef(x, y []float32) {
 	for i, v := range x {
 		y[i] = float32(math.Exp(float64(v)))
-	}
-}
-
-func tanhRef(x, y []float32) {
-	for i, v := range x {
-		y[i] = float32(math.Tanh(float64(v)))
 	}
 }
 

@@ -175,3 +175,40 @@ func TestElementwiseBasics(t *testing.T) {
 		t.Fatalf("Softcap: %v", sc)
 	}
 }
+
+// The table activations must be bit-identical on both paths: F16C's
+// round-to-nearest-even conversion is the same function as
+// quant.FP32ToFP16, and the rest is a lookup, a multiply and selects.
+func TestTableActivationsFastVsRef(t *testing.T) {
+	needFast(t)
+	r := newRand(13)
+	for _, n := range append(awkward, 4096) {
+		x := randVec(r, n, 6)
+		for i := range x {
+			switch i % 11 {
+			case 3:
+				x[i] = 10
+			case 5:
+				x[i] = -10
+			case 7:
+				x[i] *= 1e-6 // tiny values, F16 subnormals
+			case 9:
+				x[i] *= 3000 // beyond the F16 range for quick GELU
+			}
+		}
+		g := randVec(r, n, 1)
+		for _, o := range []struct {
+			name string
+			f    func(out []float32)
+		}{
+			{"gelu", func(out []float32) { GELU(x, out, 0, n) }},
+			{"geglu", func(out []float32) { GEGLU(x, g, out, 0, n) }},
+			{"quick_gelu", func(out []float32) { QuickGELU(x, out, 0, n) }},
+		} {
+			got, want := make([]float32, n), make([]float32, n)
+			o.f(got)
+			withRef(func() { o.f(want) })
+			sameBits(t, o.name, got, want)
+		}
+	}
+}

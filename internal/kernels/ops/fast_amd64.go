@@ -18,13 +18,14 @@ typedef struct {
 } mica_attn_cfg;
 
 void mica_exp(const float *x, float *y, long n);
-void mica_tanh(const float *x, float *y, long n);
+void mica_f16_table(const float *x, const float *g, float *y, long n, const uint16_t *table, int clamp);
+void mica_softcap(const float *x, float *y, long n, float inv, float cap);
 void mica_silu(const float *x, const float *g, float *y, long n);
 void mica_softmax_rows(const float *x, float *y, long n, float scale, const float *mask, long maskRows, long r0, long r1);
 void mica_rmsnorm_rows(const float *x, const float *w, float *y, long n, float eps, long r0, long r1);
 void mica_attn_rows(const mica_attn_cfg *c, const float *q, const void *k, const void *v,
 	const int32_t *qpos, const int32_t *kpos, const float *mask, float *out,
-	float *qbuf, float *acc, float *blk, long r0, long r1);
+	float *acc, float *blk, long r0, long r1);
 */
 import "C"
 
@@ -54,8 +55,16 @@ func expFast(x, y []float32) {
 	C.mica_exp(fptr(x), fptr(y), C.long(len(x)))
 }
 
-func tanhFast(x, y []float32) {
-	C.mica_tanh(fptr(x), fptr(y), C.long(len(x)))
+func f16TableFast(x, g, y []float32, table *[1 << 16]uint16, clamp bool) {
+	cl := C.int(0)
+	if clamp {
+		cl = 1
+	}
+	C.mica_f16_table(fptr(x), fptr(g), fptr(y), C.long(len(x)), (*C.uint16_t)(unsafe.Pointer(&table[0])), cl)
+}
+
+func softcapFast(x, y []float32, inv, cap float32) {
+	C.mica_softcap(fptr(x), fptr(y), C.long(len(x)), C.float(inv), C.float(cap))
 }
 
 func siluFast(x, g, y []float32) {
@@ -96,16 +105,15 @@ func attentionFast(a *attnArgs, r0, r1 int) {
 		kpos = (*C.int32_t)(unsafe.Pointer(&a.kPos[0]))
 	}
 	group := p.NHead / p.NKVHead
-	need := group*(p.HeadDim+a.dv) + attnBlock*(p.HeadDim+a.dv)
+	need := group*a.dv + attnBlock*(p.HeadDim+a.dv)
 	sp := attnScratch.Get().(*[]float32)
 	if cap(*sp) < need {
 		*sp = make([]float32, need)
 	}
 	scratch := (*sp)[:need]
-	qb, rest := scratch[:group*p.HeadDim], scratch[group*p.HeadDim:]
-	acc, blk := rest[:group*a.dv], rest[group*a.dv:]
+	acc, blk := scratch[:group*a.dv], scratch[group*a.dv:]
 	C.mica_attn_rows(&cfg, fptr(a.q), kp, vp, qpos, kpos, fptr(a.mask), fptr(a.out),
-		fptr(qb), fptr(acc), fptr(blk), C.long(r0), C.long(r1))
+		fptr(acc), fptr(blk), C.long(r0), C.long(r1))
 	attnScratch.Put(sp)
 }
 

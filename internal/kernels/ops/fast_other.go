@@ -14,7 +14,11 @@ func fastName() string { return "go" }
 
 func expFast(x, y []float32) { expRef(x, y) }
 
-func tanhFast(x, y []float32) { tanhRef(x, y) }
+func f16TableFast(x, g, y []float32, table *[1 << 16]uint16, clamp bool) {
+	f16TableRef(x, g, y, table, clamp)
+}
+
+func softcapFast(x, y []float32, inv, cap float32) { softcapRef(x, y, inv, cap) }
 
 func siluFast(x, g, y []float32) { siluRef(x, g, y) }
 

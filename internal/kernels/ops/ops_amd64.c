@@ -99,10 +99,17 @@ AVX2 void mica_exp(const float *x, float *y, long n) {
 	if (i < n) store_partial(y + i, v_exp(load_partial(x + i, (int)(n - i))), (int)(n - i));
 }
 
-AVX2 void mica_tanh(const float *x, float *y, long n) {
+// mica_softcap: y = tanh(x*inv)*cap (Gemma's logit softcapping, in
+// ggml's order: scale, tanh, scale).
+AVX2 void mica_softcap(const float *x, float *y, long n, float inv, float cap) {
+	const __m256 vi = _mm256_set1_ps(inv), vc = _mm256_set1_ps(cap);
 	long i = 0;
-	for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, v_tanh(_mm256_loadu_ps(x + i)));
-	if (i < n) store_partial(y + i, v_tanh(load_partial(x + i, (int)(n - i))), (int)(n - i));
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_mul_ps(v_tanh(_mm256_mul_ps(_mm256_loadu_ps(x + i), vi)), vc));
+	if (i < n) {
+		const int m = (int)(n - i);
+		store_partial(y + i, _mm256_mul_ps(v_tanh(_mm256_mul_ps(load_partial(x + i, m), vi)), vc), m);
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -258,20 +265,92 @@ static inline AVX2 float scalar_k(const void *k, long off, int f16) {
 	return ((const float *)k)[off];
 }
 
-// dot of q (length d, float) with key row at element offset off.
-static inline AVX2 float dot_row(const float *q, const void *k, long off, long d, int f16) {
-	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-	long e = 0;
-	for (; e + 32 <= d; e += 32) {
-		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e), load_k8(k, off + e, f16), a0);
-		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e + 8), load_k8(k, off + e + 8, f16), a1);
-		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e + 16), load_k8(k, off + e + 16, f16), a2);
-		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e + 24), load_k8(k, off + e + 24, f16), a3);
-	}
-	for (; e + 8 <= d; e += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e), load_k8(k, off + e, f16), a0);
-	float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+// Dot products of queries with keys. Every (query, key) dot uses exactly
+// one 8-lane accumulator, fed 8 dimensions at a time in order, then a fixed
+// horizontal sum, then the scalar tail: so its value does not depend on how
+// many queries or keys are computed together. Key jj of a call starts at
+// element base + jj*stride. Several keys (and, for GQA, two heads) at once
+// give the independent FMA chains that hide the FMA latency and share loads.
+
+static inline AVX2 float dot_tail(float s, const float *q, const void *k, long off, long e, long d, int f16) {
 	for (; e < d; e++) s += q[e] * scalar_k(k, off + e, f16);
 	return s;
+}
+
+// out[jj] = q · key jj, jj < nk.
+static AVX2 void dot_keys(const float *q, const void *k, long base, long stride, long d, int f16, int nk, float *out) {
+	int jj = 0;
+	for (; jj + 8 <= nk; jj += 8) {
+		const long o = base + jj * stride;
+		__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+		__m256 a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps(), a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
+		long e = 0;
+		for (; e + 8 <= d; e += 8) {
+			const __m256 qv = _mm256_loadu_ps(q + e);
+			a0 = _mm256_fmadd_ps(qv, load_k8(k, o + e, f16), a0);
+			a1 = _mm256_fmadd_ps(qv, load_k8(k, o + stride + e, f16), a1);
+			a2 = _mm256_fmadd_ps(qv, load_k8(k, o + 2 * stride + e, f16), a2);
+			a3 = _mm256_fmadd_ps(qv, load_k8(k, o + 3 * stride + e, f16), a3);
+			a4 = _mm256_fmadd_ps(qv, load_k8(k, o + 4 * stride + e, f16), a4);
+			a5 = _mm256_fmadd_ps(qv, load_k8(k, o + 5 * stride + e, f16), a5);
+			a6 = _mm256_fmadd_ps(qv, load_k8(k, o + 6 * stride + e, f16), a6);
+			a7 = _mm256_fmadd_ps(qv, load_k8(k, o + 7 * stride + e, f16), a7);
+		}
+		out[jj + 0] = dot_tail(hsum(a0), q, k, o, e, d, f16);
+		out[jj + 1] = dot_tail(hsum(a1), q, k, o + stride, e, d, f16);
+		out[jj + 2] = dot_tail(hsum(a2), q, k, o + 2 * stride, e, d, f16);
+		out[jj + 3] = dot_tail(hsum(a3), q, k, o + 3 * stride, e, d, f16);
+		out[jj + 4] = dot_tail(hsum(a4), q, k, o + 4 * stride, e, d, f16);
+		out[jj + 5] = dot_tail(hsum(a5), q, k, o + 5 * stride, e, d, f16);
+		out[jj + 6] = dot_tail(hsum(a6), q, k, o + 6 * stride, e, d, f16);
+		out[jj + 7] = dot_tail(hsum(a7), q, k, o + 7 * stride, e, d, f16);
+	}
+	for (; jj < nk; jj++) {
+		const long o = base + jj * stride;
+		__m256 a0 = _mm256_setzero_ps();
+		long e = 0;
+		for (; e + 8 <= d; e += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e), load_k8(k, o + e, f16), a0);
+		out[jj] = dot_tail(hsum(a0), q, k, o, e, d, f16);
+	}
+}
+
+// out0[jj] = q0 · key jj and out1[jj] = q1 · key jj, jj < nk.
+static AVX2 void dot_keys2(const float *q0, const float *q1, const void *k, long base, long stride, long d, int f16,
+                           int nk, float *out0, float *out1) {
+	int jj = 0;
+	for (; jj + 4 <= nk; jj += 4) {
+		const long o = base + jj * stride;
+		__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+		__m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps(), b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+		long e = 0;
+		for (; e + 8 <= d; e += 8) {
+			const __m256 x0 = _mm256_loadu_ps(q0 + e), x1 = _mm256_loadu_ps(q1 + e);
+			__m256 kv = load_k8(k, o + e, f16);
+			a0 = _mm256_fmadd_ps(x0, kv, a0);
+			b0 = _mm256_fmadd_ps(x1, kv, b0);
+			kv = load_k8(k, o + stride + e, f16);
+			a1 = _mm256_fmadd_ps(x0, kv, a1);
+			b1 = _mm256_fmadd_ps(x1, kv, b1);
+			kv = load_k8(k, o + 2 * stride + e, f16);
+			a2 = _mm256_fmadd_ps(x0, kv, a2);
+			b2 = _mm256_fmadd_ps(x1, kv, b2);
+			kv = load_k8(k, o + 3 * stride + e, f16);
+			a3 = _mm256_fmadd_ps(x0, kv, a3);
+			b3 = _mm256_fmadd_ps(x1, kv, b3);
+		}
+		out0[jj + 0] = dot_tail(hsum(a0), q0, k, o, e, d, f16);
+		out0[jj + 1] = dot_tail(hsum(a1), q0, k, o + stride, e, d, f16);
+		out0[jj + 2] = dot_tail(hsum(a2), q0, k, o + 2 * stride, e, d, f16);
+		out0[jj + 3] = dot_tail(hsum(a3), q0, k, o + 3 * stride, e, d, f16);
+		out1[jj + 0] = dot_tail(hsum(b0), q1, k, o, e, d, f16);
+		out1[jj + 1] = dot_tail(hsum(b1), q1, k, o + stride, e, d, f16);
+		out1[jj + 2] = dot_tail(hsum(b2), q1, k, o + 2 * stride, e, d, f16);
+		out1[jj + 3] = dot_tail(hsum(b3), q1, k, o + 3 * stride, e, d, f16);
+	}
+	if (jj < nk) {
+		dot_keys(q0, k, base + jj * stride, stride, d, f16, nk - jj, out0 + jj);
+		dot_keys(q1, k, base + jj * stride, stride, d, f16, nk - jj, out1 + jj);
+	}
 }
 
 // acc[0..dv) += sum_j p[j] * v_row(j) over the nb keys of a block.
@@ -279,15 +358,31 @@ static inline AVX2 void mad_block(float *acc, const float *p, const void *v, con
 	long e = 0;
 	// 64 columns at a time: eight independent FMA chains hide the FMA latency
 	for (; e + 64 <= dv; e += 64) {
-		__m256 a[8];
-		for (int u = 0; u < 8; u++) a[u] = _mm256_loadu_ps(acc + e + 8 * u);
+		__m256 a0 = _mm256_loadu_ps(acc + e), a1 = _mm256_loadu_ps(acc + e + 8);
+		__m256 a2 = _mm256_loadu_ps(acc + e + 16), a3 = _mm256_loadu_ps(acc + e + 24);
+		__m256 a4 = _mm256_loadu_ps(acc + e + 32), a5 = _mm256_loadu_ps(acc + e + 40);
+		__m256 a6 = _mm256_loadu_ps(acc + e + 48), a7 = _mm256_loadu_ps(acc + e + 56);
 		for (int j = 0; j < nb; j++) {
 			if (p[j] == 0.0f) continue;
 			const __m256 pj = _mm256_set1_ps(p[j]);
 			const long o = voff[j] + e;
-			for (int u = 0; u < 8; u++) a[u] = _mm256_fmadd_ps(pj, load_k8(v, o + 8 * u, f16), a[u]);
+			a0 = _mm256_fmadd_ps(pj, load_k8(v, o, f16), a0);
+			a1 = _mm256_fmadd_ps(pj, load_k8(v, o + 8, f16), a1);
+			a2 = _mm256_fmadd_ps(pj, load_k8(v, o + 16, f16), a2);
+			a3 = _mm256_fmadd_ps(pj, load_k8(v, o + 24, f16), a3);
+			a4 = _mm256_fmadd_ps(pj, load_k8(v, o + 32, f16), a4);
+			a5 = _mm256_fmadd_ps(pj, load_k8(v, o + 40, f16), a5);
+			a6 = _mm256_fmadd_ps(pj, load_k8(v, o + 48, f16), a6);
+			a7 = _mm256_fmadd_ps(pj, load_k8(v, o + 56, f16), a7);
 		}
-		for (int u = 0; u < 8; u++) _mm256_storeu_ps(acc + e + 8 * u, a[u]);
+		_mm256_storeu_ps(acc + e, a0);
+		_mm256_storeu_ps(acc + e + 8, a1);
+		_mm256_storeu_ps(acc + e + 16, a2);
+		_mm256_storeu_ps(acc + e + 24, a3);
+		_mm256_storeu_ps(acc + e + 32, a4);
+		_mm256_storeu_ps(acc + e + 40, a5);
+		_mm256_storeu_ps(acc + e + 48, a6);
+		_mm256_storeu_ps(acc + e + 56, a7);
 	}
 	for (; e + 32 <= dv; e += 32) {
 		__m256 a0 = _mm256_loadu_ps(acc + e), a1 = _mm256_loadu_ps(acc + e + 8);
@@ -336,18 +431,18 @@ static inline AVX2 void cvt_f16_row(float *dst, const uint16_t *src, long n) {
 // attention.go. Consecutive rows of one query that share a kv head (GQA)
 // form a tile: each block of keys and values is then read once from memory
 // for all the tile's heads. The arithmetic of a row does not depend on its
-// tile, so any split of the rows gives the same bits. qbuf and acc are
-// caller scratch of (nhead/nkvhead)*d and (nhead/nkvhead)*dv floats; blk
+// tile, so any split of the rows gives the same bits. acc is caller
+// scratch of (nhead/nkvhead)*dv floats; blk
 // is scratch of ATTN_BLOCK*(d+dv) floats where a tile of several heads gets
 // an F16 block of keys/values converted to F32 once (conversion is exact,
 // so the results are the same bits as converting on the fly).
 AVX2 void mica_attn_rows(const mica_attn_cfg *c, const float *q, const void *k, const void *v,
                          const int32_t *qpos, const int32_t *kpos, const float *mask, float *out,
-                         float *qbuf, float *acc, float *blk, long r0, long r1) {
+                         float *acc, float *blk, long r0, long r1) {
 	float *kblk = blk, *vblk = blk + ATTN_BLOCK * c->d;
 	long voffb[ATTN_BLOCK];
 	const long group = c->nhead / c->nkvhead;
-	float s[ATTN_BLOCK], p[ATTN_BLOCK];
+	float p[ATTN_BLOCK], sb[group * ATTN_BLOCK];
 	long voff[ATTN_BLOCK];
 	unsigned char vis[ATTN_BLOCK];
 	float M[group], S[group];
@@ -362,16 +457,6 @@ AVX2 void mica_attn_rows(const mica_attn_cfg *c, const float *q, const void *k, 
 		for (long t = 0; t < nt; t++) {
 			const long h = (t0 + t) % c->nhead;
 			const float *qr = q + i * c->q_row + h * c->q_head;
-			if (c->kf16) {
-				float *qb = qbuf + t * c->d;
-				long e = 0;
-				for (; e + 8 <= c->d; e += 8) {
-					__m128i hq = _mm256_cvtps_ph(_mm256_loadu_ps(qr + e), _MM_FROUND_TO_NEAREST_INT);
-					_mm256_storeu_ps(qb + e, _mm256_cvtph_ps(hq));
-				}
-				for (; e < c->d; e++) qb[e] = _cvtsh_ss(_cvtss_sh(qr[e], _MM_FROUND_TO_NEAREST_INT));
-				qr = qb;
-			}
 			qrs[t] = qr;
 			M[t] = -INFINITY;
 			S[t] = 0.0f;
@@ -402,17 +487,25 @@ AVX2 void mica_attn_rows(const mica_attn_cfg *c, const float *q, const void *k, 
 			const void *kb = kconv ? (const void *)kblk : k;
 			const void *vb = vconv ? (const void *)vblk : v;
 			for (int jj = 0; jj < nb; jj++) {
-				if (!vis[jj]) continue;
+				// every key of the block is converted (the dots run over all
+				// of them and the invisible ones are discarded)
 				if (kconv) cvt_f16_row(kblk + jj * c->d, (const uint16_t *)k + (j0 + jj) * c->k_row + g * c->k_head, c->d);
-				if (vconv) cvt_f16_row(vblk + jj * c->dv, (const uint16_t *)v + voff[jj], c->dv);
+				if (vconv && vis[jj]) cvt_f16_row(vblk + jj * c->dv, (const uint16_t *)v + voff[jj], c->dv);
 				voffb[jj] = vconv ? jj * c->dv : voff[jj];
+			}
+			const long kbase = kconv ? 0 : j0 * c->k_row + g * c->k_head;
+			const long kstride = kconv ? c->d : c->k_row;
+			const int kh = c->kf16 && !kconv;
+			for (long t = 0; t < nt; t += 2) {
+				if (t + 1 < nt)
+					dot_keys2(qrs[t], qrs[t + 1], kb, kbase, kstride, c->d, kh, nb, sb + t * ATTN_BLOCK, sb + (t + 1) * ATTN_BLOCK);
+				else
+					dot_keys(qrs[t], kb, kbase, kstride, c->d, kh, nb, sb + t * ATTN_BLOCK);
 			}
 			for (long t = 0; t < nt; t++) {
 				float *at = acc + t * c->dv;
-				for (int jj = 0; jj < nb; jj++) {
-					s[jj] = vis[jj] ? dot_row(qrs[t], kb, kconv ? jj * c->d : (j0 + jj) * c->k_row + g * c->k_head, c->d, c->kf16 && !kconv) * scale
-					                : -INFINITY;
-				}
+				float *s = sb + t * ATTN_BLOCK;
+				for (int jj = 0; jj < nb; jj++) s[jj] = vis[jj] ? s[jj] * scale : -INFINITY;
 				if (c->softcap != 0.0f) {
 					for (int jj = 0; jj < nb; jj += 8) {
 						int m = nb - jj < 8 ? nb - jj : 8;
@@ -459,5 +552,36 @@ AVX2 void mica_attn_rows(const mica_attn_cfg *c, const float *q, const void *k, 
 			for (long e = 0; e < c->dv; e++) o[e] = acc[t * c->dv + e] * inv;
 		}
 		t0 = t1;
+	}
+}
+
+// ---------------------------------------------------------------------------
+// F16-table activations (ggml's GELU and quick GELU)
+
+// mica_f16_table: y = F16→F32(table[F32→F16(x)]) (round to nearest even),
+// times g when g != NULL. With clamp (GELU), x <= -10 gives 0 and x >= 10
+// gives x (times g), as ggml.
+AVX2 void mica_f16_table(const float *x, const float *g, float *y, long n, const uint16_t *table, int clamp) {
+	const __m256 lo = _mm256_set1_ps(-10.0f), hi = _mm256_set1_ps(10.0f);
+	long i = 0;
+	for (; i < n; i += 8) {
+		const int m = n - i < 8 ? (int)(n - i) : 8;
+		const __m256 xv = m == 8 ? _mm256_loadu_ps(x + i) : load_partial(x + i, m);
+		uint16_t hs[8], ts[8];
+		_mm_storeu_si128((__m128i *)hs, _mm256_cvtps_ph(xv, _MM_FROUND_TO_NEAREST_INT));
+		for (int z = 0; z < 8; z++) ts[z] = table[hs[z]];
+		__m256 r = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)ts));
+		__m256 xr = xv;
+		if (g) {
+			const __m256 gv = m == 8 ? _mm256_loadu_ps(g + i) : load_partial(g + i, m);
+			r = _mm256_mul_ps(r, gv);
+			xr = _mm256_mul_ps(xv, gv);
+		}
+		if (clamp) {
+			r = _mm256_blendv_ps(r, xr, _mm256_cmp_ps(xv, hi, _CMP_GE_OQ));
+			r = _mm256_blendv_ps(r, _mm256_setzero_ps(), _mm256_cmp_ps(xv, lo, _CMP_LE_OQ));
+		}
+		if (m == 8) _mm256_storeu_ps(y + i, r);
+		else store_partial(y + i, r, m);
 	}
 }

@@ -66,12 +66,18 @@ func TestRoPE(t *testing.T) {
 				}
 			}
 		}
+		cs := make([]float32, nTok*tc.p.NRot)
+		RoPEAngles(cs, pos, tc.p, 0, 2)
+		RoPEAngles(cs, pos, tc.p, 2, nTok)
 		for _, parts := range splits(nTok * nHeads) {
 			y := append([]float32(nil), x...)
+			z := append([]float32(nil), x...)
 			for _, p := range parts {
 				RoPE(y, pos, nHeads, headDim, tc.p, p[0], p[1])
+				RoPEApply(z, cs, nHeads, headDim, tc.p, p[0], p[1])
 			}
 			sameBits(t, tc.name+" split", y, got)
+			sameBits(t, tc.name+" with table", z, got)
 		}
 	}
 	if (RoPEParams{NRot: 7, Base: 1}).Validate(8) == nil || (RoPEParams{NRot: 10, Base: 1}).Validate(8) == nil {
