@@ -1,0 +1,389 @@
+package gemma
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+
+	"mica/internal/compute"
+	"mica/internal/format/gguf"
+)
+
+// Model is a loaded Gemma 3 / Gemma 4 decoder. Its weights stay in the
+// memory-mapped file; they are wrapped, not copied. A Model is not safe for
+// concurrent Forward calls.
+type Model struct {
+	Config *Config
+
+	be       compute.Backend
+	file     *gguf.File
+	ownsFile bool
+	w        *weights
+	owned    []*compute.Tensor
+	kpos     []int32 // 0, 1, 2, … (cache slot positions)
+}
+
+// Open loads the GGUF file at path; Close releases it.
+func Open(path string, be compute.Backend) (*Model, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := Load(f, be)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	m.ownsFile = true
+	return m, nil
+}
+
+// Load builds a model over an open file, which must stay open while the
+// model is used.
+func Load(f *gguf.File, be compute.Backend) (*Model, error) {
+	c, err := ParseConfig(f)
+	if err != nil {
+		return nil, err
+	}
+	w, owned, err := bindWeights(f, be, c)
+	if err != nil {
+		return nil, err
+	}
+	return &Model{Config: c, be: be, file: f, w: w, owned: owned}, nil
+}
+
+// Close frees what the model allocated and, for Open, closes the file.
+func (m *Model) Close() error {
+	for _, t := range m.owned {
+		m.be.Free(t)
+	}
+	m.owned = nil
+	if m.ownsFile {
+		m.ownsFile = false
+		return m.file.Close()
+	}
+	return nil
+}
+
+// Backend is the backend the model computes on.
+func (m *Model) Backend() compute.Backend { return m.be }
+
+// Forward appends tokens[i] to seqs[i], all in one batch, and returns for
+// each sequence the logits of every new position, row-major
+// [len(tokens[i])][vocab].
+func (m *Model) Forward(seqs []*Sequence, tokens [][]int32) ([][]float32, error) {
+	return m.forward(seqs, tokens, true)
+}
+
+// ForwardLast is Forward returning only each sequence's last row [vocab]
+// (the output projection is computed for those rows alone).
+func (m *Model) ForwardLast(seqs []*Sequence, tokens [][]int32) ([][]float32, error) {
+	return m.forward(seqs, tokens, false)
+}
+
+// validate checks a Forward call before anything runs.
+func (m *Model) validate(seqs []*Sequence, tokens [][]int32) error {
+	if len(seqs) != len(tokens) || len(seqs) == 0 {
+		return fmt.Errorf("gemma: forward: %d sequences, %d token lists", len(seqs), len(tokens))
+	}
+	seen := map[*Sequence]bool{}
+	for i, s := range seqs {
+		switch {
+		case s == nil || s.m != m:
+			return fmt.Errorf("gemma: forward: sequence %d does not belong to this model", i)
+		case s.cap == 0:
+			return fmt.Errorf("gemma: forward: sequence %d was freed", i)
+		case s.broken:
+			return fmt.Errorf("gemma: forward: sequence %d was left inconsistent by a failed call; Truncate(0) it", i)
+		case seen[s]:
+			return fmt.Errorf("gemma: forward: sequence %d appears twice in one batch", i)
+		case len(tokens[i]) == 0:
+			return fmt.Errorf("gemma: forward: sequence %d has no tokens", i)
+		case s.pos+len(tokens[i]) > s.cap:
+			return fmt.Errorf("gemma: forward: sequence %d: %d tokens after %d positions exceed its context of %d", i, len(tokens[i]), s.pos, s.cap)
+		}
+		seen[s] = true
+		for j, id := range tokens[i] {
+			if id < 0 || int(id) >= m.Config.NVocab {
+				return fmt.Errorf("gemma: forward: sequence %d token %d: id %d outside the vocabulary [0,%d)", i, j, id, m.Config.NVocab)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Model) forward(seqs []*Sequence, tokens [][]int32, all bool) ([][]float32, error) {
+	if err := m.validate(seqs, tokens); err != nil {
+		return nil, err
+	}
+	// Steps take up to each sequence's Step tokens from every sequence that
+	// has some left (the sliding-window rings hold one step's worth).
+	V := m.Config.NVocab
+	out := make([][]float32, len(seqs))
+	done := make([]int, len(seqs))
+	start := make([]int, len(seqs))
+	for i, s := range seqs {
+		start[i] = s.pos
+	}
+	for {
+		b := &batch{}
+		var which []int
+		for i, s := range seqs {
+			if n := min(s.step, len(tokens[i])-done[i]); n > 0 {
+				which = append(which, i)
+				b.add(s, tokens[i][done[i]:done[i]+n], all || done[i]+n == len(tokens[i]))
+			}
+		}
+		if len(which) == 0 {
+			return out, nil
+		}
+		logits, err := m.step(b)
+		if err != nil {
+			// Roll back. A ring may already hold the failed step's
+			// rows over positions it still needs: those sequences must
+			// be reset.
+			for i, s := range seqs {
+				if s.ring < s.cap || s.Truncate(start[i]) != nil {
+					s.broken = true
+				}
+			}
+			return nil, err
+		}
+		for k, i := range which {
+			done[i] += b.count[k]
+			if all {
+				out[i] = append(out[i], logits[k]...)
+			} else if logits[k] != nil {
+				out[i] = logits[k][len(logits[k])-V:]
+			}
+		}
+	}
+}
+
+// batch is one step's flattened tokens: sequence k's tokens are rows
+// [start[k], start[k]+count[k]).
+type batch struct {
+	seqs  []*Sequence
+	ids   []int32
+	pos   []int32 // position of each row in its sequence
+	start []int
+	count []int
+	out   []bool // whether sequence k's logits are wanted
+
+	slots [][]int32 // sequence k's ring-slot positions during the step
+	used  []int     // ring slots sequence k's attention reads
+}
+
+func (b *batch) add(s *Sequence, toks []int32, out bool) {
+	b.seqs = append(b.seqs, s)
+	b.start = append(b.start, len(b.ids))
+	b.count = append(b.count, len(toks))
+	b.out = append(b.out, out)
+	for j, id := range toks {
+		b.ids = append(b.ids, id)
+		b.pos = append(b.pos, int32(s.pos+j))
+	}
+}
+
+// step runs one batch through the model and returns each sequence's logits
+// rows (nil where not wanted); on success the sequences advance.
+func (m *Model) step(b *batch) ([][]float32, error) {
+	c, w := m.Config, m.w
+	p := &pass{be: m.be}
+	defer p.free()
+	n := len(b.ids)
+	b.slots = make([][]int32, len(b.seqs))
+	b.used = make([]int, len(b.seqs))
+	for k, s := range b.seqs {
+		b.slots[k], b.used[k] = s.stepSlots(b.count[k])
+	}
+
+	// Token embeddings, scaled by √d.
+	x := p.new(n, c.NEmbd)
+	if p.err == nil {
+		p.check(compute.GetRows(w.tokEmbd, b.ids, x))
+	}
+	p.scale(x, float32(math.Sqrt(float64(c.NEmbd))))
+
+	var ple *compute.Tensor // [layers, n, P]
+	if c.EmbdPerLayer > 0 {
+		ple = m.perLayerInputs(p, x, b)
+	}
+
+	for il := range c.Layers {
+		m.layer(p, il, x, ple, b)
+		if p.err != nil {
+			return nil, fmt.Errorf("gemma: layer %d: %w", il, p.err)
+		}
+	}
+
+	// Final norm, then the (tied) output projection and softcap, for the
+	// rows wanted: every row of sequences with out set, else none.
+	var rows []int32
+	for k := range b.seqs {
+		if b.out[k] {
+			for r := b.start[k]; r < b.start[k]+b.count[k]; r++ {
+				rows = append(rows, int32(r))
+			}
+		}
+	}
+	logits := make([][]float32, len(b.seqs))
+	if len(rows) > 0 {
+		h := p.norm(x, w.outputNorm, c.Eps)
+		if len(rows) < n {
+			sel := p.new(len(rows), c.NEmbd)
+			if p.err == nil {
+				p.check(compute.GetRows(h, rows, sel))
+			}
+			h = sel
+		}
+		z := p.matmul(w.output, h)
+		if c.FinalSoftcap > 0 && p.err == nil {
+			p.check(compute.Unary(compute.Softcap, z, z, c.FinalSoftcap))
+		}
+		if p.err != nil {
+			return nil, fmt.Errorf("gemma: output: %w", p.err)
+		}
+		flat := make([]float32, z.Elems())
+		if err := m.be.Read(z, unsafe.Slice((*byte)(unsafe.Pointer(&flat[0])), 4*len(flat))); err != nil {
+			return nil, fmt.Errorf("gemma: reading logits: %w", err)
+		}
+		V, off := c.NVocab, 0
+		for k := range b.seqs {
+			if b.out[k] {
+				logits[k] = flat[off*V : (off+b.count[k])*V : (off+b.count[k])*V]
+				off += b.count[k]
+			}
+		}
+	}
+
+	// Only now, with every layer computed, do the sequences advance.
+	for k, s := range b.seqs {
+		s.slot, s.used = b.slots[k], b.used[k]
+		s.pos += b.count[k]
+	}
+	return logits, nil
+}
+
+// layer runs block il on the residual stream x[n, d] in place.
+func (m *Model) layer(p *pass, il int, x, ple *compute.Tensor, b *batch) {
+	c, l, lw := m.Config, &m.Config.Layers[il], &m.w.layers[il]
+	n := len(b.ids)
+	var freqs *compute.Tensor
+	if !l.Sliding {
+		freqs = m.w.ropeFreqs // proportional RoPE (Gemma 4 global layers)
+	}
+
+	// Attention: q/k normed per head, rotated; V raw-K when there is no V.
+	h := p.norm(x, lw.attnNorm, c.Eps)
+	q := p.view(p.matmul(lw.q, h), n, l.NHead, l.HeadDim)
+	p.normInPlace(q, lw.qNorm, c.Eps)
+	p.rope(q, l, b.pos, freqs)
+	if c.QueryScale != 1 {
+		p.scale(q, c.QueryScale)
+	}
+	if c.OwnsKV(il) {
+		kProj := p.matmul(lw.k, h)
+		vProj := kProj
+		if lw.v != nil {
+			vProj = p.matmul(lw.v, h)
+		}
+		k := p.view(kProj, n, l.NHeadKV, l.HeadDim)
+		v := p.view(vProj, n, l.NHeadKV, l.HeadDim)
+		switch {
+		case c.VNorm: // weightless, per head, into a new tensor (K is normed in place below)
+			v = p.norm(v, nil, c.Eps)
+		case lw.v == nil: // V = K before its norm: keep a copy
+			raw := p.new(n, l.NHeadKV, l.HeadDim)
+			p.copyTo(v, raw)
+			v = raw
+		}
+		p.normInPlace(k, lw.kNorm, c.Eps)
+		p.rope(k, l, b.pos, freqs)
+		m.store(p, il, k, v, b)
+	}
+	att := p.new(n, l.NHead, l.HeadDim)
+	m.attend(p, il, q, att, b)
+	o := p.matmul(lw.o, p.view(att, n, l.NHead*l.HeadDim))
+	p.normInPlace(o, lw.postAttnNorm, c.Eps)
+	p.add(x, o)
+
+	// Feed-forward: dense GeGLU, or dense + routed experts.
+	var f *compute.Tensor
+	if lw.router != nil {
+		f = m.moe(p, il, x)
+	} else {
+		f = p.geglu(p.norm(x, lw.ffnNorm, c.Eps), lw.gate, lw.up, lw.down)
+	}
+	p.normInPlace(f, lw.postFFNNorm, c.Eps)
+	p.add(x, f)
+
+	// Per-layer embedding: x += N(proj(gelu(gate·x) ⊙ ple[l])).
+	if ple != nil {
+		g := p.matmul(lw.pleGate, x)
+		p.gelu(g)
+		p.mul(g, p.view(p.rows(ple, il, il+1), n, c.EmbdPerLayer))
+		e := p.matmul(lw.pleProj, g)
+		p.normInPlace(e, lw.plePostNorm, c.Eps)
+		p.add(x, e)
+	}
+	if lw.outScale != 1 {
+		p.scale(x, lw.outScale)
+	}
+}
+
+// store writes the new rows of K and V into each sequence's cache.
+func (m *Model) store(p *pass, il int, k, v *compute.Tensor, b *batch) {
+	for i, s := range b.seqs {
+		s.store(p, il, k, v, b.start[i], b.count[i])
+	}
+}
+
+// attend computes each sequence's attention of its query rows over its
+// cache (the layer's own, or its donor's for KV-shared layers). Sliding
+// layers read their ring, whose slots carry their positions.
+func (m *Model) attend(p *pass, il int, q, out *compute.Tensor, b *batch) {
+	l := &m.Config.Layers[il]
+	for i, s := range b.seqs {
+		if p.err != nil {
+			return
+		}
+		r0, r1 := b.start[i], b.start[i]+b.count[i]
+		nk, kpos, window := s.pos+b.count[i], m.kpos, 0
+		if l.Sliding {
+			window = m.Config.Window
+			if s.ring < s.cap {
+				nk, kpos = b.used[i], b.slots[i]
+			}
+		}
+		p.check(compute.Attention(compute.AttentionOp{
+			Q: p.rows(q, r0, r1), K: p.rows(s.k[l.KVLayer], 0, nk), V: p.rows(s.v[l.KVLayer], 0, nk),
+			Out: p.rows(out, r0, r1), QPos: b.pos[r0:r1], KPos: kpos[:nk],
+			Scale: 1, Causal: true, Window: window,
+		}))
+	}
+}
+
+// perLayerInputs computes Gemma 4's per-layer embeddings for the batch:
+// ple = (N(W·x0/√d) + E_ple[tok]·√P)/√2, laid out [layer, n, P].
+func (m *Model) perLayerInputs(p *pass, x0 *compute.Tensor, b *batch) *compute.Tensor {
+	c, w := m.Config, m.w
+	n, L, P := len(b.ids), c.NLayer, c.EmbdPerLayer
+	tok := p.new(n, L*P)
+	if p.err == nil {
+		p.check(compute.GetRows(w.pleTokEmbd, b.ids, tok))
+	}
+	p.scale(tok, float32(math.Sqrt(float64(P))))
+	proj := p.matmul(w.pleProj, x0)
+	p.scale(proj, 1/float32(math.Sqrt(float64(c.NEmbd))))
+	p.normInPlace(p.view(proj, n*L, P), w.pleProjNorm, c.Eps)
+	p.add(proj, tok)
+	p.scale(proj, 1/float32(math.Sqrt(2)))
+	out := p.new(L, n, P)
+	if p.err == nil {
+		perm, err := compute.Permute(p.view(proj, n, L, P), 1, 0, 2)
+		p.check(err)
+		p.copyTo(perm, out)
+	}
+	return out
+}
