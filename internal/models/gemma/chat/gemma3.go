@@ -1,6 +1,9 @@
 package chat
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+)
 
 // Messages the Gemma 3 template raises (raise_exception), word for word.
 const (
@@ -59,7 +62,11 @@ func renderGemma3(b *out, v Vars) error {
 		n := i + len(msgs.Arr) - len(loop)
 		role, _ := item(m, "role")
 		if isStringConst(role, "user") != (i%2 == 0) {
-			return fmt.Errorf("message %d (role %s): %w", n, pyStr(role), &raiseError{gemma3AlternateMsg})
+			desc := kindName(role)
+			if role.Kind == String {
+				desc = strconv.Quote(role.Str)
+			}
+			return fmt.Errorf("message %d (role %s): %w", n, desc, &raiseError{gemma3AlternateMsg})
 		}
 		if isStringConst(role, "assistant") {
 			role = Str("model")

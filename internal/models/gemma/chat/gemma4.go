@@ -336,9 +336,9 @@ func (r *g4) toolResult(calls Value, follow Value) error {
 		}
 		body = Str(text.String())
 	}
-	if name.Kind != String {
+	if name.Kind == Null {
 		return fmt.Errorf("tool result for id %s: no tool call has that id and the message has no name: %w",
-			pyStr(id), typeErr("can only concatenate str (not %s) to str", kindName(name)))
+			pyStr(id), typeErr("can only concatenate str (not null) to str"))
 	}
 	return toolResponseBlock(r.o, name, body)
 }

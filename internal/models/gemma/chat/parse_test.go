@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math/rand"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -195,4 +196,61 @@ func FuzzParseGemma4(f *testing.F) {
 		}
 		checkStreaming(t, "gemma4", s, got)
 	})
+}
+
+// TestRoundTripRandom renders random tool-call arguments and parses them back.
+// String values may hold anything but <|"|> (the syntax cannot carry it);
+// keys (written bare) and the reasoning hold no marker and keys no ':'.
+func TestRoundTripRandom(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	pieces := []string{"a", "Z", " ", "{", "}", "[", "]", ",", ":", `"`, "\\", "\n", "<", ">", "|", "é", "0", "true", "<tool_call|>", "<turn|>", "<|channel>", "<channel|>"}
+	plain := pieces[:len(pieces)-4] // no markers
+	gen := func(from []string) string {
+		var b strings.Builder
+		for n := rng.Intn(5); n > 0; n-- {
+			b.WriteString(from[rng.Intn(len(from))])
+		}
+		return b.String()
+	}
+	str := func() string { return gen(pieces) }
+	key := func() string { return "k" + strings.ReplaceAll(gen(plain), ":", "") + "k" }
+	var val func(d int) any
+	val = func(d int) any {
+		switch r := rng.Intn(10); {
+		case r < 3 || d > 3:
+			return []any{str(), float64(rng.Intn(2000) - 1000), rng.NormFloat64() * 1e6, rng.Intn(2) == 0, nil, 1e-7}[rng.Intn(6)]
+		case r < 6:
+			a := []any{}
+			for n := rng.Intn(4); n > 0; n-- {
+				a = append(a, val(d+1))
+			}
+			return a
+		default:
+			o := map[string]any{}
+			for n := rng.Intn(4); n > 0; n-- {
+				o[key()] = val(d + 1)
+			}
+			return o
+		}
+	}
+	for i := 0; i < 300; i++ {
+		args := map[string]any{}
+		for n := rng.Intn(5); n > 0; n-- {
+			args[key()] = val(0)
+		}
+		raw, _ := json.Marshal(args)
+		req := Request{Messages: []Message{{Role: "user", Content: Text("go")},
+			{Role: "assistant", Reasoning: "r" + gen(plain), ToolCalls: []ToolCall{{Name: "fn_" + strconv.Itoa(i), Arguments: raw}}}}}
+		out, err := RenderGemma4(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		turn := out[strings.LastIndex(out, TurnStart+"model\n"):]
+		got, err := ParseGemma4(turn)
+		if err != nil || len(got.ToolCalls) != 1 || got.ToolCalls[0].Name != "fn_"+strconv.Itoa(i) ||
+			!sameJSON(t, got.ToolCalls[0].Arguments, raw) || got.Thinking != req.Messages[1].Reasoning {
+			t.Fatalf("round trip of %s via %q: %#v, %v", raw, turn, got, err)
+		}
+		checkStreaming(t, "gemma4", turn, got)
+	}
 }

@@ -43,8 +43,9 @@ func pyPrintable(r rune) bool {
 	return unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S)
 }
 
-// errUndefined is what Jinja raises when a template uses an undefined value
-// in a way that needs a real one (item lookup, concatenation, a call).
+// templateError is what Jinja raises when a template uses an undefined or
+// mistyped value in a way that needs a real one (item lookup, concatenation,
+// a call, iteration).
 type templateError struct{ msg string }
 
 func (e *templateError) Error() string { return e.msg }

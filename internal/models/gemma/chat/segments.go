@@ -71,9 +71,12 @@ func (o *out) text(s string)   { o.add(s, false) }
 // textValue writes a variable that the template concatenates with strings
 // (so it must be a string), naming what it is in the error.
 func (o *out) textValue(v Value, what string) error {
-	if _, err := concat(v); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+	switch v.Kind {
+	case String:
+		o.text(v.Str)
+		return nil
+	case Undefined:
+		return undefinedErr("%s is missing", what)
 	}
-	o.text(v.Str)
-	return nil
+	return typeErr("%s is %s, not a string", what, kindName(v))
 }

@@ -1,3 +1,6 @@
+# Regenerates extra-cases.jsonl: python3 gen_extra_cases.py > extra-cases.jsonl
+# Needs Jinja2 (3.1.x). Renders the official templates from ../shared in the
+# environment Hugging Face transformers' apply_chat_template uses.
 import json, jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.ext import loopcontrols
@@ -8,9 +11,12 @@ def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
 env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
 env.filters['tojson'] = tojson
 env.globals['raise_exception'] = raise_exception
-T='/work/shared/testdata/chat-templates/'
+import os
+# shared/ lies next to the repository root; this file is internal/models/gemma/chat/testdata/.
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), *[os.pardir] * 6, 'shared', 'testdata')
+T = os.path.join(SHARED, 'chat-templates') + os.sep
 g4 = env.from_string(open(T+'google-gemma-4-31B-it.jinja').read())
-g3 = env.from_string(json.load(open('/work/shared/testdata/gemma3-tokenizer/tokenizer_config.json'))['chat_template'])
+g3 = env.from_string(json.load(open(os.path.join(SHARED, 'gemma3-tokenizer', 'tokenizer_config.json')))['chat_template'])
 def render(t, inp):
     kw = dict(inp)
     kw.setdefault('bos_token', '<bos>')
