@@ -142,3 +142,45 @@ func TestDemoRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestDevChatFormat renders every shared chat-template case through the
+// command and compares with the official templates' output.
+func TestDevChatFormat(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(sharedDir(t), "testdata/chat-templates/cases.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var c struct {
+			Input  json.RawMessage `json:"input"`
+			Gemma4 *string         `json:"gemma4"`
+			Gemma3 *string         `json:"gemma3"`
+		}
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			t.Fatal(err)
+		}
+		for family, want := range map[string]*string{"gemma4": c.Gemma4, "gemma3": c.Gemma3} {
+			root := newRootCmd()
+			var out bytes.Buffer
+			root.SetOut(&out)
+			root.SetErr(&out)
+			root.SetIn(bytes.NewReader(c.Input))
+			root.SetArgs([]string{"dev", "chat-format", family})
+			err := root.Execute()
+			if want == nil {
+				if err == nil {
+					t.Errorf("%s: expected the template's refusal", family)
+				}
+				continue
+			}
+			if err != nil || out.String() != *want {
+				t.Errorf("%s: got %q (err %v), want %q", family, out.String(), err, *want)
+			}
+			n++
+		}
+	}
+	if n < 8 {
+		t.Fatalf("only %d renders compared", n)
+	}
+}
