@@ -55,6 +55,7 @@ static void kern6x16_avx2(int kc, const float *a, const float *b, float *c, size
 		c40 = _mm256_loadu_ps(c + 4 * ldc), c41 = _mm256_loadu_ps(c + 4 * ldc + 8);
 		c50 = _mm256_loadu_ps(c + 5 * ldc), c51 = _mm256_loadu_ps(c + 5 * ldc + 8);
 	}
+#pragma GCC unroll 4
 	for (int k = 0; k < kc; k++) {
 		const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
 		__m256 av;

@@ -45,12 +45,15 @@ static inline __attribute__((always_inline)) __m512 loadw_avx512(int T, const ui
 #define FK_NR 32
 static void kern12x32_avx512(int kc, const float *a, const float *b, float *c, size_t ldc, int first) {
 	__m512 acc[12][2];
+	#pragma GCC unroll 12
 	for (int i = 0; i < 12; i++) {
 		acc[i][0] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + i * ldc);
 		acc[i][1] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(c + i * ldc + 16);
 	}
+	#pragma GCC unroll 2
 	for (int k = 0; k < kc; k++) {
 		const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+		#pragma GCC unroll 12
 		for (int i = 0; i < 12; i++) {
 			const __m512 av = _mm512_set1_ps(a[i]);
 			acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
@@ -59,6 +62,7 @@ static void kern12x32_avx512(int kc, const float *a, const float *b, float *c, s
 		a += 12;
 		b += 32;
 	}
+	#pragma GCC unroll 12
 	for (int i = 0; i < 12; i++) {
 		_mm512_storeu_ps(c + i * ldc, acc[i][0]);
 		_mm512_storeu_ps(c + i * ldc + 16, acc[i][1]);

@@ -10,6 +10,9 @@ void mica_qmul_avx2(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_
 void mica_qmul_vnni(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1);
 int mica_fmul_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1);
 int mica_fmul_avx512(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1);
+void mica_quant_q8_0_avx2(const float *x, int n, uint8_t *dst);
+void mica_quant_q8_1_avx2(const float *x, int n, uint8_t *dst);
+void mica_quant_q8_k_avx2(const float *x, int n, uint8_t *dst);
 */
 import "C"
 
@@ -23,21 +26,24 @@ import (
 
 // Instruction-set levels of the fast paths.
 const (
-	isaGo     = 0 // plain Go only
-	isaAVX2   = 1 // AVX2 + FMA + F16C
-	isaAVX512 = 2 // AVX-512 F/BW/VL (+VNNI for the quantized kernels)
+	isaGo         = 0 // plain Go only
+	isaAVX2       = 1 // AVX2 + FMA + F16C
+	isaAVX512     = 2 // + AVX-512 F/BW/VL: 512-bit F32/F16/BF16 kernels
+	isaAVX512VNNI = 3 // + AVX-512 VNNI: vpdpbusd quantized kernels
 )
 
 // detectISA is the best level this CPU supports.
 func detectISA() int {
 	x := cpu.X86
-	if !(x.HasAVX2 && x.HasFMA && x.HasF16C) {
+	switch {
+	case !(x.HasAVX2 && x.HasFMA && x.HasF16C):
 		return isaGo
-	}
-	if x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL && x.HasAVX512VNNI {
+	case !(x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL):
+		return isaAVX2
+	case !x.HasAVX512VNNI:
 		return isaAVX512
 	}
-	return isaAVX2
+	return isaAVX512VNNI
 }
 
 // isa is the level MulRows uses; tests lower it to compare levels.
@@ -57,7 +63,7 @@ func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, 
 	case tensor.F32, tensor.F16, tensor.BF16:
 		xp := (*C.float)(unsafe.Pointer(&p.F32[0]))
 		var rc C.int
-		if level == isaAVX512 {
+		if level >= isaAVX512 {
 			rc = C.mica_fmul_avx512(C.int(wt), wp, C.size_t(rb), xp, C.int(p.N), C.int(cols), yp, C.size_t(ldy), C.int(r0), C.int(r1))
 		} else {
 			rc = C.mica_fmul_avx2(C.int(wt), wp, C.size_t(rb), xp, C.int(p.N), C.int(cols), yp, C.size_t(ldy), C.int(r0), C.int(r1))
@@ -66,10 +72,31 @@ func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, 
 	}
 	xp := (*C.uint8_t)(unsafe.Pointer(&p.Q[0]))
 	nb := C.int(cols / wt.BlockSize())
-	if level == isaAVX512 {
+	if level >= isaAVX512VNNI {
 		C.mica_qmul_vnni(C.int(wt), wp, C.size_t(rb), xp, C.size_t(p.RowBytes), C.int(p.N), nb, yp, C.size_t(ldy), C.int(r0), C.int(r1))
 	} else {
 		C.mica_qmul_avx2(C.int(wt), wp, C.size_t(rb), xp, C.size_t(p.RowBytes), C.int(p.N), nb, yp, C.size_t(ldy), C.int(r0), C.int(r1))
+	}
+	return true
+}
+
+// fastQuantize converts one activation row to Q8_0/Q8_1/Q8_K with the AVX2
+// quantizers (bit-identical to the quant package's for finite values).
+func fastQuantize(vt tensor.DType, src []float32, dst []byte) bool {
+	if isa < isaAVX2 || len(src) == 0 {
+		return false
+	}
+	xp := (*C.float)(unsafe.Pointer(&src[0]))
+	dp := (*C.uint8_t)(unsafe.Pointer(&dst[0]))
+	switch vt {
+	case tensor.Q8_0:
+		C.mica_quant_q8_0_avx2(xp, C.int(len(src)), dp)
+	case tensor.Q8_1:
+		C.mica_quant_q8_1_avx2(xp, C.int(len(src)), dp)
+	case tensor.Q8_K:
+		C.mica_quant_q8_k_avx2(xp, C.int(len(src)), dp)
+	default:
+		return false
 	}
 	return true
 }

@@ -5,9 +5,10 @@ package matmul
 import "mica/internal/tensor"
 
 const (
-	isaGo     = 0
-	isaAVX2   = 1
-	isaAVX512 = 2
+	isaGo         = 0
+	isaAVX2       = 1
+	isaAVX512     = 2
+	isaAVX512VNNI = 3
 )
 
 var isa, maxISA = isaGo, isaGo
@@ -16,3 +17,5 @@ var isa, maxISA = isaGo, isaGo
 func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, ldy, r0, r1 int) bool {
 	return false
 }
+
+func fastQuantize(vt tensor.DType, src []float32, dst []byte) bool { return false }

@@ -8,7 +8,10 @@
 // accumulators over 4·FW-wide steps, a one-vector step, then a scalar tail;
 // the same sequence for every row.
 //
-// GEMM (n > 1): BLIS-style. Weights are packed (widened) into FK_NR-row
+// Small batches (n = 2..4): one weight row at a time against all n
+// activation rows, two vector accumulators per output.
+//
+// GEMM (n > 4): BLIS-style. Weights are packed (widened) into FK_NR-row
 // panels of FK_KC columns, activations into FK_MR-row panels; the
 // micro-kernel keeps an FK_MR×FK_NR tile of Y in registers. Each Y element
 // is one FMA chain over k = 0..cols-1 in order, stored and reloaded between
@@ -53,8 +56,10 @@ FINLINE void FFN(dotrows)(int T, int RM, const uint8_t *w, size_t wrb, const flo
 	int k = 0;
 	for (; k + 4 * FW <= cols; k += 4 * FW) {
 		#pragma GCC unroll 8
-		for (int i = 0; i < RM; i++)
-			_mm_prefetch((const char *)(w + i * wrb + (size_t)(k + 64 / es * 8) * es), _MM_HINT_T0);
+		for (int i = 0; i < RM; i++) // the same columns of the next rows
+#pragma GCC unroll 8
+			for (int off = 0; off < 4 * FW * es; off += 64)
+				_mm_prefetch((const char *)(w + (i + RM) * wrb + (size_t)k * es + off), _MM_HINT_T0);
 		#pragma GCC unroll 8
 		for (int u = 0; u < 4; u++) {
 			FV xv = FV_LOAD(x + k + u * FW);
@@ -223,13 +228,15 @@ static void FFN(packx)(const float *x, int cols, int j, int mr, int k0, int kc, 
 
 static int FFN(gemm)(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y,
 	size_t ldy, int r0, int r1) {
-	float *bp = aligned_alloc(64, sizeof(float) * FK_NC * FK_KC);
-	float *ap = aligned_alloc(64, sizeof(float) * (FK_MC * FK_KC + 16));
-	if (!bp || !ap) {
-		free(bp);
-		free(ap);
+	// packing buffers: one pair per OS thread, allocated on first use and
+	// kept (a few hundred KiB), so calls do not pay for allocation
+	static _Thread_local float *bp, *ap;
+	if (!bp)
+		bp = aligned_alloc(64, sizeof(float) * FK_NC * FK_KC);
+	if (!ap)
+		ap = aligned_alloc(64, sizeof(float) * (FK_MC * FK_KC + 16));
+	if (!bp || !ap)
 		return -1;
-	}
 	float ctmp[FK_MR * FK_NR] __attribute__((aligned(64)));
 	for (int jc = r0; jc < r1; jc += FK_NC) {
 		const int nc = r1 - jc < FK_NC ? r1 - jc : FK_NC;
@@ -265,17 +272,70 @@ static int FFN(gemm)(int T, const uint8_t *w, size_t wrb, const float *x, int n,
 			}
 		}
 	}
-	free(bp);
-	free(ap);
 	return 0;
 }
 
 // Y[j*ldy + r] for j < n, r0 <= r < r1; T is the weight type (0 F32,
 // 1 F16, 30 BF16). Returns 0, or -1 when scratch memory ran out.
+// Dot products of one weight row with RN activation rows (2 ≤ RN ≤ 4):
+// the small-batch path, which streams the weights once without packing.
+FINLINE void FFN(dotrow_n)(int T, int RN, const uint8_t *w, const float *x, int cols, float *y, size_t ldy) {
+	const int es = FFN(esize)(T);
+	FV acc[4][2];
+	#pragma GCC unroll 4
+	for (int j = 0; j < RN; j++)
+		acc[j][0] = acc[j][1] = FV_ZERO();
+	int k = 0;
+	for (; k + 2 * FW <= cols; k += 2 * FW) {
+		#pragma GCC unroll 8
+		for (int off = 0; off < 2 * FW * es; off += 64)
+			_mm_prefetch((const char *)(w + (size_t)k * es + off + 1024), _MM_HINT_T0);
+		const FV w0 = FLOADW(T, w + (size_t)k * es), w1 = FLOADW(T, w + (size_t)(k + FW) * es);
+		#pragma GCC unroll 4
+		for (int j = 0; j < RN; j++) {
+			acc[j][0] = FV_FMA(w0, FV_LOAD(x + (size_t)j * cols + k), acc[j][0]);
+			acc[j][1] = FV_FMA(w1, FV_LOAD(x + (size_t)j * cols + k + FW), acc[j][1]);
+		}
+	}
+	for (; k + FW <= cols; k += FW) {
+		const FV w0 = FLOADW(T, w + (size_t)k * es);
+		#pragma GCC unroll 4
+		for (int j = 0; j < RN; j++)
+			acc[j][0] = FV_FMA(w0, FV_LOAD(x + (size_t)j * cols + k), acc[j][0]);
+	}
+	#pragma GCC unroll 4
+	for (int j = 0; j < RN; j++) {
+		float t = 0;
+		for (int kk = k; kk < cols; kk++)
+			t = t + FFN(load1)(T, w + (size_t)kk * es) * x[(size_t)j * cols + kk];
+		y[j * ldy] = FV_HSUM(FV_ADD(acc[j][0], acc[j][1])) + t;
+	}
+}
+
+#define FDOTN_FN(RN)                                                                                 \
+	static __attribute__((noinline)) void FCAT(FFN(dotn), RN)(int T, const uint8_t *w, size_t wrb,   \
+		const float *x, int cols, float *y, size_t ldy, int r0, int r1) {                            \
+		for (int r = r0; r < r1; r++) {                                                              \
+			switch (T) {                                                                             \
+			case FT_F32: FFN(dotrow_n)(FT_F32, RN, w + (size_t)r * wrb, x, cols, y + r, ldy); break; \
+			case FT_F16: FFN(dotrow_n)(FT_F16, RN, w + (size_t)r * wrb, x, cols, y + r, ldy); break; \
+			default: FFN(dotrow_n)(FT_BF16, RN, w + (size_t)r * wrb, x, cols, y + r, ldy); break;    \
+			}                                                                                        \
+		}                                                                                            \
+	}
+FDOTN_FN(2)
+FDOTN_FN(3)
+FDOTN_FN(4)
+
 int FFN(mica_fmul)(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y,
 	size_t ldy, int r0, int r1) {
-	if (n > 1)
-		return FFN(gemm)(T, w, wrb, x, n, cols, y, ldy, r0, r1);
+	switch (n) {
+	case 1: break;
+	case 2: FCAT(FFN(dotn), 2)(T, w, wrb, x, cols, y, ldy, r0, r1); return 0;
+	case 3: FCAT(FFN(dotn), 3)(T, w, wrb, x, cols, y, ldy, r0, r1); return 0;
+	case 4: FCAT(FFN(dotn), 4)(T, w, wrb, x, cols, y, ldy, r0, r1); return 0;
+	default: return FFN(gemm)(T, w, wrb, x, n, cols, y, ldy, r0, r1);
+	}
 	float out[2];
 	int r = r0;
 	for (; r + 2 <= r1; r += 2) {

@@ -11,15 +11,30 @@
 // quantized once per call (Prepare) to the type's vec-dot type (Q8_0, Q8_1 or
 // Q8_K) and each block's dot product is an exact integer sum scaled by the
 // blocks' float scales. F32, F16 and BF16 weights use F32 activations and F32
-// accumulation (F16/BF16 weights are widened to F32 exactly).
+// accumulation (F16/BF16 weights are widened to F32 exactly). The AVX-512
+// BF16 dot product (vdpbf16ps) is deliberately not used: it would round the
+// activations to BF16 (a relative change of up to 2⁻⁹ per product) for a
+// speed-up only in compute-bound GEMMs; decode is memory-bound either way.
+//
+// Fast paths (C through cgo, chosen once at start-up from the CPU's
+// features): AVX2+FMA+F16C for everything; with AVX-512 F/BW/VL the float
+// kernels use 512-bit vectors, and with VNNI as well the quantized kernels
+// use vpdpbusd (on 256-bit vectors). Prepare's activation quantizers have an
+// AVX2 version that gives the reference's bytes exactly. Without cgo or on
+// other architectures the plain-Go reference runs.
 //
 // Determinism: MulRows may be called on any split of the weight rows (one
 // chunk per worker); each Y element is computed by the same instruction
 // sequence whatever the split, so results do not depend on the thread count.
-// The path taken depends only on the weight type, cols and n (n = 1 takes the
-// matrix-vector kernels, n > 1 the blocked GEMM kernels), never on the row
-// range. Do not split the activation rows into separate calls if results must
-// match an unsplit call.
+// The path taken depends only on the weight type, cols and n (float weights:
+// n = 1 matrix-vector, n = 2..4 small-batch, n > 4 packed GEMM; quantized:
+// n = 1 matrix-vector, n > 1 register tiles over blocks of activation rows),
+// never on the row range. Do not split the activation rows into separate
+// calls if results must match an unsplit call.
+//
+// Benchmarks: go test -bench . ./internal/kernels/matmul, and for the table
+// of `mica bench kernels` with the machine's limits measured alongside,
+// MICA_BENCH_REPORT=1 go test -run BenchReport -v ./internal/kernels/matmul.
 package matmul
 
 import (
@@ -66,11 +81,11 @@ func vecRowBytes(vt tensor.DType, cols int) int {
 // It is read-only during MulRows, so one Prepared serves every row chunk of a
 // call, concurrently.
 type Prepared struct {
-	WType   tensor.DType // weight type it was prepared for
-	VecType tensor.DType // F32, Q8_0, Q8_1 or Q8_K
-	N, Cols int
-	F32     []float32 // VecType F32: the activations themselves (not copied), N×Cols
-	Q       []byte    // otherwise: N rows of RowBytes bytes each
+	WType    tensor.DType // weight type it was prepared for
+	VecType  tensor.DType // F32, Q8_0, Q8_1 or Q8_K
+	N, Cols  int
+	F32      []float32 // VecType F32: the activations themselves (not copied), N×Cols
+	Q        []byte    // otherwise: N rows of RowBytes bytes each
 	RowBytes int
 }
 
@@ -136,6 +151,9 @@ func PrepareInto(p *Prepared, wt tensor.DType, x []float32, n, cols int) error {
 	for j := 0; j < n; j++ {
 		src := x[j*cols : (j+1)*cols]
 		dst := p.Q[j*rb : (j+1)*rb]
+		if fastQuantize(vt, src, dst) {
+			continue
+		}
 		switch vt {
 		case tensor.Q8_0:
 			quant.QuantizeQ8_0(src, dst)
@@ -219,10 +237,15 @@ func Mul(wt tensor.DType, w []byte, rows, cols int, x []float32, n int, y []floa
 	return MulRows(wt, w, cols, p, y, rows, 0, rows)
 }
 
-// ISA names the instruction set MulRows uses on this machine: "avx512"
-// (AVX-512 F/BW/VL with VNNI), "avx2" (AVX2+FMA+F16C) or "go".
-func ISA() string {
-	switch isa {
+// ISA names the instruction set MulRows uses on this machine: "avx512-vnni"
+// (AVX-512 F/BW/VL with VNNI), "avx512" (512-bit float kernels, AVX2
+// quantized kernels), "avx2" (AVX2+FMA+F16C) or "go".
+func ISA() string { return isaName(isa) }
+
+func isaName(level int) string {
+	switch level {
+	case isaAVX512VNNI:
+		return "avx512-vnni"
 	case isaAVX512:
 		return "avx512"
 	case isaAVX2:

@@ -32,7 +32,7 @@ func testCols(t tensor.DType) []int {
 
 var (
 	testRows = []int{1, 3, 17, 33}
-	testN    = []int{1, 2, 5, 7, 16}
+	testN    = []int{1, 2, 3, 4, 5, 7, 16}
 )
 
 const u = 1.0 / (1 << 24) // float32 unit roundoff
@@ -40,7 +40,7 @@ const u = 1.0 / (1 << 24) // float32 unit roundoff
 // isaLevels are the fast-path levels this machine can run.
 func isaLevels() []int {
 	var l []int
-	for _, v := range []int{isaAVX2, isaAVX512} {
+	for _, v := range []int{isaAVX2, isaAVX512, isaAVX512VNNI} {
 		if v <= maxISA {
 			l = append(l, v)
 		}
@@ -54,8 +54,6 @@ func withISA(level int, f func()) {
 	defer func() { isa = old }()
 	f()
 }
-
-func isaName(level int) string { return [...]string{"go", "avx2", "avx512"}[level] }
 
 // dequantRows returns W as float64 (rows×cols) using the library's
 // dequantizer (independent of this package). With magnitude set, the block
@@ -203,8 +201,7 @@ func mulAll(t *testing.T, ref bool, wt tensor.DType, w []byte, rows, cols int, p
 // reference on awkward sizes, and checks that any split of the rows gives
 // bit-identical results.
 func TestFastMatchesReference(t *testing.T) {
-	levels := isaLevels()
-	if len(levels) == 0 {
+	if len(isaLevels()) == 0 {
 		t.Log("no fast path on this machine/build: checking the reference's split invariance only")
 	}
 	rng := rand.New(rand.NewPCG(7, 11))
@@ -217,48 +214,74 @@ func TestFastMatchesReference(t *testing.T) {
 			}
 			mag := dequantRows(t, wt, wAll, maxRows, cols, true)
 			for _, n := range testN {
-				x := RandomActivations(n, cols, rng)
-				p, err := Prepare(wt, x, n, cols)
-				if err != nil {
-					t.Fatal(err)
-				}
-				xv := preparedValues(t, p)
 				for _, rows := range testRows {
-					rb, _ := wt.RowBytes(int64(cols))
-					w := wAll[:rows*int(rb)]
-					name := fmt.Sprintf("%v/rows=%d/cols=%d/n=%d", wt, rows, cols, n)
-					ref := mulAll(t, true, wt, w, rows, cols, p, 3, nil)
-					refSplit := mulAll(t, true, wt, w, rows, cols, p, 3, splitPoints(rows))
-					if !sameBits(ref, refSplit) {
-						t.Fatalf("%s: reference differs between row splits", name)
-					}
-					for _, level := range levels {
-						withISA(level, func() {
-							fast := mulAll(t, false, wt, w, rows, cols, p, 3, nil)
-							for _, cuts := range [][]int{splitPoints(rows), {rows / 2}, everyRow(rows)} {
-								if got := mulAll(t, false, wt, w, rows, cols, p, 3, cuts); !sameBits(fast, got) {
-									t.Fatalf("%s %s: result depends on the row split %v", name, isaName(level), cuts)
-								}
-							}
-							ldy := rows + 3
-							for j := 0; j < n; j++ {
-								for r := 0; r < rows; r++ {
-									s := 0.0
-									for k := 0; k < cols; k++ {
-										s += mag[r*cols+k] * math.Abs(xv[j*cols+k])
-									}
-									f, g := float64(fast[j*ldy+r]), float64(ref[j*ldy+r])
-									if d := math.Abs(f - g); !(d <= fastTol(wt, cols, s)) {
-										t.Fatalf("%s %s: Y[%d][%d] fast %g reference %g: |diff| %.3g > tolerance %.3g (Σ|wx| %g)",
-											name, isaName(level), j, r, f, g, d, fastTol(wt, cols, s), s)
-									}
-								}
-							}
-						})
-					}
+					checkFast(t, wt, wAll, mag, rows, cols, n, rng)
 				}
 			}
 		}
+	}
+}
+
+// TestLargeBatch covers activation counts above the quantized kernels'
+// L2 block of activation rows (about 128 KiB of them) and the float GEMM's
+// row block, with awkward remainders.
+func TestLargeBatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	for _, wt := range []tensor.DType{tensor.F32, tensor.F16, tensor.Q8_0, tensor.Q4_0, tensor.Q4_1, tensor.Q4_K, tensor.Q6_K} {
+		cols := 2880
+		if wt.BlockSize() == 256 {
+			cols = 2560
+		}
+		rows := 7
+		w, err := RandomWeights(wt, rows, cols, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkFast(t, wt, w, dequantRows(t, wt, w, rows, cols, true), rows, cols, 157, rng)
+	}
+}
+
+// checkFast runs one case: rows×cols weights (the first rows of wAll) times
+// n random activation rows, reference versus every fast level, plus row
+// split invariance of both.
+func checkFast(t *testing.T, wt tensor.DType, wAll []byte, mag []float64, rows, cols, n int, rng *rand.Rand) {
+	t.Helper()
+	x := RandomActivations(n, cols, rng)
+	p, err := Prepare(wt, x, n, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xv := preparedValues(t, p)
+	rb, _ := wt.RowBytes(int64(cols))
+	w := wAll[:rows*int(rb)]
+	name := fmt.Sprintf("%v/rows=%d/cols=%d/n=%d", wt, rows, cols, n)
+	ref := mulAll(t, true, wt, w, rows, cols, p, 3, nil)
+	if refSplit := mulAll(t, true, wt, w, rows, cols, p, 3, splitPoints(rows)); !sameBits(ref, refSplit) {
+		t.Fatalf("%s: reference differs between row splits", name)
+	}
+	for _, level := range isaLevels() {
+		withISA(level, func() {
+			fast := mulAll(t, false, wt, w, rows, cols, p, 3, nil)
+			for _, cuts := range [][]int{splitPoints(rows), {rows / 2}, everyRow(rows)} {
+				if got := mulAll(t, false, wt, w, rows, cols, p, 3, cuts); !sameBits(fast, got) {
+					t.Fatalf("%s %s: result depends on the row split %v", name, isaName(level), cuts)
+				}
+			}
+			ldy := rows + 3
+			for j := 0; j < n; j++ {
+				for r := 0; r < rows; r++ {
+					s := 0.0
+					for k := 0; k < cols; k++ {
+						s += mag[r*cols+k] * math.Abs(xv[j*cols+k])
+					}
+					f, g := float64(fast[j*ldy+r]), float64(ref[j*ldy+r])
+					if d := math.Abs(f - g); !(d <= fastTol(wt, cols, s)) {
+						t.Fatalf("%s %s: Y[%d][%d] fast %g reference %g: |diff| %.3g > tolerance %.3g (Σ|wx| %g)",
+							name, isaName(level), j, r, f, g, d, fastTol(wt, cols, s), s)
+					}
+				}
+			}
+		})
 	}
 }
 
@@ -439,5 +462,57 @@ func TestErrors(t *testing.T) {
 	}
 	if err := MulRows(tensor.Q8_0, w, 64, p, y, 4, 2, 1); err == nil {
 		t.Error("reversed row range: no error")
+	}
+}
+
+// TestFastActivationQuantizers: the SIMD activation quantizers must give the
+// quant package's bytes exactly, including ties (x·(1/d) exactly k+½, which
+// Q8_0/Q8_1 round away from zero and Q8_K to even), zero blocks, repeated
+// extreme magnitudes of both signs, and tiny and large scales.
+func TestFastActivationQuantizers(t *testing.T) {
+	if maxISA < isaAVX2 {
+		t.Skip("no SIMD quantizers in this build")
+	}
+	rng := rand.New(rand.NewPCG(8, 9))
+	x := RandomActivations(1, 8192, rng)
+	// block 1: d = 1 (amax 127), halves everywhere
+	x[32] = 127
+	for i := 33; i < 64; i++ {
+		x[i] = float32(i-48) + 0.5
+	}
+	// super-block 1 (256..511): max magnitude -127 first → iscale 1, halves
+	x[256] = -127
+	x[300] = 127
+	for i := 257; i < 512; i++ {
+		if i != 300 {
+			x[i] = float32((i%200)-100) + 0.5
+		}
+	}
+	clear(x[512:768]) // zero super-block (and zero 32-blocks)
+	for i := 768; i < 1024; i++ {
+		x[i] *= 1e-7 // subnormal F16 scales
+	}
+	for i := 1024; i < 1280; i++ {
+		x[i] *= 3e5
+	}
+	for _, c := range []struct {
+		vt  tensor.DType
+		lib func([]float32, []byte)
+	}{{tensor.Q8_0, quant.QuantizeQ8_0}, {tensor.Q8_1, quant.QuantizeQ8_1}, {tensor.Q8_K, quant.QuantizeQ8_K}} {
+		want := make([]byte, vecRowBytes(c.vt, len(x)))
+		got := make([]byte, len(want))
+		c.lib(x, want)
+		withISA(isaAVX2, func() {
+			if !fastQuantize(c.vt, x, got) {
+				t.Fatalf("%v: no fast quantizer", c.vt)
+			}
+		})
+		if !bytes.Equal(got, want) {
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("%v: byte %d: SIMD %d, quant package %d", c.vt, i, got[i], want[i])
+				}
+			}
+		}
 	}
 }

@@ -30,6 +30,12 @@ QINLINE float QFN(hsum)(__m256 v) {
 	return _mm_cvtss_f32(s);
 }
 
+QINLINE uint16_t QFN(ld16)(const uint8_t *p) {
+	uint16_t h;
+	memcpy(&h, p, 2);
+	return h;
+}
+
 // 32 bits → 32 bytes, byte e = 0x10 when bit e is set, else 0.
 QINLINE __m256i QFN(bits16)(const uint8_t *p) {
 	uint32_t u;
@@ -44,8 +50,10 @@ QINLINE __m256i QFN(bits16)(const uint8_t *p) {
 
 // 16 bytes of nibbles → 32 bytes: low nibbles first, then high nibbles.
 QINLINE __m256i QFN(nib32)(const uint8_t *p) {
-	__m128i v = _mm_loadu_si128((const __m128i *)p);
-	__m256i b = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+	// broadcast the 16 bytes to both halves (a load, no shuffle), shift the
+	// upper half right by 4, mask
+	__m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+	b = _mm256_srlv_epi32(b, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
 	return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
 }
 
@@ -80,23 +88,23 @@ QINLINE int QFN(bsize)(int T) {
 // Types whose weights decode to unsigned values and carry a min term (Q8_1).
 QINLINE int QFN(has_min32)(int T) { return T == T_Q4_1 || T == T_Q5_1; }
 
-// Decode one 32-element weight block: values (signed, or unsigned for the
-// _1 types), scale d and min m.
+// Decode one 32-element weight block: values (signed for Q8_0 and IQ4_NL,
+// unsigned otherwise), scale d and min m.
 QINLINE __m256i QFN(dec32)(int T, const uint8_t *b, float *d, float *m) {
 	*d = QFN(h2f)(b);
 	*m = 0;
 	switch (T) {
 	case T_Q8_0:
 		return _mm256_loadu_si256((const __m256i *)(b + 2));
-	case T_Q4_0:
-		return _mm256_sub_epi8(QFN(nib32)(b + 2), _mm256_set1_epi8(8));
+	case T_Q4_0: // unsigned here: the -8 is applied through the activation sums
+		return QFN(nib32)(b + 2);
 	case T_IQ4_NL:
 		return _mm256_shuffle_epi8(QFN(iq4lut)(), QFN(nib32)(b + 2));
 	case T_Q4_1:
 		*m = QFN(h2f)(b + 2);
 		return QFN(nib32)(b + 4);
-	case T_Q5_0:
-		return _mm256_sub_epi8(_mm256_or_si256(QFN(nib32)(b + 6), QFN(bits16)(b + 2)), _mm256_set1_epi8(16));
+	case T_Q5_0: // unsigned here: the -16 is applied through the activation sums
+		return _mm256_or_si256(QFN(nib32)(b + 6), QFN(bits16)(b + 2));
 	case T_Q5_1:
 		*m = QFN(h2f)(b + 2);
 		return _mm256_or_si256(QFN(nib32)(b + 8), QFN(bits16)(b + 4));
@@ -110,44 +118,64 @@ QINLINE void QFN(tile32)(int T, int RM, int RN, const uint8_t *w, size_t wrb, co
 	const int bs = QFN(bsize)(T);
 	const int hm = QFN(has_min32)(T);
 	const int yo = hm ? 4 : 2, ybs = hm ? 36 : 34;
+	// Q4_0/Q5_0 decode to q+8 / q+16: Σ q·y = Σ (q+off)·y − off·Σ y, done
+	// per 4-byte lane, so the int32 lanes equal those of a signed product.
+	const int offshift = T == T_Q4_0 ? 3 : T == T_Q5_0 ? 4 : 0;
+	const __m256i ones8 = _mm256_set1_epi8(1);
 	__m256 acc[4][4];
-	float accm[4][4];
+	__m128 accm[4]; // per activation row: lane i = Σ min(row i)·sum(y), the Q8_1 term
 	#pragma GCC unroll 8
-	for (int i = 0; i < RM; i++)
+	for (int j = 0; j < RN; j++) {
+		accm[j] = _mm_setzero_ps();
 		#pragma GCC unroll 8
-		for (int j = 0; j < RN; j++) {
+		for (int i = 0; i < RM; i++)
 			acc[i][j] = _mm256_setzero_ps();
-			accm[i][j] = 0;
-		}
+	}
 	for (int b = 0; b < nb; b++) {
 		__m256i q[4];
 		float d[4], m[4];
 		#pragma GCC unroll 8
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wb = w + i * wrb + (size_t)b * bs;
-			_mm_prefetch((const char *)(wb + 16 * bs), _MM_HINT_T0);
+			_mm_prefetch((const char *)(wb + RM * wrb), _MM_HINT_T0); // same block, next tile's rows
 			q[i] = QFN(dec32)(T, wb, &d[i], &m[i]);
 		}
+		// the RM weight scales, converted together (lane i = row i); the
+		// products with dy are the same IEEE products as scalar ones
+		const uint8_t *w0 = w + (size_t)b * bs;
+		const __m128i h4 = _mm_setr_epi16((short)QFN(ld16)(w0), RM > 1 ? (short)QFN(ld16)(w0 + wrb) : 0,
+			RM > 2 ? (short)QFN(ld16)(w0 + 2 * wrb) : 0, RM > 3 ? (short)QFN(ld16)(w0 + 3 * wrb) : 0, 0, 0, 0, 0);
+		const __m256 dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(h4, h4)); // both halves: rows 0..3
+		const __m128 mw = hm ? _mm_cvtph_ps(_mm_setr_epi16((short)QFN(ld16)(w0 + 2),
+			RM > 1 ? (short)QFN(ld16)(w0 + wrb + 2) : 0, RM > 2 ? (short)QFN(ld16)(w0 + 2 * wrb + 2) : 0,
+			RM > 3 ? (short)QFN(ld16)(w0 + 3 * wrb + 2) : 0, 0, 0, 0, 0)) : _mm_setzero_ps();
 		#pragma GCC unroll 8
 		for (int j = 0; j < RN; j++) {
 			const uint8_t *yb = x + j * xrb + (size_t)b * ybs;
 			const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb + yo));
 			const float dy = QFN(h2f)(yb);
 			const float sy = hm ? QFN(h2f)(yb + 2) : 0.0f;
+			const __m256i yoff = offshift ? _mm256_slli_epi32(QDOT_U(ones8, yq), offshift) : _mm256_setzero_si256();
+			const __m256 dd = _mm256_mul_ps(dw, _mm256_set1_ps(dy));
+			if (hm)
+				accm[j] = _mm_add_ps(accm[j], _mm_mul_ps(mw, _mm_set1_ps(sy)));
 			#pragma GCC unroll 8
 			for (int i = 0; i < RM; i++) {
-				__m256i p = hm ? QDOT_U(q[i], yq) : QDOT_S(q[i], yq);
-				acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(d[i] * dy), _mm256_cvtepi32_ps(p), acc[i][j]);
-				if (hm)
-					accm[i][j] = accm[i][j] + m[i] * sy;
+				__m256i p = offshift ? _mm256_sub_epi32(QDOT_U(q[i], yq), yoff)
+					: hm ? QDOT_U(q[i], yq) : QDOT_S(q[i], yq);
+				const __m256 sc = _mm256_permute_ps(dd, 0x55 * i);
+				acc[i][j] = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(p), acc[i][j]);
 			}
 		}
 	}
 	#pragma GCC unroll 8
-	for (int i = 0; i < RM; i++)
+	for (int j = 0; j < RN; j++) {
+		float am[4];
+		_mm_storeu_ps(am, accm[j]);
 		#pragma GCC unroll 8
-		for (int j = 0; j < RN; j++)
-			y[j * ldy + i] = QFN(hsum)(acc[i][j]) + accm[i][j];
+		for (int i = 0; i < RM; i++)
+			y[j * ldy + i] = QFN(hsum)(acc[i][j]) + am[i];
+	}
 }
 
 // ---------------------------------------------------------------- 256-element super-blocks
@@ -326,10 +354,11 @@ QINLINE void QFN(tilek)(int T, int RM, int RN, const uint8_t *w, size_t wrb, con
 		#pragma GCC unroll 8
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wb = w + i * wrb + (size_t)b * bs;
-			_mm_prefetch((const char *)(wb + 2 * bs), _MM_HINT_T0);
-			_mm_prefetch((const char *)(wb + 2 * bs + 64), _MM_HINT_T0);
-			_mm_prefetch((const char *)(wb + 2 * bs + 128), _MM_HINT_T0);
-			_mm_prefetch((const char *)(wb + 2 * bs + bs - 1), _MM_HINT_T0);
+			const uint8_t *pf = wb + RM * wrb; // same block, next tile's rows
+			_mm_prefetch((const char *)pf, _MM_HINT_T0);
+			_mm_prefetch((const char *)(pf + 64), _MM_HINT_T0);
+			_mm_prefetch((const char *)(pf + 128), _MM_HINT_T0);
+			_mm_prefetch((const char *)(pf + bs - 1), _MM_HINT_T0);
 			QFN(deck)(T, wb, &kb[i]);
 		}
 		#pragma GCC unroll 8
@@ -362,6 +391,8 @@ QINLINE void QFN(tilek)(int T, int RM, int RN, const uint8_t *w, size_t wrb, con
 		for (int j = 0; j < RN; j++)
 			y[j * ldy + i] = QFN(hsum)(acc[i][j]) - QFN(hsum)(accm[i][j]);
 }
+
+#include "qkern_fused.h"
 
 // ---------------------------------------------------------------- drivers
 
@@ -428,19 +459,31 @@ void QFN(mica_qmul)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_
 		f_main = QCAT(QFN(t32), 2x4); f_rowedge = QCAT(QFN(t32), 1x4);
 		f_coledge = QCAT(QFN(t32), 2x1); f_one = QCAT(QFN(t32), 1x1);
 	}
-	int r = r0;
-	for (; r + RM <= r1; r += RM) {
-		int j = 0;
-		for (; j + RN <= n; j += RN)
-			f_main(T, w + (size_t)r * wrb, wrb, x + (size_t)j * xrb, xrb, nb, y + (size_t)j * ldy + r, ldy);
-		for (; j < n; j++)
-			f_coledge(T, w + (size_t)r * wrb, wrb, x + (size_t)j * xrb, xrb, nb, y + (size_t)j * ldy + r, ldy);
+	if (n == 1 && isk) {
+		QFN(mv_kfused)(T, w, wrb, x, nb, y, r0, r1);
+		return;
 	}
-	for (; r < r1; r++) {
-		int j = 0;
-		for (; j + RN <= n; j += RN)
-			f_rowedge(T, w + (size_t)r * wrb, wrb, x + (size_t)j * xrb, xrb, nb, y + (size_t)j * ldy + r, ldy);
-		for (; j < n; j++)
-			f_one(T, w + (size_t)r * wrb, wrb, x + (size_t)j * xrb, xrb, nb, y + (size_t)j * ldy + r, ldy);
+	// Activation rows in blocks of about 128 KiB (a multiple of RN) so a
+	// block stays in L2 while all weight rows stream past it.
+	int jb = (int)((128 << 10) / xrb) / RN * RN;
+	if (jb < RN)
+		jb = RN;
+	for (int j0 = 0; j0 < n; j0 += jb) {
+		const int j1 = n - j0 < jb ? n : j0 + jb;
+		int r = r0;
+		for (; r + RM <= r1; r += RM) {
+			int j = j0;
+			for (; j + RN <= j1; j += RN)
+				f_main(T, w + (size_t)r * wrb, wrb, x + (size_t)j * xrb, xrb, nb, y + (size_t)j * ldy + r, ldy);
+			for (; j < j1; j++)
+				f_coledge(T, w + (size_t)r * wrb, wrb, x + (size_t)j * xrb, xrb, nb, y + (size_t)j * ldy + r, ldy);
+		}
+		for (; r < r1; r++) {
+			int j = j0;
+			for (; j + RN <= j1; j += RN)
+				f_rowedge(T, w + (size_t)r * wrb, wrb, x + (size_t)j * xrb, xrb, nb, y + (size_t)j * ldy + r, ldy);
+			for (; j < j1; j++)
+				f_one(T, w + (size_t)r * wrb, wrb, x + (size_t)j * xrb, xrb, nb, y + (size_t)j * ldy + r, ldy);
+		}
 	}
 }

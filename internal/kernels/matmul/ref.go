@@ -17,7 +17,7 @@ import (
 // kvaluesIQ4NL is the IQ4_NL/IQ4_XS non-linear 4-bit code book (GGUF format).
 var kvaluesIQ4NL = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
 
-func f16(b []byte) float32  { return quant.FP16ToFP32(binary.LittleEndian.Uint16(b)) }
+func f16(b []byte) float32   { return quant.FP16ToFP32(binary.LittleEndian.Uint16(b)) }
 func f32le(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) }
 
 type refDot func(w, x []byte, nb int) float32
