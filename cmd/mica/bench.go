@@ -96,6 +96,10 @@ func printKernelReport(w io.Writer, r *bench.KernelReport) {
 	for _, t := range order {
 		var cells []string
 		for _, m := range byType[t] {
+			if m.NA {
+				cells = append(cells, "n/a\t")
+				continue
+			}
 			cells = append(cells, fmt.Sprintf("%.1f\t%.0f%%", m.GBps, m.Pct))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t\n", t, strings.Join(cells, "\t"))

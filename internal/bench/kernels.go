@@ -65,6 +65,7 @@ type KernelResult struct {
 	Flops float64 `json:"gflops,omitempty"` // GEMM
 	Pct   float64 `json:"pct_of_peak"`      // of read bandwidth (matvec) or FMA peak (GEMM)
 	Secs  float64 `json:"seconds_per_call"`
+	NA    bool    `json:"not_applicable,omitempty"` // the type's blocks do not divide K
 }
 
 // Kernels runs the kernel benchmarks.
@@ -102,6 +103,12 @@ func Kernels(ctx context.Context, o KernelOptions) (*KernelReport, error) {
 		for _, t := range types {
 			if err := ctx.Err(); err != nil {
 				return nil, err
+			}
+			if s.K%t.BlockSize() != 0 {
+				// e.g. K-quants (256-blocks) on a 640-wide matrix: llama.cpp
+				// stores such tensors in another type too.
+				r.MatVec = append(r.MatVec, KernelResult{Type: t.String(), Shape: s, NA: true})
+				continue
 			}
 			say(fmt.Sprintf("matvec %s %d×%d", t, s.N, s.K))
 			sec, wbytes, err := timeMatMul(b, t, s, o.MinTime)

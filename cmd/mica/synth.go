@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"mica/internal/synth"
+	"mica/internal/tensor"
+)
+
+// newDevSynthCmd is `mica dev synth`: random-weight Gemma files with real
+// shapes and the real vocabulary.
+func newDevSynthCmd() *cobra.Command {
+	var (
+		out, typeName, vocabPath, tmplPath, blocks string
+		seed                                       uint64
+		pure, quiet                                bool
+		threads                                    int
+	)
+	cmd := &cobra.Command{
+		Use:   "synth PRESET -o FILE [--dtype TYPE] [--seed N] [--vocab FILE]",
+		Short: "Write a random-weight Gemma GGUF file with real shapes",
+		Long: `Write a GGUF file with random weights and the tensor names, shapes and
+metadata keys llama.cpp's converter writes for a real Gemma model, for
+benchmarks and tests. The same preset, seed, type and vocabulary always give
+the same bytes. The file is streamed to disk tensor by tensor.
+
+Presets: ` + strings.Join(synth.Presets(), ", ") + `
+(gemma3-test and gemma4-test are tiny models for tests of everything above
+the model.)
+
+The vocabulary is the real one, read from the file --vocab names (default
+$` + synth.EnvVocab + `): a GGUF file with tokenizer.ggml.* keys, or a Hugging
+Face tokenizer.json[.gz] (tokenizer_config.json beside it supplies the chat
+template). gemma3 files get the SentencePiece ("llama") tokenizer as the
+converter writes it, with scores derived from the BPE merge order when the
+source has none; gemma4 files get the "gemma4" BPE tokenizer with Gemma 4's
+special tokens placed at their ids (recorded under mica.synth.*).
+
+--dtype sets the type of the weight matrices; norms stay F32. As with
+llama-quantize, the tied embedding becomes Q6_K (Q8_0 when its rows are not
+whole K-quant blocks) unless --pure, and K-quant matrices whose rows are not
+whole 256-blocks fall back to Q5_0/Q5_1/Q8_0/IQ4_NL.
+
+Types: ` + strings.Join(synth.Types(), ", "),
+		Example: `  mica dev synth gemma3-270m -o g3-270m-q8_0.gguf --dtype q8_0 --vocab gemma3-vocab.gguf
+  mica dev synth gemma4-test -o tiny.gguf --vocab tokenizer.json.gz --chat-template gemma4.jinja
+  MICA_VOCAB=vocab.gguf mica dev synth gemma4-31b -o 31b-q4_0.gguf --dtype q4_0`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return fmt.Errorf("no output file: pass -o FILE")
+			}
+			typ, err := tensor.ParseDType(typeName)
+			if err != nil {
+				return fmt.Errorf("--dtype %q: choose one of %s", typeName, strings.Join(synth.Types(), ", "))
+			}
+			mode, err := synth.ParseBlockMode(blocks)
+			if err != nil {
+				return err
+			}
+			if vocabPath == "" {
+				vocabPath = os.Getenv(synth.EnvVocab)
+			}
+			if vocabPath == "" {
+				return synth.ErrNoVocab
+			}
+			o := synth.Options{Preset: args[0], Type: typ, Pure: pure, Seed: seed, Threads: threads, Blocks: mode}
+			if _, err := synth.Plan(o); err != nil { // check the preset and type before reading 16 MB of vocabulary
+				return err
+			}
+			st := newStatus(cmd.ErrOrStderr())
+			st.Say("reading vocabulary " + vocabPath)
+			if o.Vocab, err = synth.LoadVocab(vocabPath); err != nil {
+				st.Clear()
+				return err
+			}
+			if tmplPath != "" {
+				if o.ChatTemplate, err = synth.ReadChatTemplate(tmplPath); err != nil {
+					st.Clear()
+					return err
+				}
+			}
+			st.Clear()
+			start := time.Now()
+			var bar *progress
+			o.Progress = func(done, total int64) {
+				if quiet {
+					return
+				}
+				if bar == nil {
+					bar = newProgress(cmd.ErrOrStderr(), "writing "+args[0], total)
+				}
+				bar.Set(done)
+			}
+			l, err := synth.Write(out, o)
+			if bar != nil {
+				bar.Done()
+			}
+			if err != nil {
+				return err
+			}
+			for _, w := range l.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %s, %d tensors, %.3g parameters, %.2f GB, in %.1fs\n",
+				out, args[0], len(l.Tensors), float64(l.Params), float64(l.Bytes)/1e9, time.Since(start).Seconds())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&out, "output", "o", "", "output GGUF file (required)")
+	f.StringVar(&typeName, "dtype", "f16", "weight matrix type: "+strings.Join(synth.Types(), ", "))
+	f.Uint64Var(&seed, "seed", 1, "random seed")
+	f.StringVar(&vocabPath, "vocab", "", "vocabulary: GGUF with tokenizer.ggml.* keys or tokenizer.json[.gz] (default $"+synth.EnvVocab+")")
+	f.StringVar(&tmplPath, "chat-template", "", "chat template (Jinja file or tokenizer_config.json); default: the vocabulary's")
+	f.BoolVar(&pure, "pure", false, "no special type for the tied embedding (llama-quantize --pure)")
+	f.IntVar(&threads, "threads", runtime.NumCPU(), "threads generating and quantizing")
+	f.StringVar(&blocks, "blocks", "auto", "quantized weights: exact (quantize every value), pool (blocks drawn from a pool of exactly quantized random blocks; fast), auto (pool above 2B parameters)")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	return cmd
+}
