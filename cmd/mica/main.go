@@ -38,7 +38,8 @@ your own machine, with its own inference engine (CPU now; GPU backends behind
 the same interface later).
 
 Start with:
-  mica demo                 write a small synthetic model and run the engine on it
+  mica run MODEL.gguf "Hi"  chat with a Gemma 3 / Gemma 4 GGUF model (interactive without a prompt)
+  mica demo                 quantize a matrix to every weight type and run the engine on it
   mica bench kernels        measure this machine and mica's kernels on it
   mica dev tensors FILE     list the tensors of a GGUF or safetensors file`,
 		SilenceUsage:  true,
@@ -47,7 +48,7 @@ Start with:
 	}
 	root.AddGroup(&cobra.Group{ID: "main", Title: "Commands:"},
 		&cobra.Group{ID: "tools", Title: "Tools for developers and benchmarks:"})
-	for _, c := range []*cobra.Command{newDemoCmd()} {
+	for _, c := range []*cobra.Command{newRunCmd(), newDemoCmd()} {
 		c.GroupID = "main"
 		root.AddCommand(c)
 	}

@@ -126,7 +126,7 @@ func (m *Model) forward(seqs []*Sequence, tokens [][]int32, all bool) ([][]float
 		start[i] = s.pos
 	}
 	for {
-		b := &batch{}
+		b := &batch{last: !all}
 		var which []int
 		for i, s := range seqs {
 			if n := min(s.step, len(tokens[i])-done[i]); n > 0 {
@@ -169,6 +169,7 @@ type batch struct {
 	start []int
 	count []int
 	out   []bool // whether sequence k's logits are wanted
+	last  bool   // only the last row of each wanted sequence (ForwardLast)
 
 	slots [][]int32 // sequence k's ring-slot positions during the step
 	used  []int     // ring slots sequence k's attention reads
@@ -218,14 +219,22 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 	}
 
 	// Final norm, then the (tied) output projection and softcap, for the
-	// rows wanted: every row of sequences with out set, else none.
+	// rows wanted: every row (or only the last, for ForwardLast) of the
+	// sequences with out set.
 	var rows []int32
+	wanted := make([]int, len(b.seqs)) // rows of logits per sequence
 	for k := range b.seqs {
-		if b.out[k] {
-			for r := b.start[k]; r < b.start[k]+b.count[k]; r++ {
-				rows = append(rows, int32(r))
-			}
+		if !b.out[k] {
+			continue
 		}
+		first := b.start[k]
+		if b.last {
+			first = b.start[k] + b.count[k] - 1
+		}
+		for r := first; r < b.start[k]+b.count[k]; r++ {
+			rows = append(rows, int32(r))
+		}
+		wanted[k] = b.start[k] + b.count[k] - first
 	}
 	logits := make([][]float32, len(b.seqs))
 	if len(rows) > 0 {
@@ -251,8 +260,8 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 		V, off := c.NVocab, 0
 		for k := range b.seqs {
 			if b.out[k] {
-				logits[k] = flat[off*V : (off+b.count[k])*V : (off+b.count[k])*V]
-				off += b.count[k]
+				logits[k] = flat[off*V : (off+wanted[k])*V : (off+wanted[k])*V]
+				off += wanted[k]
 			}
 		}
 	}

@@ -1,0 +1,207 @@
+// Package engine generates text with a loaded Gemma model: it builds the
+// prompt (chat format or raw), tokenizes it safely, prefills it in chunks,
+// samples, stops (end-of-generation tokens, stop strings, token limit, full
+// context, cancellation) and streams the output as parsed events with usage
+// statistics.
+//
+// For now one request runs at a time on one cached sequence. Each request's
+// state is a generation value driven by two calls, "which tokens to feed
+// next" and "here are the logits" (see generation.pending / consume), so that
+// the server's continuous batcher can replace the single-sequence loop in
+// run by one that feeds many generations through one Model.ForwardLast call.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"mica/internal/compute"
+	"mica/internal/format/gguf"
+	"mica/internal/models/gemma"
+	"mica/internal/models/gemma/chat"
+	"mica/internal/tensor"
+	"mica/internal/tokenizer"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// Context is the most positions (prompt + answer) a request may use.
+	// 0: the model's training context, capped at DefaultContext.
+	Context int
+	// F32KV keeps the KV cache in F32 instead of F16 (llama.cpp's default).
+	F32KV bool
+	// Step is the prefill chunk in tokens (0: gemma.DefaultStep). A request
+	// is cancelled between chunks at the latest.
+	Step int
+}
+
+// DefaultContext caps the context when Options.Context is 0.
+const DefaultContext = 8192
+
+// Engine runs generation requests on one model. Requests are serialised:
+// the model computes one forward call at a time.
+type Engine struct {
+	model  *gemma.Model
+	tok    *tokenizer.Tokenizer
+	family string
+	file   *gguf.File // owned when opened by Open
+	opts   Options
+
+	// stopIDs are the ids that end a generation besides tokenizer.IsEOG:
+	// the family's end-of-turn token.
+	stopIDs map[int32]bool
+	// markers are the special tokens the output parser reads (Gemma 4's
+	// thinking and tool-call syntax), by id. Other special tokens are left
+	// out of the output text.
+	markers map[int32]string
+	// special lists the vocabulary's special-token strings by first byte,
+	// longest first, for cutting them out of chat-template markup.
+	special map[byte][]specialToken
+
+	mu     sync.Mutex
+	seq    *gemma.Sequence // the cached sequence (nil until first use)
+	cached []int32         // tokens the sequence holds
+}
+
+type specialToken struct {
+	text string
+	id   int32
+}
+
+// Open loads the model and its tokenizer from a GGUF file.
+func Open(path string, be compute.Backend, o Options) (*Engine, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: tokenizer: %w", path, err)
+	}
+	m, err := gemma.Load(f, be)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	e, err := New(m, tok, o)
+	if err != nil {
+		m.Close()
+		f.Close()
+		return nil, err
+	}
+	e.file = f
+	return e, nil
+}
+
+// New wraps a loaded model and tokenizer. The caller keeps ownership of the
+// model (Close does not close it).
+func New(m *gemma.Model, tok *tokenizer.Tokenizer, o Options) (*Engine, error) {
+	c := m.Config
+	if tok.VocabSize() > c.NVocab {
+		return nil, fmt.Errorf("engine: the tokenizer has %d tokens but the model's embedding only %d rows", tok.VocabSize(), c.NVocab)
+	}
+	if o.Context < 0 || o.Step < 0 {
+		return nil, fmt.Errorf("engine: context %d and step %d must not be negative", o.Context, o.Step)
+	}
+	if o.Context == 0 {
+		o.Context = DefaultContext
+		if c.ContextLength > 0 {
+			o.Context = min(c.ContextLength, DefaultContext)
+		}
+	}
+	if o.Step == 0 {
+		o.Step = gemma.DefaultStep
+	}
+	e := &Engine{model: m, tok: tok, family: c.Arch, opts: o, stopIDs: map[int32]bool{},
+		markers: map[int32]string{}, special: map[byte][]specialToken{}}
+	if e.family == gemma.ArchGemma4 {
+		for _, s := range chat.Gemma4Markers {
+			if id, ok := tok.ID(s); ok && tok.IsSpecial(id) {
+				e.markers[id] = s
+			}
+		}
+	}
+	for _, s := range []string{"<end_of_turn>", "<turn|>"} {
+		if id, ok := tok.ID(s); ok && tok.IsControl(id) {
+			e.stopIDs[id] = true
+		}
+	}
+	for id := int32(0); int(id) < tok.VocabSize(); id++ {
+		if !tok.IsSpecial(id) {
+			continue
+		}
+		if s := tok.TokenText(id); s != "" {
+			e.special[s[0]] = append(e.special[s[0]], specialToken{s, id})
+		}
+	}
+	for _, l := range e.special {
+		sort.SliceStable(l, func(i, j int) bool { return len(l[i].text) > len(l[j].text) })
+	}
+	return e, nil
+}
+
+// Close frees the cached sequence and, for Open, the model and file.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.seq != nil {
+		e.seq.Free()
+		e.seq, e.cached = nil, nil
+	}
+	if e.file != nil {
+		err := errors.Join(e.model.Close(), e.file.Close())
+		e.file = nil
+		return err
+	}
+	return nil
+}
+
+// Model is the model the engine runs.
+func (e *Engine) Model() *gemma.Model { return e.model }
+
+// Tokenizer is the model's tokenizer.
+func (e *Engine) Tokenizer() *tokenizer.Tokenizer { return e.tok }
+
+// Family is the chat format ("gemma3" or "gemma4"), from the architecture.
+func (e *Engine) Family() string { return e.family }
+
+// Context is the most positions one request may use.
+func (e *Engine) Context() int { return e.opts.Context }
+
+// isStop reports whether id ends a generation.
+func (e *Engine) isStop(id int32) bool { return e.tok.IsEOG(id) || e.stopIDs[id] }
+
+// sequence returns the cached sequence, truncated to the longest prefix of
+// prompt it can keep, and how many prompt tokens it already holds. At least
+// one prompt token is always left to feed (its logits are needed). Call with
+// e.mu held.
+func (e *Engine) sequence(prompt []int32) (*gemma.Sequence, int, error) {
+	if e.seq == nil {
+		kv := tensor.F16
+		if e.opts.F32KV {
+			kv = tensor.F32
+		}
+		s, err := e.model.NewSequence(gemma.SequenceOptions{Capacity: e.opts.Context, KV: kv, Step: e.opts.Step})
+		if err != nil {
+			return nil, 0, err
+		}
+		e.seq, e.cached = s, nil
+	}
+	n := 0
+	for n < len(prompt)-1 && n < len(e.cached) && prompt[n] == e.cached[n] {
+		n++
+	}
+	if err := e.seq.Truncate(n); err != nil {
+		// The sliding-window rings no longer hold what a shorter prefix
+		// needs: start over.
+		n = 0
+		if err := e.seq.Truncate(0); err != nil {
+			return nil, 0, err
+		}
+	}
+	e.cached = e.cached[:n]
+	return e.seq, n, nil
+}

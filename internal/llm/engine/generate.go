@@ -1,0 +1,414 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"mica/internal/llm/sample"
+	"mica/internal/models/gemma"
+	"mica/internal/models/gemma/chat"
+	"mica/internal/tokenizer"
+)
+
+// EventKind says what an Event carries.
+type EventKind uint8
+
+const (
+	// ContentEvent carries a piece of the answer (or of a completion) in Text.
+	ContentEvent EventKind = iota
+	// ThinkingEvent carries a piece of a Gemma 4 model's thinking in Text.
+	ThinkingEvent
+	// ToolCallEvent carries one complete tool call in Call.
+	ToolCallEvent
+)
+
+// Event is one piece of streamed output. Text is always whole UTF-8
+// characters.
+type Event struct {
+	Kind EventKind
+	Text string
+	Call chat.ToolCall
+}
+
+// Finish says why a generation ended.
+type Finish string
+
+const (
+	// FinishStop: the model ended its turn (an end-of-generation token).
+	FinishStop Finish = "stop"
+	// FinishStopString: a stop string appeared in the output.
+	FinishStopString Finish = "stop_string"
+	// FinishLength: MaxTokens were generated.
+	FinishLength Finish = "length"
+	// FinishContext: the context is full.
+	FinishContext Finish = "context"
+	// FinishCancelled: the context.Context was cancelled.
+	FinishCancelled Finish = "cancelled"
+	// FinishError: the model or the sampler failed (the error is returned).
+	FinishError Finish = "error"
+)
+
+// Usage is a request's token counts and timings.
+type Usage struct {
+	PromptTokens int `json:"prompt_tokens"`
+	// CachedTokens of the prompt were still in the cache from the previous
+	// request and were not computed again.
+	CachedTokens    int `json:"cached_tokens"`
+	GeneratedTokens int `json:"generated_tokens"`
+	// Prefill is the time spent computing the prompt (up to its logits).
+	Prefill time.Duration `json:"prefill_ns"`
+	// DecodeSteps are the forward calls on single generated tokens, and
+	// Decode the time they and their sampling took.
+	DecodeSteps int           `json:"decode_steps"`
+	Decode      time.Duration `json:"decode_ns"`
+	// TimeToFirstToken runs from the call to the first sampled token.
+	TimeToFirstToken time.Duration `json:"ttft_ns"`
+}
+
+// PrefillTokensPerSec is the prompt tokens computed per second.
+func (u Usage) PrefillTokensPerSec() float64 {
+	if u.Prefill <= 0 {
+		return 0
+	}
+	return float64(u.PromptTokens-u.CachedTokens) / u.Prefill.Seconds()
+}
+
+// DecodeTokensPerSec is the generated tokens computed per second.
+func (u Usage) DecodeTokensPerSec() float64 {
+	if u.Decode <= 0 {
+		return 0
+	}
+	return float64(u.DecodeSteps) / u.Decode.Seconds()
+}
+
+// Result is a finished (or cancelled) generation.
+type Result struct {
+	// Text is the answer: the content of a chat answer, or the whole
+	// continuation of a completion.
+	Text      string
+	Thinking  string
+	ToolCalls []chat.ToolCall
+	// Tokens are the generated ids (without the stop token).
+	Tokens []int32
+	Finish Finish
+	// StopString is the stop string that ended the output
+	// (FinishStopString).
+	StopString string
+	Usage      Usage
+}
+
+// Chat answers a conversation in the model's chat format, streaming events
+// to onEvent (which may be nil). Special tokens other than the format's own
+// markup are left out of the text. On cancellation it returns what was
+// generated with ctx's error. Tool calls the model writes in a malformed way
+// are reported as an error beside the result.
+func (e *Engine) Chat(ctx context.Context, r ChatRequest, onEvent func(Event)) (Result, error) {
+	start := time.Now()
+	prompt, err := e.ChatPrompt(r)
+	if err != nil {
+		return Result{}, err
+	}
+	parser, err := chat.NewParser(e.family)
+	if err != nil {
+		return Result{}, err
+	}
+	return e.generate(ctx, start, prompt, genOptions{r.Sampling, r.MaxTokens, r.Stop, parser}, onEvent)
+}
+
+// Complete continues a prompt without a chat format. Special tokens the model
+// writes are left out of the text.
+func (e *Engine) Complete(ctx context.Context, r CompletionRequest, onEvent func(Event)) (Result, error) {
+	start := time.Now()
+	prompt, err := e.CompletionPrompt(r)
+	if err != nil {
+		return Result{}, err
+	}
+	return e.generate(ctx, start, prompt, genOptions{r.Sampling, r.MaxTokens, r.Stop, nil}, onEvent)
+}
+
+type genOptions struct {
+	sampling  sample.Params
+	maxTokens int
+	stop      []string
+	parser    *chat.Parser // nil: raw completion
+}
+
+// generation is one request's state. A driver calls pending for the tokens to
+// feed, runs them through the model, and hands the last row of logits to
+// consume, until done.
+type generation struct {
+	e         *Engine
+	seq       *gemma.Sequence
+	prompt    []int32
+	fed       int // prompt tokens in the sequence
+	step      int
+	sampler   *sample.Sampler
+	dec       *tokenizer.Decoder
+	parser    *chat.Parser
+	stop      []string
+	maxTokens int
+	onEvent   func(Event)
+
+	held     string // decoded text that may be the start of a stop string
+	next     int32  // the last sampled token, to be fed
+	done     bool
+	start    time.Time
+	tPrefill time.Time // start of prefill
+	tDecode  time.Time // start of the current decode step
+	res      Result
+	content  strings.Builder
+	thinking strings.Builder
+}
+
+func (e *Engine) generate(ctx context.Context, start time.Time, prompt []int32, o genOptions, onEvent func(Event)) (Result, error) {
+	if len(prompt) == 0 {
+		return Result{}, ErrEmptyPrompt
+	}
+	if len(prompt) >= e.opts.Context {
+		return Result{}, fmt.Errorf("engine: the prompt is %d tokens but the context holds %d, leaving no room for an answer: shorten the prompt or raise the context size (the model was trained for %d)",
+			len(prompt), e.opts.Context, e.model.Config.ContextLength)
+	}
+	if o.maxTokens < 0 {
+		return Result{}, fmt.Errorf("engine: max tokens %d must not be negative (0: no limit)", o.maxTokens)
+	}
+	for _, s := range o.stop {
+		if s == "" {
+			return Result{}, fmt.Errorf("engine: empty stop string")
+		}
+	}
+	smp, err := sample.New(o.sampling, e.model.Config.NVocab)
+	if err != nil {
+		return Result{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	seq, cached, err := e.sequence(prompt)
+	if err != nil {
+		return Result{}, err
+	}
+	g := e.newGeneration(seq, prompt, cached, smp, o, onEvent, start)
+	for _, id := range prompt {
+		if err := smp.Accept(id); err != nil {
+			return Result{}, err
+		}
+	}
+	return e.run(ctx, g)
+}
+
+// newGeneration starts a request's state on seq, which holds the first
+// cached tokens of prompt.
+func (e *Engine) newGeneration(seq *gemma.Sequence, prompt []int32, cached int, smp *sample.Sampler, o genOptions, onEvent func(Event), start time.Time) *generation {
+	g := &generation{e: e, seq: seq, prompt: prompt, fed: cached, step: e.opts.Step, sampler: smp,
+		dec: e.tok.NewDecoder(), parser: o.parser, stop: o.stop, maxTokens: o.maxTokens, onEvent: onEvent, start: start}
+	g.dec.SkipSpecial = true // the parser's markers are passed by consume
+	g.res.Usage.PromptTokens, g.res.Usage.CachedTokens = len(prompt), cached
+	return g
+}
+
+// run is the single-sequence driver.
+func (e *Engine) run(ctx context.Context, g *generation) (Result, error) {
+	for !g.done {
+		if err := ctx.Err(); err != nil {
+			g.finish(FinishCancelled)
+			return g.res, err
+		}
+		toks := g.pending()
+		logits, err := e.model.ForwardLast([]*gemma.Sequence{g.seq}, [][]int32{toks})
+		if err != nil {
+			e.cached = e.cached[:min(len(e.cached), g.seq.Len())]
+			g.finish(FinishError)
+			return g.res, err
+		}
+		e.cached = append(e.cached, toks...)
+		if err := g.consume(toks, logits[0]); err != nil {
+			g.finish(FinishError)
+			return g.res, err
+		}
+	}
+	return g.res, g.parseErr()
+}
+
+// pending returns the tokens to feed next: a chunk of the prompt, or the
+// last sampled token.
+func (g *generation) pending() []int32 {
+	if g.fed < len(g.prompt) {
+		if g.fed == g.res.Usage.CachedTokens {
+			g.tPrefill = time.Now()
+		}
+		return g.prompt[g.fed:min(len(g.prompt), g.fed+g.step)]
+	}
+	g.tDecode = time.Now()
+	return []int32{g.next}
+}
+
+// consume takes the logits after feeding toks (the last row).
+func (g *generation) consume(toks []int32, logits []float32) error {
+	u := &g.res.Usage
+	if g.fed < len(g.prompt) {
+		g.fed += len(toks)
+		if g.fed < len(g.prompt) {
+			return nil
+		}
+		u.Prefill = time.Since(g.tPrefill)
+	}
+	id, err := g.sampler.Sample(logits)
+	if err != nil {
+		return err
+	}
+	if u.GeneratedTokens == 0 && u.DecodeSteps == 0 {
+		u.TimeToFirstToken = time.Since(g.start)
+	} else {
+		u.DecodeSteps++
+		defer func() { u.Decode += time.Since(g.tDecode) }()
+	}
+	if g.e.isStop(id) {
+		g.finish(FinishStop)
+		return nil
+	}
+	u.GeneratedTokens++
+	g.res.Tokens = append(g.res.Tokens, id)
+	if err := g.sampler.Accept(id); err != nil {
+		return err
+	}
+	var t string
+	if m, ok := g.e.markers[id]; ok && g.parser != nil {
+		t = g.dec.Flush() + m
+	} else {
+		t = g.dec.Add(id)
+	}
+	if g.text(t) {
+		return nil
+	}
+	switch {
+	case g.parser != nil && g.parser.Done():
+		g.finish(FinishStop)
+	case g.maxTokens > 0 && u.GeneratedTokens >= g.maxTokens:
+		g.finish(FinishLength)
+	case g.seq.Len() >= g.seq.Cap():
+		g.finish(FinishContext)
+	default:
+		g.next = id
+	}
+	return nil
+}
+
+// text passes decoded text through the stop strings; it reports whether a
+// stop string ended the generation.
+func (g *generation) text(t string) bool {
+	if t == "" {
+		return false
+	}
+	buf := g.held + t
+	if len(g.stop) == 0 {
+		g.held = ""
+		g.emit(buf)
+		return false
+	}
+	at, which := -1, ""
+	for _, s := range g.stop {
+		if i := strings.Index(buf, s); i >= 0 && (at < 0 || i < at) {
+			at, which = i, s
+		}
+	}
+	if at >= 0 {
+		g.held = ""
+		g.emit(buf[:at])
+		g.res.StopString = which
+		g.finish(FinishStopString)
+		return true
+	}
+	// Hold back the longest end of buf that starts a stop string. Stop
+	// strings are whole characters, so the cut falls between characters.
+	keep := 0
+	for _, s := range g.stop {
+		for k := min(len(s)-1, len(buf)); k > keep; k-- {
+			if strings.HasSuffix(buf, s[:k]) {
+				keep = k
+				break
+			}
+		}
+	}
+	g.held = buf[len(buf)-keep:]
+	g.emit(buf[:len(buf)-keep])
+	return false
+}
+
+// emit sends released text through the output parser (chat) or as content.
+func (g *generation) emit(t string) {
+	if t == "" {
+		return
+	}
+	if g.parser == nil {
+		g.event(Event{Kind: ContentEvent, Text: t})
+		return
+	}
+	for _, ev := range g.parser.Feed(t) {
+		g.event(fromChat(ev))
+	}
+}
+
+func fromChat(ev chat.Event) Event {
+	switch ev.Kind {
+	case chat.ThinkingEvent:
+		return Event{Kind: ThinkingEvent, Text: ev.Text}
+	case chat.ToolCallEvent:
+		return Event{Kind: ToolCallEvent, Call: ev.Call}
+	}
+	return Event{Kind: ContentEvent, Text: ev.Text}
+}
+
+func (g *generation) event(ev Event) {
+	switch ev.Kind {
+	case ContentEvent:
+		if ev.Text == "" {
+			return
+		}
+		g.content.WriteString(ev.Text)
+	case ThinkingEvent:
+		if ev.Text == "" {
+			return
+		}
+		g.thinking.WriteString(ev.Text)
+	case ToolCallEvent:
+		g.res.ToolCalls = append(g.res.ToolCalls, ev.Call)
+	}
+	if g.onEvent != nil {
+		g.onEvent(ev)
+	}
+}
+
+// finish releases what is held back and ends the generation.
+func (g *generation) finish(why Finish) {
+	if g.done {
+		return
+	}
+	if why != FinishStopString {
+		// The decoder's held-back bytes can still complete a stop string.
+		if t := g.dec.Flush(); t != "" && g.text(t) {
+			return
+		}
+		g.emit(g.held)
+		g.held = ""
+	}
+	g.done = true
+	g.res.Finish = why
+	if g.parser != nil {
+		for _, ev := range g.parser.Finish() {
+			g.event(fromChat(ev))
+		}
+	}
+	g.res.Text, g.res.Thinking = g.content.String(), g.thinking.String()
+}
+
+// parseErr reports malformed tool calls in a chat answer.
+func (g *generation) parseErr() error {
+	if g.parser == nil {
+		return nil
+	}
+	if err := g.parser.Err(); err != nil {
+		return fmt.Errorf("engine: the answer's tool calls: %w", err)
+	}
+	return nil
+}

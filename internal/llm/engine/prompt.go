@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"mica/internal/llm/sample"
+	"mica/internal/models/gemma/chat"
+	"mica/internal/tokenizer"
+)
+
+// ChatRequest is a conversation to answer in the model's chat format.
+type ChatRequest struct {
+	Messages []chat.Message
+	Tools    []chat.Tool
+	// System, when not empty, is put first as a system message.
+	System string
+	// Think asks a Gemma 4 model to think before answering (Gemma 3 ignores
+	// it); the thinking streams as ThinkingEvents.
+	Think    bool
+	Sampling sample.Params
+	// MaxTokens limits the generated tokens; 0: until the end of the turn or
+	// a full context.
+	MaxTokens int
+	// Stop strings end the answer where they first appear in the output
+	// (they are not part of it).
+	Stop []string
+}
+
+// CompletionRequest is a plain continuation of a prompt, without a chat
+// format.
+type CompletionRequest struct {
+	Prompt string
+	// Tokens, when not nil, is the prompt as token ids (Prompt, ParseSpecial
+	// and NoBOS are ignored).
+	Tokens []int32
+	// ParseSpecial recognises special-token strings written in Prompt.
+	ParseSpecial bool
+	// NoBOS leaves out the BOS token the vocabulary asks for.
+	NoBOS     bool
+	Sampling  sample.Params
+	MaxTokens int
+	Stop      []string
+}
+
+// ErrEmptyPrompt is returned for a request with nothing to continue.
+var ErrEmptyPrompt = errors.New("engine: empty prompt")
+
+// ChatPrompt renders r in the model's chat format, ending with the opening
+// of the model's turn, and tokenizes it: special tokens are recognised only
+// in the template's own markup, never in the caller's text.
+func (e *Engine) ChatPrompt(r ChatRequest) ([]int32, error) {
+	msgs := r.Messages
+	if r.System != "" {
+		msgs = append([]chat.Message{{Role: "system", Content: chat.Text(r.System)}}, msgs...)
+	}
+	if len(msgs) == 0 {
+		return nil, fmt.Errorf("%w: the conversation has no messages", ErrEmptyPrompt)
+	}
+	req := chat.Request{Messages: msgs, Tools: r.Tools, AddGenerationPrompt: true, EnableThinking: r.Think}
+	vars, err := req.Vars()
+	if err != nil {
+		return nil, err
+	}
+	if b := e.tok.BOS(); b >= 0 {
+		vars.BOS = e.tok.TokenText(b)
+	} else {
+		vars.BOS = ""
+	}
+	segs, err := chat.RenderSegments(e.family, vars)
+	if err != nil {
+		return nil, err
+	}
+	return e.TokenizeSegments(segs)
+}
+
+// TokenizeSegments tokenizes a rendered prompt the way llama.cpp tokenizes
+// the whole prompt with special tokens on, but safely: special-token strings
+// are cut out of Markup segments only, and the text between two cuts is
+// tokenized as one piece with special tokens off, across segment boundaries.
+func (e *Engine) TokenizeSegments(segs []chat.Segment) ([]int32, error) {
+	var ids []int32
+	var text strings.Builder
+	flush := func() error {
+		if text.Len() == 0 {
+			return nil
+		}
+		enc, err := e.tok.Encode(text.String(), tokenizer.EncodeOptions{})
+		if err != nil {
+			return err
+		}
+		ids = append(ids, enc...)
+		text.Reset()
+		return nil
+	}
+	for _, seg := range segs {
+		if !seg.Markup {
+			text.WriteString(seg.Text)
+			continue
+		}
+		s, from := seg.Text, 0
+		for i := 0; i < len(s); {
+			st, ok := e.specialAt(s, i)
+			if !ok {
+				i++
+				continue
+			}
+			text.WriteString(s[from:i])
+			if err := flush(); err != nil {
+				return nil, err
+			}
+			ids = append(ids, st.id)
+			i += len(st.text)
+			from = i
+		}
+		text.WriteString(s[from:])
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// specialAt returns the longest special token whose text starts at s[i].
+func (e *Engine) specialAt(s string, i int) (specialToken, bool) {
+	for _, st := range e.special[s[i]] {
+		if strings.HasPrefix(s[i:], st.text) {
+			return st, true
+		}
+	}
+	return specialToken{}, false
+}
+
+// CompletionPrompt tokenizes a completion request's prompt.
+func (e *Engine) CompletionPrompt(r CompletionRequest) ([]int32, error) {
+	if r.Tokens != nil {
+		if len(r.Tokens) == 0 {
+			return nil, ErrEmptyPrompt
+		}
+		if err := e.tok.CheckIDs(r.Tokens); err != nil {
+			return nil, fmt.Errorf("engine: prompt tokens: %w", err)
+		}
+		return r.Tokens, nil
+	}
+	if r.Prompt == "" {
+		return nil, ErrEmptyPrompt
+	}
+	return e.tok.Encode(r.Prompt, tokenizer.EncodeOptions{ParseSpecial: r.ParseSpecial, AddBOS: !r.NoBOS && e.tok.AddBOSByDefault()})
+}
