@@ -212,7 +212,9 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 	}
 
 	for il := range c.Layers {
+		mark := p.mark()
 		m.layer(p, il, x, ple, b)
+		p.freeFrom(mark)
 		if p.err != nil {
 			return nil, fmt.Errorf("gemma: layer %d: %w", il, p.err)
 		}

@@ -21,11 +21,17 @@ func (p *pass) check(err error) {
 	}
 }
 
-func (p *pass) free() {
-	for _, t := range p.tmp {
+func (p *pass) free() { p.freeFrom(0) }
+
+// mark and freeFrom release the temporaries allocated since a mark, so a
+// layer's intermediates do not outlive the layer.
+func (p *pass) mark() int { return len(p.tmp) }
+
+func (p *pass) freeFrom(mark int) {
+	for _, t := range p.tmp[mark:] {
 		p.be.Free(t)
 	}
-	p.tmp = nil
+	p.tmp = p.tmp[:mark]
 }
 
 // new allocates a zeroed F32 temporary.
