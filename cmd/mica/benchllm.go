@@ -67,7 +67,8 @@ func printLLMReport(w io.Writer, r *bench.LLMReport) {
 	fmt.Fprintf(w, "model    %s (%s), %s, %.3g parameters, %.2f GB\n", r.Name, r.Arch, r.Type, float64(r.Params), float64(r.FileBytes)/1e9)
 	fmt.Fprintf(w, "backend  %s, %d threads, %s\n", r.Backend, r.Threads, r.CPU)
 	fmt.Fprintf(w, "load     %.3f s to the first token (open %.3f s)\n", r.LoadSeconds, r.OpenSeconds)
-	fmt.Fprintf(w, "memory   %.1f MB resident (peak %.1f MB)\n\n", float64(r.RSSBytes)/1e6, float64(r.PeakRSSBytes)/1e6)
+	fmt.Fprintf(w, "memory   %.1f MB resident after opening; %.1f MB after the run (peak %.1f MB; mapped weights count once touched)\n\n",
+		float64(r.OpenRSSBytes)/1e6, float64(r.RSSBytes)/1e6, float64(r.PeakRSSBytes)/1e6)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "test\ttokens/s\t")
 	for _, t := range []*bench.Rate{r.PP, r.TG} {

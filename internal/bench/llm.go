@@ -62,6 +62,7 @@ type LLMReport struct {
 	// Resident memory after the run, and its peak (VmRSS, VmHWM of
 	// /proc/self/status; 0 elsewhere).
 	RSSBytes      int64  `json:"rss_bytes"`
+	OpenRSSBytes  int64  `json:"open_rss_bytes"` // resident right after opening: weights are mapped, not read
 	PeakRSSBytes  int64  `json:"peak_rss_bytes"`
 	GoVersion     string `json:"go"`
 	MeasuredAtUTC string `json:"measured_at"`
@@ -107,6 +108,7 @@ func LLM(ctx context.Context, o LLMOptions) (*LLMReport, error) {
 	}
 	defer m.Close()
 	r.OpenSeconds = time.Since(t0).Seconds()
+	r.OpenRSSBytes, _ = procMemory()
 	c := m.Config
 	r.Name, r.Arch = c.Name, c.Arch
 	r.Type, r.Params = weightType(f)
