@@ -10,6 +10,7 @@ void mica_qmul_avx2(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_
 void mica_qmul_vnni(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1);
 int mica_fmul_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1);
 int mica_fmul_avx512(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1);
+void mica_fround_avx2(int T, const float *x, int n, int cols, float *out, float *kern);
 void mica_quant_q8_0_avx2(const float *x, int n, uint8_t *dst);
 void mica_quant_q8_1_avx2(const float *x, int n, uint8_t *dst);
 void mica_quant_q8_k_avx2(const float *x, int n, uint8_t *dst);
@@ -61,7 +62,11 @@ func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, 
 	yp := (*C.float)(unsafe.Pointer(&y[0]))
 	switch wt {
 	case tensor.F32, tensor.F16, tensor.BF16:
-		xp := (*C.float)(unsafe.Pointer(&p.F32[0]))
+		xs := p.F32
+		if wt == tensor.BF16 {
+			xs = p.kern
+		}
+		xp := (*C.float)(unsafe.Pointer(&xs[0]))
 		var rc C.int
 		if level >= isaAVX512 {
 			rc = C.mica_fmul_avx512(C.int(wt), wp, C.size_t(rb), xp, C.int(p.N), C.int(cols), yp, C.size_t(ldy), C.int(r0), C.int(r1))
@@ -98,5 +103,20 @@ func fastQuantize(vt tensor.DType, src []float32, dst []byte) bool {
 	default:
 		return false
 	}
+	return true
+}
+
+// fastRound is roundActivations' AVX2 version (bit-identical to the quant
+// package's conversions).
+func fastRound(vt tensor.DType, x, out, kern []float32, cols int) bool {
+	if isa < isaAVX2 || len(x) == 0 {
+		return false
+	}
+	var kp *C.float
+	if vt == tensor.BF16 {
+		kp = (*C.float)(unsafe.Pointer(&kern[0]))
+	}
+	C.mica_fround_avx2(C.int(vt), (*C.float)(unsafe.Pointer(&x[0])), C.int(len(x)/cols), C.int(cols),
+		(*C.float)(unsafe.Pointer(&out[0])), kp)
 	return true
 }

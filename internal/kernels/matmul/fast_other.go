@@ -19,3 +19,5 @@ func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, 
 }
 
 func fastQuantize(vt tensor.DType, src []float32, dst []byte) bool { return false }
+
+func fastRound(vt tensor.DType, x, out, kern []float32, cols int) bool { return false }

@@ -1,33 +1,55 @@
-// F32/F16/BF16 matrix kernels, written once and compiled per instruction
-// set. The including file defines FK_ISA, FV (vector type), FW (lanes),
-// the vector ops FV_*, the weight loader FLOADW(T, p) (FW weights widened
-// to F32 exactly), the GEMM micro-kernel tile FK_MR × FK_NR and
-// FK_KERNEL(kc, a, b, c, ldc, first).
+// F32/F16/BF16 matrix kernels in llamafile tinyBLAS's summation order
+// (floatorder.go), written once and compiled per instruction set.
 //
-// Matrix-vector (n = 1): each row's dot product uses four vector
-// accumulators over 4·FW-wide steps, a one-vector step, then a scalar tail;
-// the same sequence for every row.
+// Every output element Y[j][r] owns 16 float32 lane accumulators, held as
+// FK_NH vectors of FW lanes (AVX2: two __m256, lanes 0–7 and 8–15;
+// AVX-512: one __m512). F32/F16: per 16 columns one fma per lane. BF16: per
+// 32 columns two fmas per lane, the odd column's first; the activations
+// come in the kernel order of Prepared.kern (per 32-column group: the 16 odd
+// columns, then the 16 even ones), the weights are split into odd/even
+// columns in registers. Then the fixed reduction tree (FV_RED16) and the
+// columns beyond the last full step, in order, by scalar fmas.
 //
-// Small batches (n = 2..4): one weight row at a time against all n
-// activation rows, two vector accumulators per output.
+// A register tile computes RM weight rows × RN activation rows; both
+// operands are contiguous along k, so the activations are not packed.
+// Matrix-vector (n = 1): tiles of FK_RMV rows × 1 straight from the
+// weights. n > 1: blocks of FK_JB activation rows × FK_RB weight rows, the
+// columns cut into blocks of at most FK_KC; F16 and BF16 weight rows are
+// first widened (exactly) into a small per-thread buffer, one tile's rows
+// and column block at a time (packw), which the tile then reuses for every
+// activation tile of the block; the lane accumulators of a tile are stored
+// to a scratch buffer between column blocks (exact) and reloaded. Every
+// output goes through the same fma sequence on each lane whatever the tile
+// shape, block, row range or n, so all paths give identical bits — and the
+// plain-Go reference's.
 //
-// GEMM (n > 4): BLIS-style. Weights are packed (widened) into FK_NR-row
-// panels of FK_KC columns, activations into FK_MR-row panels; the
-// micro-kernel keeps an FK_MR×FK_NR tile of Y in registers. Each Y element
-// is one FMA chain over k = 0..cols-1 in order, stored and reloaded between
-// FK_KC blocks (exact), so its value does not depend on the tile it is in or
-// on the row range of the call. Edge tiles run the same kernel on a padded
-// copy.
+// FK_REG(v) pins a loaded vector in a register (an empty asm), so that the
+// compiler does not fold its load into every fma that uses it: the tiles
+// exist to load each operand once.
+//
+// The including file defines FK_ISA, FV, FW, FK_NH (= 16/FW), FV_ZERO,
+// FV_LOAD, FV_STORE, FV_FMA, FK_REG, FLOADW(T, p) (FW F32/F16 weights
+// widened), FLOADBF_ODD(p) and FLOADBF_EVEN(p) (of 2·FW BF16 weights, the
+// FW odd and the FW even columns, widened),
+// FV_RED16(v) (reduction of the 16 lanes in v[0..FK_NH-1]), the tile shapes
+// FK_RM×FK_RN (F32, widened F16), FK_RMB×FK_RNB (split BF16), FK_RMV
+// (matrix-vector) and
+// FK_TILES_<T>(X), which applies X(T, RM, RN) to every tile shape type T
+// needs (at most FK_MM × FK_MN).
 
 #define FCAT2(a, b) a##_##b
 #define FCAT(a, b) FCAT2(a, b)
 #define FFN(name) FCAT(name, FK_ISA)
 #define FINLINE static inline __attribute__((always_inline))
 
-enum { FT_F32 = 0, FT_F16 = 1, FT_BF16 = 30 };
+#ifndef FK_PF
+#define FK_PF 2 // matrix-vector prefetch distance, in tiles
+#endif
+
+enum { FT_F32 = 0, FT_F16 = 1, FT_BF16 = 30, FT_BF16S = 31 };
 
 FINLINE float FFN(load1)(int T, const uint8_t *p) {
-	if (T == FT_F32) {
+	if (T == FT_F32 || T == FT_BF16S) {
 		float f;
 		memcpy(&f, p, 4);
 		return f;
@@ -42,308 +64,261 @@ FINLINE float FFN(load1)(int T, const uint8_t *p) {
 	return f;
 }
 
-FINLINE int FFN(esize)(int T) { return T == FT_F32 ? 4 : 2; }
+FINLINE int FFN(esize)(int T) { return T == FT_F32 || T == FT_BF16S ? 4 : 2; }
 
-// Dot products of RM consecutive weight rows with x.
-FINLINE void FFN(dotrows)(int T, int RM, const uint8_t *w, size_t wrb, const float *x, int cols, float *out) {
+FINLINE float FFN(fma1)(float a, float b, float c) {
+	return _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)));
+}
+
+// One tile: weight rows w + i·wrb (i < RM), activation rows x + j·ldx
+// (j < RN), both starting at the first column of this block; columns
+// [0, nk) of the lane order (nk a multiple of the step). first: start from
+// zero, else from st; last: reduce, add the tail columns [nk, nk + ntail)
+// in order and write y[j·ldy + i], else store the lanes to st. st holds
+// output (i, j)'s 16 lanes at st + i·sti + j·16. T is FT_F32, FT_F16,
+// FT_BF16 (raw weights) or FT_BF16S (BF16 weights already widened to F32
+// in the kernel order of the activations, by packw).
+FINLINE void FFN(tile)(int T, int RM, int RN, const uint8_t *w, size_t wrb, const float *x, size_t ldx,
+	int nk, int ntail, float *st, size_t sti, int first, int last, float *y, size_t ldy) {
 	const int es = FFN(esize)(T);
-	FV acc[4][4];
-	#pragma GCC unroll 8
-	for (int i = 0; i < RM; i++)
-		#pragma GCC unroll 8
-		for (int u = 0; u < 4; u++)
-			acc[i][u] = FV_ZERO();
-	int k = 0;
-	for (; k + 4 * FW <= cols; k += 4 * FW) {
-		#pragma GCC unroll 8
-		for (int i = 0; i < RM; i++) // the same columns of the next rows
+	FV acc[FK_MM][FK_MN][FK_NH];
 #pragma GCC unroll 8
-			for (int off = 0; off < 4 * FW * es; off += 64)
-				_mm_prefetch((const char *)(w + (i + RM) * wrb + (size_t)k * es + off), _MM_HINT_T0);
-		#pragma GCC unroll 8
-		for (int u = 0; u < 4; u++) {
-			FV xv = FV_LOAD(x + k + u * FW);
-			#pragma GCC unroll 8
-			for (int i = 0; i < RM; i++)
-				acc[i][u] = FV_FMA(FLOADW(T, w + i * wrb + (size_t)(k + u * FW) * es), xv, acc[i][u]);
+	for (int i = 0; i < RM; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < RN; j++)
+#pragma GCC unroll 2
+			for (int h = 0; h < FK_NH; h++)
+				acc[i][j][h] = first ? FV_ZERO() : FV_LOAD(st + i * sti + j * 16 + h * FW);
+	if (T == FT_F32 || T == FT_F16) {
+		for (int k = 0; k < nk; k += 16) {
+			if (RN == 1) // matrix-vector: the next tile's rows, same columns
+#pragma GCC unroll 8
+				for (int i = 0; i < RM; i++)
+					_mm_prefetch((const char *)(w + (i + FK_PF * RM) * wrb + (size_t)k * es), _MM_HINT_T0);
+			if (RN == 1) { // each weight vector used once: load it next to its fma
+#pragma GCC unroll 2
+				for (int h = 0; h < FK_NH; h++) {
+					FV xv = FV_LOAD(x + k + h * FW);
+					FK_REG(xv);
+#pragma GCC unroll 8
+					for (int i = 0; i < RM; i++)
+						acc[i][0][h] = FV_FMA(FLOADW(T, w + i * wrb + (size_t)(k + h * FW) * es), xv, acc[i][0][h]);
+				}
+				continue;
+			}
+#pragma GCC unroll 2
+			for (int h = 0; h < FK_NH; h++) {
+				FV wv[FK_MM];
+#pragma GCC unroll 8
+				for (int i = 0; i < RM; i++) {
+					wv[i] = FLOADW(T, w + i * wrb + (size_t)(k + h * FW) * es);
+					FK_REG(wv[i]);
+				}
+#pragma GCC unroll 8
+				for (int j = 0; j < RN; j++) {
+					FV xv = FV_LOAD(x + j * ldx + k + h * FW);
+					FK_REG(xv);
+#pragma GCC unroll 8
+					for (int i = 0; i < RM; i++)
+						acc[i][j][h] = FV_FMA(wv[i], xv, acc[i][j][h]);
+				}
+			}
 		}
-	}
-	for (; k + FW <= cols; k += FW) {
-		FV xv = FV_LOAD(x + k);
-		#pragma GCC unroll 8
-		for (int i = 0; i < RM; i++)
-			acc[i][0] = FV_FMA(FLOADW(T, w + i * wrb + (size_t)k * es), xv, acc[i][0]);
-	}
-	#pragma GCC unroll 8
-	for (int i = 0; i < RM; i++) {
-		float t = 0;
-		for (int kk = k; kk < cols; kk++)
-			t = t + FFN(load1)(T, w + i * wrb + (size_t)kk * es) * x[kk];
-		FV s = FV_ADD(FV_ADD(acc[i][0], acc[i][1]), FV_ADD(acc[i][2], acc[i][3]));
-		out[i] = FV_HSUM(s) + t;
-	}
-}
-
-#define FDOT_FN(RM)                                                                              \
-	static __attribute__((noinline)) void FCAT(FFN(dot), RM)(int T, const uint8_t *w, size_t wrb, \
-		const float *x, int cols, float *out) {                                                  \
-		switch (T) {                                                                             \
-		case FT_F32: FFN(dotrows)(FT_F32, RM, w, wrb, x, cols, out); break;                      \
-		case FT_F16: FFN(dotrows)(FT_F16, RM, w, wrb, x, cols, out); break;                      \
-		case FT_BF16: FFN(dotrows)(FT_BF16, RM, w, wrb, x, cols, out); break;                    \
-		}                                                                                        \
-	}
-FDOT_FN(1)
-FDOT_FN(2)
-
-// 8 weights widened to F32 (both targets include AVX2 and F16C).
-FINLINE __m256 FFN(loadw8)(int T, const uint8_t *p) {
-	if (T == FT_F32)
-		return _mm256_loadu_ps((const float *)p);
-	__m128i h = _mm_loadu_si128((const __m128i *)p);
-	if (T == FT_F16)
-		return _mm256_cvtph_ps(h);
-	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-// Transposes 8 rows of 8 and stores column t at dst + t*stride.
-FINLINE void FFN(tr8x8)(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5, __m256 r6,
-	__m256 r7, float *dst, int stride) {
-	__m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-	__m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-	__m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-	__m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-	__m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-	__m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-	__m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
-	__m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
-	_mm256_store_ps(dst + 0 * stride, _mm256_permute2f128_ps(u0, u4, 0x20));
-	_mm256_store_ps(dst + 1 * stride, _mm256_permute2f128_ps(u1, u5, 0x20));
-	_mm256_store_ps(dst + 2 * stride, _mm256_permute2f128_ps(u2, u6, 0x20));
-	_mm256_store_ps(dst + 3 * stride, _mm256_permute2f128_ps(u3, u7, 0x20));
-	_mm256_store_ps(dst + 4 * stride, _mm256_permute2f128_ps(u0, u4, 0x31));
-	_mm256_store_ps(dst + 5 * stride, _mm256_permute2f128_ps(u1, u5, 0x31));
-	_mm256_store_ps(dst + 6 * stride, _mm256_permute2f128_ps(u2, u6, 0x31));
-	_mm256_store_ps(dst + 7 * stride, _mm256_permute2f128_ps(u3, u7, 0x31));
-}
-
-// Packs weight rows [r, r+nr) × columns [k0, k0+kc) into b[k*FK_NR + rr],
-// widened to F32, zero rows beyond nr. Full groups of 8 rows × 8 columns
-// go through an in-register transpose.
-FINLINE void FFN(packw_t)(int T, const uint8_t *w, size_t wrb, int r, int nr, int k0, int kc, float *b) {
-	const int es = FFN(esize)(T);
-	int rr = 0;
-	for (; rr + 8 <= nr; rr += 8) {
-		const uint8_t *row = w + (size_t)(r + rr) * wrb + (size_t)k0 * es;
-		int k = 0;
-		for (; k + 8 <= kc; k += 8) {
-			const uint8_t *p = row + (size_t)k * es;
-			FFN(tr8x8)(FFN(loadw8)(T, p), FFN(loadw8)(T, p + wrb), FFN(loadw8)(T, p + 2 * wrb),
-				FFN(loadw8)(T, p + 3 * wrb), FFN(loadw8)(T, p + 4 * wrb), FFN(loadw8)(T, p + 5 * wrb),
-				FFN(loadw8)(T, p + 6 * wrb), FFN(loadw8)(T, p + 7 * wrb), b + (size_t)k * FK_NR + rr, FK_NR);
-		}
-		for (; k < kc; k++)
-			for (int i = 0; i < 8; i++)
-				b[k * FK_NR + rr + i] = FFN(load1)(T, row + i * wrb + (size_t)k * es);
-	}
-	for (; rr < FK_NR; rr++) {
-		if (rr >= nr) {
-			for (int k = 0; k < kc; k++)
-				b[k * FK_NR + rr] = 0;
-			continue;
-		}
-		const uint8_t *row = w + (size_t)(r + rr) * wrb + (size_t)k0 * es;
-		for (int k = 0; k < kc; k++)
-			b[k * FK_NR + rr] = FFN(load1)(T, row + (size_t)k * es);
-	}
-}
-
-static void FFN(packw)(int T, const uint8_t *w, size_t wrb, int r, int nr, int k0, int kc, float *b) {
-	switch (T) {
-	case FT_F32: FFN(packw_t)(FT_F32, w, wrb, r, nr, k0, kc, b); break;
-	case FT_F16: FFN(packw_t)(FT_F16, w, wrb, r, nr, k0, kc, b); break;
-	default: FFN(packw_t)(FT_BF16, w, wrb, r, nr, k0, kc, b); break;
-	}
-}
-
-// Packs activation rows [j, j+mr) × columns [k0, k0+kc) into a[k*FK_MR + i]
-// (zero rows beyond mr), reading the rows side by side.
-static void FFN(packx)(const float *x, int cols, int j, int mr, int k0, int kc, float *a) {
-	const float *rows[FK_MR];
-	static const float zero[8] = {0};
-	for (int i = 0; i < FK_MR; i++)
-		rows[i] = i < mr ? x + (size_t)(j + i) * cols + k0 : zero;
-#if FK_MR == 6
-	// 6 rows × 8 columns at a time: transpose as 8×8 (two zero rows) and
-	// store each 8-lane column at a + k*6, in increasing k so each store's
-	// two spare lanes are overwritten by the next (a has 8 floats of slack).
-	if (mr == FK_MR) {
-		const __m256 z = _mm256_setzero_ps();
-		int k = 0;
-		for (; k + 8 <= kc; k += 8) {
-			__m256 r0 = _mm256_loadu_ps(rows[0] + k), r1 = _mm256_loadu_ps(rows[1] + k);
-			__m256 r2 = _mm256_loadu_ps(rows[2] + k), r3 = _mm256_loadu_ps(rows[3] + k);
-			__m256 r4 = _mm256_loadu_ps(rows[4] + k), r5 = _mm256_loadu_ps(rows[5] + k);
-			__m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-			__m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-			__m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-			__m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
-			__m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
-			__m256 u4 = _mm256_shuffle_ps(t4, z, 0x44), u5 = _mm256_shuffle_ps(t4, z, 0xee);
-			__m256 u6 = _mm256_shuffle_ps(t5, z, 0x44), u7 = _mm256_shuffle_ps(t5, z, 0xee);
-			float *d = a + (size_t)k * 6;
-			_mm256_storeu_ps(d + 0, _mm256_permute2f128_ps(u0, u4, 0x20));
-			_mm256_storeu_ps(d + 6, _mm256_permute2f128_ps(u1, u5, 0x20));
-			_mm256_storeu_ps(d + 12, _mm256_permute2f128_ps(u2, u6, 0x20));
-			_mm256_storeu_ps(d + 18, _mm256_permute2f128_ps(u3, u7, 0x20));
-			_mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(u0, u4, 0x31));
-			_mm256_storeu_ps(d + 30, _mm256_permute2f128_ps(u1, u5, 0x31));
-			_mm256_storeu_ps(d + 36, _mm256_permute2f128_ps(u2, u6, 0x31));
-			_mm256_storeu_ps(d + 42, _mm256_permute2f128_ps(u3, u7, 0x31));
-		}
-		for (; k < kc; k++)
-			for (int i = 0; i < FK_MR; i++)
-				a[k * FK_MR + i] = rows[i][k];
-		return;
-	}
-#endif
-	if (mr == FK_MR) {
-		for (int k = 0; k < kc; k++) {
-#pragma GCC unroll 16
-			for (int i = 0; i < FK_MR; i++)
-				a[k * FK_MR + i] = rows[i][k];
-		}
-		return;
-	}
-	for (int k = 0; k < kc; k++)
-		for (int i = 0; i < FK_MR; i++)
-			a[k * FK_MR + i] = i < mr ? rows[i][k] : 0;
-}
-
-#ifndef FK_KC
-#define FK_KC 256
-#endif
-#define FK_MC (FK_MR * 24)
-#define FK_NC (FK_NR * 32)
-
-static int FFN(gemm)(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y,
-	size_t ldy, int r0, int r1) {
-	// packing buffers: one pair per OS thread, allocated on first use and
-	// kept (a few hundred KiB), so calls do not pay for allocation
-	static _Thread_local float *bp, *ap;
-	if (!bp)
-		bp = aligned_alloc(64, sizeof(float) * FK_NC * FK_KC);
-	if (!ap)
-		ap = aligned_alloc(64, sizeof(float) * (FK_MC * FK_KC + 16));
-	if (!bp || !ap)
-		return -1;
-	float ctmp[FK_MR * FK_NR] __attribute__((aligned(64)));
-	for (int jc = r0; jc < r1; jc += FK_NC) {
-		const int nc = r1 - jc < FK_NC ? r1 - jc : FK_NC;
-		for (int pc = 0; pc < cols; pc += FK_KC) {
-			const int kc = cols - pc < FK_KC ? cols - pc : FK_KC;
-			const int first = pc == 0;
-			for (int jr = 0; jr < nc; jr += FK_NR)
-				FFN(packw)(T, w, wrb, jc + jr, nc - jr < FK_NR ? nc - jr : FK_NR, pc, kc, bp + (size_t)jr * kc);
-			for (int ic = 0; ic < n; ic += FK_MC) {
-				const int mc = n - ic < FK_MC ? n - ic : FK_MC;
-				for (int ir = 0; ir < mc; ir += FK_MR)
-					FFN(packx)(x, cols, ic + ir, mc - ir < FK_MR ? mc - ir : FK_MR, pc, kc, ap + (size_t)ir * kc);
-				for (int jr = 0; jr < nc; jr += FK_NR) {
-					const int nr = nc - jr < FK_NR ? nc - jr : FK_NR;
-					const float *b = bp + (size_t)jr * kc;
-					for (int ir = 0; ir < mc; ir += FK_MR) {
-						const int mr = mc - ir < FK_MR ? mc - ir : FK_MR;
-						const float *a = ap + (size_t)ir * kc;
-						float *c = y + (size_t)(ic + ir) * ldy + jc + jr;
-						if (mr == FK_MR && nr == FK_NR) {
-							FK_KERNEL(kc, a, b, c, ldy, first);
-							continue;
-						}
-						for (int i = 0; i < mr; i++)
-							for (int t = 0; t < nr; t++)
-								ctmp[i * FK_NR + t] = first ? 0 : c[(size_t)i * ldy + t];
-						FK_KERNEL(kc, a, b, ctmp, FK_NR, first);
-						for (int i = 0; i < mr; i++)
-							for (int t = 0; t < nr; t++)
-								c[(size_t)i * ldy + t] = ctmp[i * FK_NR + t];
-					}
+	} else {
+		for (int k = 0; k < nk; k += 32) {
+			if (RN == 1)
+#pragma GCC unroll 8
+				for (int i = 0; i < RM; i++)
+					_mm_prefetch((const char *)(w + (i + FK_PF * RM) * wrb + (size_t)k * 2), _MM_HINT_T0);
+#pragma GCC unroll 2
+			for (int h = 0; h < FK_NH; h++) {
+				// all odd-column fmas, then all even ones: the activation
+				// vectors stay in registers, the weights are split one
+				// row at a time from L1
+				const uint8_t *wk = w + (size_t)(k + 2 * h * FW) * 2;
+				const float *wf = (const float *)w + k + h * FW; // FT_BF16S
+				FV xv[FK_MN];
+#pragma GCC unroll 8
+				for (int j = 0; j < RN; j++) {
+					xv[j] = FV_LOAD(x + j * ldx + k + h * FW);
+					FK_REG(xv[j]);
+				}
+#pragma GCC unroll 8
+				for (int i = 0; i < RM; i++) {
+					FV wo = T == FT_BF16S ? FV_LOAD((const float *)((const uint8_t *)wf + i * wrb))
+							      : FLOADBF_ODD(wk + i * wrb);
+					FK_REG(wo);
+#pragma GCC unroll 8
+					for (int j = 0; j < RN; j++)
+						acc[i][j][h] = FV_FMA(wo, xv[j], acc[i][j][h]);
+				}
+#pragma GCC unroll 8
+				for (int j = 0; j < RN; j++) {
+					xv[j] = FV_LOAD(x + j * ldx + k + 16 + h * FW);
+					FK_REG(xv[j]);
+				}
+#pragma GCC unroll 8
+				for (int i = 0; i < RM; i++) {
+					FV we = T == FT_BF16S ? FV_LOAD((const float *)((const uint8_t *)(wf + 16) + i * wrb))
+							      : FLOADBF_EVEN(wk + i * wrb);
+					FK_REG(we);
+#pragma GCC unroll 8
+					for (int j = 0; j < RN; j++)
+						acc[i][j][h] = FV_FMA(we, xv[j], acc[i][j][h]);
 				}
 			}
 		}
 	}
-	return 0;
+	if (!last) {
+#pragma GCC unroll 8
+		for (int i = 0; i < RM; i++)
+#pragma GCC unroll 8
+			for (int j = 0; j < RN; j++)
+#pragma GCC unroll 2
+				for (int h = 0; h < FK_NH; h++)
+					FV_STORE(st + i * sti + j * 16 + h * FW, acc[i][j][h]);
+		return;
+	}
+#pragma GCC unroll 8
+	for (int i = 0; i < RM; i++)
+#pragma GCC unroll 8
+		for (int j = 0; j < RN; j++) {
+			float s = FV_RED16(acc[i][j]);
+			for (int k = nk; k < nk + ntail; k++)
+				s = FFN(fma1)(FFN(load1)(T, w + i * wrb + (size_t)k * es), x[j * ldx + k], s);
+			y[j * ldy + i] = s;
+		}
+}
+
+typedef void (*FFN(tilefn))(const uint8_t *w, size_t wrb, const float *x, size_t ldx, int nk, int ntail,
+	float *st, size_t sti, int first, int last, float *y, size_t ldy);
+
+#define FK_DEFTILE(T, RM, RN)                                                                        \
+	static __attribute__((noinline)) void FFN(tile_##T##_##RM##x##RN)(const uint8_t *w, size_t wrb, \
+		const float *x, size_t ldx, int nk, int ntail, float *st, size_t sti, int first, int last,  \
+		float *y, size_t ldy) {                                                                      \
+		FFN(tile)(T, RM, RN, w, wrb, x, ldx, nk, ntail, st, sti, first, last, y, ldy);              \
+	}
+#define FK_TABENTRY(T, RM, RN) [RM - 1][RN - 1] = FFN(tile_##T##_##RM##x##RN),
+
+FK_TILES_0(FK_DEFTILE)
+FK_TILES_1(FK_DEFTILE)
+FK_TILES_30(FK_DEFTILE)
+FK_TILES_31(FK_DEFTILE)
+
+// Tile tables, indexed [RM-1][RN-1] (shapes not listed are unused): F32
+// for every n (and for F16 weights widened by packw), F16 and BF16 for
+// matrix-vector, BF16S for BF16 weights split by packw.
+#define FK_TAB(T) static const FFN(tilefn) FFN(tab_##T)[8][8] = { FK_TILES_##T(FK_TABENTRY) };
+FK_TAB(0)
+FK_TAB(1)
+FK_TAB(30)
+FK_TAB(31)
+
+#ifndef FK_KC
+#define FK_KC 1024
+#endif
+#ifndef FK_JB
+#define FK_JB 48
+#endif
+#ifndef FK_RB
+#define FK_RB 48
+#endif
+
+// packw widens rm F16 or BF16 weight rows, columns [k0, k0 + nk + ntail),
+// into b (row stride FK_KC + 32 floats): F16 in column order, BF16 in the
+// activations' kernel order (each 32-column group: odd columns, then even;
+// the tail in order). Exact, so the F32/BF16S tiles on b compute what the
+// F16/BF16 tiles on w would.
+static void FFN(packw)(int T, const uint8_t *w, size_t wrb, int rm, int k0, int nk, int ntail, float *b) {
+	for (int i = 0; i < rm; i++) {
+		const uint8_t *src = w + (size_t)i * wrb + (size_t)k0 * 2;
+		float *d = b + (size_t)i * (FK_KC + 32);
+		int k = 0;
+		if (T == FT_F16) {
+			for (; k + 8 <= nk + ntail; k += 8)
+				_mm256_storeu_ps(d + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * k))));
+		} else {
+			const __m256i hi = _mm256_set1_epi32((int)0xffff0000);
+			for (; k < nk; k += 32)
+				for (int h = 0; h < 2; h++) {
+					const __m256i raw = _mm256_loadu_si256((const __m256i *)(src + 2 * (k + 16 * h)));
+					_mm256_storeu_ps(d + k + 8 * h, _mm256_castsi256_ps(_mm256_and_si256(raw, hi)));
+					_mm256_storeu_ps(d + k + 16 + 8 * h, _mm256_castsi256_ps(_mm256_slli_epi32(raw, 16)));
+				}
+		}
+		for (; k < nk + ntail; k++)
+			d[k] = FFN(load1)(T, src + 2 * k);
+	}
 }
 
 // Y[j*ldy + r] for j < n, r0 <= r < r1; T is the weight type (0 F32,
-// 1 F16, 30 BF16). Returns 0, or -1 when scratch memory ran out.
-// Dot products of one weight row with RN activation rows (2 ≤ RN ≤ 4):
-// the small-batch path, which streams the weights once without packing.
-FINLINE void FFN(dotrow_n)(int T, int RN, const uint8_t *w, const float *x, int cols, float *y, size_t ldy) {
-	const int es = FFN(esize)(T);
-	FV acc[4][2];
-	#pragma GCC unroll 4
-	for (int j = 0; j < RN; j++)
-		acc[j][0] = acc[j][1] = FV_ZERO();
-	int k = 0;
-	for (; k + 2 * FW <= cols; k += 2 * FW) {
-		#pragma GCC unroll 8
-		for (int off = 0; off < 2 * FW * es; off += 64)
-			_mm_prefetch((const char *)(w + (size_t)k * es + off + 1024), _MM_HINT_T0);
-		const FV w0 = FLOADW(T, w + (size_t)k * es), w1 = FLOADW(T, w + (size_t)(k + FW) * es);
-		#pragma GCC unroll 4
-		for (int j = 0; j < RN; j++) {
-			acc[j][0] = FV_FMA(w0, FV_LOAD(x + (size_t)j * cols + k), acc[j][0]);
-			acc[j][1] = FV_FMA(w1, FV_LOAD(x + (size_t)j * cols + k + FW), acc[j][1]);
-		}
-	}
-	for (; k + FW <= cols; k += FW) {
-		const FV w0 = FLOADW(T, w + (size_t)k * es);
-		#pragma GCC unroll 4
-		for (int j = 0; j < RN; j++)
-			acc[j][0] = FV_FMA(w0, FV_LOAD(x + (size_t)j * cols + k), acc[j][0]);
-	}
-	#pragma GCC unroll 4
-	for (int j = 0; j < RN; j++) {
-		float t = 0;
-		for (int kk = k; kk < cols; kk++)
-			t = t + FFN(load1)(T, w + (size_t)kk * es) * x[(size_t)j * cols + kk];
-		y[j * ldy] = FV_HSUM(FV_ADD(acc[j][0], acc[j][1])) + t;
-	}
-}
-
-#define FDOTN_FN(RN)                                                                                 \
-	static __attribute__((noinline)) void FCAT(FFN(dotn), RN)(int T, const uint8_t *w, size_t wrb,   \
-		const float *x, int cols, float *y, size_t ldy, int r0, int r1) {                            \
-		for (int r = r0; r < r1; r++) {                                                              \
-			switch (T) {                                                                             \
-			case FT_F32: FFN(dotrow_n)(FT_F32, RN, w + (size_t)r * wrb, x, cols, y + r, ldy); break; \
-			case FT_F16: FFN(dotrow_n)(FT_F16, RN, w + (size_t)r * wrb, x, cols, y + r, ldy); break; \
-			default: FFN(dotrow_n)(FT_BF16, RN, w + (size_t)r * wrb, x, cols, y + r, ldy); break;    \
-			}                                                                                        \
-		}                                                                                            \
-	}
-FDOTN_FN(2)
-FDOTN_FN(3)
-FDOTN_FN(4)
-
+// 1 F16, 30 BF16), x the prepared activations (for BF16 in the kernel
+// order), n×cols. Returns 0, or -1 when scratch memory ran out.
 int FFN(mica_fmul)(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y,
 	size_t ldy, int r0, int r1) {
-	switch (n) {
-	case 1: break;
-	case 2: FCAT(FFN(dotn), 2)(T, w, wrb, x, cols, y, ldy, r0, r1); return 0;
-	case 3: FCAT(FFN(dotn), 3)(T, w, wrb, x, cols, y, ldy, r0, r1); return 0;
-	case 4: FCAT(FFN(dotn), 4)(T, w, wrb, x, cols, y, ldy, r0, r1); return 0;
-	default: return FFN(gemm)(T, w, wrb, x, n, cols, y, ldy, r0, r1);
+	const int step = T == FT_BF16 ? 32 : 16;
+	const int kmain = cols / step * step;
+	if (n == 1) {
+		const FFN(tilefn)(*tab)[8] = T == FT_F32 ? FFN(tab_0) : T == FT_F16 ? FFN(tab_1) : FFN(tab_30);
+		for (int r = r0; r < r1; r += FK_RMV) {
+			const int rm = r1 - r < FK_RMV ? r1 - r : FK_RMV;
+			tab[rm - 1][0](w + (size_t)r * wrb, wrb, x, cols, kmain, cols - kmain, NULL, 0, 1, 1, y + r, ldy);
+		}
+		return 0;
 	}
-	float out[2];
-	int r = r0;
-	for (; r + 2 <= r1; r += 2) {
-		FCAT(FFN(dot), 2)(T, w + (size_t)r * wrb, wrb, x, cols, out);
-		y[r] = out[0];
-		y[r + 1] = out[1];
+	const FFN(tilefn)(*tab)[8] = T == FT_BF16 ? FFN(tab_31) : FFN(tab_0);
+	const int RM = T == FT_BF16 ? FK_RMB : FK_RM, RN = T == FT_BF16 ? FK_RNB : FK_RN;
+	// column blocks: as few as FK_KC allows, of equal size (multiples of step)
+	int nkb = (kmain + FK_KC - 1) / FK_KC;
+	if (nkb < 1)
+		nkb = 1;
+	int kc = (kmain / step + nkb - 1) / nkb * step;
+	if (kc < step)
+		kc = step;
+	// scratch, one set per OS thread, kept: lane states between column
+	// blocks, widened F16/BF16 weight rows
+	static _Thread_local float *st, *wb;
+	if (nkb > 1 && !st) {
+		st = aligned_alloc(64, sizeof(float) * 16 * FK_JB * FK_RB);
+		if (!st)
+			return -1;
 	}
-	for (; r < r1; r++)
-		FCAT(FFN(dot), 1)(T, w + (size_t)r * wrb, wrb, x, cols, y + r);
+	const size_t wbs = (size_t)(FK_KC + 32) * 4; // bytes per widened row
+	if (T != FT_F32 && !wb) {
+		wb = aligned_alloc(64, wbs * FK_MM);
+		if (!wb)
+			return -1;
+	}
+	const size_t sti = 16 * FK_JB;
+	for (int jb = 0; jb < n; jb += FK_JB) {
+		const int jn = n - jb < FK_JB ? n - jb : FK_JB;
+		for (int rb = r0; rb < r1; rb += FK_RB) {
+			const int rn = r1 - rb < FK_RB ? r1 - rb : FK_RB;
+			for (int k0 = 0; k0 < kmain || k0 == 0; k0 += kc) {
+				const int k1 = kmain - k0 < kc ? kmain : k0 + kc;
+				const int first = k0 == 0, last = k1 == kmain;
+				const int ntail = last ? cols - kmain : 0;
+				for (int r = 0; r < rn; r += RM) {
+					const int rm = rn - r < RM ? rn - r : RM;
+					const uint8_t *wr = w + (size_t)(rb + r) * wrb + (size_t)k0 * (T == FT_F32 ? 4 : 2);
+					size_t wrs = wrb;
+					if (T != FT_F32) {
+						FFN(packw)(T, w + (size_t)(rb + r) * wrb, wrb, rm, k0, k1 - k0, ntail, wb);
+						wr = (const uint8_t *)wb;
+						wrs = wbs;
+					}
+					for (int j = 0; j < jn; j += RN) {
+						const int jm = jn - j < RN ? jn - j : RN;
+						tab[rm - 1][jm - 1](wr, wrs, x + (size_t)(jb + j) * cols + k0, cols, k1 - k0, ntail,
+							st + (size_t)r * sti + (size_t)j * 16, sti, first, last,
+							y + (size_t)(jb + j) * ldy + rb + r, ldy);
+					}
+				}
+				if (last)
+					break;
+			}
+		}
+	}
 	return 0;
 }

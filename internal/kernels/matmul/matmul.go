@@ -10,26 +10,34 @@
 // Numerics follow llama.cpp: for quantized weights the activations are
 // quantized once per call (Prepare) to the type's vec-dot type (Q8_0, Q8_1 or
 // Q8_K) and each block's dot product is an exact integer sum scaled by the
-// blocks' float scales. F32, F16 and BF16 weights use F32 activations and F32
-// accumulation (F16/BF16 weights are widened to F32 exactly). The AVX-512
-// BF16 dot product (vdpbf16ps) is deliberately not used: it would round the
-// activations to BF16 (a relative change of up to 2⁻⁹ per product) for a
-// speed-up only in compute-bound GEMMs; decode is memory-bound either way.
+// blocks' float scales.
+//
+// F32, F16 and BF16 weights reproduce the summation order of llamafile's
+// tinyBLAS, which llama.cpp's CPU backend uses for these types on an
+// AVX-512 machine (see floatorder.go): activations are rounded to the
+// weight type (F16, or BF16 with round-to-nearest-even) in Prepare, as
+// ggml's vec-dot type demands; each output keeps 16 float32 lane
+// accumulators updated by single-rounding fused multiply-adds, reduced
+// 16→8→4 lanes and then (l0+l2)+(l1+l3). The fast kernels compute exactly
+// the reference's operations, so they agree with it bit for bit.
 //
 // Fast paths (C through cgo, chosen once at start-up from the CPU's
 // features): AVX2+FMA+F16C for everything; with AVX-512 F/BW/VL the float
-// kernels use 512-bit vectors, and with VNNI as well the quantized kernels
-// use vpdpbusd (on 256-bit vectors). Prepare's activation quantizers have an
-// AVX2 version that gives the reference's bytes exactly. Without cgo or on
-// other architectures the plain-Go reference runs.
+// kernels use 512-bit vectors (the same lane order), and with VNNI as well
+// the quantized kernels use vpdpbusd (on 256-bit vectors). Prepare's
+// activation quantizers have an AVX2 version that gives the reference's
+// bytes exactly. Without cgo or on other architectures the plain-Go
+// reference runs.
 //
 // Determinism: MulRows may be called on any split of the weight rows (one
 // chunk per worker); each Y element is computed by the same instruction
 // sequence whatever the split, so results do not depend on the thread count.
-// The path taken depends only on the weight type, cols and n (float weights:
-// n = 1 matrix-vector, n = 2..4 small-batch, n > 4 packed GEMM; quantized:
-// n = 1 matrix-vector, n > 1 register tiles over blocks of activation rows),
-// never on the row range. Do not split the activation rows into separate
+// For float weights an element's value also does not depend on n (decode
+// and prefill agree bit for bit): every path (n = 1 matrix-vector, register
+// tiles for n > 1) performs the same per-element operations. Quantized
+// weights: the path depends only on the weight type, cols and n (n = 1
+// matrix-vector, n > 1 register tiles over blocks of activation rows),
+// never on the row range; do not split the activation rows into separate
 // calls if results must match an unsplit call.
 //
 // Benchmarks: go test -bench . ./internal/kernels/matmul, and for the table
@@ -45,12 +53,13 @@ import (
 )
 
 // VecDotType is the type the activations are converted to for weights of
-// type wt: Q8_0 for Q4_0, Q5_0, Q8_0 and IQ4_NL; Q8_1 for Q4_1 and Q5_1; Q8_K
-// for the K-quants and IQ4_XS; F32 for F32, F16 and BF16.
+// type wt (ggml's vec_dot_type): Q8_0 for Q4_0, Q5_0, Q8_0 and IQ4_NL; Q8_1
+// for Q4_1 and Q5_1; Q8_K for the K-quants and IQ4_XS; F32, F16 and BF16 for
+// themselves.
 func VecDotType(wt tensor.DType) (tensor.DType, error) {
 	switch wt {
 	case tensor.F32, tensor.F16, tensor.BF16:
-		return tensor.F32, nil
+		return wt, nil
 	case tensor.Q4_0, tensor.Q5_0, tensor.Q8_0, tensor.IQ4_NL:
 		return tensor.Q8_0, nil
 	case tensor.Q4_1, tensor.Q5_1:
@@ -73,6 +82,10 @@ func vecRowBytes(vt tensor.DType, cols int) int {
 		return cols / 32 * 36
 	case tensor.Q8_K:
 		return cols / 256 * 292
+	case tensor.F16:
+		return 4 * cols
+	case tensor.BF16:
+		return 8 * cols
 	}
 	return 0
 }
@@ -81,12 +94,20 @@ func vecRowBytes(vt tensor.DType, cols int) int {
 // It is read-only during MulRows, so one Prepared serves every row chunk of a
 // call, concurrently.
 type Prepared struct {
-	WType    tensor.DType // weight type it was prepared for
-	VecType  tensor.DType // F32, Q8_0, Q8_1 or Q8_K
-	N, Cols  int
-	F32      []float32 // VecType F32: the activations themselves (not copied), N×Cols
-	Q        []byte    // otherwise: N rows of RowBytes bytes each
+	WType   tensor.DType // weight type it was prepared for
+	VecType tensor.DType // F32, F16, BF16, Q8_0, Q8_1 or Q8_K
+	N, Cols int
+	// F32 holds N×Cols activation values for float weights: for VecType F32
+	// the activations themselves (not copied); for F16 and BF16 a copy
+	// rounded to that type (every value exactly representable in it), kept
+	// in Q's storage.
+	F32      []float32
+	Q        []byte // quantized types: N rows of RowBytes bytes each; F16/BF16: storage for F32 (and kern)
 	RowBytes int
+	// kern is what the fast kernels read for BF16 weights: each 32-column
+	// group reordered as its 16 odd then its 16 even columns (the operand
+	// order of vdpbf16ps lanes), the last Cols%32 columns in place.
+	kern []float32
 }
 
 // checkCols validates cols against the weight type's block size.
@@ -103,9 +124,11 @@ func checkCols(wt tensor.DType, cols int) error {
 	return nil
 }
 
-// PreparedSize is the number of bytes of quantized activations Prepare makes
-// for n rows of cols activations and weight type wt (0 for F32/F16/BF16,
-// whose activations are used in place).
+// PreparedSize is the number of bytes of converted activations Prepare makes
+// (in Prepared.Q) for n rows of cols activations and weight type wt: 0 for
+// F32, whose activations are used in place; 4·n·cols for F16 (rounded
+// values as float32) and 8·n·cols for BF16 (the rounded values and the
+// kernels' column order).
 func PreparedSize(wt tensor.DType, n, cols int) (int, error) {
 	if err := checkCols(wt, cols); err != nil {
 		return 0, err
@@ -138,16 +161,21 @@ func PrepareInto(p *Prepared, wt tensor.DType, x []float32, n, cols int) error {
 	vt, _ := VecDotType(wt)
 	rb := vecRowBytes(vt, cols)
 	p.WType, p.VecType, p.N, p.Cols, p.RowBytes = wt, vt, n, cols, rb
+	p.kern = nil
 	if vt == tensor.F32 {
 		p.F32 = x[:n*cols]
 		p.Q = p.Q[:0]
 		return nil
 	}
 	p.F32 = nil
-	if cap(p.Q) < n*rb {
+	if cap(p.Q) < n*rb || (vt == tensor.F16 || vt == tensor.BF16) && !aligned4(p.Q[:cap(p.Q)]) {
 		p.Q = make([]byte, n*rb)
 	}
 	p.Q = p.Q[:n*rb]
+	if vt == tensor.F16 || vt == tensor.BF16 {
+		roundActivations(p, x[:n*cols])
+		return nil
+	}
 	for j := 0; j < n; j++ {
 		src := x[j*cols : (j+1)*cols]
 		dst := p.Q[j*rb : (j+1)*rb]
@@ -217,8 +245,9 @@ func MulRows(wt tensor.DType, w []byte, cols int, p *Prepared, y []float32, ldy 
 
 // MulRowsRef is MulRows in plain Go: the oracle for the fast kernels and the
 // path of CGO_ENABLED=0 builds. For quantized types it mirrors ggml's generic
-// vec_dot functions (integer block sums × scales); for F32/F16/BF16 it is a
-// sequential float32 dot product.
+// vec_dot functions (integer block sums × scales); for F32/F16/BF16 it
+// follows tinyBLAS's 16-lane fused multiply-add order (see the package doc),
+// which the fast kernels reproduce bit for bit.
 func MulRowsRef(wt tensor.DType, w []byte, cols int, p *Prepared, y []float32, ldy int, rowStart, rowEnd int) error {
 	rb, err := checkMul(wt, w, cols, p, y, ldy, rowStart, rowEnd)
 	if err != nil || rowEnd == rowStart {

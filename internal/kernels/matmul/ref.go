@@ -12,7 +12,8 @@ import (
 // ggml_vec_dot_<type>_<vec type> functions: exact integer sums per block,
 // then float32 scaling and accumulation in the same order as ggml. Products
 // are wrapped in float32(...) so that no Go port fuses them into an FMA
-// (ggml's reference rounds each product).
+// (ggml's reference rounds each product). F32/F16/BF16 dot products follow
+// tinyBLAS's lane order (floatorder.go).
 
 // kvaluesIQ4NL is the IQ4_NL/IQ4_XS non-linear 4-bit code book (GGUF format).
 var kvaluesIQ4NL = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
@@ -59,12 +60,7 @@ func mulRowsRef(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float3
 		for r := r0; r < r1; r++ {
 			widenRow(wt, w[r*rb:(r+1)*rb], row)
 			for j := 0; j < p.N; j++ {
-				x := p.F32[j*cols : (j+1)*cols]
-				var s float32
-				for k, v := range row {
-					s += float32(v * x[k])
-				}
-				y[j*ldy+r] = s
+				y[j*ldy+r] = floatDotRef(wt, row, p.F32[j*cols:(j+1)*cols])
 			}
 		}
 		return
