@@ -84,7 +84,7 @@ func printKernelReport(w io.Writer, r *bench.KernelReport) {
 	fmt.Fprintf(w, "mica bench kernels: %s, %d threads, %s\n\n", r.Backend, r.Threads, r.CPU)
 	fmt.Fprintf(w, "read bandwidth  %6.1f GB/s\nF32 FMA peak    %6.1f GFLOP/s\n\n", r.ReadGBps, r.FMAGFlops)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "matrix-vector\t4096×4096 GB/s\t%\t262144×640 GB/s\t%\t")
+	fmt.Fprintln(tw, "matrix-vector\t4096×4096 GB/s\t%\t(local)\t262144×640 GB/s\t%\t(local)\t")
 	byType := map[string][]bench.KernelResult{}
 	var order []string
 	for _, m := range r.MatVec {
@@ -97,15 +97,15 @@ func printKernelReport(w io.Writer, r *bench.KernelReport) {
 		var cells []string
 		for _, m := range byType[t] {
 			if m.NA {
-				cells = append(cells, "n/a\t")
+				cells = append(cells, "n/a\t\t")
 				continue
 			}
-			cells = append(cells, fmt.Sprintf("%.1f\t%.0f%%", m.GBps, m.Pct))
+			cells = append(cells, fmt.Sprintf("%.1f\t%.0f%%\t%.0f%%", m.GBps, m.Pct, m.LocalPct))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t\n", t, strings.Join(cells, "\t"))
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t")
-	fmt.Fprintln(tw, "GEMM\t512×640×2048 GFLOP/s\t%\t4096×2880×320 GFLOP/s\t%\t")
+	fmt.Fprintln(tw, "\t\t\t\t\t\t\t")
+	fmt.Fprintln(tw, "GEMM\t512×640×2048 GFLOP/s\t%\t(local)\t4096×2880×320 GFLOP/s\t%\t(local)\t")
 	byType, order = map[string][]bench.KernelResult{}, nil
 	for _, m := range r.GEMM {
 		if _, ok := byType[m.Type]; !ok {
@@ -116,7 +116,7 @@ func printKernelReport(w io.Writer, r *bench.KernelReport) {
 	for _, t := range order {
 		var cells []string
 		for _, m := range byType[t] {
-			cells = append(cells, fmt.Sprintf("%.1f\t%.0f%%", m.Flops, m.Pct))
+			cells = append(cells, fmt.Sprintf("%.1f\t%.0f%%\t%.0f%%", m.Flops, m.Pct, m.LocalPct))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t\n", t, strings.Join(cells, "\t"))
 	}

@@ -63,9 +63,13 @@ type KernelResult struct {
 	Shape Shape   `json:"shape"`
 	GBps  float64 `json:"gbps,omitempty"`   // weight bytes per second (matvec)
 	Flops float64 `json:"gflops,omitempty"` // GEMM
-	Pct   float64 `json:"pct_of_peak"`      // of read bandwidth (matvec) or FMA peak (GEMM)
-	Secs  float64 `json:"seconds_per_call"`
-	NA    bool    `json:"not_applicable,omitempty"` // the type's blocks do not divide K
+	Pct   float64 `json:"pct_of_peak"`      // of read bandwidth (matvec) or FMA peak (GEMM), measured once at the start
+	// LocalPct is against the limit measured again right before this
+	// kernel: on a shared machine, the fairer ratio.
+	LocalPeak float64 `json:"local_peak"`
+	LocalPct  float64 `json:"pct_of_local_peak"`
+	Secs      float64 `json:"seconds_per_call"`
+	NA        bool    `json:"not_applicable,omitempty"` // the type's blocks do not divide K
 }
 
 // Kernels runs the kernel benchmarks.
@@ -87,7 +91,11 @@ func Kernels(ctx context.Context, o KernelOptions) (*KernelReport, error) {
 		MeasuredAtUTC: time.Now().UTC().Format(time.RFC3339)}
 	var err error
 	say("read bandwidth")
-	if r.ReadGBps, err = peak.ReadBandwidth(1<<30, o.Threads, 5); err != nil {
+	bwBuf := make([]byte, 1<<30)
+	for i := 0; i < len(bwBuf); i += 4096 {
+		bwBuf[i] = 1
+	}
+	if r.ReadGBps, err = peak.ReadBandwidthBuf(bwBuf, o.Threads, 5); err != nil {
 		return nil, err
 	}
 	runtime.GC()
@@ -115,8 +123,13 @@ func Kernels(ctx context.Context, o KernelOptions) (*KernelReport, error) {
 			if err != nil {
 				return nil, err
 			}
+			local, err := peak.ReadBandwidthBuf(bwBuf[:256<<20], o.Threads, 3)
+			if err != nil {
+				return nil, err
+			}
 			gbps := float64(wbytes) / sec / 1e9
-			r.MatVec = append(r.MatVec, KernelResult{Type: t.String(), Shape: s, GBps: gbps, Pct: 100 * gbps / r.ReadGBps, Secs: sec})
+			r.MatVec = append(r.MatVec, KernelResult{Type: t.String(), Shape: s, GBps: gbps, Pct: 100 * gbps / r.ReadGBps, Secs: sec,
+				LocalPeak: local, LocalPct: 100 * gbps / local})
 		}
 	}
 	gtypes := GEMMTypes
@@ -133,8 +146,13 @@ func Kernels(ctx context.Context, o KernelOptions) (*KernelReport, error) {
 			if err != nil {
 				return nil, err
 			}
+			local, err := peak.FMAPeak(o.Threads, 200*time.Millisecond)
+			if err != nil {
+				return nil, err
+			}
 			gf := 2 * float64(s.M) * float64(s.K) * float64(s.N) / sec / 1e9
-			r.GEMM = append(r.GEMM, KernelResult{Type: t.String(), Shape: s, Flops: gf, Pct: 100 * gf / r.FMAGFlops, Secs: sec})
+			r.GEMM = append(r.GEMM, KernelResult{Type: t.String(), Shape: s, Flops: gf, Pct: 100 * gf / r.FMAGFlops, Secs: sec,
+				LocalPeak: local, LocalPct: 100 * gf / local})
 		}
 	}
 	return r, nil
