@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"mica/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,22 +12,7 @@ import (
 	"mica/internal/format/gguf"
 )
 
-// sharedDir finds ../shared beside the repository root.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			s := filepath.Join(filepath.Dir(d), "shared")
-			if _, err := os.Stat(s); err != nil {
-				t.Skipf("shared data not found at %s", s)
-			}
-			return s
-		}
-	}
-	t.Skip("repository root not found")
-	return ""
-}
+func sharedDir(t *testing.T) string { return testenv.Shared(t) }
 
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"mica/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,30 +18,7 @@ import (
 	"mica/internal/tensor"
 )
 
-// findShared finds the shared reference folder next to the repository root.
-func findShared(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			c := filepath.Join(dir, "..", "shared")
-			if st, err := os.Stat(filepath.Join(c, "testdata")); err == nil && st.IsDir() {
-				return c
-			}
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	t.Skip("shared/ (reference data) not found next to the repository root")
-	return ""
-}
+func findShared(t testing.TB) string { return testenv.Shared(t) }
 
 var (
 	vocabOnce sync.Once

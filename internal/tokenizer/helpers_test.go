@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"bufio"
 	"encoding/json"
+	"mica/internal/testenv"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,29 +16,7 @@ import (
 // *gguf.File is what FromGGUF is meant to be given.
 var _ Metadata = (*gguf.File)(nil)
 
-// findShared finds the shared reference folder: next to the repository
-// root (../shared from the directory holding go.mod) or inside it.
-func findShared() (string, bool) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", false
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			for _, c := range []string{filepath.Join(dir, "..", "shared"), filepath.Join(dir, "shared")} {
-				if st, err := os.Stat(filepath.Join(c, "testdata")); err == nil && st.IsDir() {
-					return c, true
-				}
-			}
-			return "", false
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
-}
+func findShared() (string, bool) { return testenv.Find() }
 
 // sharedPath joins parts under the shared folder, skipping the test when the
 // folder or the file is missing.

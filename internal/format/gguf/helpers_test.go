@@ -3,44 +3,13 @@ package gguf
 import (
 	"bytes"
 	"encoding/binary"
-	"os"
-	"path/filepath"
+	"mica/internal/testenv"
 	"testing"
 )
 
-// findShared finds the shared reference folder: next to the repository
-// root (../shared from the directory holding go.mod) or inside it.
-func findShared() (string, bool) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", false
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			for _, c := range []string{filepath.Join(dir, "..", "shared"), filepath.Join(dir, "shared")} {
-				if st, err := os.Stat(filepath.Join(c, "reference")); err == nil && st.IsDir() {
-					return c, true
-				}
-			}
-			return "", false
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
-}
+func findShared() (string, bool) { return testenv.Find() }
 
-// sharedDir is findShared, skipping the test when the folder is missing.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, ok := findShared()
-	if !ok {
-		t.Skip("shared reference folder (../shared next to the repository root) is missing")
-	}
-	return dir
-}
+func sharedDir(t testing.TB) string { return testenv.Shared(t) }
 
 // raw builds GGUF bytes by hand, for malformed inputs.
 type raw struct{ bytes.Buffer }

@@ -3,7 +3,7 @@ package quant_test
 import (
 	"encoding/binary"
 	"math"
-	"os"
+	"mica/internal/testenv"
 	"path/filepath"
 	"testing"
 
@@ -18,26 +18,7 @@ import (
 // dequantized by an implementation that agrees bit for bit with ggml. Both
 // comparisons below are exact: no tolerance.
 
-// sharedDir walks up from the working directory to the first "shared"
-// folder holding reference/, which sits next to the repository root.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		cand := filepath.Join(dir, "shared")
-		if st, err := os.Stat(filepath.Join(cand, "reference")); err == nil && st.IsDir() {
-			return cand
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared/reference not found above the working directory; skipping reference-data test")
-		}
-		dir = parent
-	}
-}
+func sharedDir(t testing.TB) string { return testenv.Shared(t) }
 
 func openGemma(t testing.TB, name string) *gguf.File {
 	t.Helper()

@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"math"
+	"mica/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,26 +14,7 @@ import (
 	"mica/internal/tensor"
 )
 
-// refDir finds ../shared/reference/gemma by walking up from the test's
-// directory (the shared folder sits next to the repository root).
-func refDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "shared", "reference", "gemma")
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared/reference/gemma not found next to the repository: parity data unavailable")
-		}
-		dir = parent
-	}
-}
+func refDir(t testing.TB) string { return testenv.Shared(t, "reference", "gemma") }
 
 type reference struct {
 	Model  string      `json:"model"`

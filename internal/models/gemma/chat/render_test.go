@@ -4,32 +4,14 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"mica/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// sharedDir finds the shared/ folder next to the repository root by walking
-// up from the test's working directory.
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		cand := filepath.Join(dir, "shared")
-		if _, err := os.Stat(filepath.Join(cand, "testdata", "chat-templates")); err == nil {
-			return cand
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared/testdata/chat-templates not found next to the repository; skipping reference cases")
-		}
-		dir = parent
-	}
-}
+func sharedDir(t *testing.T) string { return testenv.Shared(t) }
 
 type renderCase struct {
 	Name        string          `json:"name"`
