@@ -17,6 +17,7 @@ var levels = map[string]int{
 	"api":                  0,
 	"internal/tensor":      0,
 	"internal/testenv":     0,
+	"internal/atomicfile":  0,
 	"internal/kernels":     1,
 	"internal/compute":     2,
 	"internal/nn":          3,

@@ -8,8 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+	"mica/internal/atomicfile"
 
 	"mica/internal/tensor"
 )
@@ -20,8 +19,8 @@ import (
 // destination directory and renamed into place by Close only when complete;
 // on any error, or Abort, the temporary file is removed.
 type Writer struct {
-	path, tmp  string
-	f          *os.File
+	path       string
+	f          *atomicfile.File
 	bw         *bufio.Writer
 	tensors    []TensorInfo
 	next       int // index of the next tensor to write
@@ -68,11 +67,11 @@ func Create(path string, version uint32, alignment int64, meta []KV, tensors []T
 		return nil, fmt.Errorf("gguf: %s: %w", path, err)
 	}
 
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("gguf: %w", err)
 	}
-	w.f, w.tmp = f, f.Name()
+	w.f = f
 	w.bw = bufio.NewWriterSize(f, 1<<20)
 	w.write(head)
 	w.pad() // always, as ggml does (readers skip it when there are no tensors)
@@ -388,22 +387,10 @@ func (w *Writer) Close() error {
 		return w.err
 	}
 	w.done = true
-	err := w.f.Chmod(0o644)
-	if err == nil {
-		err = w.f.Sync()
-	}
-	if cerr := w.f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(w.tmp, w.path)
-	}
-	if err != nil {
-		os.Remove(w.tmp)
+	if err := w.f.Commit(); err != nil {
 		w.err = fmt.Errorf("gguf: %s: %w", w.path, err)
 		return w.err
 	}
-	syncDir(filepath.Dir(w.path))
 	return nil
 }
 
@@ -416,17 +403,8 @@ func (w *Writer) Abort() error {
 	if w.err == nil {
 		w.err = fmt.Errorf("gguf: %s: writer aborted", w.path)
 	}
-	w.f.Close()
-	if err := os.Remove(w.tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := w.f.Abort(); err != nil {
 		return fmt.Errorf("gguf: %w", err)
 	}
 	return nil
-}
-
-// syncDir makes a rename durable where the system allows it (best effort).
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }

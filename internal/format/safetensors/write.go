@@ -5,12 +5,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+	"mica/internal/atomicfile"
 	"sort"
 	"strconv"
 )
@@ -24,13 +22,13 @@ import (
 // requires (no gaps); declare wider dtypes first to keep every tensor
 // naturally aligned.
 type Writer struct {
-	path, tmp string
-	f         *os.File
-	bw        *bufio.Writer
-	tensors   []TensorInfo
-	next      int
-	err       error
-	done      bool
+	path    string
+	f       *atomicfile.File
+	bw      *bufio.Writer
+	tensors []TensorInfo
+	next    int
+	err     error
+	done    bool
 }
 
 // Create starts writing a safetensors file at path. metadata may be nil.
@@ -73,11 +71,11 @@ func Create(path string, metadata map[string]string, tensors []TensorInfo) (*Wri
 	if len(head) > MaxHeaderSize {
 		return nil, fmt.Errorf("safetensors: %s: header of %d bytes exceeds the %d-byte limit", path, len(head), MaxHeaderSize)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	f, err := atomicfile.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}
-	w.f, w.tmp = f, f.Name()
+	w.f = f
 	w.bw = bufio.NewWriterSize(f, 1<<20)
 	w.write(binary.LittleEndian.AppendUint64(nil, uint64(len(head))))
 	w.write(head)
@@ -262,24 +260,9 @@ func (w *Writer) Close() error {
 		return w.err
 	}
 	w.done = true
-	err := w.f.Chmod(0o644)
-	if err == nil {
-		err = w.f.Sync()
-	}
-	if cerr := w.f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(w.tmp, w.path)
-	}
-	if err != nil {
-		os.Remove(w.tmp)
+	if err := w.f.Commit(); err != nil {
 		w.err = fmt.Errorf("safetensors: %s: %w", w.path, err)
 		return w.err
-	}
-	if d, err := os.Open(filepath.Dir(w.path)); err == nil { // make the rename durable (best effort)
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
@@ -293,8 +276,7 @@ func (w *Writer) Abort() error {
 	if w.err == nil {
 		w.err = fmt.Errorf("safetensors: %s: writer aborted", w.path)
 	}
-	w.f.Close()
-	if err := os.Remove(w.tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := w.f.Abort(); err != nil {
 		return fmt.Errorf("safetensors: %w", err)
 	}
 	return nil
