@@ -39,6 +39,7 @@ the same interface later).
 
 Start with:
   mica run MODEL.gguf "Hi"  chat with a Gemma 3 / Gemma 4 GGUF model (interactive without a prompt)
+  mica serve --models DIR   serve the GGUF models in DIR over OpenAI- and Ollama-compatible APIs
   mica demo                 quantize a matrix to every weight type and run the engine on it
   mica bench kernels        measure this machine and mica's kernels on it
   mica dev tensors FILE     list the tensors of a GGUF or safetensors file`,
@@ -48,7 +49,7 @@ Start with:
 	}
 	root.AddGroup(&cobra.Group{ID: "main", Title: "Commands:"},
 		&cobra.Group{ID: "tools", Title: "Tools for developers and benchmarks:"})
-	for _, c := range []*cobra.Command{newRunCmd(), newDemoCmd()} {
+	for _, c := range []*cobra.Command{newRunCmd(), newServeCmd(), newDemoCmd()} {
 		c.GroupID = "main"
 		root.AddCommand(c)
 	}

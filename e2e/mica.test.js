@@ -1,0 +1,247 @@
+// End-to-end tests: mica serve on a synthetic random-weight Gemma 4 model,
+// driven by the official openai and ollama JavaScript clients.
+//
+// Needs a mica binary (MICA_BIN, default ../mica: `go build -o mica ./cmd/mica`)
+// and the shared test data (MICA_SHARED, default ../../shared). Run with
+// `npm ci && npm test` in this folder.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import { Ollama } from 'ollama';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const bin = process.env.MICA_BIN ?? path.resolve(here, '../mica');
+const shared = process.env.MICA_SHARED ?? path.resolve(here, '../../shared');
+const vocab = path.join(shared, 'testdata/gemma3-tokenizer/gemma3-vocab-gemma4bpe.gguf');
+const template = path.join(shared, 'testdata/chat-templates/google-gemma-4-31B-it.jinja');
+const missing = [bin, vocab, template].filter((p) => !existsSync(p));
+const skip = missing.length > 0 ? `missing ${missing.join(', ')}` : false;
+
+// Gemma 4's markup must never reach content or reasoning.
+const markers = ['<|turn>', '<turn|>', '<|think|>', '<|channel>', '<channel|>', '<|tool>', '<tool|>',
+  '<|tool_call>', '<tool_call|>', '<|tool_response>', '<tool_response|>', '<|"|>'];
+function noMarkers(s, what) {
+  for (const m of markers) assert.ok(!(s ?? '').includes(m), `${what} ${JSON.stringify(s)} contains ${m}`);
+}
+// Bans end-of-turn tokens (<eos>, <turn|>, <|tool_response>, <|tool_call>)
+// so that a generation runs on until stopped.
+const banEnd = { 1: -100, 106: -100, 50: -100, 48: -100 };
+
+let dir, server, url, openai, ollama;
+
+before(async () => {
+  if (skip) return;
+  dir = mkdtempSync(path.join(tmpdir(), 'mica-e2e-'));
+  const synth = spawnSync(bin, ['dev', 'synth', 'gemma4-test', '-o', path.join(dir, 'tiny.gguf'),
+    '--vocab', vocab, '--chat-template', template, '--dtype', 'f16', '--seed', '5'], { encoding: 'utf8' });
+  assert.equal(synth.status, 0, `mica dev synth failed: ${synth.stderr}`);
+  server = spawn(bin, ['serve', '--models', dir, '--addr', '127.0.0.1:0', '--ctx', '1024', '--threads', '2'],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  server.stderr.on('data', (d) => { log += d; });
+  url = await new Promise((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    server.on('exit', (code) => reject(new Error(`mica serve exited (${code}): ${log}`)));
+  });
+  openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
+  ollama = new Ollama({ host: url });
+});
+
+after(async () => {
+  if (server && server.exitCode === null) {
+    const exited = new Promise((r) => server.on('exit', r));
+    server.kill('SIGTERM');
+    await exited;
+  }
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const user = (content) => [{ role: 'user', content }];
+
+test('openai: models.list', { skip }, async () => {
+  const ids = [];
+  for await (const m of openai.models.list()) ids.push(m.id);
+  assert.deepEqual(ids, ['tiny']);
+});
+
+test('openai: chat, non-streamed and streamed agree (greedy)', { skip }, async () => {
+  const req = { model: 'tiny', messages: user('Hello there'), temperature: 0, max_tokens: 8 };
+  const full = await openai.chat.completions.create(req);
+  const msg = full.choices[0].message;
+  assert.equal(msg.role, 'assistant');
+  assert.equal(typeof msg.content, 'string');
+  assert.ok(['stop', 'length'].includes(full.choices[0].finish_reason));
+  assert.ok(full.usage.prompt_tokens > 5 && full.usage.completion_tokens <= 8);
+
+  const stream = await openai.chat.completions.create({ ...req, stream: true, stream_options: { include_usage: true } });
+  let content = '';
+  let finish = null;
+  let usage = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      content += c.delta.content ?? '';
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(content, msg.content);
+  assert.equal(finish, full.choices[0].finish_reason);
+  assert.equal(usage.completion_tokens, full.usage.completion_tokens);
+});
+
+test('openai: thinking stays out of content', { skip }, async () => {
+  const stream = await openai.chat.completions.create({ model: 'tiny', messages: user('Think about it.'),
+    reasoning_effort: 'high', max_tokens: 16, seed: 3, logit_bias: { 100: 8 }, stream: true });
+  let content = '';
+  let reasoning = '';
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) {
+      content += c.delta.content ?? '';
+      reasoning += c.delta.reasoning_content ?? '';
+    }
+  }
+  noMarkers(content, 'content');
+  noMarkers(reasoning, 'reasoning');
+});
+
+test('openai: tool-call round trip is accepted', { skip }, async () => {
+  const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Weather in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }];
+  const res = await openai.chat.completions.create({ model: 'tiny', max_tokens: 4, temperature: 0, tools,
+    messages: [...user('Weather in Paris?'),
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function',
+        function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: '{"temp":21}' }] });
+  assert.ok(['stop', 'length', 'tool_calls'].includes(res.choices[0].finish_reason));
+  for (const tc of res.choices[0].message.tool_calls ?? []) {
+    assert.match(tc.id, /^call_/);
+    JSON.parse(tc.function.arguments);
+  }
+});
+
+test('openai: legacy completions', { skip }, async () => {
+  const res = await openai.completions.create({ model: 'tiny', prompt: 'Once upon a time', max_tokens: 5, temperature: 0 });
+  assert.equal(res.object, 'text_completion');
+  assert.equal(typeof res.choices[0].text, 'string');
+});
+
+test('openai: errors are typed and name the field', { skip }, async () => {
+  await assert.rejects(openai.chat.completions.create({ model: 'tiny', messages: user('x'), n: 2 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'n' && /not supported yet/.test(e.message));
+  await assert.rejects(openai.chat.completions.create({ model: 'nope', messages: user('x') }),
+    (e) => e instanceof OpenAI.NotFoundError && /not found/.test(e.message));
+  await assert.rejects(openai.chat.completions.create({ model: 'tiny', max_tokens: -5, messages: user('x') }),
+    (e) => e.status === 400 && e.param === 'max_tokens');
+  await assert.rejects(openai.chat.completions.create({ model: 'tiny',
+    messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AA==' } }] }] }),
+  (e) => e.status === 400 && /images are not supported yet/.test(e.message));
+  await assert.rejects(openai.chat.completions.create({ model: 'tiny', messages: user('word '.repeat(1500)) }),
+    (e) => e.status === 400 && /context/.test(e.message));
+});
+
+async function waitIdle(ms) {
+  const start = Date.now();
+  for (;;) {
+    const h = await (await fetch(`${url}/health`)).json();
+    if (!h.busy) return Date.now() - start;
+    if (Date.now() - start > ms) throw new Error(`engine still busy ${ms} ms after the client left`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('openai: aborting a stream stops the generation', { skip }, async () => {
+  const ac = new AbortController();
+  const stream = await openai.chat.completions.create({ model: 'tiny', messages: user('Go on'), max_tokens: 900,
+    logit_bias: banEnd, stream: true }, { signal: ac.signal });
+  let n = 0;
+  // The client ends the iteration quietly (or with an abort error).
+  await (async () => {
+    for await (const chunk of stream) if (++n === 3) ac.abort();
+  })().catch((e) => assert.ok(e instanceof OpenAI.APIUserAbortError || e.name === 'AbortError', e));
+  assert.ok(n < 900);
+  // 900 tokens take about 3.5 s on the tiny model: idle within 1 s means
+  // the generation was stopped.
+  await waitIdle(1000);
+});
+
+test('ollama: list, show, ps, version', { skip }, async () => {
+  const { models } = await ollama.list();
+  assert.deepEqual(models.map((m) => m.name), ['tiny']);
+  assert.equal(models[0].details.family, 'gemma4');
+  const show = await ollama.show({ model: 'tiny' });
+  assert.ok(show.capabilities.includes('thinking'));
+  assert.equal(typeof (await ollama.version()).version, 'string');
+  await ollama.generate({ model: 'tiny', prompt: 'hi', options: { num_predict: 1 } });
+  const ps = await ollama.ps();
+  assert.equal(ps.models[0].name, 'tiny');
+});
+
+test('ollama: chat stream and non-stream agree (greedy), thinking separate', { skip }, async () => {
+  const req = { model: 'tiny', messages: user('Hello'), options: { temperature: 0, num_predict: 8 } };
+  const full = await ollama.chat(req);
+  assert.ok(full.done);
+  let content = '';
+  let last;
+  for await (const part of await ollama.chat({ ...req, stream: true })) {
+    content += part.message.content;
+    last = part;
+  }
+  assert.equal(content, full.message.content);
+  assert.ok(last.done && last.eval_count === full.eval_count);
+
+  const think = await ollama.chat({ ...req, think: true, options: { num_predict: 16, seed: 2 } });
+  noMarkers(think.message.content, 'content');
+  noMarkers(think.message.thinking, 'thinking');
+});
+
+test('ollama: generate', { skip }, async () => {
+  const res = await ollama.generate({ model: 'tiny', prompt: 'Why?', system: 'Be short.', options: { num_predict: 4 } });
+  assert.ok(res.done && typeof res.response === 'string');
+  let n = 0;
+  for await (const part of await ollama.generate({ model: 'tiny', prompt: 'Once', raw: true, stream: true, options: { num_predict: 3 } })) {
+    n++;
+    if (part.done) assert.ok(part.eval_count <= 3);
+  }
+  assert.ok(n >= 1);
+});
+
+test('ollama: errors', { skip }, async () => {
+  await assert.rejects(ollama.chat({ model: 'nope', messages: user('x') }),
+    (e) => e.status_code === 404 && /not found/.test(e.error));
+  await assert.rejects(ollama.chat({ model: 'tiny', messages: user('x'), format: 'json' }),
+    (e) => e.status_code === 400 && /format/.test(e.error));
+});
+
+test('ollama: aborting a stream stops the generation', { skip }, async () => {
+  const stream = await ollama.chat({ model: 'tiny', messages: user('Go on'), stream: true,
+    options: { num_predict: 900 } });
+  let n = 0;
+  await assert.rejects((async () => {
+    for await (const part of stream) if (++n === 3) stream.abort();
+  })());
+  await waitIdle(1000);
+});
+
+test('20 concurrent clients, both dialects, are all answered', { skip }, async () => {
+  const jobs = [];
+  for (let i = 0; i < 20; i++) {
+    if (i % 2 === 0) {
+      jobs.push(openai.chat.completions.create({ model: 'tiny', messages: user(`client ${i}`), max_tokens: 3, seed: i })
+        .then((r) => assert.ok(r.choices[0].finish_reason)));
+    } else {
+      jobs.push(ollama.chat({ model: 'tiny', messages: user(`client ${i}`), options: { num_predict: 3, seed: i } })
+        .then((r) => assert.ok(r.done)));
+    }
+  }
+  await Promise.all(jobs);
+});

@@ -1,0 +1,201 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"mica/internal/llm/engine"
+	"mica/internal/server/canon"
+)
+
+// job is a validated request holding the engine.
+type job struct {
+	req    *canon.Request
+	info   ModelInfo
+	runner Runner
+	load   time.Duration
+	start  time.Time
+	s      *Server
+}
+
+// prepare finds the model, waits for the engine, loads the model and checks
+// the request against it. On success the caller owns the engine until
+// job.done.
+func (s *Server) prepare(ctx context.Context, req *canon.Request) (*job, error) {
+	start := time.Now()
+	info, err := s.cat.lookup(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.q.acquire(ctx); err != nil {
+		return nil, err
+	}
+	j := &job{req: req, info: info, start: start, s: s}
+	j.runner, j.load, err = s.res.ensure(info)
+	if err == nil && !req.LoadOnly {
+		err = j.check()
+	}
+	if err != nil {
+		s.q.release()
+		return nil, err
+	}
+	return j, nil
+}
+
+// done applies the keep-alive and frees the engine.
+func (j *job) done() {
+	ka := j.s.cfg.KeepAlive
+	if j.req.KeepAlive != nil {
+		ka = *j.req.KeepAlive
+	}
+	j.s.res.keep(ka)
+	j.s.q.release()
+}
+
+// check validates what needs the model: sampling ranges against the
+// vocabulary, the token limit and the prompt's length against the context.
+func (j *job) check() error {
+	r := j.req
+	ctxLen := j.runner.Context()
+	var prompt []int32
+	var err error
+	if r.Chat != nil {
+		if fam := j.runner.Family(); fam != "gemma4" {
+			if r.Chat.Think {
+				return canon.Errorf("think", "model %q (%s) does not support thinking", j.info.Name, fam)
+			}
+			if len(r.Chat.Tools) > 0 {
+				return canon.Errorf("tools", "model %q (%s) does not support tools", j.info.Name, fam)
+			}
+		}
+		if err := r.Chat.Sampling.Validate(j.runner.VocabSize()); err != nil {
+			return canon.Errorf("", "%s", strings.TrimPrefix(err.Error(), "sample: "))
+		}
+		prompt, err = j.runner.ChatPrompt(*r.Chat)
+		if err != nil {
+			return canon.Errorf("messages", "the conversation cannot be put in the model's chat format: %v", err)
+		}
+	} else {
+		if err := r.Completion.Sampling.Validate(j.runner.VocabSize()); err != nil {
+			return canon.Errorf("", "%s", strings.TrimPrefix(err.Error(), "sample: "))
+		}
+		prompt, err = j.runner.CompletionPrompt(*r.Completion)
+		if err != nil {
+			return canon.Errorf("prompt", "the prompt cannot be tokenized: %v", err)
+		}
+	}
+	if len(prompt) == 0 {
+		return canon.Errorf("prompt", "the prompt is empty")
+	}
+	limit := ctxLen
+	if r.NumCtx > 0 {
+		if r.NumCtx > ctxLen {
+			return canon.Errorf("options.num_ctx", "options.num_ctx %d is more than the server's context of %d tokens (start mica serve with a larger --ctx)", r.NumCtx, ctxLen)
+		}
+		limit = r.NumCtx
+	}
+	if mt := r.MaxTokens(); mt > ctxLen {
+		return canon.Errorf("max_tokens", "max_tokens %d is more than the model's context of %d tokens", mt, ctxLen)
+	}
+	if len(prompt) >= limit {
+		return &canon.Error{Kind: canon.Invalid, Param: "messages", Code: "context_length_exceeded",
+			Msg: fmt.Sprintf("the prompt is %d tokens but the context holds %d, leaving no room for an answer: shorten the prompt", len(prompt), limit)}
+	}
+	if r.NumCtx > 0 {
+		room := r.NumCtx - len(prompt)
+		if mt := r.MaxTokens(); mt == 0 || mt > room {
+			r.SetMaxTokens(room)
+		}
+	}
+	return nil
+}
+
+// run generates, streaming events to onEvent. A cancelled ctx (the client
+// left) returns ctx's error; a malformed tool call in the answer is logged
+// and the rest of the answer is kept.
+func (j *job) run(ctx context.Context, onEvent func(engine.Event)) (engine.Result, error) {
+	var res engine.Result
+	var err error
+	if j.req.Chat != nil {
+		res, err = j.runner.Chat(ctx, *j.req.Chat, onEvent)
+	} else {
+		res, err = j.runner.Complete(ctx, *j.req.Completion, onEvent)
+	}
+	switch {
+	case err == nil:
+		return res, nil
+	case ctx.Err() != nil:
+		j.s.log.Info("request cancelled", "model", j.info.Name, "generated", len(res.Tokens))
+		return res, ctx.Err()
+	case res.Finish == engine.FinishError || res.Finish == "":
+		if errors.Is(err, engine.ErrEmptyPrompt) {
+			return res, canon.Errorf("prompt", "the prompt is empty")
+		}
+		return res, canon.New(canon.Internal, "generation failed: %v", err)
+	}
+	j.s.log.Warn("answer has malformed tool calls", "model", j.info.Name, "err", err)
+	return res, nil
+}
+
+// streamWriter frames chunks for a streamed response and notices a client
+// that has gone.
+type streamWriter struct {
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	sse    bool
+	cancel context.CancelFunc
+	failed bool
+}
+
+func newStream(w http.ResponseWriter, sse bool, cancel context.CancelFunc) *streamWriter {
+	if sse {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+	} else {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	}
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return &streamWriter{w: w, rc: http.NewResponseController(w), sse: sse, cancel: cancel}
+}
+
+// send writes one JSON payload (already encoded) and flushes it.
+func (s *streamWriter) send(payload []byte) {
+	if s.failed {
+		return
+	}
+	var err error
+	if s.sse {
+		_, err = fmt.Fprintf(s.w, "data: %s\n\n", payload)
+	} else {
+		_, err = fmt.Fprintf(s.w, "%s\n", payload)
+	}
+	if err == nil {
+		err = s.rc.Flush()
+	}
+	if err != nil {
+		s.failed = true
+		s.cancel() // the client is gone: stop generating
+	}
+}
+
+// done ends an SSE stream.
+func (s *streamWriter) done() {
+	if s.sse && !s.failed {
+		fmt.Fprint(s.w, "data: [DONE]\n\n")
+		s.rc.Flush()
+	}
+}
+
+func marshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return []byte(`{"error":"encoding the response failed"}`)
+	}
+	return b
+}

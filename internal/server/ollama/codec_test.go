@@ -1,0 +1,70 @@
+package ollama
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"mica/internal/llm/engine"
+	"mica/internal/server/canon"
+)
+
+func TestDecodeChatOptions(t *testing.T) {
+	r, err := DecodeChat([]byte(`{"model":"m","think":"medium","keep_alive":"2m","stream":false,
+	 "messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"a":1}}}]},{"role":"tool","content":"1","tool_name":"f"}],
+	 "options":{"temperature":0.3,"top_k":5,"top_p":0.8,"min_p":0.02,"seed":9,"num_predict":-1,"stop":["x"],"repeat_penalty":1.2,"repeat_last_n":32,"num_ctx":100,"typical_p":null}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Chat.Sampling
+	if r.Stream || !r.Chat.Think || r.KeepAlive == nil || *r.KeepAlive != 2*time.Minute || r.NumCtx != 100 || r.Chat.MaxTokens != 0 {
+		t.Fatalf("%+v", r)
+	}
+	if p.Temperature != 0.3 || p.TopK != 5 || p.TopP != 0.8 || p.MinP != 0.02 || p.Seed != 9 || p.RepeatPenalty != 1.2 || p.RepeatLastN != 32 || r.Chat.Stop[0] != "x" {
+		t.Fatalf("%+v", p)
+	}
+	m := r.Chat.Messages
+	if len(m) != 3 || m[1].ToolCalls[0].Name != "f" || string(m[1].ToolCalls[0].Arguments) != `{"a":1}` || m[2].Name != "f" {
+		t.Fatalf("%+v", m)
+	}
+}
+
+func TestKeepAlive(t *testing.T) {
+	for in, want := range map[string]time.Duration{`300`: 5 * time.Minute, `"10s"`: 10 * time.Second, `-1`: -time.Second, `"-1"`: -time.Second, `0`: 0, `"1h"`: time.Hour} {
+		got, err := KeepAlive(json.RawMessage(in))
+		if err != nil || got != want {
+			t.Errorf("keep_alive %s: %v %v, want %v", in, got, err, want)
+		}
+	}
+	if _, err := KeepAlive(json.RawMessage(`"soon"`)); err == nil || canon.As(err).Param != "keep_alive" {
+		t.Errorf("bad keep_alive: %v", err)
+	}
+}
+
+func TestDecodeGenerate(t *testing.T) {
+	r, err := DecodeGenerate([]byte(`{"model":"m","prompt":"p","raw":true,"options":{"num_predict":7}}`))
+	if err != nil || r.Completion == nil || r.Completion.Prompt != "p" || r.Completion.MaxTokens != 7 || !r.Stream {
+		t.Fatalf("%+v %v", r, err)
+	}
+	r, err = DecodeGenerate([]byte(`{"model":"m","prompt":"p","system":"s"}`))
+	if err != nil || r.Chat == nil || r.Chat.System != "s" || len(r.Chat.Messages) != 1 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	r, err = DecodeGenerate([]byte(`{"model":"m","keep_alive":0}`))
+	if err != nil || !r.LoadOnly || *r.KeepAlive != 0 {
+		t.Fatalf("%+v %v", r, err)
+	}
+}
+
+func TestFinalStreamedCarriesNoText(t *testing.T) {
+	e := &Encoder{Model: "m", Chat: true, Start: time.Unix(0, 0)}
+	res := engine.Result{Text: "hello", Thinking: "hm", Finish: engine.FinishLength, Usage: engine.Usage{PromptTokens: 4, GeneratedTokens: 2}}
+	f := e.Final(res, true, time.Unix(1, 0))
+	if f.Message.Content != "" || f.Message.Thinking != "" || !f.Done || f.DoneReason != "length" || f.EvalCount != 2 || f.TotalDuration != int64(time.Second) {
+		t.Fatalf("%+v", f)
+	}
+	f = e.Final(res, false, time.Unix(1, 0))
+	if f.Message.Content != "hello" || f.Message.Thinking != "hm" {
+		t.Fatalf("%+v", f)
+	}
+}

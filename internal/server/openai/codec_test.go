@@ -1,0 +1,123 @@
+package openai
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"mica/internal/llm/engine"
+	"mica/internal/models/gemma/chat"
+	"mica/internal/server/canon"
+)
+
+func TestDecodeChatMapsFields(t *testing.T) {
+	body := `{"model":"m","stream":true,"stream_options":{"include_usage":true},
+	 "messages":[{"role":"system","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
+	  {"role":"user","content":[{"type":"text","text":"hi"}]},
+	  {"role":"assistant","content":null,"tool_calls":[{"id":"call_9","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}}]},
+	  {"role":"tool","tool_call_id":"call_9","content":"ok"}],
+	 "temperature":0.5,"top_p":0.9,"top_k":7,"min_p":0.1,"max_completion_tokens":33,"stop":"END","seed":42,
+	 "presence_penalty":0.5,"frequency_penalty":-0.5,"logit_bias":{"17":-100},"reasoning_effort":"low",
+	 "tools":[{"type":"function","function":{"name":"f","description":"d","parameters":{"type":"object"}}}],
+	 "tool_choice":"auto","parallel_tool_calls":true,"n":1,"logprobs":false,"response_format":{"type":"text"},"user":"u"}`
+	r, err := DecodeChat([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Chat
+	p := c.Sampling
+	if r.Model != "m" || !r.Stream || !r.IncludeUsage || c.MaxTokens != 33 || !c.Think || len(c.Stop) != 1 || c.Stop[0] != "END" {
+		t.Fatalf("request %+v %+v", r, c)
+	}
+	if p.Temperature != 0.5 || p.TopP != 0.9 || p.TopK != 7 || p.MinP != 0.1 || p.Seed != 42 || p.PresencePenalty != 0.5 ||
+		p.FrequencyPenalty != -0.5 || p.LogitBias[17] != -100 {
+		t.Fatalf("sampling %+v", p)
+	}
+	if len(c.Messages) != 4 || len(c.Tools) != 1 || c.Tools[0].Name != "f" || string(c.Tools[0].Parameters) != `{"type":"object"}` {
+		t.Fatalf("messages %+v tools %+v", c.Messages, c.Tools)
+	}
+	// System parts are joined; user parts stay parts.
+	if !reflect.DeepEqual(c.Messages[0].Content, chat.Text("a\nb")) || !reflect.DeepEqual(c.Messages[1].Content, chat.Parts(chat.Part{Type: "text", Text: "hi"})) {
+		t.Fatalf("contents %+v %+v", c.Messages[0].Content, c.Messages[1].Content)
+	}
+	tc := c.Messages[2].ToolCalls
+	if len(tc) != 1 || tc[0].ID != "call_9" || tc[0].Name != "f" || string(tc[0].Arguments) != `{"x":1}` || c.Messages[3].ToolCallID != "call_9" {
+		t.Fatalf("tool call %+v %+v", tc, c.Messages[3])
+	}
+}
+
+func TestDecodeErrorsNameTheField(t *testing.T) {
+	for _, c := range []struct{ body, param string }{
+		{`{"model":"m","messages":[{"role":"user","content":5}]}`, "messages[0].content"},
+		{`{"model":"m","messages":[{"role":"user","content":"x"}],"top_k":1.5}`, "top_k"},
+		{`{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}`, "n"},
+		{`{"model":"m","messages":[{"role":"user","content":"x"}],"top_logprobs":2}`, "top_logprobs"},
+		{`{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}`, "response_format"},
+		{`{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":5,"max_completion_tokens":6}`, "max_completion_tokens"},
+		{`{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","strict":true}}]}`, "tools[0].function.strict"},
+		{`{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}`, "messages[0].content[0]"},
+		{`{"model":"m","messages":[{"role":"user","content":"x","refusal":"no"}]}`, "messages[0].refusal"},
+	} {
+		_, err := DecodeChat([]byte(c.body))
+		e := canon.As(err)
+		if err == nil || e.Kind != canon.Invalid || e.Param != c.param || !strings.Contains(e.Msg, strings.Split(c.param, "[")[0]) {
+			t.Errorf("%s: %v (param %q), want param %q", c.body, err, e.Param, c.param)
+		}
+	}
+}
+
+func TestDecodeCompletion(t *testing.T) {
+	r, err := DecodeCompletion([]byte(`{"model":"m","prompt":["once"],"stop":["a","b"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Completion.Prompt != "once" || r.Completion.MaxTokens != DefaultCompletionTokens || len(r.Completion.Stop) != 2 {
+		t.Fatalf("%+v", r.Completion)
+	}
+	if _, err := DecodeCompletion([]byte(`{"model":"m","prompt":["a","b"]}`)); err == nil || canon.As(err).Param != "prompt" {
+		t.Fatalf("two prompts: %v", err)
+	}
+}
+
+func TestStreamChunks(t *testing.T) {
+	s := &Stream{ID: "chatcmpl-1", Model: "m", Created: 5, Chat: true}
+	var out []Completion
+	out = append(out, s.Event(engine.Event{Kind: engine.ThinkingEvent, Text: "hmm"})...)
+	out = append(out, s.Event(engine.Event{Kind: engine.ContentEvent, Text: "hi"})...)
+	out = append(out, s.Event(engine.Event{Kind: engine.ToolCallEvent, Call: chat.ToolCall{Name: "f"}})...)
+	out = append(out, s.Event(engine.Event{Kind: engine.ToolCallEvent, Call: chat.ToolCall{Name: "g", Arguments: json.RawMessage(`{"a":1}`)}})...)
+	res := engine.Result{ToolCalls: []chat.ToolCall{{Name: "f"}, {Name: "g"}}, Usage: engine.Usage{PromptTokens: 3, GeneratedTokens: 4}}
+	out = append(out, s.Finish(res, true)...)
+	var lines []string
+	for _, c := range out {
+		b := string(Marshal(c))
+		b = b[strings.Index(b, `"choices"`):]
+		lines = append(lines, b)
+	}
+	got := strings.Join(lines, "\n")
+	// Tool call ids are random: blank them.
+	for strings.Contains(got, `"id":"call_`) {
+		i := strings.Index(got, `"id":"call_`) + 6
+		j := i + strings.Index(got[i:], `"`)
+		got = got[:i] + "ID" + got[j:]
+	}
+	want := `"choices":[{"index":0,"delta":{"role":"assistant"},"logprobs":null,"finish_reason":null}]}
+"choices":[{"index":0,"delta":{"reasoning_content":"hmm"},"logprobs":null,"finish_reason":null}]}
+"choices":[{"index":0,"delta":{"content":"hi"},"logprobs":null,"finish_reason":null}]}
+"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"ID","type":"function","function":{"name":"f","arguments":"{}"}}]},"logprobs":null,"finish_reason":null}]}
+"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"ID","type":"function","function":{"name":"g","arguments":"{\"a\":1}"}}]},"logprobs":null,"finish_reason":null}]}
+"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}
+"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":0}}}`
+	if got != want {
+		t.Fatalf("chunks\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestErrorShape(t *testing.T) {
+	got := string(Marshal(Error(canon.Unsupported("n", "more than one choice"))))
+	want := `{"error":{"message":"n: more than one choice is not supported yet","type":"invalid_request_error","param":"n","code":"unsupported_parameter"}}`
+	if got != want {
+		t.Fatalf("%s\nwant %s", got, want)
+	}
+}

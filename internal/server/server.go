@@ -1,0 +1,270 @@
+// Package server is mica's HTTP edge: the mux for the OpenAI- and
+// Ollama-compatible APIs, request limits, streaming (SSE and NDJSON), the
+// mapping of errors to statuses, and which model is loaded. The dialects'
+// request and response shapes live in the codecs server/openai and
+// server/ollama; the canonical request and the error catalogue in
+// server/canon.
+//
+// For now requests to the engine are serialised through one queue (one runs,
+// a bounded number wait, then 429); continuous batching comes later.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"mica/internal/server/canon"
+	"mica/internal/server/ollama"
+	"mica/internal/server/openai"
+)
+
+// DefaultAddr is where mica serve listens unless told otherwise.
+const DefaultAddr = "127.0.0.1:11435"
+
+// Config configures a Server. Zero fields take the defaults below.
+type Config struct {
+	// ModelsDir holds the GGUF files; a model's name is a file's stem.
+	ModelsDir string
+	// Threads for the CPU backend (0: all cores); Context caps the
+	// positions of one request (0: the model's, capped at 8192).
+	Threads int
+	Context int
+	// MaxBodyBytes limits request bodies (default 8 MiB, then 413).
+	MaxBodyBytes int64
+	// MaxQueue is how many requests may wait for the engine (default 64,
+	// then 429).
+	MaxQueue int
+	// KeepAlive is how long a model stays loaded after its last request
+	// (default 5m; negative: forever).
+	KeepAlive time.Duration
+	// Version is reported by /api/version.
+	Version string
+	Logger  *slog.Logger
+	// Loader loads models (default EngineLoader).
+	Loader Loader
+}
+
+// Defaults.
+const (
+	DefaultMaxBody   = 8 << 20
+	DefaultMaxQueue  = 64
+	DefaultKeepAlive = 5 * time.Minute
+)
+
+// Server serves the APIs.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	cat *catalog
+	q   *queue
+	res *residency
+	mux *http.ServeMux
+}
+
+// New checks the configuration and builds a server; no model is loaded yet.
+func New(cfg Config) (*Server, error) {
+	if cfg.ModelsDir == "" {
+		return nil, errors.New("server: no models folder: pass --models DIR or set MICA_MODELS")
+	}
+	st, err := os.Stat(cfg.ModelsDir)
+	if err != nil {
+		return nil, fmt.Errorf("server: models folder: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("server: models folder %s is not a folder", cfg.ModelsDir)
+	}
+	if cfg.Threads < 0 || cfg.Context < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxQueue < 0 {
+		return nil, fmt.Errorf("server: threads %d, context %d, body limit %d and queue %d must not be negative",
+			cfg.Threads, cfg.Context, cfg.MaxBodyBytes, cfg.MaxQueue)
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBody
+	}
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.Version == "" {
+		cfg.Version = "0.0.0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Loader == nil {
+		cfg.Loader = EngineLoader
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, cat: &catalog{dir: cfg.ModelsDir, cache: map[string]ModelInfo{}},
+		q: newQueue(cfg.MaxQueue), mux: http.NewServeMux()}
+	s.res = &residency{load: cfg.Loader, opts: LoadOptions{Threads: cfg.Threads, Context: cfg.Context}, q: s.q,
+		logf: func(msg string, args ...any) { s.log.Info(msg, args...) }}
+	s.routes()
+	return s, nil
+}
+
+// Close waits for the running request, if any, then unloads the model and
+// refuses further loads.
+func (s *Server) Close() error {
+	s.q.take()
+	defer s.q.release()
+	return s.res.close()
+}
+
+// ServeHTTP serves a request: panics are recovered into a 500 error.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tw := &trackingWriter{ResponseWriter: w}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("handler panic", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			e := canon.New(canon.Internal, "internal error: %v (the server logged it)", v)
+			if !tw.wrote {
+				s.fail(tw, r, e)
+				return
+			}
+			// A stream has begun: end it with an error frame.
+			switch tw.Header().Get("Content-Type") {
+			case "text/event-stream":
+				fmt.Fprintf(tw, "data: %s\n\n", marshal(openai.Error(e)))
+			case "application/x-ndjson":
+				fmt.Fprintf(tw, "%s\n", marshal(ollama.Error(e)))
+			}
+		}
+	}()
+	s.mux.ServeHTTP(tw, r)
+}
+
+// Serve listens on addr until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second,
+		// Requests see ctx: on shutdown, running generations stop.
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if err != nil {
+		hs.Close()
+	}
+	return errors.Join(err, s.Close())
+}
+
+// trackingWriter records whether the response has begun.
+type trackingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (t *trackingWriter) WriteHeader(code int) { t.wrote = true; t.ResponseWriter.WriteHeader(code) }
+func (t *trackingWriter) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriter.Write(b)
+}
+func (t *trackingWriter) Flush() {
+	if f, ok := t.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+
+func (s *Server) routes() {
+	h := func(pattern, method string, f http.HandlerFunc) {
+		s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+				w.Header().Set("Allow", method)
+				s.fail(w, r, canon.New(canon.NotAllowed, "%s %s: use %s", r.Method, r.URL.Path, method))
+				return
+			}
+			f(w, r)
+		})
+	}
+	h("/health", http.MethodGet, s.health)
+	h("/v1/chat/completions", http.MethodPost, s.openaiChat)
+	h("/v1/completions", http.MethodPost, s.openaiCompletion)
+	h("/v1/models", http.MethodGet, s.openaiModels)
+	h("/v1/models/{id}", http.MethodGet, s.openaiModel)
+	h("/api/chat", http.MethodPost, s.ollamaChat)
+	h("/api/generate", http.MethodPost, s.ollamaGenerate)
+	h("/api/tags", http.MethodGet, s.ollamaTags)
+	h("/api/show", http.MethodPost, s.ollamaShow)
+	h("/api/ps", http.MethodGet, s.ollamaPS)
+	h("/api/version", http.MethodGet, s.ollamaVersion)
+	s.mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "mica is running\n")
+	})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, canon.New(canon.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	body := map[string]any{"status": "ok", "busy": len(s.q.slot) > 0, "queued": s.q.waiting.Load()}
+	if m, _, ok := s.res.loaded(); ok {
+		body["loaded"] = m.Name
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// ollamaPath reports whether a request speaks the Ollama dialect.
+func ollamaPath(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, "/api/") }
+
+// fail writes err in the request's dialect; non-canonical errors are
+// internal errors and are logged.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	e := canon.As(err)
+	if e.Kind == canon.Internal {
+		s.log.Error("request failed", "path", r.URL.Path, "err", err)
+	}
+	if e.Kind == canon.Busy && e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	}
+	var body any = openai.Error(e)
+	if ollamaPath(r) {
+		body = ollama.Error(e)
+	}
+	writeJSON(w, e.Kind.Status(), body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":"encoding the response failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// readBody reads a request body within the size limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, canon.New(canon.TooLarge, "the request body is over the %d-byte limit", s.cfg.MaxBodyBytes)
+		}
+		return nil, canon.Errorf("", "reading the request body: %v", err)
+	}
+	return b, nil
+}
