@@ -116,7 +116,8 @@ type RoPEOp struct {
 }
 
 // AttentionOp computes softmax(Q·Kᵀ·Scale [softcapped] + mask)·V with a
-// streaming softmax (no score matrix is materialised).
+// streaming softmax (no score matrix is materialised), or with GGML set,
+// llama.cpp's arithmetic over one score row per query.
 // Q[nq, heads, d], K[nk, kvHeads, d], V[nk, kvHeads, dv], Out[nq, heads, dv];
 // heads is a multiple of kvHeads (grouped-query attention). K and V may be
 // F32 or F16. A key at position kp is visible to a query at qp when
@@ -129,6 +130,15 @@ type AttentionOp struct {
 	Causal       bool
 	Window       int
 	Mask         *Tensor // optional additive F32 [nq, nk], added after the softcap
+	// GGML selects llama.cpp's attention arithmetic without flash attention
+	// (ggml_mul_mat(k, q), ggml_soft_max_ext, ggml_mul_mat(v, kq), with Q
+	// and the softmax weights rounded to F16 for F16 K and V), which keeps
+	// a whole score row per query: for parity with llama.cpp's default
+	// configuration. Row j of K and V must be llama.cpp's cache cell j for
+	// bit-exact agreement (the summation lanes follow the cell index).
+	// Otherwise the backend uses a streaming (flash-attention style)
+	// softmax in F32.
+	GGML bool
 }
 
 // Conv2DOp: Y[N, OC, OH, OW] = conv(X[N, IC, H, W], W[OC, IC, KH, KW]) + B.

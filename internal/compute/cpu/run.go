@@ -221,6 +221,9 @@ func (b *Backend) attention(o compute.AttentionOp) error {
 		NHead: heads, NKVHead: o.K.Shape[1], HeadDim: o.Q.Shape[2], HeadDimV: o.V.Shape[2],
 		Scale: o.Scale, Softcap: o.Softcap, Causal: o.Causal, Window: o.Window,
 	}
+	if o.GGML {
+		p.Numerics = ops.NumericsGGMLNoFlash
+	}
 	a := &ops.AttentionArgs{Q: f32(o.Q), K: k, V: v, NKV: o.K.Shape[0], QPos: o.QPos, KPos: o.KPos, Mask: f32(o.Mask), Out: f32(o.Out)}
 	if err := p.Validate(a, nq); err != nil {
 		return err

@@ -43,7 +43,36 @@ type AttentionParams struct {
 	// more queries (up to summation order). It runs the plain-Go kernel
 	// only: meant for parity runs against llama.cpp, not for speed.
 	GGMLSmallBatch bool
+	// Numerics selects the arithmetic: NumericsFlash (the default,
+	// streaming softmax) or NumericsGGMLNoFlash (llama.cpp's non-flash
+	// path, see AttentionNumerics). GGMLSmallBatch, a flash variant, must
+	// not be combined with NumericsGGMLNoFlash.
+	Numerics AttentionNumerics
 }
+
+// AttentionNumerics selects how Attention rounds and sums.
+type AttentionNumerics uint8
+
+const (
+	// NumericsFlash is mica's streaming (flash-attention style) softmax in
+	// F32; see the package doc.
+	NumericsFlash AttentionNumerics = iota
+	// NumericsGGMLNoFlash reproduces llama.cpp's CPU attention without
+	// flash attention (ggml_mul_mat(k, q), ggml_soft_max_ext,
+	// ggml_mul_mat(v, kq)) as it runs on an AVX-512 machine: q is rounded
+	// to F16 when K is F16 and each score is a 16-lane tinyBLAS dot
+	// product; the whole score row is kept (O(NKV) memory per row) for
+	// soft_max's arithmetic (ggml's vectorised expf per 16 cells, each
+	// group's sum added in double, weights times float(1/sum)); the
+	// weights are rounded to F16 when V is F16 and the output is a 16-lane
+	// tinyBLAS dot over the cache cells, lane = cell index mod 16. See
+	// attention_ggml.go for the details and the assumptions (cell j of
+	// the arguments is llama.cpp's cell j; llama.cpp's n_kv a multiple of
+	// 16). Scale and Softcap mean what they mean for the other modes; the
+	// order matches llama.cpp's when Scale is 1 or Softcap 0 (llama.cpp's
+	// models with a softcap scale Q beforehand and pass 1).
+	NumericsGGMLNoFlash
+)
 
 // AttentionArgs are the tensors of one Attention call.
 type AttentionArgs struct {
@@ -74,6 +103,10 @@ func (p AttentionParams) Validate(a *AttentionArgs, nQ int) error {
 		return fmt.Errorf("attention: head dimensions %d/%d must be positive", p.HeadDim, dv)
 	case p.Window < 0:
 		return fmt.Errorf("attention: negative window %d", p.Window)
+	case p.Numerics > NumericsGGMLNoFlash:
+		return fmt.Errorf("attention: unknown numerics %d", p.Numerics)
+	case p.Numerics == NumericsGGMLNoFlash && p.GGMLSmallBatch:
+		return fmt.Errorf("attention: GGMLSmallBatch (a flash kernel) cannot be combined with NumericsGGMLNoFlash")
 	case nQ < 0 || a.NKV < 0:
 		return fmt.Errorf("attention: negative sizes")
 	case len(a.Q) < nQ*p.NHead*p.HeadDim:
@@ -156,6 +189,8 @@ func Attention(p AttentionParams, a *AttentionArgs, nQ, rowStart, rowEnd int) er
 		return nil
 	}
 	switch {
+	case p.Numerics == NumericsGGMLNoFlash:
+		attentionNoFlash(args, rowStart, rowEnd)
 	case p.GGMLSmallBatch:
 		attentionGGML(args, rowStart, rowEnd)
 	case useFast:

@@ -151,10 +151,281 @@ func ggmlDot(x, y []float32, f16 bool) float32 {
 	return r
 }
 
-// fma32 is a*b + c with one rounding to float32 (up to double rounding: the
-// float64 product of two float32 values is exact).
+// fma32 is a*b + c rounded once to float32, exactly (IEEE fusedMultiplyAdd
+// in binary32, what vfmadd...ps computes). The product is exact in float64;
+// the float64 sum s is rounded once and its error recovered by TwoSum; to
+// avoid double rounding, an inexact s with an even last bit is moved to its
+// neighbour on the error's side (round to odd), which then rounds to
+// float32 correctly (53 >= 24+2 bits). That is only needed when s lies
+// exactly halfway between two float32 values (its 29 low bits 1 followed by
+// zeros): otherwise s is on the same side of every float32 midpoint as the
+// exact sum, and rounds like it (checked for results in float32's normal
+// range, where the midpoints have that bit pattern).
 func fma32(a, b, c float32) float32 {
-	return float32(float64(a)*float64(b) + float64(c))
+	p := float64(float64(a) * float64(b))
+	cc := float64(c)
+	s := p + cc
+	if math.Float64bits(s)&(1<<29-1) != 1<<28 && math.Abs(s) >= 0x1p-126 {
+		return float32(s)
+	}
+	bv := s - p
+	e := (p - (s - bv)) + (cc - bv)
+	if bits := math.Float64bits(s); e != 0 && bits&1 == 0 && bits&(0x7ff<<52) != 0x7ff<<52 {
+		s = math.Float64frombits(bits + 1 - (math.Float64bits(e)^bits)>>63<<1)
+	}
+	return float32(s)
 }
 
 func roundF16(x float32) float32 { return quant.FP16ToFP32(quant.FP32ToFP16(x)) }
+
+// attentionNoFlash is NumericsGGMLNoFlash: llama.cpp's attention without
+// flash attention, as ggml's CPU backend computes it on an AVX-512 machine
+// for a batch of at least two queries (llama.cpp's build_attn_mha):
+//
+//  1. kq = ggml_mul_mat(k, q): q is converted to K's vec-dot type (F16
+//     with round to nearest even when K is F16, kept F32 when K is F32);
+//     each score is a dot product summed like llamafile's tinyBLAS<16>:
+//     16 lanes, lane l taking elements l, l+16, … by fused multiply-adds,
+//     then _mm512_reduce_add_ps (lanes l+8 onto l, l+4 onto l, then
+//     (l0+l2)+(l1+l3)). Head dimensions that are not a multiple of 16
+//     (tinyBLAS declines them) add their last elements after the
+//     reduction, in order, by fused multiply-adds.
+//  2. With a softcap c: s = c*tanh(s*(Scale/c)) (ggml_scale, ggml_tanh,
+//     ggml_scale), and the softmax scale is 1; otherwise s*Scale.
+//  3. ggml_soft_max_ext: w = s*scale + mask (masked cells -Inf); max; per
+//     group of 16 cells e = ggml_v_expf(w - max) (the AVX-512 polynomial,
+//     reproduced exactly by expGGML), the group's 16 values reduced like
+//     _mm512_reduce_add_ps and added to a double sum; then each e is
+//     multiplied by float(1/sum).
+//  4. kqv = ggml_mul_mat(v, kq): ggml converts kq to F16 when V is F16
+//     (kept F32 when V is F32), then each output element is a tinyBLAS<16>
+//     dot over the cache cells of the transposed V: lane j mod 16 for
+//     cell j, reduced as above. Masked cells have weight 0 and add
+//     exactly nothing, so they are skipped.
+//
+// This reproduces llama.cpp bit for bit when cell j here is llama.cpp's
+// cell j (for a fresh sequence, position j) and llama.cpp's n_kv (its
+// number of cells, padded to 256 or the cache size) is a multiple of 16 —
+// both needed for tinyBLAS to take the products and for every cell's
+// exponential to go through the vectorised expf. ggml runs its own
+// vec_dot_f16 (a different summation order) instead of tinyBLAS for a
+// single query (decode), and mica does not follow that: it uses this one
+// order for every batch size, so decode equals prefill bit for bit.
+// Memory: one score row (NKV floats) and 16 output accumulators per lane
+// and element of V (16·HeadDimV floats), whatever the number of rows.
+// The scores, the exponentials and the output sums run in C with AVX2+FMA
+// (attention_ggml_amd64.c) when the fast paths are on, performing the
+// same operations as nfScoresRef, nfSoftmaxExpRef and nfOutputRef; the
+// rest (visibility, softcap, F16 roundings) is Go.
+func attentionNoFlash(a *attnArgs, r0, r1 int) {
+	p := a.p
+	d, dv, nkv := p.HeadDim, a.dv, a.nkv
+	group := p.NHead / p.NKVHead
+	negInf := float32(math.Inf(-1))
+	qbuf := make([]float32, d)
+	w := make([]float32, nkv)
+	idx := make([]int32, 0, nkv)
+	acc := make([]float32, 16*dv)
+	capScale := float32(0)
+	if p.Softcap != 0 {
+		capScale = p.Scale / p.Softcap
+	}
+	for r := r0; r < r1; r++ {
+		i, h := r/p.NHead, r%p.NHead
+		g := h / group
+		q := a.q[i*a.qRow+h*d : i*a.qRow+h*d+d]
+		if a.k.F16 != nil {
+			for e, v := range q {
+				qbuf[e] = roundF16(v)
+			}
+		} else {
+			copy(qbuf, q)
+		}
+		var qp int32
+		if a.qPos != nil {
+			qp = a.qPos[i]
+		}
+		var mr []float32
+		if a.mask != nil {
+			mr = a.mask[i*nkv : i*nkv+nkv]
+		}
+		// The visible cells, then their scores; the others are -Inf.
+		idx = idx[:0]
+		for j := 0; j < nkv; j++ {
+			w[j] = negInf
+			if a.kPos != nil {
+				kp := a.kPos[j]
+				if kp < 0 || (p.Causal && kp > qp) || (p.Window > 0 && int(qp)-int(kp) >= p.Window) {
+					continue
+				}
+			}
+			if mr != nil && math.IsInf(float64(mr[j]), -1) {
+				continue
+			}
+			idx = append(idx, int32(j))
+		}
+		o := a.out[i*a.oRow+h*dv : i*a.oRow+h*dv+dv]
+		if len(idx) == 0 {
+			clear(o)
+			continue
+		}
+		nfScores(qbuf, a.k, g*a.k.HeadStride, idx, w)
+		mx := negInf
+		for _, j := range idx {
+			s := w[j]
+			if p.Softcap != 0 {
+				s = float32(p.Softcap * float32(math.Tanh(float64(float32(s*capScale)))))
+			} else {
+				s = float32(s * p.Scale)
+			}
+			if mr != nil {
+				s += mr[j]
+			}
+			w[j] = s
+			mx = max(mx, s)
+		}
+		if mx == negInf {
+			clear(o)
+			continue
+		}
+		sum := nfSoftmaxExp(w, mx)
+		inv := float32(1 / sum)
+		f16v := a.v.F16 != nil
+		idx = idx[:0]
+		for j, e := range w {
+			if e != 0 {
+				e = float32(e * inv)
+				if f16v {
+					e = roundF16(e)
+				}
+				w[j] = e
+				if e != 0 {
+					idx = append(idx, int32(j))
+				}
+			}
+		}
+		nfOutput(w, a.v, g*a.v.HeadStride, idx, acc, o)
+	}
+}
+
+// nfSoftmaxExpRef replaces each w[j] by expGGML(w[j]-mx), masked cells
+// (-Inf) by 0, and returns their sum: per group of 16 cells from cell 0,
+// reduced like _mm512_reduce_add_ps and added to a float64 (ggml's
+// ggml_vec_soft_max_f32 on AVX-512).
+func nfSoftmaxExpRef(w []float32, mx float32) float64 {
+	negInf := float32(math.Inf(-1))
+	var sum float64
+	for j0 := 0; j0 < len(w); j0 += 16 {
+		var ex [16]float32
+		for l := 0; l < 16 && j0+l < len(w); l++ {
+			if w[j0+l] != negInf {
+				ex[l] = expGGML(w[j0+l] - mx)
+			}
+			w[j0+l] = ex[l]
+		}
+		sum += float64(reduce16(&ex))
+	}
+	return sum
+}
+
+// nfScoresRef sets s[j] = dot16(q, key j) for the cells j in idx; k's
+// element off is the head's first.
+func nfScoresRef(q []float32, k KV, off int, idx []int32, s []float32) {
+	d := len(q)
+	kbuf := make([]float32, d)
+	for _, j := range idx {
+		koff := int(j)*k.RowStride + off
+		if k.F16 != nil {
+			for e := range kbuf {
+				kbuf[e] = f16to32(k.F16[koff+e])
+			}
+		} else {
+			copy(kbuf, k.F32[koff:koff+d])
+		}
+		s[j] = dot16(q, kbuf)
+	}
+}
+
+// nfOutputRef sets out[e] to the 16-lane sum over the cells j in idx (in
+// increasing order) of v[j][e]·w[j], lane j mod 16 (tinyBLAS<16> over the
+// transposed V), reduced like _mm512_reduce_add_ps. acc is scratch of
+// 16·len(out) floats.
+func nfOutputRef(w []float32, v KV, off int, idx []int32, acc, out []float32) {
+	dv := len(out)
+	clear(acc)
+	for _, j := range idx {
+		lane := acc[int(j&15)*dv : int(j&15)*dv+dv]
+		voff := int(j)*v.RowStride + off
+		wj := w[j]
+		if v.F16 != nil {
+			vr := v.F16[voff : voff+dv]
+			for e := range lane {
+				lane[e] = fma32(f16to32(vr[e]), wj, lane[e])
+			}
+		} else {
+			vr := v.F32[voff : voff+dv]
+			for e := range lane {
+				lane[e] = fma32(vr[e], wj, lane[e])
+			}
+		}
+	}
+	var t [16]float32
+	for e := range out {
+		for l := range t {
+			t[l] = acc[l*dv+e]
+		}
+		out[e] = reduce16(&t)
+	}
+}
+
+// dot16 is tinyBLAS<16>'s dot product (see attentionNoFlash); elements past
+// the last multiple of 16 are added after the reduction.
+func dot16(x, y []float32) float32 {
+	var acc [16]float32
+	n := len(x)
+	main := n &^ 15
+	for k0 := 0; k0 < main; k0 += 16 {
+		xb, yb := x[k0:k0+16], y[k0:k0+16]
+		for l := range acc {
+			acc[l] = fma32(yb[l], xb[l], acc[l])
+		}
+	}
+	s := reduce16(&acc)
+	for k := main; k < n; k++ {
+		s = fma32(y[k], x[k], s)
+	}
+	return s
+}
+
+// reduce16 is _mm512_reduce_add_ps: lanes l+8 onto l, l+4 onto l, then
+// (l0+l2)+(l1+l3). It modifies acc.
+func reduce16(acc *[16]float32) float32 {
+	for l := 0; l < 8; l++ {
+		acc[l] += acc[l+8]
+	}
+	for l := 0; l < 4; l++ {
+		acc[l] += acc[l+4]
+	}
+	return (acc[0] + acc[2]) + (acc[1] + acc[3])
+}
+
+// expGGML is ggml's AVX-512 ggml_v_expf for one lane: n = round(x/ln2) by
+// the 1.5·2²³ trick, b = x - n·ln2 in two fused steps, a degree-5
+// polynomial j ≈ e^b, and vscalefps: j·2ⁿ rounded once. |n| > 192 gives
+// 0 (x < 0) or +Inf.
+func expGGML(x float32) float32 {
+	const r = float32(0x1.8p23)
+	z := fma32(x, 0x1.715476p+0, r)
+	n := z - r
+	b := fma32(-n, 0x1.7f7d1cp-20, fma32(-n, 0x1.62e4p-1, x))
+	if n > 192 || n < -192 {
+		if n <= 0 {
+			return 0
+		}
+		return float32(math.Inf(1))
+	}
+	u := float32(b * b)
+	j := fma32(fma32(fma32(0x1.0e4020p-7, b, 0x1.573e2ep-5), u, fma32(0x1.555e66p-3, b, 0x1.fffdb6p-2)), u,
+		fma32(0x1.ffffecp-1, b, 1))
+	return float32(math.Ldexp(float64(j), int(n)))
+}

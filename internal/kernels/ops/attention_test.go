@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"testing"
 
 	"mica/internal/kernels/quant"
@@ -208,7 +209,227 @@ func TestAttention(t *testing.T) {
 				}
 				sameBits(t, "GGMLSmallBatch split", a.Out, emu)
 			}
+			// llama.cpp's non-flash path: q and the weights rounded to F16
+			// for F16 K and V, the same 2e-2 bound (the weights' rounding,
+			// 2^-11 relative, moves outputs by at most 2^-11·Σ|v| ≈ 3e-3);
+			// 1e-4 with F32 K and V (F32 sums and softmax only).
+			pn := p
+			pn.Numerics = NumericsGGMLNoFlash
+			clear(a.Out)
+			if err := Attention(pn, a, c.nQ, 0, rows); err != nil {
+				t.Fatal(err)
+			}
+			nf := append([]float32(nil), a.Out...)
+			for i, w := range want {
+				if d := math.Abs(float64(nf[i]) - w); d > tol {
+					t.Fatalf("NumericsGGMLNoFlash [%d] = %g, oracle %g", i, nf[i], w)
+				}
+			}
+			sameBits(t, "NumericsGGMLNoFlash vs its spec", nf, noFlashSpec(c, pn, a))
+			withRef(func() {
+				clear(a.Out)
+				if err := Attention(pn, a, c.nQ, 0, rows); err != nil {
+					t.Fatal(err)
+				}
+			})
+			sameBits(t, "NumericsGGMLNoFlash fast vs reference", a.Out, nf)
+			for _, parts := range splits(rows) {
+				clear(a.Out)
+				for _, s := range parts {
+					if err := Attention(pn, a, c.nQ, s[0], s[1]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				sameBits(t, "NumericsGGMLNoFlash split", a.Out, nf)
+			}
+			// One query at a time (decode) gives the batch's bits.
+			for i := 0; i < c.nQ; i++ {
+				ai := *a
+				ai.Q = a.Q[i*c.nHead*c.d : (i+1)*c.nHead*c.d]
+				ai.Out = make([]float32, c.nHead*c.dv)
+				if a.QPos != nil {
+					ai.QPos = a.QPos[i : i+1]
+				}
+				if a.Mask != nil {
+					ai.Mask = a.Mask[i*c.nKV : (i+1)*c.nKV]
+				}
+				if err := Attention(pn, &ai, 1, 0, c.nHead); err != nil {
+					t.Fatal(err)
+				}
+				sameBits(t, "NumericsGGMLNoFlash one query", ai.Out, nf[i*c.nHead*c.dv:(i+1)*c.nHead*c.dv])
+			}
 		})
+	}
+}
+
+// exactFMA is a·b + c rounded once to float32, computed with math/big (an
+// oracle independent of fma32's round-to-odd trick; normal range only).
+func exactFMA(a, b, c float32) float32 {
+	x := new(big.Float).SetPrec(256).SetFloat64(float64(a))
+	x.Mul(x, new(big.Float).SetPrec(256).SetFloat64(float64(b)))
+	x.Add(x, new(big.Float).SetPrec(256).SetFloat64(float64(c)))
+	f, _ := x.Float32()
+	return f
+}
+
+// noFlashSpec evaluates the documented NumericsGGMLNoFlash arithmetic
+// directly, in its own code: the full score matrix, explicit 16-lane sums
+// with exactFMA, the lane reduction written out, ggml's soft_max.
+func noFlashSpec(c attnCase, p AttentionParams, a *AttentionArgs) []float32 {
+	val := func(kv KV, j, g, e int) float32 {
+		off := j*kv.RowStride + g*kv.HeadStride + e
+		if kv.F16 != nil {
+			return quant.FP16ToFP32(kv.F16[off])
+		}
+		return kv.F32[off]
+	}
+	r16 := func(x float32) float32 { return quant.FP16ToFP32(quant.FP32ToFP16(x)) }
+	hsum := func(l [16]float32) float32 {
+		var a8 [8]float32
+		for i := range a8 {
+			a8[i] = l[i] + l[i+8]
+		}
+		var a4 [4]float32
+		for i := range a4 {
+			a4[i] = a8[i] + a8[i+4]
+		}
+		return (a4[0] + a4[2]) + (a4[1] + a4[3])
+	}
+	out := make([]float32, c.nQ*c.nHead*c.dv)
+	for i := 0; i < c.nQ; i++ {
+		for h := 0; h < c.nHead; h++ {
+			g := h / (c.nHead / c.nKVHead)
+			q := make([]float32, c.d)
+			for e := range q {
+				q[e] = a.Q[(i*c.nHead+h)*c.d+e]
+				if a.K.F16 != nil {
+					q[e] = r16(q[e])
+				}
+			}
+			w := make([]float32, c.nKV)
+			mx := float32(math.Inf(-1))
+			for j := range w {
+				w[j] = float32(math.Inf(-1))
+				if a.KPos != nil {
+					kp, qp := a.KPos[j], a.QPos[i]
+					if kp < 0 || c.causal && kp > qp || c.window > 0 && qp-kp >= int32(c.window) {
+						continue
+					}
+				}
+				if a.Mask != nil && math.IsInf(float64(a.Mask[i*c.nKV+j]), -1) {
+					continue
+				}
+				var lanes [16]float32
+				main := c.d / 16 * 16
+				for e := 0; e < main; e++ {
+					lanes[e%16] = exactFMA(val(a.K, j, g, e), q[e], lanes[e%16])
+				}
+				s := hsum(lanes)
+				for e := main; e < c.d; e++ {
+					s = exactFMA(val(a.K, j, g, e), q[e], s)
+				}
+				if c.softcap != 0 {
+					s = c.softcap * float32(math.Tanh(float64(s*(p.Scale/c.softcap))))
+				} else {
+					s *= p.Scale
+				}
+				if a.Mask != nil {
+					s += a.Mask[i*c.nKV+j]
+				}
+				w[j] = s
+				mx = max(mx, s)
+			}
+			o := out[(i*c.nHead+h)*c.dv : (i*c.nHead+h+1)*c.dv]
+			if math.IsInf(float64(mx), -1) {
+				continue
+			}
+			var sum float64
+			for j0 := 0; j0 < c.nKV; j0 += 16 {
+				var grp [16]float32
+				for l := 0; l < 16 && j0+l < c.nKV; l++ {
+					if !math.IsInf(float64(w[j0+l]), -1) {
+						grp[l] = expGGML(w[j0+l] - mx)
+					}
+					w[j0+l] = grp[l]
+				}
+				sum += float64(hsum(grp))
+			}
+			inv := float32(1 / sum)
+			for j := range w {
+				w[j] *= inv
+				if a.V.F16 != nil {
+					w[j] = r16(w[j])
+				}
+			}
+			for e := range o {
+				var lanes [16]float32
+				for j := range w {
+					if w[j] != 0 {
+						lanes[j%16] = exactFMA(val(a.V, j, g, e), w[j], lanes[j%16])
+					}
+				}
+				o[e] = hsum(lanes)
+			}
+		}
+	}
+	return out
+}
+
+// TestExpGGML checks the emulated ggml_v_expf against e^x: within 3 ulp
+// (ggml states 1.45 ulp plus 0.5 for its AVX2 variant; the AVX-512 one
+// folds the 1 into the polynomial with one more rounding, and measures 2.2
+// here), 0 for -Inf and far below, +Inf far above, exactly 1 at 0. A gross
+// error in the emulation (a wrong constant or step) breaks these bounds;
+// bit equality with ggml is checked end to end by the gemma parity test.
+func TestExpGGML(t *testing.T) {
+	if got := expGGML(0); got != 1 {
+		t.Fatalf("exp(0) = %g", got)
+	}
+	for _, x := range []float32{float32(math.Inf(-1)), -200, -134} {
+		if got := expGGML(x); got != 0 {
+			t.Errorf("exp(%g) = %g, want 0", x, got)
+		}
+	}
+	if got := expGGML(140); !math.IsInf(float64(got), 1) {
+		t.Errorf("exp(140) = %g, want +Inf", got)
+	}
+	r := newRand(5)
+	worst := 0.0
+	for range 200000 {
+		x := float32(-87 + 90*r.Float64()) // the normal range of results
+		got, want := float64(expGGML(x)), math.Exp(float64(x))
+		ulp := float64(math.Nextafter32(float32(want), float32(math.Inf(1))) - float32(want))
+		worst = max(worst, math.Abs(got-want)/ulp)
+	}
+	t.Logf("expGGML: max error %.2f ulp", worst)
+	if worst > 3 {
+		t.Errorf("expGGML: max error %.2f ulp > 3", worst)
+	}
+}
+
+// TestFMA32 checks the round-to-odd fused multiply-add against math/big on
+// random operands and on ties, where a double-rounding implementation
+// fails.
+func TestFMA32(t *testing.T) {
+	r := newRand(6)
+	for i := range 200000 {
+		a := float32(r.NormFloat64())
+		b := float32(r.NormFloat64())
+		c := float32(r.NormFloat64() * math.Pow(2, float64(r.IntN(40)-20)))
+		if i%2 == 0 { // make a·b + c land near a float32 tie
+			c = -float32(float64(a) * float64(b))
+		}
+		if got, want := fma32(a, b, c), exactFMA(a, b, c); math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("fma32(%g, %g, %g) = %g, want %g", a, b, c, got, want)
+		}
+	}
+	// a·b = 2^-24 - 2^-60, c = 1 + 2^-23: the exact sum is just below the
+	// tie between 1+2^-23 and 1+2^-22, so it rounds down to 1+2^-23;
+	// rounding to float64 first lands on the tie, which rounds to even,
+	// 1+2^-22.
+	a, b, c := float32(1+0x1p-18), float32(0x1p-24-0x1p-42), float32(1+0x1p-23)
+	if got, want := fma32(a, b, c), exactFMA(a, b, c); got != want || got != 1+0x1p-23 {
+		t.Fatalf("tie case: fma32 = %.10g, big = %.10g, want %.10g", got, want, 1+0x1p-23)
 	}
 }
 
@@ -249,6 +470,8 @@ func TestAttentionValidate(t *testing.T) {
 		func(p *AttentionParams, a *AttentionArgs) { a.KPos = nil },
 		func(p *AttentionParams, a *AttentionArgs) { a.Out = a.Out[:3] },
 		func(p *AttentionParams, a *AttentionArgs) { p.Window = -1 },
+		func(p *AttentionParams, a *AttentionArgs) { p.Numerics = NumericsGGMLNoFlash + 1 },
+		func(p *AttentionParams, a *AttentionArgs) { p.Numerics, p.GGMLSmallBatch = NumericsGGMLNoFlash, true },
 	}
 	for i, f := range bad {
 		pp, aa := p, *a

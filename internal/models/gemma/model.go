@@ -7,6 +7,7 @@ import (
 
 	"mica/internal/compute"
 	"mica/internal/format/gguf"
+	"mica/internal/tensor"
 )
 
 // Model is a loaded Gemma 3 / Gemma 4 decoder. Its weights stay in the
@@ -353,6 +354,18 @@ func (m *Model) store(p *pass, il int, k, v *compute.Tensor, b *batch) {
 // attend computes each sequence's attention of its query rows over its
 // cache (the layer's own, or its donor's for KV-shared layers). Sliding
 // layers read their ring, whose slots carry their positions.
+//
+// With an F16 cache (llama.cpp's default) attention follows llama.cpp's
+// non-flash arithmetic (compute.AttentionOp.GGML): Q, already scaled by
+// QueryScale in F32 like Gemma 3's ggml_scale, is rounded to F16 for the
+// K·Q product and the softmax weights to F16 for the product with V, over
+// a whole score row. Cache row j is position j (global layers, and
+// sliding layers until their ring wraps), as in llama.cpp's cache for a
+// fresh sequence, so the summation lanes match; once a ring wraps the
+// rows are in ring order: the sums are reordered, which moves their last
+// bits and with them some F16 roundings of the weights (the parity test's
+// ring run: up to 8e-4 from llama.cpp's logits, against 6e-6 unwrapped).
+// An F32 cache keeps the streaming F32 softmax.
 func (m *Model) attend(p *pass, il int, q, out *compute.Tensor, b *batch) {
 	l := &m.Config.Layers[il]
 	for i, s := range b.seqs {
@@ -370,7 +383,7 @@ func (m *Model) attend(p *pass, il int, q, out *compute.Tensor, b *batch) {
 		p.check(compute.Attention(compute.AttentionOp{
 			Q: p.rows(q, r0, r1), K: p.rows(s.k[l.KVLayer], 0, nk), V: p.rows(s.v[l.KVLayer], 0, nk),
 			Out: p.rows(out, r0, r1), QPos: b.pos[r0:r1], KPos: kpos[:nk],
-			Scale: 1, Causal: true, Window: window,
+			Scale: 1, Causal: true, Window: window, GGML: s.k[l.KVLayer].DType == tensor.F16,
 		}))
 	}
 }

@@ -1,0 +1,151 @@
+//go:build cgo && amd64
+
+// AVX2+FMA+F16C kernels of NumericsGGMLNoFlash (see attention_ggml.go):
+// the 16-lane dot products of the scores and the 16-lane sums of the
+// output over the cache cells. Each performs exactly the operations of its
+// plain-Go twin (nfScoresRef, nfOutputRef): one fused multiply-add per
+// element and lane, in the same order, and the same reduction tree, so the
+// results agree bit for bit.
+
+#pragma GCC optimize("fp-contract=off")
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define NF_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+static inline NF_AVX2 __m256 nf_load(const void *p, int f16, long i) {
+	if (f16) {
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+	}
+	return _mm256_loadu_ps((const float *)p + i);
+}
+
+static inline NF_AVX2 float nf_scalar(const void *p, int f16, long i) {
+	if (f16) {
+		return _cvtsh_ss(((const uint16_t *)p)[i]);
+	}
+	return ((const float *)p)[i];
+}
+
+// nf_reduce16 is _mm512_reduce_add_ps on lanes lo (0-7) and hi (8-15):
+// lanes l+8 onto l, l+4 onto l, then (l0+l2)+(l1+l3).
+static inline NF_AVX2 float nf_reduce16(__m256 lo, __m256 hi) {
+	__m256 t8 = _mm256_add_ps(lo, hi);
+	__m128 t4 = _mm_add_ps(_mm256_castps256_ps128(t8), _mm256_extractf128_ps(t8, 1));
+	float t[4];
+	_mm_storeu_ps(t, t4);
+	return (t[0] + t[2]) + (t[1] + t[3]);
+}
+
+// mica_nf_scores: s[idx[i]] = dot16(q, row idx[i] of k) for i < n; k
+// points at the head's first element, rows krow elements apart.
+NF_AVX2 void mica_nf_scores(const float *q, const void *k, int kf16, long d, long krow,
+		const int32_t *idx, long n, float *s) {
+	long main = d & ~15L;
+	for (long i = 0; i < n; i++) {
+		long j = idx[i];
+		long off = j * krow;
+		__m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+		for (long e = 0; e < main; e += 16) {
+			lo = _mm256_fmadd_ps(nf_load(k, kf16, off + e), _mm256_loadu_ps(q + e), lo);
+			hi = _mm256_fmadd_ps(nf_load(k, kf16, off + e + 8), _mm256_loadu_ps(q + e + 8), hi);
+		}
+		float r = nf_reduce16(lo, hi);
+		for (long e = main; e < d; e++) {
+			r = fmaf(nf_scalar(k, kf16, off + e), q[e], r);
+		}
+		s[j] = r;
+	}
+}
+
+// mica_nf_output: out[e] = the 16-lane sum over cells idx[0..n) (in
+// increasing order) of v[cell][e]*w[cell], lane = cell mod 16. acc holds
+// 16*dv floats of scratch.
+NF_AVX2 void mica_nf_output(const float *w, const void *v, int vf16, long dv, long vrow,
+		const int32_t *idx, long n, float *acc, float *out) {
+	memset(acc, 0, sizeof(float) * 16 * dv);
+	long main = dv & ~7L;
+	for (long i = 0; i < n; i++) {
+		long j = idx[i];
+		float *a = acc + (j & 15) * dv;
+		long off = j * vrow;
+		__m256 wb = _mm256_set1_ps(w[j]);
+		long e = 0;
+		for (; e < main; e += 8) {
+			_mm256_storeu_ps(a + e, _mm256_fmadd_ps(nf_load(v, vf16, off + e), wb, _mm256_loadu_ps(a + e)));
+		}
+		for (; e < dv; e++) {
+			a[e] = fmaf(nf_scalar(v, vf16, off + e), w[j], a[e]);
+		}
+	}
+	long e = 0;
+	for (; e < main; e += 8) {
+		__m256 t[8];
+		for (int l = 0; l < 8; l++) {
+			t[l] = _mm256_add_ps(_mm256_loadu_ps(acc + l * dv + e), _mm256_loadu_ps(acc + (l + 8) * dv + e));
+		}
+		for (int l = 0; l < 4; l++) {
+			t[l] = _mm256_add_ps(t[l], t[l + 4]);
+		}
+		_mm256_storeu_ps(out + e, _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3])));
+	}
+	for (; e < dv; e++) {
+		float t[8];
+		for (int l = 0; l < 8; l++) {
+			t[l] = acc[l * dv + e] + acc[(l + 8) * dv + e];
+		}
+		for (int l = 0; l < 4; l++) {
+			t[l] += t[l + 4];
+		}
+		out[e] = (t[0] + t[2]) + (t[1] + t[3]);
+	}
+}
+
+// nf_exp is expGGML (ggml's AVX-512 ggml_v_expf for one lane), with the
+// same roundings: vscalefps's j·2^n rounded once is computed exactly in
+// double and rounded to float.
+static inline NF_AVX2 float nf_exp(float x) {
+	const float r = 0x1.8p23f;
+	float z = fmaf(x, 0x1.715476p+0f, r);
+	float n = z - r;
+	float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+	if (n > 192 || n < -192) {
+		return n <= 0 ? 0.0f : INFINITY;
+	}
+	float u = b * b;
+	float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
+		fmaf(0x1.ffffecp-1f, b, 1.0f));
+	union { uint64_t u; double d; } p2;
+	p2.u = (uint64_t)((int64_t)n + 1023) << 52;
+	return (float)((double)j * p2.d);
+}
+
+// mica_nf_softmax_exp replaces w[j] (j < n; -Inf for masked cells) by
+// e^(w[j]-mx) (0 for masked cells) and returns their sum: per group of 16
+// cells from cell 0, the group's values reduced like _mm512_reduce_add_ps,
+// added to a double (ggml_vec_soft_max_f32 on AVX-512).
+NF_AVX2 double mica_nf_softmax_exp(float *w, long n, float mx) {
+	double sum = 0;
+	for (long j0 = 0; j0 < n; j0 += 16) {
+		float ex[16] = {0};
+		for (long l = 0; l < 16 && j0 + l < n; l++) {
+			float x = w[j0 + l];
+			if (x != -INFINITY) {
+				ex[l] = nf_exp(x - mx);
+			}
+			w[j0 + l] = ex[l];
+		}
+		float t[8];
+		for (int l = 0; l < 8; l++) {
+			t[l] = ex[l] + ex[l + 8];
+		}
+		for (int l = 0; l < 4; l++) {
+			t[l] += t[l + 4];
+		}
+		sum += (double)((t[0] + t[2]) + (t[1] + t[3]));
+	}
+	return sum;
+}

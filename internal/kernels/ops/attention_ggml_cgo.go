@@ -1,0 +1,53 @@
+//go:build cgo && amd64
+
+package ops
+
+/*
+#include <stdint.h>
+
+void mica_nf_scores(const float *q, const void *k, int kf16, long d, long krow,
+	const int32_t *idx, long n, float *s);
+void mica_nf_output(const float *w, const void *v, int vf16, long dv, long vrow,
+	const int32_t *idx, long n, float *acc, float *out);
+double mica_nf_softmax_exp(float *w, long n, float mx);
+*/
+import "C"
+
+import "unsafe"
+
+// nfScores, nfSoftmaxExp and nfOutput run the AVX2 kernels of attention_ggml_amd64.c, or
+// the plain-Go reference when the fast paths are off.
+func nfScores(q []float32, k KV, off int, idx []int32, s []float32) {
+	if !useFast || len(idx) == 0 {
+		nfScoresRef(q, k, off, idx, s)
+		return
+	}
+	kp, kf16 := kvPtrAt(k, off)
+	C.mica_nf_scores(fptr(q), kp, kf16, C.long(len(q)), C.long(k.RowStride),
+		(*C.int32_t)(unsafe.Pointer(&idx[0])), C.long(len(idx)), fptr(s))
+}
+
+func nfOutput(w []float32, v KV, off int, idx []int32, acc, out []float32) {
+	if !useFast || len(idx) == 0 {
+		nfOutputRef(w, v, off, idx, acc, out)
+		return
+	}
+	vp, vf16 := kvPtrAt(v, off)
+	C.mica_nf_output(fptr(w), vp, vf16, C.long(len(out)), C.long(v.RowStride),
+		(*C.int32_t)(unsafe.Pointer(&idx[0])), C.long(len(idx)), fptr(acc), fptr(out))
+}
+
+func nfSoftmaxExp(w []float32, mx float32) float64 {
+	if !useFast || len(w) == 0 {
+		return nfSoftmaxExpRef(w, mx)
+	}
+	return float64(C.mica_nf_softmax_exp(fptr(w), C.long(len(w)), C.float(mx)))
+}
+
+// kvPtrAt points at element off of kv's storage.
+func kvPtrAt(kv KV, off int) (unsafe.Pointer, C.int) {
+	if kv.F16 != nil {
+		return unsafe.Pointer(&kv.F16[off]), 1
+	}
+	return unsafe.Pointer(&kv.F32[off]), 0
+}

@@ -1,0 +1,13 @@
+//go:build !cgo || !amd64
+
+package ops
+
+// Without cgo or off amd64 NumericsGGMLNoFlash runs the plain-Go kernels.
+
+func nfScores(q []float32, k KV, off int, idx []int32, s []float32) { nfScoresRef(q, k, off, idx, s) }
+
+func nfOutput(w []float32, v KV, off int, idx []int32, acc, out []float32) {
+	nfOutputRef(w, v, off, idx, acc, out)
+}
+
+func nfSoftmaxExp(w []float32, mx float32) float64 { return nfSoftmaxExpRef(w, mx) }
