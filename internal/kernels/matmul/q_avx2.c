@@ -19,6 +19,7 @@
 #define QSCALE(s0, s1) _mm256_set_m128i(_mm_set1_epi16((short)(s1)), _mm_set1_epi16((short)(s0)))
 #define QSDOT_U(a, v, sc) _mm256_madd_epi16(_mm256_maddubs_epi16(a, v), sc)
 #define QSDOT_S(a, v, sc) _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(v, a)), sc)
+#define QDOT_U2(a0, y0, a1, y1) _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(a0, y0), _mm256_maddubs_epi16(a1, y1)), _mm256_set1_epi16(1))
 #include "qkern.h"
 
 #pragma GCC pop_options

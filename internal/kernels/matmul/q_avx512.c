@@ -20,6 +20,7 @@
 #define QSCALE(s0, s1) _mm256_set_m128i(_mm_set1_epi32((int)(s1)), _mm_set1_epi32((int)(s0)))
 #define QSDOT_U(a, v, sc) _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a, v), sc)
 #define QSDOT_S(a, v, sc) _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(a, a), _mm256_sign_epi8(v, a)), sc)
+#define QDOT_U2(a0, y0, a1, y1) _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), a0, y0), a1, y1)
 #include "qkern.h"
 
 #pragma GCC pop_options

@@ -463,6 +463,10 @@ void QFN(mica_qmul)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_
 		QFN(mv_kfused)(T, w, wrb, x, nb, y, r0, r1);
 		return;
 	}
+	if (n == 1 && (T == T_Q8_0 || T == T_Q4_0)) {
+		QFN(mv32)(T, w, wrb, x, nb, y, r0, r1);
+		return;
+	}
 	// Activation rows in blocks of about 128 KiB (a multiple of RN) so a
 	// block stays in L2 while all weight rows stream past it.
 	int jb = (int)((128 << 10) / xrb) / RN * RN;
