@@ -69,7 +69,13 @@
 //     bit (checked against ggml's outputs in testdata/ggml) for parity
 //     runs against llama.cpp. ggml's single-query kernel for 512 or more
 //     keys additionally splits the keys across threads, so its bits depend
-//     on the thread count; mica's never do. Visibility follows llama.cpp:
+//     on the thread count; mica's never do. Numerics = NumericsGGMLNoFlash
+//     reproduces llama.cpp's non-flash path instead (what its default F16
+//     cache uses without -fa): q rounded to F16, scores as F16 dot products
+//     in tinyBLAS's 16-lane order, ggml's softmax (double sum), weights
+//     rounded to F16, then the V product in the same order; it keeps one
+//     score row per query (memory O(keys), not O(keys²)). Gemma models use
+//     it with F16 caches. Visibility follows llama.cpp:
 //     a key at position pk is seen from position pq iff pk >= 0 (not an
 //     empty cell), pk <= pq when causal, and pq - pk < Window when
 //     Window > 0 (llama_hparams::is_masked_swa, LLAMA_SWA_TYPE_STANDARD).
