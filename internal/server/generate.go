@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mica/internal/llm/engine"
+	"mica/internal/models/gemma/chat"
 	"mica/internal/server/canon"
 )
 
@@ -32,6 +33,9 @@ func (s *Server) prepare(ctx context.Context, req *canon.Request) (*job, error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := applyFormat(req); err != nil {
+		return nil, err
+	}
 	if err := s.q.acquire(ctx); err != nil {
 		return nil, err
 	}
@@ -45,6 +49,34 @@ func (s *Server) prepare(ctx context.Context, req *canon.Request) (*job, error) 
 		return nil, err
 	}
 	return j, nil
+}
+
+// applyFormat compiles the requested output format (from the cache when it
+// was seen before) into the engine request's Grammar.
+func applyFormat(r *canon.Request) error {
+	f := r.Format
+	if f == nil || r.LoadOnly {
+		return nil
+	}
+	if r.Chat != nil && r.Chat.Think {
+		return canon.Errorf(f.Param, "%s cannot be combined with thinking yet: turn thinking off (think: false, reasoning_effort \"none\")", f.Param)
+	}
+	var tools []chat.Tool
+	if r.Chat != nil {
+		tools = r.Chat.Tools
+	}
+	g, err := compileFormatTools(f, tools)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.Chat != nil:
+		r.Chat.Grammar = g
+		r.Chat.MarkerGrammar = f.Kind == canon.FormatToolCall
+	case r.Completion != nil:
+		r.Completion.Grammar = g
+	}
+	return nil
 }
 
 // done applies the keep-alive and frees the engine.
@@ -121,11 +153,14 @@ func (j *job) check() error {
 func (j *job) run(ctx context.Context, onEvent func(engine.Event)) (engine.Result, error) {
 	var res engine.Result
 	var err error
+	wait := time.Since(j.start)         // metrics: queue and load time before the runner
+	defer j.s.met.generationStarted()() // metrics (deferred: a panicking runner)
 	if j.req.Chat != nil {
 		res, err = j.runner.Chat(ctx, *j.req.Chat, onEvent)
 	} else {
 		res, err = j.runner.Complete(ctx, *j.req.Completion, onEvent)
 	}
+	j.s.met.generation(j.info.Name, res.Usage, wait) // metrics
 	switch {
 	case err == nil:
 		return res, nil

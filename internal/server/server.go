@@ -70,6 +70,7 @@ type Server struct {
 	q   *queue
 	res *residency
 	mux *http.ServeMux
+	met *metrics // GET /metrics (metrics.go)
 }
 
 // New checks the configuration and builds a server; no model is loaded yet.
@@ -110,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 		q: newQueue(cfg.MaxQueue), mux: http.NewServeMux()}
 	s.res = &residency{load: cfg.Loader, opts: LoadOptions{Threads: cfg.Threads, Context: cfg.Context}, q: s.q,
 		logf: func(msg string, args ...any) { s.log.Info(msg, args...) }}
+	s.met = newMetrics(s)
 	s.routes()
 	return s, nil
 }
@@ -125,6 +127,8 @@ func (s *Server) Close() error {
 // ServeHTTP serves a request: panics are recovered into a 500 error.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tw := &trackingWriter{ResponseWriter: w}
+	// metrics: runs last, after a panic has been answered.
+	defer func(t0 time.Time) { s.met.request(r.Pattern, r.URL.Path, tw.status(), time.Since(t0)) }(time.Now())
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -169,17 +173,36 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return errors.Join(err, s.Close())
 }
 
-// trackingWriter records whether the response has begun.
+// trackingWriter records whether the response has begun, and its status.
 type trackingWriter struct {
 	http.ResponseWriter
 	wrote bool
+	code  int
 }
 
-func (t *trackingWriter) WriteHeader(code int) { t.wrote = true; t.ResponseWriter.WriteHeader(code) }
+func (t *trackingWriter) WriteHeader(code int) {
+	if !t.wrote {
+		t.code = code
+	}
+	t.wrote = true
+	t.ResponseWriter.WriteHeader(code)
+}
 func (t *trackingWriter) Write(b []byte) (int, error) {
+	if !t.wrote {
+		t.code = http.StatusOK
+	}
 	t.wrote = true
 	return t.ResponseWriter.Write(b)
 }
+
+// status is the response's status code (200 when nothing was written).
+func (t *trackingWriter) status() int {
+	if t.code == 0 {
+		return http.StatusOK
+	}
+	return t.code
+}
+
 func (t *trackingWriter) Flush() {
 	if f, ok := t.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
@@ -199,6 +222,7 @@ func (s *Server) routes() {
 		})
 	}
 	h("/health", http.MethodGet, s.health)
+	h("/metrics", http.MethodGet, s.met.handler().ServeHTTP)
 	h("/v1/chat/completions", http.MethodPost, s.openaiChat)
 	h("/v1/completions", http.MethodPost, s.openaiCompletion)
 	h("/v1/models", http.MethodGet, s.openaiModels)

@@ -19,6 +19,7 @@ import (
 
 	"mica/internal/compute"
 	"mica/internal/format/gguf"
+	"mica/internal/llm/grammar"
 	"mica/internal/models/gemma"
 	"mica/internal/models/gemma/chat"
 	"mica/internal/tensor"
@@ -59,6 +60,17 @@ type Engine struct {
 	// special lists the vocabulary's special-token strings by first byte,
 	// longest first, for cutting them out of chat-template markup.
 	special map[byte][]specialToken
+
+	// vocab is the vocabulary prepared for grammar masks, built on first
+	// use (about a quarter of a second for 262k tokens) and shared by all
+	// constrained requests; eog lists its end-of-generation ids.
+	vocabOnce sync.Once
+	vocab     *grammar.Vocab
+	eog       []int32
+	// markerVocab is vocab for MarkerGrammar requests (see
+	// ChatRequest.MarkerGrammar), also built on first use.
+	markerOnce  sync.Once
+	markerVocab *grammar.Vocab
 
 	mu     sync.Mutex
 	seq    *gemma.Sequence // the cached sequence (nil until first use)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"mica/internal/llm/grammar"
 	"mica/internal/llm/sample"
 	"mica/internal/models/gemma"
 	"mica/internal/models/gemma/chat"
@@ -110,11 +111,14 @@ func (e *Engine) Chat(ctx context.Context, r ChatRequest, onEvent func(Event)) (
 	if err != nil {
 		return Result{}, err
 	}
+	if r.Think && r.Grammar != nil {
+		return Result{}, ErrThinkGrammar
+	}
 	parser, err := chat.NewParser(e.family)
 	if err != nil {
 		return Result{}, err
 	}
-	return e.generate(ctx, start, prompt, genOptions{r.Sampling, r.MaxTokens, r.Stop, parser}, onEvent)
+	return e.generate(ctx, start, prompt, genOptions{r.Sampling, r.MaxTokens, r.Stop, parser, r.Grammar, r.MarkerGrammar}, onEvent)
 }
 
 // Complete continues a prompt without a chat format. Special tokens the model
@@ -125,7 +129,7 @@ func (e *Engine) Complete(ctx context.Context, r CompletionRequest, onEvent func
 	if err != nil {
 		return Result{}, err
 	}
-	return e.generate(ctx, start, prompt, genOptions{r.Sampling, r.MaxTokens, r.Stop, nil}, onEvent)
+	return e.generate(ctx, start, prompt, genOptions{r.Sampling, r.MaxTokens, r.Stop, nil, r.Grammar, false}, onEvent)
 }
 
 type genOptions struct {
@@ -133,6 +137,8 @@ type genOptions struct {
 	maxTokens int
 	stop      []string
 	parser    *chat.Parser // nil: raw completion
+	grammar   *grammar.Grammar
+	markers   bool // the grammar spells the tool-call markers
 }
 
 // generation is one request's state. A driver calls pending for the tokens to
@@ -150,6 +156,7 @@ type generation struct {
 	stop      []string
 	maxTokens int
 	onEvent   func(Event)
+	cons      *constraint // nil: unconstrained
 
 	held     string // decoded text that may be the start of a stop string
 	next     int32  // the last sampled token, to be fed
@@ -203,6 +210,15 @@ func (e *Engine) newGeneration(seq *gemma.Sequence, prompt []int32, cached int, 
 	g := &generation{e: e, seq: seq, prompt: prompt, fed: cached, step: e.opts.Step, sampler: smp,
 		dec: e.tok.NewDecoder(), parser: o.parser, stop: o.stop, maxTokens: o.maxTokens, onEvent: onEvent, start: start}
 	g.dec.SkipSpecial = true // the parser's markers are passed by consume
+	if o.grammar != nil {
+		g.cons = newConstraint(e, o.grammar, o.markers)
+		if !o.markers {
+			// The grammar's text is the whole answer: marker tokens are
+			// never allowed, and ordinary text that spells a marker must
+			// stay content.
+			g.parser = nil
+		}
+	}
 	g.res.Usage.PromptTokens, g.res.Usage.CachedTokens = len(prompt), cached
 	return g
 }
@@ -253,6 +269,11 @@ func (g *generation) consume(toks []int32, logits []float32) error {
 		}
 		u.Prefill = time.Since(g.tPrefill)
 	}
+	if g.cons != nil {
+		if err := g.cons.apply(logits); err != nil {
+			return err
+		}
+	}
 	id, err := g.sampler.Sample(logits)
 	if err != nil {
 		return err
@@ -272,6 +293,12 @@ func (g *generation) consume(toks []int32, logits []float32) error {
 	if err := g.sampler.Accept(id); err != nil {
 		return err
 	}
+	ended := false
+	if g.cons != nil {
+		if ended, err = g.cons.accept(id); err != nil {
+			return err
+		}
+	}
 	var t string
 	if m, ok := g.e.markers[id]; ok && g.parser != nil {
 		t = g.dec.Flush() + m
@@ -282,7 +309,7 @@ func (g *generation) consume(toks []int32, logits []float32) error {
 		return nil
 	}
 	switch {
-	case g.parser != nil && g.parser.Done():
+	case g.parser != nil && g.parser.Done(), ended:
 		g.finish(FinishStop)
 	case g.maxTokens > 0 && u.GeneratedTokens >= g.maxTokens:
 		g.finish(FinishLength)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"mica/internal/llm/grammar"
 	"mica/internal/llm/sample"
 	"mica/internal/models/gemma/chat"
 	"mica/internal/tokenizer"
@@ -26,6 +27,16 @@ type ChatRequest struct {
 	// Stop strings end the answer where they first appear in the output
 	// (they are not part of it).
 	Stop []string
+	// Grammar, when not nil, constrains the answer to the grammar's
+	// sentences (constrained decoding); the answer ends when the grammar
+	// is complete and allows nothing more. It cannot be combined with
+	// Think, and the model cannot call tools while it is set.
+	Grammar *grammar.Grammar
+	// MarkerGrammar says that Grammar spells Gemma 4's tool-call markers
+	// (<|tool_call>, <tool_call|> and <|"|>, as ToolCallGBNF writes), which
+	// then match their special tokens; ordinary tokens holding '<' are not
+	// allowed, so the markers come only from their own tokens.
+	MarkerGrammar bool
 }
 
 // CompletionRequest is a plain continuation of a prompt, without a chat
@@ -42,6 +53,9 @@ type CompletionRequest struct {
 	Sampling  sample.Params
 	MaxTokens int
 	Stop      []string
+	// Grammar, when not nil, constrains the continuation (see
+	// ChatRequest.Grammar).
+	Grammar *grammar.Grammar
 }
 
 // ErrEmptyPrompt is returned for a request with nothing to continue.

@@ -32,6 +32,35 @@ type Request struct {
 	// LoadOnly asks only to load (or, with KeepAlive 0, unload) the model:
 	// Ollama's /api/generate with an empty prompt.
 	LoadOnly bool
+	// Format, when not nil, constrains the output (JSON mode, a JSON
+	// Schema or a GBNF grammar); the server compiles it into the engine
+	// request's Grammar.
+	Format *Format
+}
+
+// FormatKind says what a Format's Text is.
+type FormatKind uint8
+
+const (
+	// FormatJSON: any JSON object (OpenAI's json_object, Ollama's "json").
+	FormatJSON FormatKind = iota + 1
+	// FormatSchema: Text is a JSON Schema.
+	FormatSchema
+	// FormatGBNF: Text is a GBNF grammar (llama.cpp's dialect).
+	FormatGBNF
+	// FormatToolCall: the answer is one call of the function named Text,
+	// or of any of the request's tools when Text is "" (tool_choice
+	// "required" or a named function).
+	FormatToolCall
+)
+
+// Format is a requested output constraint.
+type Format struct {
+	Kind FormatKind
+	Text string
+	// Param is the request field it came from, named in errors
+	// ("response_format.json_schema.schema", "format", "grammar").
+	Param string
 }
 
 // MaxTokens returns the request's token limit (0: none).

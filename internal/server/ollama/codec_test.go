@@ -68,3 +68,40 @@ func TestFinalStreamedCarriesNoText(t *testing.T) {
 		t.Fatalf("%+v", f)
 	}
 }
+
+func TestDecodeFormat(t *testing.T) {
+	const msgs = `{"model":"m","messages":[{"role":"user","content":"x"}],`
+	for _, c := range []struct {
+		body string
+		kind canon.FormatKind
+		text string
+	}{
+		{msgs + `"format":""}`, 0, ""},
+		{msgs + `"format":"json"}`, canon.FormatJSON, ""},
+		{msgs + `"format":{"type":"object"}}`, canon.FormatSchema, `{"type":"object"}`},
+	} {
+		r, err := DecodeChat([]byte(c.body))
+		if err != nil {
+			t.Fatalf("%s: %v", c.body, err)
+		}
+		f := r.Format
+		if c.kind == 0 {
+			if f != nil {
+				t.Errorf("%s: format %+v, want none", c.body, f)
+			}
+			continue
+		}
+		if f == nil || f.Kind != c.kind || f.Text != c.text || f.Param != "format" {
+			t.Errorf("%s: format %+v", c.body, f)
+		}
+	}
+	for _, body := range []string{msgs + `"format":"yaml"}`, msgs + `"format":[1]}`} {
+		if _, err := DecodeChat([]byte(body)); err == nil || canon.As(err).Param != "format" {
+			t.Errorf("%s: %v, want an error naming format", body, err)
+		}
+	}
+	r, err := DecodeGenerate([]byte(`{"model":"m","prompt":"x","format":"json"}`))
+	if err != nil || r.Format == nil || r.Format.Kind != canon.FormatJSON {
+		t.Fatalf("generate: %+v %v", r, err)
+	}
+}

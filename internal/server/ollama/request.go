@@ -16,6 +16,26 @@ import (
 	"mica/internal/server/canon"
 )
 
+// format reads Ollama's format: "json" (any JSON object), "" (none) or a
+// JSON Schema object. Whether the schema compiles is checked by the server.
+func format(raw json.RawMessage) (*canon.Format, error) {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		switch s {
+		case "":
+			return nil, nil
+		case "json":
+			return &canon.Format{Kind: canon.FormatJSON, Param: "format"}, nil
+		}
+		return nil, canon.Errorf("format", `format %q is not "json" or a JSON Schema object`, s)
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return nil, canon.Errorf("format", `format must be "json" or a JSON Schema object`)
+	}
+	return &canon.Format{Kind: canon.FormatSchema, Text: string(raw), Param: "format"}, nil
+}
+
 // MaxStops is the most stop strings a request may give.
 const MaxStops = 16
 
@@ -193,10 +213,11 @@ func (c *common) decode() (*canon.Request, decoded, error) {
 	}
 	req := &canon.Request{Model: c.Model, Stream: c.Stream == nil || *c.Stream}
 	if !canon.IsNull(c.Format) {
-		var s string
-		if json.Unmarshal(c.Format, &s) != nil || s != "" {
-			return nil, d, canon.Unsupported("format", "structured output (constrained decoding is not implemented yet)")
+		f, err := format(c.Format)
+		if err != nil {
+			return nil, d, err
 		}
+		req.Format = f
 	}
 	if !canon.IsNull(c.KeepAlive) {
 		ka, err := KeepAlive(c.KeepAlive)

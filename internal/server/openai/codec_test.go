@@ -53,7 +53,9 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		{`{"model":"m","messages":[{"role":"user","content":"x"}],"top_k":1.5}`, "top_k"},
 		{`{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}`, "n"},
 		{`{"model":"m","messages":[{"role":"user","content":"x"}],"top_logprobs":2}`, "top_logprobs"},
-		{`{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}`, "response_format"},
+		{`{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}`, "response_format.type"},
+		{`{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"n"}}}`, "response_format.json_schema.schema"},
+		{`{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"},"grammar":"root ::= \"a\""}`, "grammar"},
 		{`{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":5,"max_completion_tokens":6}`, "max_completion_tokens"},
 		{`{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","strict":true}}]}`, "tools[0].function.strict"},
 		{`{"model":"m","messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}`, "messages[0].content[0]"},
@@ -64,6 +66,40 @@ func TestDecodeErrorsNameTheField(t *testing.T) {
 		if err == nil || e.Kind != canon.Invalid || e.Param != c.param || !strings.Contains(e.Msg, strings.Split(c.param, "[")[0]) {
 			t.Errorf("%s: %v (param %q), want param %q", c.body, err, e.Param, c.param)
 		}
+	}
+}
+
+func TestDecodeFormats(t *testing.T) {
+	const msgs = `{"model":"m","messages":[{"role":"user","content":"x"}],`
+	for _, c := range []struct {
+		body  string
+		kind  canon.FormatKind
+		text  string
+		param string
+	}{
+		{msgs + `"response_format":{"type":"text"}}`, 0, "", ""},
+		{msgs + `"response_format":{"type":"json_object"}}`, canon.FormatJSON, "", "response_format"},
+		{msgs + `"response_format":{"type":"json_schema","json_schema":{"name":"p","strict":true,"schema":{"type":"integer"}}}}`, canon.FormatSchema, `{"type":"integer"}`, "response_format.json_schema.schema"},
+		{msgs + `"grammar":"root ::= \"a\""}`, canon.FormatGBNF, `root ::= "a"`, "grammar"},
+	} {
+		r, err := DecodeChat([]byte(c.body))
+		if err != nil {
+			t.Fatalf("%s: %v", c.body, err)
+		}
+		f := r.Format
+		if c.kind == 0 {
+			if f != nil {
+				t.Errorf("%s: format %+v, want none", c.body, f)
+			}
+			continue
+		}
+		if f == nil || f.Kind != c.kind || f.Text != c.text || f.Param != c.param {
+			t.Errorf("%s: format %+v", c.body, f)
+		}
+	}
+	r, err := DecodeCompletion([]byte(`{"model":"m","prompt":"x","grammar":"root ::= [0-9]+"}`))
+	if err != nil || r.Format == nil || r.Format.Kind != canon.FormatGBNF {
+		t.Fatalf("completion grammar: %+v %v", r, err)
 	}
 }
 

@@ -6,6 +6,7 @@ package openai
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -37,6 +38,8 @@ type sampling struct {
 	LogitBias        map[string]float64 `json:"logit_bias"`
 	N                *int               `json:"n"`
 	User             string             `json:"user"`
+	// Grammar is llama.cpp's GBNF grammar field.
+	Grammar *string `json:"grammar"`
 }
 
 type streamOptions struct {
@@ -135,19 +138,31 @@ func DecodeChat(body []byte) (*canon.Request, error) {
 	if err := unsupportedChat(&r); err != nil {
 		return nil, err
 	}
-	choice := "auto"
-	if !canon.IsNull(r.ToolChoice) {
-		if err := json.Unmarshal(r.ToolChoice, &choice); err != nil {
-			return nil, canon.Unsupported("tool_choice", "a named function")
-		}
+	format, err := responseFormat(r.ResponseFormat)
+	if err != nil {
+		return nil, err
 	}
-	switch choice {
-	case "auto":
-	case "none":
-	case "required":
-		return nil, canon.Unsupported("tool_choice", `"required"`)
-	default:
-		return nil, canon.Errorf("tool_choice", `tool_choice %q is not one of "auto", "none", "required"`, choice)
+	if format != nil && req.format != nil {
+		return nil, canon.Errorf("grammar", "grammar and response_format cannot be used together: give one of them")
+	}
+	if format == nil {
+		format = req.format
+	}
+	choice, named, err := toolChoice(r.ToolChoice)
+	if err != nil {
+		return nil, err
+	}
+	if choice == "required" {
+		if len(r.Tools) == 0 {
+			return nil, canon.Errorf("tool_choice", "tool_choice %s needs tools: the request has none", choiceName(named))
+		}
+		if named != "" && !slices.ContainsFunc(r.Tools, func(t tool) bool { return t.Function.Name == named }) {
+			return nil, canon.Errorf("tool_choice.function.name", "tool_choice names the function %q, which is not among the tools", named)
+		}
+		if format != nil {
+			return nil, canon.Errorf("tool_choice", "tool_choice %s cannot be combined with %s: the answer is a tool call", choiceName(named), format.Param)
+		}
+		format = &canon.Format{Kind: canon.FormatToolCall, Text: named, Param: "tool_choice"}
 	}
 	for i, t := range r.Tools {
 		p := fmt.Sprintf("tools[%d]", i)
@@ -172,7 +187,7 @@ func DecodeChat(body []byte) (*canon.Request, error) {
 		}
 		cr.Tools = append(cr.Tools, chat.Tool{Name: t.Function.Name, Description: t.Function.Description, Parameters: params})
 	}
-	return &canon.Request{Model: r.Model, Stream: r.Stream, Chat: cr, IncludeUsage: req.includeUsage}, nil
+	return &canon.Request{Model: r.Model, Stream: r.Stream, Chat: cr, IncludeUsage: req.includeUsage, Format: format}, nil
 }
 
 func unsupportedChat(r *chatRequest) error {
@@ -184,21 +199,6 @@ func unsupportedChat(r *chatRequest) error {
 	}
 	if r.ParallelToolCalls != nil && !*r.ParallelToolCalls {
 		return canon.Unsupported("parallel_tool_calls", "false (at most one call per answer)")
-	}
-	if !canon.IsNull(r.ResponseFormat) {
-		var f struct {
-			Type string `json:"type"`
-		}
-		if err := json.Unmarshal(r.ResponseFormat, &f); err != nil {
-			return canon.Errorf("response_format", "response_format must be an object with a type")
-		}
-		switch f.Type {
-		case "text":
-		case "json_object", "json_schema":
-			return canon.Unsupported("response_format", fmt.Sprintf("type %q (constrained decoding is not implemented yet)", f.Type))
-		default:
-			return canon.Errorf("response_format.type", "response_format.type %q is not one of text, json_object, json_schema", f.Type)
-		}
 	}
 	return nil
 }
@@ -318,6 +318,7 @@ type decoded struct {
 	maxTokens    int
 	stop         []string
 	includeUsage bool
+	format       *canon.Format
 }
 
 func checkMaxTokens(n int, name string) error {
@@ -331,6 +332,9 @@ func (s *sampling) decode() (decoded, error) {
 	var d decoded
 	if s.Model == "" {
 		return d, canon.Errorf("model", "model is missing: name one of GET /v1/models")
+	}
+	if s.Grammar != nil && *s.Grammar != "" {
+		d.format = &canon.Format{Kind: canon.FormatGBNF, Text: *s.Grammar, Param: "grammar"}
 	}
 	if s.N != nil && *s.N != 1 {
 		if *s.N < 1 {
@@ -434,6 +438,6 @@ func DecodeCompletion(body []byte) (*canon.Request, error) {
 	if r.MaxTokens == nil {
 		d.maxTokens = DefaultCompletionTokens
 	}
-	return &canon.Request{Model: r.Model, Stream: r.Stream, IncludeUsage: d.includeUsage,
+	return &canon.Request{Model: r.Model, Stream: r.Stream, IncludeUsage: d.includeUsage, Format: d.format,
 		Completion: &engine.CompletionRequest{Prompt: prompt, Sampling: d.params, MaxTokens: d.maxTokens, Stop: d.stop}}, nil
 }
