@@ -218,8 +218,10 @@ test('ollama: generate', { skip }, async () => {
 test('ollama: errors', { skip }, async () => {
   await assert.rejects(ollama.chat({ model: 'nope', messages: user('x') }),
     (e) => e.status_code === 404 && /not found/.test(e.error));
-  await assert.rejects(ollama.chat({ model: 'tiny', messages: user('x'), format: 'json' }),
+  await assert.rejects(ollama.chat({ model: 'tiny', messages: user('x'), format: 'xml' }),
     (e) => e.status_code === 400 && /format/.test(e.error));
+  await assert.rejects(ollama.chat({ model: 'tiny', messages: user('x'), format: { type: 'object', not: {} } }),
+    (e) => e.status_code === 400 && /"not"/.test(e.error));
 });
 
 test('ollama: aborting a stream stops the generation', { skip }, async () => {
@@ -244,4 +246,40 @@ test('20 concurrent clients, both dialects, are all answered', { skip }, async (
     }
   }
   await Promise.all(jobs);
+});
+
+// Structured output: whatever a random-weight model samples, the answer must
+// be valid under the schema — checked here by an independent validator (Ajv).
+const personSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', maxLength: 12 },
+    age: { type: 'integer', minimum: 0, maximum: 120 },
+    tags: { type: 'array', items: { enum: ['a', 'b', 'c'] }, maxItems: 3 },
+  },
+  required: ['name', 'age'],
+  additionalProperties: false,
+};
+
+test('openai: json_schema answers validate (Ajv), several seeds', { skip }, async () => {
+  const { default: Ajv } = await import('ajv');
+  const validate = new Ajv().compile(personSchema);
+  for (const seed of [1, 2, 3]) {
+    const res = await openai.chat.completions.create({ model: 'tiny', messages: user('A person, as JSON.'),
+      temperature: 1, seed, max_tokens: 200,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', schema: personSchema, strict: true } } });
+    const text = res.choices[0].message.content;
+    assert.equal(res.choices[0].finish_reason, 'stop', `seed ${seed}: ${text}`);
+    const value = JSON.parse(text);
+    assert.ok(validate(value), `seed ${seed}: ${text}: ${JSON.stringify(validate.errors)}`);
+  }
+});
+
+test('ollama: format schema answers validate (Ajv)', { skip }, async () => {
+  const { default: Ajv } = await import('ajv');
+  const validate = new Ajv().compile(personSchema);
+  const res = await ollama.chat({ model: 'tiny', messages: user('A person, as JSON.'), format: personSchema,
+    options: { seed: 7, temperature: 1, num_predict: 200 } });
+  const value = JSON.parse(res.message.content);
+  assert.ok(validate(value), `${res.message.content}: ${JSON.stringify(validate.errors)}`);
 });
