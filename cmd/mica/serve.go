@@ -40,13 +40,19 @@ idleness; one model is loaded at a time and requests run one after another
 
 Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models
 (OpenAI); POST /api/chat, POST /api/generate, GET /api/tags, POST /api/show,
-GET /api/ps, GET /api/version (Ollama); GET /health.
+GET /api/ps, GET /api/version (Ollama); GET /health; GET /metrics (Prometheus).
+
+Structured output: OpenAI response_format (json_object, json_schema), a GBNF
+"grammar" field, Ollama "format"; tool_choice required or named.
+
+The default address is loopback only. There are no API keys yet: expose the
+server beyond this machine only behind a proxy that authenticates.
 
 Every flag can also be set by an environment variable (a flag wins):
 MICA_ADDR, MICA_MODELS, MICA_THREADS, MICA_CTX, MICA_MAX_QUEUE, MICA_MAX_BODY,
 MICA_KEEP_ALIVE.`,
 		Example: `  mica serve --models ~/models
-  MICA_MODELS=~/models mica serve --addr 0.0.0.0:11435 --ctx 4096`,
+  MICA_MODELS=~/models mica serve --addr 127.0.0.1:8080 --ctx 4096`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := serveFromEnv(cmd, &f); err != nil {
@@ -64,6 +70,9 @@ MICA_KEEP_ALIVE.`,
 				return fmt.Errorf("listen on %s: %w", f.addr, err)
 			}
 			log.Info("mica serve listening", "addr", ln.Addr().String(), "models", f.models)
+			if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
+				log.Warn("listening beyond this machine without API keys: anyone who can reach this address can use the models", "addr", ta.String())
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "listening on http://%s\n", ln.Addr())
 			return s.Serve(cmd.Context(), ln)
 		},
