@@ -17,6 +17,7 @@ type serveFlags struct {
 	addr, models string
 	threads, ctx int
 	maxQueue     int
+	batch        int
 	maxBody      int64
 	keepAlive    time.Duration
 }
@@ -25,6 +26,7 @@ type serveFlags struct {
 var serveEnv = map[string]string{
 	"addr": "MICA_ADDR", "models": "MICA_MODELS", "threads": "MICA_THREADS", "ctx": "MICA_CTX",
 	"max-queue": "MICA_MAX_QUEUE", "max-body": "MICA_MAX_BODY", "keep-alive": "MICA_KEEP_ALIVE",
+	"batch": "MICA_BATCH",
 }
 
 // newServeCmd is `mica serve`: the OpenAI- and Ollama-compatible HTTP API.
@@ -50,7 +52,7 @@ server beyond this machine only behind a proxy that authenticates.
 
 Every flag can also be set by an environment variable (a flag wins):
 MICA_ADDR, MICA_MODELS, MICA_THREADS, MICA_CTX, MICA_MAX_QUEUE, MICA_MAX_BODY,
-MICA_KEEP_ALIVE.`,
+MICA_KEEP_ALIVE, MICA_BATCH.`,
 		Example: `  mica serve --models ~/models
   MICA_MODELS=~/models mica serve --addr 127.0.0.1:8080 --ctx 4096`,
 		Args: cobra.NoArgs,
@@ -60,7 +62,7 @@ MICA_KEEP_ALIVE.`,
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			s, err := server.New(server.Config{ModelsDir: f.models, Threads: f.threads, Context: f.ctx,
-				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, KeepAlive: f.keepAlive, Version: version, Logger: log})
+				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, Batch: f.batch, KeepAlive: f.keepAlive, Version: version, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -83,6 +85,7 @@ MICA_KEEP_ALIVE.`,
 	fl.IntVarP(&f.threads, "threads", "t", 0, "CPU threads (0: all cores)")
 	fl.IntVar(&f.ctx, "ctx", 0, "context size per request in tokens (0: the model's, at most 8192)")
 	fl.IntVar(&f.maxQueue, "max-queue", server.DefaultMaxQueue, "requests that may wait for the engine before 429")
+	fl.IntVar(&f.batch, "batch", server.DefaultBatch, "requests a model runs together by continuous batching (1: one at a time, reusing the previous prompt's prefix)")
 	fl.Int64Var(&f.maxBody, "max-body", server.DefaultMaxBody, "largest request body in bytes (then 413)")
 	fl.DurationVar(&f.keepAlive, "keep-alive", server.DefaultKeepAlive, "unload a model after this long idle (negative: never)")
 	return cmd
@@ -100,9 +103,9 @@ func serveFromEnv(cmd *cobra.Command, f *serveFlags) error {
 			return fmt.Errorf("%s=%q: %w", env, v, err)
 		}
 	}
-	if f.threads < 0 || f.ctx < 0 || f.maxQueue < 1 || f.maxBody < 1 {
-		return fmt.Errorf("--threads %d and --ctx %d must not be negative; --max-queue %d and --max-body %d must be positive",
-			f.threads, f.ctx, f.maxQueue, f.maxBody)
+	if f.threads < 0 || f.ctx < 0 || f.maxQueue < 1 || f.maxBody < 1 || f.batch < 1 {
+		return fmt.Errorf("--threads %d and --ctx %d must not be negative; --max-queue %d, --max-body %d and --batch %d must be positive",
+			f.threads, f.ctx, f.maxQueue, f.maxBody, f.batch)
 	}
 	if f.models == "" {
 		return fmt.Errorf("no models folder: pass --models DIR or set MICA_MODELS")

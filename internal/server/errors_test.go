@@ -262,8 +262,15 @@ func (r *recorder) Chat(ctx context.Context, req engine.ChatRequest, on func(eng
 }
 
 // TestDisconnectCancelsEngine: the same with the real engine, whose end of
-// turn is banned so that it would otherwise run to 400 tokens.
+// turn is banned so that it would otherwise run to 400 tokens, without and
+// with continuous batching.
 func TestDisconnectCancelsEngine(t *testing.T) {
+	for _, batch := range []int{1, 4} {
+		t.Run(fmt.Sprintf("batch%d", batch), func(t *testing.T) { testDisconnectCancelsEngine(t, batch) })
+	}
+}
+
+func testDisconnectCancelsEngine(t *testing.T, batch int) {
 	ended := make(chan engine.Result, 4)
 	load := func(path string, o LoadOptions) (Runner, error) {
 		r, err := EngineLoader(path, o)
@@ -272,7 +279,7 @@ func TestDisconnectCancelsEngine(t *testing.T) {
 		}
 		return &recorder{r, ended}, nil
 	}
-	ts, _, _ := start(t, Config{Loader: load, Context: 512})
+	ts, _, _ := start(t, Config{Loader: load, Context: 512, Batch: batch})
 	ban := `"logit_bias":{"1":-100,"106":-100,"50":-100,"48":-100}`
 	ctx, cancel := context.WithCancel(context.Background())
 	body := `{"model":"tiny","stream":true,"max_tokens":400,"temperature":0,` + ban + `,` + okMsgs + `}`

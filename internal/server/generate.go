@@ -40,7 +40,15 @@ func (s *Server) prepare(ctx context.Context, req *canon.Request) (*job, error) 
 		return nil, err
 	}
 	j := &job{req: req, info: info, start: start, s: s}
-	j.runner, j.load, err = s.res.ensure(info)
+	j.runner, j.load, err = s.res.ensure(info, false)
+	if errors.Is(err, errSwitch) {
+		// Another model is loaded and may be running requests: wait for
+		// all of them, switch, and keep one slot.
+		s.q.release()
+		s.q.take()
+		j.runner, j.load, err = s.res.ensure(info, true)
+		s.q.releaseAll(1)
+	}
 	if err == nil && !req.LoadOnly {
 		err = j.check()
 	}
@@ -84,6 +92,14 @@ func (j *job) done() {
 	ka := j.s.cfg.KeepAlive
 	if j.req.KeepAlive != nil {
 		ka = *j.req.KeepAlive
+	}
+	if ka == 0 && j.s.q.n > 1 {
+		// Unloading now: wait until no other request runs on the model.
+		j.s.q.release()
+		j.s.q.take()
+		j.s.res.keep(0)
+		j.s.q.releaseAll(0)
+		return
 	}
 	j.s.res.keep(ka)
 	j.s.q.release()

@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,10 @@ type metrics struct {
 
 	inFlight prometheus.Gauge
 	batch    prometheus.Gauge
+	// batched: the engine's batcher reports each step's batch size
+	// (onBatch); running counts the generations in flight for it.
+	batched bool
+	running atomic.Int64
 
 	promptTokens    *prometheus.CounterVec // model
 	cachedTokens    *prometheus.CounterVec // model
@@ -76,7 +81,7 @@ func newMetrics(s *Server) *metrics {
 	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{Name: "mica_generations_in_flight",
 		Help: "Generations running on the engine now."})
 	m.batch = prometheus.NewGauge(prometheus.GaugeOpts{Name: "mica_batch_size",
-		Help: "Sequences in the engine's current step (at most 1 until continuous batching)."})
+		Help: "Sequences in the engine's current step (with continuous batching, the last step's)."})
 	model := []string{"model"}
 	counter := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, model)
@@ -136,11 +141,21 @@ func (m *metrics) request(pattern, path string, code int, d time.Duration) {
 // generationStarted marks a generation running; the returned func ends it.
 func (m *metrics) generationStarted() func() {
 	m.inFlight.Inc()
-	m.batch.Set(1) // one sequence per step until the batcher feeds this
+	if !m.batched {
+		m.batch.Set(1) // one request at a time: one sequence per step
+	}
+	m.running.Add(1)
 	return func() {
 		m.inFlight.Dec()
-		m.batch.Set(0)
+		if m.running.Add(-1) == 0 || !m.batched {
+			m.batch.Set(0)
+		}
 	}
+}
+
+// onBatch records a batched step (engine.Options.OnBatch).
+func (m *metrics) onBatch(b engine.BatchStats) {
+	m.batch.Set(float64(b.Sequences))
 }
 
 // generation records a finished (or cancelled) generation's usage; wait is

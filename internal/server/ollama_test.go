@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +53,14 @@ func TestOllamaChat(t *testing.T) {
 // TestOllamaGenerate: /api/generate streamed and not, raw mode, and the
 // load / unload forms with an empty prompt, seen by /api/ps.
 func TestOllamaGenerate(t *testing.T) {
-	ts, _, _ := start(t, Config{})
+	// With batching, keep_alive 0 unloads after every slot is free.
+	for _, batch := range []int{1, 4} {
+		t.Run(fmt.Sprintf("batch%d", batch), func(t *testing.T) { testOllamaGenerate(t, batch) })
+	}
+}
+
+func testOllamaGenerate(t *testing.T, batch int) {
+	ts, _, _ := start(t, Config{Batch: batch})
 	code, _, body := post(t, ts.URL+"/api/generate", `{"model":"tiny","prompt":"Why?","system":"Short.","options":{"temperature":0,"num_predict":4}}`)
 	if code != 200 {
 		t.Fatalf("status %d: %s", code, body)

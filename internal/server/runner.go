@@ -34,6 +34,11 @@ type Runner interface {
 type LoadOptions struct {
 	Threads int
 	Context int
+	// Batch is the most requests the model runs together (continuous
+	// batching, engine.Options.Batch); 0 or 1: one at a time.
+	Batch int
+	// OnBatch, if set, is told about each batched step (metrics).
+	OnBatch func(engine.BatchStats)
 }
 
 // Loader loads the model file at path.
@@ -42,7 +47,7 @@ type Loader func(path string, o LoadOptions) (Runner, error)
 // EngineLoader loads a model with mica's engine on a CPU backend of its own.
 func EngineLoader(path string, o LoadOptions) (Runner, error) {
 	be := cpu.New(o.Threads)
-	e, err := engine.Open(path, be, engine.Options{Context: o.Context})
+	e, err := engine.Open(path, be, engine.Options{Context: o.Context, Batch: o.Batch, OnBatch: o.OnBatch})
 	if err != nil {
 		be.Close()
 		return nil, err
@@ -63,16 +68,20 @@ func (r *engineRunner) Close() error {
 	return err
 }
 
-// queue serialises requests to the one engine: one runs, at most limit wait.
-// Continuous batching will replace it with a scheduler per model.
+// queue admits requests to the engine: n run at once (1, or the batch size
+// of the model's continuous batcher, which schedules them), at most limit
+// wait.
 type queue struct {
 	slot    chan struct{}
+	n       int
+	all     sync.Mutex // one taker of every slot at a time
 	waiting atomic.Int64
 	limit   int64
 }
 
-func newQueue(limit int) *queue {
-	return &queue{slot: make(chan struct{}, 1), limit: int64(limit)}
+func newQueue(limit, n int) *queue {
+	n = max(n, 1)
+	return &queue{slot: make(chan struct{}, n), n: n, limit: int64(limit)}
 }
 
 // acquire waits for the engine; it fails at once with Busy when the queue
@@ -99,9 +108,27 @@ func (q *queue) acquire(ctx context.Context) error {
 
 func (q *queue) release() { <-q.slot }
 
-// take waits for the engine without counting against the queue limit (for
-// housekeeping: keep-alive unloads and shutdown).
-func (q *queue) take() { q.slot <- struct{}{} }
+// take waits for every slot, so that no request is running, without
+// counting against the queue limit (for housekeeping: keep-alive unloads,
+// switching models and shutdown). releaseAll gives them back.
+func (q *queue) take() {
+	q.all.Lock()
+	defer q.all.Unlock()
+	for range q.n {
+		q.slot <- struct{}{}
+	}
+}
+
+// releaseAll gives back the slots of take, keeping keep of them.
+func (q *queue) releaseAll(keep int) {
+	for range q.n - keep {
+		<-q.slot
+	}
+}
+
+// errSwitch: ensure needs every slot to unload the model others may be
+// running.
+var errSwitch = errors.New("switching models needs the whole engine")
 
 // resident is the loaded model.
 type resident struct {
@@ -125,8 +152,10 @@ type residency struct {
 }
 
 // ensure returns the runner of model m, loading it (and unloading another)
-// when needed, and how long loading took.
-func (r *residency) ensure(m ModelInfo) (Runner, time.Duration, error) {
+// when needed, and how long loading took. Unloading another model needs
+// every slot of the queue (exclusive): without them ensure returns
+// errSwitch.
+func (r *residency) ensure(m ModelInfo, exclusive bool) (Runner, time.Duration, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -137,6 +166,9 @@ func (r *residency) ensure(m ModelInfo) (Runner, time.Duration, error) {
 			r.cur.timer.Stop()
 		}
 		return r.cur.runner, 0, nil
+	}
+	if r.cur != nil && !exclusive && r.q.n > 1 {
+		return nil, 0, errSwitch
 	}
 	r.unloadLocked()
 	start := time.Now()
@@ -149,8 +181,9 @@ func (r *residency) ensure(m ModelInfo) (Runner, time.Duration, error) {
 	return run, time.Since(start), nil
 }
 
-// keep sets the loaded model's keep-alive after a request: 0 unloads it now,
-// a negative duration keeps it loaded.
+// keep sets the loaded model's keep-alive after a request: 0 unloads it now
+// (the caller must hold every slot of the queue), a negative duration keeps
+// it loaded.
 func (r *residency) keep(d time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -159,6 +192,7 @@ func (r *residency) keep(d time.Duration) {
 		return
 	}
 	if d == 0 {
+		// The caller holds every slot (job.done): nothing else runs.
 		r.unloadLocked()
 		return
 	}
@@ -168,9 +202,9 @@ func (r *residency) keep(d time.Duration) {
 	}
 	cur.expires = time.Now().Add(d)
 	cur.timer = time.AfterFunc(d, func() {
-		// Take the slot so that no request is running on the model.
+		// Take every slot so that no request is running on the model.
 		r.q.take()
-		defer r.q.release()
+		defer r.q.releaseAll(0)
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.cur == cur && !cur.expires.IsZero() && !time.Now().Before(cur.expires) {

@@ -5,8 +5,9 @@
 // server/ollama; the canonical request and the error catalogue in
 // server/canon.
 //
-// For now requests to the engine are serialised through one queue (one runs,
-// a bounded number wait, then 429); continuous batching comes later.
+// Requests to the engine pass one queue: Config.Batch run at once (with
+// Batch > 1 the engine's continuous batcher feeds them through the model
+// together), a bounded number wait, then 429.
 package server
 
 import (
@@ -45,6 +46,10 @@ type Config struct {
 	// MaxQueue is how many requests may wait for the engine (default 64,
 	// then 429).
 	MaxQueue int
+	// Batch is how many requests a model runs together by continuous
+	// batching (engine.Options.Batch); 0 or 1: one at a time, on one
+	// cached sequence that reuses the previous prompt's prefix.
+	Batch int
 	// KeepAlive is how long a model stays loaded after its last request
 	// (default 5m; negative: forever).
 	KeepAlive time.Duration
@@ -60,6 +65,9 @@ const (
 	DefaultMaxBody   = 8 << 20
 	DefaultMaxQueue  = 64
 	DefaultKeepAlive = 5 * time.Minute
+	// DefaultBatch is `mica serve`'s batch size (Config.Batch's zero value
+	// means 1).
+	DefaultBatch = 8
 )
 
 // Server serves the APIs.
@@ -85,9 +93,9 @@ func New(cfg Config) (*Server, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("server: models folder %s is not a folder", cfg.ModelsDir)
 	}
-	if cfg.Threads < 0 || cfg.Context < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxQueue < 0 {
-		return nil, fmt.Errorf("server: threads %d, context %d, body limit %d and queue %d must not be negative",
-			cfg.Threads, cfg.Context, cfg.MaxBodyBytes, cfg.MaxQueue)
+	if cfg.Threads < 0 || cfg.Context < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxQueue < 0 || cfg.Batch < 0 {
+		return nil, fmt.Errorf("server: threads %d, context %d, body limit %d, queue %d and batch %d must not be negative",
+			cfg.Threads, cfg.Context, cfg.MaxBodyBytes, cfg.MaxQueue, cfg.Batch)
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBody
@@ -108,10 +116,14 @@ func New(cfg Config) (*Server, error) {
 		cfg.Loader = EngineLoader
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, cat: &catalog{dir: cfg.ModelsDir, cache: map[string]ModelInfo{}},
-		q: newQueue(cfg.MaxQueue), mux: http.NewServeMux()}
-	s.res = &residency{load: cfg.Loader, opts: LoadOptions{Threads: cfg.Threads, Context: cfg.Context}, q: s.q,
+		q: newQueue(cfg.MaxQueue, cfg.Batch), mux: http.NewServeMux()}
+	s.res = &residency{load: cfg.Loader, opts: LoadOptions{Threads: cfg.Threads, Context: cfg.Context, Batch: cfg.Batch}, q: s.q,
 		logf: func(msg string, args ...any) { s.log.Info(msg, args...) }}
 	s.met = newMetrics(s)
+	if cfg.Batch > 1 {
+		s.met.batched = true
+		s.res.opts.OnBatch = s.met.onBatch
+	}
 	s.routes()
 	return s, nil
 }
@@ -120,7 +132,7 @@ func New(cfg Config) (*Server, error) {
 // refuses further loads.
 func (s *Server) Close() error {
 	s.q.take()
-	defer s.q.release()
+	defer s.q.releaseAll(0)
 	return s.res.close()
 }
 

@@ -4,11 +4,13 @@
 // context, cancellation) and streams the output as parsed events with usage
 // statistics.
 //
-// For now one request runs at a time on one cached sequence. Each request's
-// state is a generation value driven by two calls, "which tokens to feed
-// next" and "here are the logits" (see generation.pending / consume), so that
-// the server's continuous batcher can replace the single-sequence loop in
-// run by one that feeds many generations through one Model.ForwardLast call.
+// By default one request runs at a time on one cached sequence. With
+// Options.Batch > 1 a continuous batcher (scheduler.go) runs up to Batch
+// requests together. Each request's state is a generation value driven by
+// two calls, "which tokens to feed next" and "here are the logits" (see
+// generation.pending / consume): the single-sequence loop (run) and the
+// batcher, which feeds many generations through one Model.ForwardLast call,
+// share everything else.
 package engine
 
 import (
@@ -36,6 +38,23 @@ type Options struct {
 	// Step is the prefill chunk in tokens (0: gemma.DefaultStep). A request
 	// is cancelled between chunks at the latest.
 	Step int
+	// Batch is the most requests run together by the continuous batcher
+	// (one goroutine that feeds every active request through one forward
+	// call per step, each on a sequence of its own). 0 or 1: requests run
+	// one at a time on one cached sequence that keeps the previous
+	// request's prompt prefix (the batcher does not reuse prefixes).
+	Batch int
+	// Budget is the most tokens one batched step feeds: each decoding
+	// request's token, then prompt chunks of joining requests (0:
+	// DefaultBudget).
+	Budget int
+	// KVBudget is the most KV positions (summed sequence capacities) the
+	// batcher's running requests may reserve; others wait (0: no limit
+	// beyond Batch). A request's capacity is its prompt plus max tokens,
+	// or the context.
+	KVBudget int
+	// OnBatch, if set, is called by the batcher after each step.
+	OnBatch func(BatchStats)
 }
 
 // DefaultContext caps the context when Options.Context is 0.
@@ -75,6 +94,8 @@ type Engine struct {
 	mu     sync.Mutex
 	seq    *gemma.Sequence // the cached sequence (nil until first use)
 	cached []int32         // tokens the sequence holds
+
+	sched *scheduler // the continuous batcher (Options.Batch > 1)
 }
 
 type specialToken struct {
@@ -115,8 +136,11 @@ func New(m *gemma.Model, tok *tokenizer.Tokenizer, o Options) (*Engine, error) {
 	if tok.VocabSize() > c.NVocab {
 		return nil, fmt.Errorf("engine: the tokenizer has %d tokens but the model's embedding only %d rows", tok.VocabSize(), c.NVocab)
 	}
-	if o.Context < 0 || o.Step < 0 {
-		return nil, fmt.Errorf("engine: context %d and step %d must not be negative", o.Context, o.Step)
+	if o.Context < 0 || o.Step < 0 || o.Batch < 0 || o.Budget < 0 || o.KVBudget < 0 {
+		return nil, fmt.Errorf("engine: context %d, step %d, batch %d, budget %d and KV budget %d must not be negative", o.Context, o.Step, o.Batch, o.Budget, o.KVBudget)
+	}
+	if o.Budget == 0 {
+		o.Budget = DefaultBudget
 	}
 	if o.Context == 0 {
 		o.Context = DefaultContext
@@ -152,11 +176,17 @@ func New(m *gemma.Model, tok *tokenizer.Tokenizer, o Options) (*Engine, error) {
 	for _, l := range e.special {
 		sort.SliceStable(l, func(i, j int) bool { return len(l[i].text) > len(l[j].text) })
 	}
+	if o.Batch > 1 {
+		e.startScheduler()
+	}
 	return e, nil
 }
 
 // Close frees the cached sequence and, for Open, the model and file.
 func (e *Engine) Close() error {
+	if e.sched != nil {
+		e.sched.stop()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.seq != nil {

@@ -189,6 +189,15 @@ func (e *Engine) generate(ctx context.Context, start time.Time, prompt []int32, 
 	if err != nil {
 		return Result{}, err
 	}
+	if e.sched != nil {
+		g := e.newGeneration(nil, prompt, 0, smp, o, onEvent, start)
+		for _, id := range prompt {
+			if err := smp.Accept(id); err != nil {
+				return Result{}, err
+			}
+		}
+		return e.sched.submit(ctx, g)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	seq, cached, err := e.sequence(prompt)
