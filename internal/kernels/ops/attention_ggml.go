@@ -213,10 +213,12 @@ func roundF16(x float32) float32 { return quant.FP16ToFP32(quant.FP32ToFP16(x)) 
 // order for every batch size, so decode equals prefill bit for bit.
 // Memory: one score row (NKV floats) and 16 output accumulators per lane
 // and element of V (16·HeadDimV floats), whatever the number of rows.
-// The scores, the exponentials and the output sums run in C with AVX2+FMA
-// (attention_ggml_amd64.c) when the fast paths are on, performing the
-// same operations as nfScoresRef, nfSoftmaxExpRef and nfOutputRef; the
-// rest (visibility, softcap, F16 roundings) is Go.
+// The scores, the exponentials, the normalisation (with the weights' F16
+// rounding), q's F16 rounding and the output sums run in C with
+// AVX2+FMA+F16C (attention_ggml_amd64.c) when the fast paths are on,
+// performing the same operations as nfScoresRef, nfSoftmaxExpRef,
+// nfNormalizeRef, nfRoundF16Ref and nfOutputRef; the rest (visibility,
+// scale, softcap, mask) is Go.
 func attentionNoFlash(a *attnArgs, r0, r1 int) {
 	p := a.p
 	d, dv, nkv := p.HeadDim, a.dv, a.nkv
@@ -235,9 +237,7 @@ func attentionNoFlash(a *attnArgs, r0, r1 int) {
 		g := h / group
 		q := a.q[i*a.qRow+h*d : i*a.qRow+h*d+d]
 		if a.k.F16 != nil {
-			for e, v := range q {
-				qbuf[e] = roundF16(v)
-			}
+			nfRoundF16(q, qbuf)
 		} else {
 			copy(qbuf, q)
 		}
@@ -290,21 +290,36 @@ func attentionNoFlash(a *attnArgs, r0, r1 int) {
 		}
 		sum := nfSoftmaxExp(w, mx)
 		inv := float32(1 / sum)
-		f16v := a.v.F16 != nil
-		idx = idx[:0]
-		for j, e := range w {
+		idx = nfNormalize(w, inv, a.v.F16 != nil, idx[:cap(idx)])
+		nfOutput(w, a.v, g*a.v.HeadStride, idx, acc, o)
+	}
+}
+
+// nfNormalizeRef multiplies each nonzero w[j] by inv, rounds it to F16
+// and back when f16v, and writes the cells still nonzero to idx (which has
+// room for len(w)), returning that prefix.
+func nfNormalizeRef(w []float32, inv float32, f16v bool, idx []int32) []int32 {
+	n := 0
+	for j, e := range w {
+		if e != 0 {
+			e = float32(e * inv)
+			if f16v {
+				e = roundF16(e)
+			}
+			w[j] = e
 			if e != 0 {
-				e = float32(e * inv)
-				if f16v {
-					e = roundF16(e)
-				}
-				w[j] = e
-				if e != 0 {
-					idx = append(idx, int32(j))
-				}
+				idx[n] = int32(j)
+				n++
 			}
 		}
-		nfOutput(w, a.v, g*a.v.HeadStride, idx, acc, o)
+	}
+	return idx[:n]
+}
+
+// nfRoundF16Ref sets dst[e] to src[e] rounded to F16 and back.
+func nfRoundF16Ref(src, dst []float32) {
+	for e, v := range src {
+		dst[e] = roundF16(v)
 	}
 }
 

@@ -1,8 +1,9 @@
 //go:build cgo && amd64
 
 // AVX2+FMA+F16C kernels of NumericsGGMLNoFlash (see attention_ggml.go):
-// the 16-lane dot products of the scores and the 16-lane sums of the
-// output over the cache cells. Each performs exactly the operations of its
+// the 16-lane dot products of the scores, the 16-lane sums of the output
+// over the cache cells, the exponentials, the weights' normalisation and
+// the F16 rounding of q. Each performs exactly the operations of its
 // plain-Go twin (nfScoresRef, nfOutputRef): one fused multiply-add per
 // element and lane, in the same order, and the same reduction tree, so the
 // results agree bit for bit.
@@ -40,24 +41,60 @@ static inline NF_AVX2 float nf_reduce16(__m256 lo, __m256 hi) {
 	return (t[0] + t[2]) + (t[1] + t[3]);
 }
 
+// nf_dot16 is one cell's score: two 8-lane halves of the 16 lanes, one
+// fused multiply-add per element, then the reduction and the leftovers.
+static inline NF_AVX2 float nf_dot16(const float *q, const void *k, int kf16, long d, long main, long off) {
+	__m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+	for (long e = 0; e < main; e += 16) {
+		lo = _mm256_fmadd_ps(nf_load(k, kf16, off + e), _mm256_loadu_ps(q + e), lo);
+		hi = _mm256_fmadd_ps(nf_load(k, kf16, off + e + 8), _mm256_loadu_ps(q + e + 8), hi);
+	}
+	float r = nf_reduce16(lo, hi);
+	for (long e = main; e < d; e++) {
+		r = fmaf(nf_scalar(k, kf16, off + e), q[e], r);
+	}
+	return r;
+}
+
+// nf_fin16 finishes a cell's score from its lane halves (see nf_dot16).
+static inline NF_AVX2 float nf_fin16(__m256 lo, __m256 hi, const float *q, const void *k, int kf16, long d,
+		long main, long off) {
+	float r = nf_reduce16(lo, hi);
+	for (long e = main; e < d; e++) {
+		r = fmaf(nf_scalar(k, kf16, off + e), q[e], r);
+	}
+	return r;
+}
+
 // mica_nf_scores: s[idx[i]] = dot16(q, row idx[i] of k) for i < n; k
-// points at the head's first element, rows krow elements apart.
+// points at the head's first element, rows krow elements apart. Four cells
+// at a time, each with its own accumulators (the same operations per cell
+// as one at a time; the four chains only hide the FMA latency).
 NF_AVX2 void mica_nf_scores(const float *q, const void *k, int kf16, long d, long krow,
 		const int32_t *idx, long n, float *s) {
 	long main = d & ~15L;
-	for (long i = 0; i < n; i++) {
-		long j = idx[i];
-		long off = j * krow;
-		__m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+	long i = 0;
+	for (; i + 4 <= n; i += 4) {
+		long o0 = idx[i] * krow, o1 = idx[i + 1] * krow, o2 = idx[i + 2] * krow, o3 = idx[i + 3] * krow;
+		__m256 l0 = _mm256_setzero_ps(), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0, l3 = l0, h3 = l0;
 		for (long e = 0; e < main; e += 16) {
-			lo = _mm256_fmadd_ps(nf_load(k, kf16, off + e), _mm256_loadu_ps(q + e), lo);
-			hi = _mm256_fmadd_ps(nf_load(k, kf16, off + e + 8), _mm256_loadu_ps(q + e + 8), hi);
+			__m256 qa = _mm256_loadu_ps(q + e), qb = _mm256_loadu_ps(q + e + 8);
+			l0 = _mm256_fmadd_ps(nf_load(k, kf16, o0 + e), qa, l0);
+			h0 = _mm256_fmadd_ps(nf_load(k, kf16, o0 + e + 8), qb, h0);
+			l1 = _mm256_fmadd_ps(nf_load(k, kf16, o1 + e), qa, l1);
+			h1 = _mm256_fmadd_ps(nf_load(k, kf16, o1 + e + 8), qb, h1);
+			l2 = _mm256_fmadd_ps(nf_load(k, kf16, o2 + e), qa, l2);
+			h2 = _mm256_fmadd_ps(nf_load(k, kf16, o2 + e + 8), qb, h2);
+			l3 = _mm256_fmadd_ps(nf_load(k, kf16, o3 + e), qa, l3);
+			h3 = _mm256_fmadd_ps(nf_load(k, kf16, o3 + e + 8), qb, h3);
 		}
-		float r = nf_reduce16(lo, hi);
-		for (long e = main; e < d; e++) {
-			r = fmaf(nf_scalar(k, kf16, off + e), q[e], r);
-		}
-		s[j] = r;
+		s[idx[i]] = nf_fin16(l0, h0, q, k, kf16, d, main, o0);
+		s[idx[i + 1]] = nf_fin16(l1, h1, q, k, kf16, d, main, o1);
+		s[idx[i + 2]] = nf_fin16(l2, h2, q, k, kf16, d, main, o2);
+		s[idx[i + 3]] = nf_fin16(l3, h3, q, k, kf16, d, main, o3);
+	}
+	for (; i < n; i++) {
+		s[idx[i]] = nf_dot16(q, k, kf16, d, main, idx[i] * krow);
 	}
 }
 
@@ -70,6 +107,27 @@ NF_AVX2 void mica_nf_output(const float *w, const void *v, int vf16, long dv, lo
 	long main = dv & ~7L;
 	for (long i = 0; i < n; i++) {
 		long j = idx[i];
+		if ((j & 15) == 0 && i + 64 <= n && idx[i + 63] == j + 63 && dv == main) {
+			// 64 consecutive cells (idx is increasing): per lane, its four
+			// cells j+l, j+16+l, … in order, the lane's sums loaded and
+			// stored once.
+			for (long l = 0; l < 16; l++) {
+				float *a = acc + l * dv;
+				const long c0 = j + l;
+				const __m256 w0 = _mm256_set1_ps(w[c0]), w1 = _mm256_set1_ps(w[c0 + 16]);
+				const __m256 w2 = _mm256_set1_ps(w[c0 + 32]), w3 = _mm256_set1_ps(w[c0 + 48]);
+				const long o0 = c0 * vrow, o1 = (c0 + 16) * vrow, o2 = (c0 + 32) * vrow, o3 = (c0 + 48) * vrow;
+				for (long e = 0; e < main; e += 8) {
+					__m256 t = _mm256_fmadd_ps(nf_load(v, vf16, o0 + e), w0, _mm256_loadu_ps(a + e));
+					t = _mm256_fmadd_ps(nf_load(v, vf16, o1 + e), w1, t);
+					t = _mm256_fmadd_ps(nf_load(v, vf16, o2 + e), w2, t);
+					t = _mm256_fmadd_ps(nf_load(v, vf16, o3 + e), w3, t);
+					_mm256_storeu_ps(a + e, t);
+				}
+			}
+			i += 63;
+			continue;
+		}
 		float *a = acc + (j & 15) * dv;
 		long off = j * vrow;
 		__m256 wb = _mm256_set1_ps(w[j]);
@@ -148,4 +206,40 @@ NF_AVX2 double mica_nf_softmax_exp(float *w, long n, float mx) {
 		sum += (double)((t[0] + t[2]) + (t[1] + t[3]));
 	}
 	return sum;
+}
+
+// mica_nf_normalize: for j < n with w[j] != 0, w[j] = w[j]*inv, rounded to
+// F16 and back when f16 is set (F16C, round to nearest even: the values are
+// finite, where this equals quant.FP32ToFP16), and the cells still nonzero
+// are written to idx in increasing order; returns their number. The same
+// operations as the loop in attentionNoFlash.
+NF_AVX2 long mica_nf_normalize(float *w, long n, float inv, int f16, int32_t *idx) {
+	long m = 0;
+	for (long j = 0; j < n; j++) {
+		float e = w[j];
+		if (e != 0) {
+			e = e * inv;
+			if (f16) {
+				e = _cvtsh_ss(_cvtss_sh(e, 0));
+			}
+			w[j] = e;
+			if (e != 0) {
+				idx[m++] = (int32_t)j;
+			}
+		}
+	}
+	return m;
+}
+
+// mica_nf_round_f16: dst[e] = src[e] rounded to F16 (round to nearest even,
+// vcvtps2ph mode 0, which quant.FP32ToFP16 reproduces, NaN included) and
+// back, for e < n.
+NF_AVX2 void mica_nf_round_f16(const float *src, float *dst, long n) {
+	long e = 0;
+	for (; e + 8 <= n; e += 8) {
+		_mm256_storeu_ps(dst + e, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(src + e), 0)));
+	}
+	for (; e < n; e++) {
+		dst[e] = _cvtsh_ss(_cvtss_sh(src[e], 0));
+	}
 }

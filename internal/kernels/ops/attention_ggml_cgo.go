@@ -10,6 +10,8 @@ void mica_nf_scores(const float *q, const void *k, int kf16, long d, long krow,
 void mica_nf_output(const float *w, const void *v, int vf16, long dv, long vrow,
 	const int32_t *idx, long n, float *acc, float *out);
 double mica_nf_softmax_exp(float *w, long n, float mx);
+void mica_nf_round_f16(const float *src, float *dst, long n);
+long mica_nf_normalize(float *w, long n, float inv, int f16, int32_t *idx);
 */
 import "C"
 
@@ -42,6 +44,29 @@ func nfSoftmaxExp(w []float32, mx float32) float64 {
 		return nfSoftmaxExpRef(w, mx)
 	}
 	return float64(C.mica_nf_softmax_exp(fptr(w), C.long(len(w)), C.float(mx)))
+}
+
+// nfNormalize is nfNormalizeRef; idx must have room for len(w) cells.
+func nfNormalize(w []float32, inv float32, f16v bool, idx []int32) []int32 {
+	if !useFast || len(w) == 0 {
+		return nfNormalizeRef(w, inv, f16v, idx)
+	}
+	f := C.int(0)
+	if f16v {
+		f = 1
+	}
+	n := C.mica_nf_normalize(fptr(w), C.long(len(w)), C.float(inv), f, (*C.int32_t)(unsafe.Pointer(&idx[0])))
+	return idx[:n]
+}
+
+// nfRoundF16 is nfRoundF16Ref; len(dst) >= len(src).
+func nfRoundF16(src, dst []float32) {
+	if !useFast || len(src) == 0 {
+		nfRoundF16Ref(src, dst)
+		return
+	}
+	_ = dst[len(src)-1]
+	C.mica_nf_round_f16(fptr(src), fptr(dst), C.long(len(src)))
 }
 
 // kvPtrAt points at element off of kv's storage.

@@ -11,3 +11,9 @@ func nfOutput(w []float32, v KV, off int, idx []int32, acc, out []float32) {
 }
 
 func nfSoftmaxExp(w []float32, mx float32) float64 { return nfSoftmaxExpRef(w, mx) }
+
+func nfNormalize(w []float32, inv float32, f16v bool, idx []int32) []int32 {
+	return nfNormalizeRef(w, inv, f16v, idx)
+}
+
+func nfRoundF16(src, dst []float32) { nfRoundF16Ref(src, dst) }

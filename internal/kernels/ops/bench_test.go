@@ -99,3 +99,16 @@ func BenchmarkRowOps(b *testing.B) {
 		loop(b, func() { RoPE(q, pos, 4, 256, RoPEParams{NRot: 256, Base: 10000, FreqScale: 1, NeoX: true}, 0, 32) })
 	})
 }
+
+// NumericsGGMLNoFlash (the F16-cache prefill path) at Gemma 3 270m shapes:
+// 64 queries against 512 cached cells.
+func BenchmarkAttentionNoFlash(b *testing.B) {
+	c := attnCase{nHead: 4, nKVHead: 1, d: 256, dv: 256, nQ: 64, nKV: 512, causal: true, kf16: true, vf16: true}
+	p, a := makeAttn(c, 1)
+	p.Numerics = NumericsGGMLNoFlash
+	benchBoth(b, "q64/f16=true", func() {
+		if err := Attention(p, a, c.nQ, 0, c.nQ*4); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
