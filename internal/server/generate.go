@@ -24,6 +24,30 @@ type job struct {
 	s      *Server
 }
 
+// admit reads and decodes a generation request's body and prepares its job
+// (model lookup, checks, queue). On failure it has answered the client and
+// returns ok false; on success the caller must call cancel and j.done.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, decode func([]byte) (*canon.Request, error)) (req *canon.Request, j *job, ctx context.Context, cancel context.CancelFunc, ok bool) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return nil, nil, nil, nil, false
+	}
+	if req, err = decode(body); err != nil {
+		s.fail(w, r, err)
+		return nil, nil, nil, nil, false
+	}
+	ctx, cancel = context.WithCancel(r.Context())
+	if j, err = s.prepare(ctx, req); err != nil {
+		if ctx.Err() == nil {
+			s.fail(w, r, err)
+		}
+		cancel()
+		return nil, nil, nil, nil, false
+	}
+	return req, j, ctx, cancel, true
+}
+
 // prepare finds the model, waits for the engine, loads the model and checks
 // the request against it. On success the caller owns the engine until
 // job.done.

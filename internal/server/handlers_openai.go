@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -19,25 +18,11 @@ func (s *Server) openaiCompletion(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) openaiGenerate(w http.ResponseWriter, r *http.Request, decode func([]byte) (*canon.Request, error), isChat bool) {
-	body, err := s.readBody(w, r)
-	if err != nil {
-		s.fail(w, r, err)
+	req, j, ctx, cancel, ok := s.admit(w, r, decode)
+	if !ok {
 		return
 	}
-	req, err := decode(body)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	j, err := s.prepare(ctx, req)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.fail(w, r, err)
-		}
-		return
-	}
 	defer j.done()
 	prefix := "cmpl"
 	if isChat {
