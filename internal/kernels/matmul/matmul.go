@@ -34,11 +34,14 @@
 // sequence whatever the split, so results do not depend on the thread count.
 // For float weights an element's value also does not depend on n (decode
 // and prefill agree bit for bit): every path (n = 1 matrix-vector, register
-// tiles for n > 1) performs the same per-element operations. Quantized
-// weights: the path depends only on the weight type, cols and n (n = 1
-// matrix-vector, n > 1 register tiles over blocks of activation rows),
-// never on the row range; do not split the activation rows into separate
-// calls if results must match an unsplit call.
+// tiles for n > 1) performs the same per-element operations. The same
+// holds for quantized weights on the fast paths: the n = 1 kernels and the
+// tiles add each block's term d_w·d_x·isum into the same eight float lanes
+// in the same order (Q4_0: two blocks per multiply-add, see mv_q4_0) and
+// reduce them with the same tree, so a row's outputs do not depend on n or
+// its position in the batch. The quantized reference sums blocks
+// sequentially in one float and agrees with the fast paths within fastTol
+// (matmul_test.go), not bit for bit.
 //
 // Benchmarks: go test -bench . ./internal/kernels/matmul, and for the table
 // of `mica bench kernels` with the machine's limits measured alongside,

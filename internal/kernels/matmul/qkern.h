@@ -131,6 +131,13 @@ QINLINE void QFN(tile32)(int T, int RM, int RN, const uint8_t *w, size_t wrb, co
 		for (int i = 0; i < RM; i++)
 			acc[i][j] = _mm256_setzero_ps();
 	}
+	// Q4_0 follows the n = 1 kernel's pair order (mv_q4_0): blocks 2k and
+	// 2k+1 are added by one multiply-add, lanes 0..3 holding block 2k's
+	// folded lane sums (lane l + lane l+4, exact integers) and lanes 4..7
+	// block 2k+1's; an odd last block is added alone over all eight lanes.
+	const int pairs = T == T_Q4_0;
+	__m256i pend[4][4];
+	__m256 ddpend[4];
 	for (int b = 0; b < nb; b++) {
 		__m256i q[4];
 		float d[4], m[4];
@@ -159,11 +166,24 @@ QINLINE void QFN(tile32)(int T, int RM, int RN, const uint8_t *w, size_t wrb, co
 			const __m256 dd = _mm256_mul_ps(dw, _mm256_set1_ps(dy));
 			if (hm)
 				accm[j] = _mm_add_ps(accm[j], _mm_mul_ps(mw, _mm_set1_ps(sy)));
+			if (pairs && !(b & 1))
+				ddpend[j] = dd;
 			#pragma GCC unroll 8
 			for (int i = 0; i < RM; i++) {
 				__m256i p = offshift ? _mm256_sub_epi32(QDOT_U(q[i], yq), yoff)
 					: hm ? QDOT_U(q[i], yq) : QDOT_S(q[i], yq);
 				const __m256 sc = _mm256_permute_ps(dd, 0x55 * i);
+				if (pairs && !(b & 1) && b + 1 < nb) { // first of a pair: kept
+					pend[i][j] = p;
+					continue;
+				}
+				if (pairs && (b & 1)) { // second of a pair: fold both, A low, B high
+					const __m256i f = _mm256_add_epi32(_mm256_permute2x128_si256(pend[i][j], p, 0x20),
+						_mm256_permute2x128_si256(pend[i][j], p, 0x31));
+					const __m256 s2 = _mm256_permute_ps(_mm256_blend_ps(ddpend[j], dd, 0xf0), 0x55 * i);
+					acc[i][j] = _mm256_fmadd_ps(s2, _mm256_cvtepi32_ps(f), acc[i][j]);
+					continue;
+				}
 				acc[i][j] = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(p), acc[i][j]);
 			}
 		}

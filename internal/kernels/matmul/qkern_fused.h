@@ -263,12 +263,13 @@ QINLINE __m128 QFN(scale2)(const uint8_t *p, size_t stride, __m128 dy2) {
 
 // Q8_0: one row at a time, so the weights are read strictly sequentially
 // (with 4 interleaved row streams the hardware prefetcher kept up much
-// worse: 262144×640 streamed ~1.4× faster one row at a time); blocks A and
-// B of a pair go to separate accumulators so the two FMA chains overlap.
+// worse: 262144×640 streamed ~1.4× faster one row at a time). One 8-lane
+// accumulator updated block by block, as in the tile kernels (tile32), so
+// each output is the same float sequence whatever n is.
 // Every 64-byte line ahead is software-prefetched.
 // dyb: the activation scales as floats (NULL: converted here, the same values).
 QINLINE float QFN(mv_q8_0)(const uint8_t *w, const uint8_t *x, const float *dyb, int nb) {
-	__m256 acc = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps();
+	__m256 acc = _mm256_setzero_ps();
 	const __m256i idx1 = _mm256_set1_epi32(1);
 	int b = 0;
 	#pragma GCC unroll 2
@@ -286,7 +287,7 @@ QINLINE float QFN(mv_q8_0)(const uint8_t *w, const uint8_t *x, const float *dyb,
 		const __m256i qa = _mm256_loadu_si256((const __m256i *)(wa + 2));
 		const __m256i qb = _mm256_loadu_si256((const __m256i *)(wa + 36));
 		acc = _mm256_fmadd_ps(sa, _mm256_cvtepi32_ps(QDOT_S(qa, ya)), acc);
-		acc2 = _mm256_fmadd_ps(sb, _mm256_cvtepi32_ps(QDOT_S(qb, yb)), acc2);
+		acc = _mm256_fmadd_ps(sb, _mm256_cvtepi32_ps(QDOT_S(qb, yb)), acc);
 	}
 	if (b < nb) {
 		const uint8_t *xa = x + (size_t)b * 34, *wa = w + (size_t)b * 34;
@@ -294,7 +295,7 @@ QINLINE float QFN(mv_q8_0)(const uint8_t *w, const uint8_t *x, const float *dyb,
 		const __m256i qa = _mm256_loadu_si256((const __m256i *)(wa + 2));
 		acc = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(wa) * QFN(h2f)(xa)), _mm256_cvtepi32_ps(QDOT_S(qa, ya)), acc);
 	}
-	return QFN(hsum)(_mm256_add_ps(acc, acc2));
+	return QFN(hsum)(acc);
 }
 
 // Q4_0 pairs: one 256-bit vector holds block A's 16 bytes (low half) and
