@@ -116,6 +116,10 @@ func printKernelReport(w io.Writer, r *bench.KernelReport) {
 	for _, t := range order {
 		var cells []string
 		for _, m := range byType[t] {
+			if m.NA {
+				cells = append(cells, "n/a\t\t")
+				continue
+			}
 			cells = append(cells, fmt.Sprintf("%.1f\t%.0f%%\t%.0f%%", m.Flops, m.Pct, m.LocalPct))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t\n", t, strings.Join(cells, "\t"))

@@ -141,6 +141,10 @@ func Kernels(ctx context.Context, o KernelOptions) (*KernelReport, error) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
+			if s.K%t.BlockSize() != 0 {
+				r.GEMM = append(r.GEMM, KernelResult{Type: t.String(), Shape: s, NA: true})
+				continue
+			}
 			say(fmt.Sprintf("gemm %s %d×%d×%d", t, s.M, s.K, s.N))
 			sec, _, err := timeMatMul(b, t, s, o.MinTime)
 			if err != nil {
