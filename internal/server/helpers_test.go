@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"mica/internal/testenv"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,22 +22,7 @@ import (
 	"mica/internal/tensor"
 )
 
-// sharedDir finds ../shared beside the repository root.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			s := filepath.Join(filepath.Dir(d), "shared")
-			if _, err := os.Stat(s); err != nil {
-				t.Skipf("shared data not found at %s", s)
-			}
-			return s
-		}
-	}
-	t.Skip("repository root not found")
-	return ""
-}
+func sharedDir(t testing.TB) string { return testenv.Shared(t) }
 
 var (
 	synthOnce sync.Once

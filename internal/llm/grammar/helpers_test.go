@@ -1,6 +1,7 @@
 package grammar
 
 import (
+	"mica/internal/testenv"
 	"os"
 	"path/filepath"
 	"sync"
@@ -9,22 +10,7 @@ import (
 	"mica/internal/tokenizer"
 )
 
-// sharedDir finds the shared folder next to the repository root by walking
-// up from the test's working directory.
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if fi, err := os.Stat(filepath.Join(dir, "shared", "testdata")); err == nil && fi.IsDir() {
-			return filepath.Join(dir, "shared")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("shared/testdata not found next to the repository root; skipping")
-		}
-		dir = parent
-	}
-}
+func sharedDir(t testing.TB) string { return testenv.Shared(t) }
 
 var (
 	gemmaOnce  sync.Once
