@@ -225,3 +225,25 @@ func TestGetRowsAndErrors(t *testing.T) {
 func halfAt(b []byte) float32 { return quant.FP16ToFP32(binary.LittleEndian.Uint16(b)) }
 
 func halfRound(v float32) float32 { return quant.FP16ToFP32(quant.FP32ToFP16(v)) }
+
+func TestHostF32RoundTrip(t *testing.T) {
+	b := New(1)
+	defer b.Close()
+	v := []float32{1, -2.5, 3e-8, 7}
+	x, err := compute.FromF32(b, v, 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := compute.ToF32(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range v {
+		if got[i] != v[i] {
+			t.Fatalf("element %d: %v != %v", i, got[i], v[i])
+		}
+	}
+	if err := compute.WriteF32(x, v[:3]); err == nil {
+		t.Fatal("a short write must fail")
+	}
+}
