@@ -73,3 +73,18 @@ func (f *File) Abort() error {
 	}
 	return nil
 }
+
+// WriteFile writes data to path through a temporary file and a rename, so
+// path holds either its old contents or all of data, never a part. The
+// file is readable by all (0644), as Commit leaves it.
+func WriteFile(path string, data []byte) error {
+	f, err := Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Abort()
+		return err
+	}
+	return f.Commit()
+}
