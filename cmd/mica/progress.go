@@ -13,6 +13,7 @@ import (
 type progress struct {
 	w       io.Writer
 	label   string
+	unit    string // "it": the rate is shown as it/s or s/it
 	total   int64
 	start   time.Time
 	last    time.Time
@@ -48,7 +49,15 @@ func (p *progress) Set(done int64) {
 		eta = (time.Duration(float64(elapsed) * (1/frac - 1))).Round(time.Second).String()
 	}
 	rate := float64(done) / elapsed.Seconds()
-	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d %.1f/s ETA %s ", p.label, strings.Repeat("=", n), strings.Repeat(" ", width-n), done, p.total, rate, eta)
+	speed := fmt.Sprintf("%.1f/s", rate)
+	if p.unit != "" {
+		if rate >= 1 || done == 0 {
+			speed = fmt.Sprintf("%.2f %s/s", rate, p.unit)
+		} else {
+			speed = fmt.Sprintf("%.2f s/%s", 1/rate, p.unit)
+		}
+	}
+	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d %s ETA %s ", p.label, strings.Repeat("=", n), strings.Repeat(" ", width-n), done, p.total, speed, eta)
 }
 
 // Done ends the line.
