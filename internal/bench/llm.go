@@ -108,7 +108,7 @@ func LLM(ctx context.Context, o LLMOptions) (*LLMReport, error) {
 	}
 	defer m.Close()
 	r.OpenSeconds = time.Since(t0).Seconds()
-	r.OpenRSSBytes, _ = procMemory()
+	r.OpenRSSBytes, _ = ProcMemory()
 	c := m.Config
 	r.Name, r.Arch = c.Name, c.Arch
 	r.Type, r.Params = weightType(f)
@@ -190,7 +190,7 @@ func LLM(ctx context.Context, o LLMOptions) (*LLMReport, error) {
 			return nil, err
 		}
 	}
-	r.RSSBytes, r.PeakRSSBytes = procMemory()
+	r.RSSBytes, r.PeakRSSBytes = ProcMemory()
 	r.MeasuredAtUTC = time.Now().UTC().Format(time.RFC3339)
 	return r, nil
 }
@@ -234,8 +234,8 @@ func weightType(f *gguf.File) (string, int64) {
 	return best.String(), params
 }
 
-// procMemory reads VmRSS and VmHWM (bytes) from /proc/self/status.
-func procMemory() (rss, hwm int64) {
+// ProcMemory reads VmRSS and VmHWM (bytes) from /proc/self/status.
+func ProcMemory() (rss, hwm int64) {
 	fh, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0, 0

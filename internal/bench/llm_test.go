@@ -19,7 +19,7 @@ func TestMeanStd(t *testing.T) {
 }
 
 func TestProcMemory(t *testing.T) {
-	rss, hwm := procMemory()
+	rss, hwm := ProcMemory()
 	if runtime.GOOS == "linux" && (rss <= 0 || hwm < rss) {
 		t.Fatalf("VmRSS %d, VmHWM %d", rss, hwm)
 	}
