@@ -37,39 +37,11 @@ type Writer struct {
 // Begin and End, stored both in the Writer (see Tensors) and in the
 // caller's slice.
 func Create(path string, metadata map[string]string, tensors []TensorInfo) (*Writer, error) {
-	w := &Writer{path: path, tensors: make([]TensorInfo, len(tensors))}
-	seen := map[string]bool{}
-	var off int64
-	for i, t := range tensors {
-		if t.Name == metadataKey {
-			return nil, fmt.Errorf("safetensors: %s: %q cannot be a tensor name", path, t.Name)
-		}
-		if seen[t.Name] {
-			return nil, fmt.Errorf("safetensors: %s: duplicate tensor %q", path, t.Name)
-		}
-		seen[t.Name] = true
-		d, err := writeDType(t)
-		if err != nil {
-			return nil, fmt.Errorf("safetensors: %s: %w", path, err)
-		}
-		size, err := byteSize(t, d)
-		if err != nil {
-			return nil, fmt.Errorf("safetensors: %s: %w", path, err)
-		}
-		t.DType, t.RawDType = d.t, d.name
-		t.Shape = append([]int64{}, t.Shape...)
-		t.Begin, t.End = off, off+size
-		tensors[i].DType, tensors[i].RawDType = t.DType, t.RawDType
-		tensors[i].Begin, tensors[i].End = t.Begin, t.End
-		w.tensors[i] = t
-		off += size
-	}
-	head, err := encodeHeader(metadata, w.tensors)
-	if err != nil {
+	w := &Writer{path: path}
+	var head []byte
+	var err error
+	if w.tensors, head, err = layout(metadata, tensors); err != nil {
 		return nil, fmt.Errorf("safetensors: %s: %w", path, err)
-	}
-	if len(head) > MaxHeaderSize {
-		return nil, fmt.Errorf("safetensors: %s: header of %d bytes exceeds the %d-byte limit", path, len(head), MaxHeaderSize)
 	}
 	f, err := atomicfile.Create(path)
 	if err != nil {
@@ -85,6 +57,59 @@ func Create(path string, metadata map[string]string, tensors []TensorInfo) (*Wri
 		return nil, err
 	}
 	return w, nil
+}
+
+// Header returns the bytes Create writes before the tensor data: the
+// 8-byte little-endian header length, then the JSON header padded with
+// spaces to a multiple of 8. Like Create, it fills in Begin and End in
+// tensors. The data section that follows is the tensors' bytes in order,
+// with no gaps.
+func Header(metadata map[string]string, tensors []TensorInfo) ([]byte, error) {
+	_, head, err := layout(metadata, tensors)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %w", err)
+	}
+	return append(binary.LittleEndian.AppendUint64(nil, uint64(len(head))), head...), nil
+}
+
+// layout checks the declared tensors, places them one after another, and
+// encodes the header (without its length prefix).
+func layout(metadata map[string]string, tensors []TensorInfo) ([]TensorInfo, []byte, error) {
+	placed := make([]TensorInfo, len(tensors))
+	seen := map[string]bool{}
+	var off int64
+	for i, t := range tensors {
+		if t.Name == metadataKey {
+			return nil, nil, fmt.Errorf("%q cannot be a tensor name", t.Name)
+		}
+		if seen[t.Name] {
+			return nil, nil, fmt.Errorf("duplicate tensor %q", t.Name)
+		}
+		seen[t.Name] = true
+		d, err := writeDType(t)
+		if err != nil {
+			return nil, nil, err
+		}
+		size, err := byteSize(t, d)
+		if err != nil {
+			return nil, nil, err
+		}
+		t.DType, t.RawDType = d.t, d.name
+		t.Shape = append([]int64{}, t.Shape...)
+		t.Begin, t.End = off, off+size
+		tensors[i].DType, tensors[i].RawDType = t.DType, t.RawDType
+		tensors[i].Begin, tensors[i].End = t.Begin, t.End
+		placed[i] = t
+		off += size
+	}
+	head, err := encodeHeader(metadata, placed)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(head) > MaxHeaderSize {
+		return nil, nil, fmt.Errorf("header of %d bytes exceeds the %d-byte limit", len(head), MaxHeaderSize)
+	}
+	return placed, head, nil
 }
 
 func writeDType(t TensorInfo) (dtypeInfo, error) {
