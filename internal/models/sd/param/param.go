@@ -70,7 +70,9 @@ type Source interface {
 type Errors struct{ errs []error }
 
 // Add records a problem.
-func (e *Errors) Add(format string, args ...any) { e.errs = append(e.errs, fmt.Errorf(format, args...)) }
+func (e *Errors) Add(format string, args ...any) {
+	e.errs = append(e.errs, fmt.Errorf(format, args...))
+}
 
 // Err is every recorded problem, joined, or nil.
 func (e *Errors) Err() error { return errors.Join(e.errs...) }
