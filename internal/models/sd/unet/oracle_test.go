@@ -138,6 +138,17 @@ func oracleUNet(b compute.Backend, m *Model, x *oracle.Map, t float32, ctx [][]f
 	for _, blk := range m.Output {
 		s := skips[len(skips)-1]
 		skips = skips[:len(skips)-1]
+		if h.H != s.H || h.W != s.W { // A1111: nearest resize to the skip's size
+			c := &oracle.Map{C: h.C, H: s.H, W: s.W, V: make([]float64, h.C*s.H*s.W)}
+			for ch := 0; ch < h.C; ch++ {
+				for y := 0; y < s.H; y++ {
+					for x := 0; x < s.W; x++ {
+						c.V[(ch*s.H+y)*s.W+x] = h.At(ch, y*h.H/s.H, x*h.W/s.W)
+					}
+				}
+			}
+			h = c
+		}
 		cat := &oracle.Map{C: h.C + s.C, H: h.H, W: h.W, V: append(append([]float64(nil), h.V...), s.V...)}
 		h = cat
 		for _, l := range blk {

@@ -125,15 +125,16 @@ func TimestepEmbedding(t float32, dim int) []float32 {
 	return out
 }
 
-// Forward runs the UNet: x F32 [1, inC, h, w] (h and w multiples of
-// 2^(levels−1)), the fractional timestep t, ctx F32 [tokens, contextDim],
+// Forward runs the UNet: x F32 [1, inC, h, w] (any size: where h or w is
+// not a multiple of 2^(levels−1), an upsampled map one row or column
+// larger than its skip is cut to the skip's size, as A1111 does), the
+// fractional timestep t, ctx F32 [tokens, contextDim],
 // y F32 [admDim] for SDXL (nil otherwise); the prediction is written to out
 // F32 [1, outC, h, w].
 func (m *Model) Forward(b compute.Backend, x *compute.Tensor, t float32, ctx, y, out *compute.Tensor) error {
 	cfg := &m.Config
-	down := 1 << (len(cfg.ChannelMult) - 1)
-	if len(x.Shape) != 4 || x.Shape[0] != 1 || x.Shape[1] != cfg.InChannels || x.Shape[2]%down != 0 || x.Shape[3]%down != 0 {
-		return fmt.Errorf("unet: input %v, want [1 %d h w] with h, w multiples of %d", x, cfg.InChannels, down)
+	if len(x.Shape) != 4 || x.Shape[0] != 1 || x.Shape[1] != cfg.InChannels || x.Shape[2] < 1 || x.Shape[3] < 1 {
+		return fmt.Errorf("unet: input %v, want [1 %d h w]", x, cfg.InChannels)
 	}
 	if len(out.Shape) != 4 || out.Shape[1] != cfg.OutChannels || out.Shape[2] != x.Shape[2] || out.Shape[3] != x.Shape[3] {
 		return fmt.Errorf("unet: output %v for input %v", out, x)
@@ -166,6 +167,18 @@ func (m *Model) Forward(b compute.Backend, x *compute.Tensor, t float32, ctx, y,
 	for _, blk := range m.Output {
 		s := skips[len(skips)-1]
 		skips = skips[:len(skips)-1]
+		if h.Shape[2] != s.Shape[2] || h.Shape[3] != s.Shape[3] {
+			// A stride-2 conv rounds odd sizes up, so the ×2 upsample
+			// overshoots the skip by one: A1111 resizes to the skip's
+			// size (nearest), which here is a crop.
+			c, err := crop(b, h, s.Shape[2], s.Shape[3])
+			nn.Free(b, h)
+			if err != nil {
+				nn.Free(b, s)
+				return err
+			}
+			h = c
+		}
 		cat, err := b.Alloc(tensor.F32, 1, h.Shape[1]+s.Shape[1], h.Shape[2], h.Shape[3])
 		if err == nil {
 			err = compute.Concat(h, s, cat, 1)
@@ -191,6 +204,25 @@ func (m *Model) Forward(b compute.Backend, x *compute.Tensor, t float32, ctx, y,
 	}
 	defer nn.Free(b, o)
 	return compute.Copy(o, out)
+}
+
+// crop copies the top-left [hh, ww] of x [1, C, H, W] into a new tensor.
+func crop(b compute.Backend, x *compute.Tensor, hh, ww int) (*compute.Tensor, error) {
+	if hh > x.Shape[2] || ww > x.Shape[3] {
+		return nil, fmt.Errorf("unet: cannot crop %v to %dx%d", x, hh, ww)
+	}
+	view := *x
+	view.Shape = []int{x.Shape[0], x.Shape[1], hh, ww}
+	view.Strides = x.Stride()
+	out, err := b.Alloc(tensor.F32, view.Shape...)
+	if err != nil {
+		return nil, err
+	}
+	if err := compute.Copy(&view, out); err != nil {
+		b.Free(out)
+		return nil, err
+	}
+	return out, nil
 }
 
 // runBlock applies a block's layers to h. The input is freed once consumed

@@ -62,6 +62,7 @@ func TestForwardMatchesOracle(t *testing.T) {
 		{"sd1-f16", tinySD1(), tensor.F16},
 		{"sd1-f32", tinySD1(), tensor.F32},
 		{"sdxl-f16", tinySDXL(), tensor.F16},
+		{"sd1-odd", tinySD1(), tensor.F16}, // a 6×10 latent: sizes that do not halve evenly
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := param.NewRandom(b, 1, 0.15)
@@ -78,14 +79,18 @@ func TestForwardMatchesOracle(t *testing.T) {
 				t.Fatalf("DetectConfig = %+v, want %+v", got, tc.cfg)
 			}
 			rng := rand.New(rand.NewPCG(3, 4))
-			x, x64 := randTensor(t, b, rng, 1, 1, 4, 8, 8)
+			hh, ww := 8, 8
+			if tc.name == "sd1-odd" {
+				hh, ww = 6, 10
+			}
+			x, x64 := randTensor(t, b, rng, 1, 1, 4, hh, ww)
 			ctx, ctx64 := randTensor(t, b, rng, 1, 5, tc.cfg.ContextDim)
 			var y *compute.Tensor
 			var y64 []float64
 			if tc.cfg.ADMDim > 0 {
 				y, y64 = randTensor(t, b, rng, 1, tc.cfg.ADMDim)
 			}
-			out, err := b.Alloc(tensor.F32, 1, 4, 8, 8)
+			out, err := b.Alloc(tensor.F32, 1, 4, hh, ww)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,7 +101,7 @@ func TestForwardMatchesOracle(t *testing.T) {
 			if leak := b.Memory().Allocated - before; leak != 0 {
 				t.Errorf("forward left %d bytes allocated", leak)
 			}
-			want := oracleUNet(b, m, &oracle.Map{C: 4, H: 8, W: 8, V: x64}, 427.49, rows(ctx64, tc.cfg.ContextDim), y64)
+			want := oracleUNet(b, m, &oracle.Map{C: 4, H: hh, W: ww, V: x64}, 427.49, rows(ctx64, tc.cfg.ContextDim), y64)
 			gotV, _ := nn.ReadF32(b, out)
 			// The backend sums in float32 and the oracle in float64; both
 			// round the same values to F16 (conv inputs, F16-weight linear

@@ -1,0 +1,147 @@
+package imagegen
+
+import (
+	"fmt"
+	"math"
+
+	"mica/internal/compute"
+	"mica/internal/diffusion/prompt"
+	"mica/internal/models/sd/clip"
+)
+
+// cond is the conditioning of one side of classifier-free guidance: the
+// cross-attention context [tokens, dim] and, for SDXL, the vector y.
+type cond struct {
+	ctx []float32
+	n   int // tokens (77 per chunk)
+	dim int
+	y   []float32
+}
+
+// conditioning encodes prompt and negative into the two sides of CFG, with
+// the same number of 77-token chunks on both (the shorter side is padded
+// with chunks of the empty prompt, as A1111 does).
+func (m *Model) conditioning(r *Request, w, h int) (c, u cond, err error) {
+	pc := prompt.Tokenize(m.tok, r.Prompt)
+	nc := prompt.Tokenize(m.tok, r.Negative)
+	empty := prompt.Tokenize(m.tok, "")
+	for len(pc) < len(nc) {
+		pc = append(pc, empty[0])
+	}
+	for len(nc) < len(pc) {
+		nc = append(nc, empty[0])
+	}
+	skip := r.ClipSkip
+	if c, err = m.encodeText(pc, skip, w, h, false); err != nil {
+		return c, u, err
+	}
+	// stable-diffusion.cpp (and SGM's force_zero_embeddings for the
+	// context) give SDXL an all-zero uncond context for an empty negative
+	// prompt; the pooled part of y still comes from encoding "".
+	zero := m.bigG != nil && r.Negative == ""
+	u, err = m.encodeText(nc, skip, w, h, zero)
+	return c, u, err
+}
+
+// encode runs the text encoder(s) over each chunk and concatenates the
+// chunks along the token axis, applying the prompt's emphasis weights.
+func (m *Model) encodeText(chunks []prompt.Chunk, clipSkip, w, h int, zeroCtx bool) (cond, error) {
+	var out cond
+	if clipSkip == 0 {
+		clipSkip = 1
+		if m.bigG != nil {
+			clipSkip = 2
+		}
+	}
+	for i, ch := range chunks {
+		hid, err := m.runCLIP(m.clip, ch.IDs[:], clipSkip, m.bigG == nil, clip.NoPool)
+		if err != nil {
+			return out, err
+		}
+		dim := m.clip.Config.Hidden
+		var pooled []float32
+		if m.bigG != nil {
+			g := ch.ZeroAfterEOS()
+			hg, err := m.runCLIP(m.bigG, g.IDs[:], clipSkip, false, clip.NoPool)
+			if err != nil {
+				return out, err
+			}
+			gdim := m.bigG.Config.Hidden
+			hid = interleaveRows(hid, dim, hg, gdim)
+			dim += gdim
+			if i == 0 {
+				if _, pooled, err = m.encodeWith(m.bigG, g.IDs[:], clip.EncodeOptions{Layers: m.bigG.Config.Layers, FinalNorm: true, PooledAt: g.FirstEOS}); err != nil {
+					return out, err
+				}
+				out.y = sizeVector(pooled, h, w)
+			}
+		}
+		if err := prompt.Restore(hid, len(ch.IDs), dim, ch.Weights[:]); err != nil {
+			return out, err
+		}
+		if zeroCtx {
+			clear(hid)
+		}
+		out.ctx = append(out.ctx, hid...)
+		out.n += len(ch.IDs)
+		out.dim = dim
+	}
+	return out, nil
+}
+
+// runCLIP encodes one chunk up to the layer clip skip selects.
+func (m *Model) runCLIP(e *clip.Model, ids []int32, clipSkip int, finalNorm bool, pooledAt int) ([]float32, error) {
+	layers := e.Config.Layers - (clipSkip - 1)
+	if layers < 1 {
+		return nil, fmt.Errorf("clip skip %d leaves no layer of %d", clipSkip, e.Config.Layers)
+	}
+	hid, _, err := m.encodeWith(e, ids, clip.EncodeOptions{Layers: layers, FinalNorm: finalNorm, PooledAt: pooledAt})
+	return hid, err
+}
+
+func (m *Model) encodeWith(e *clip.Model, ids []int32, o clip.EncodeOptions) ([]float32, []float32, error) {
+	t, pooled, err := e.Encode(m.b, ids, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer m.b.Free(t)
+	hid, err := compute.ToF32(t)
+	return hid, pooled, err
+}
+
+// interleaveRows concatenates two [n, da] and [n, db] matrices row by row.
+func interleaveRows(a []float32, da int, b []float32, db int) []float32 {
+	n := len(a) / da
+	out := make([]float32, 0, n*(da+db))
+	for i := 0; i < n; i++ {
+		out = append(out, a[i*da:(i+1)*da]...)
+		out = append(out, b[i*db:(i+1)*db]...)
+	}
+	return out
+}
+
+// sizeVector is SDXL's vector conditioning: the pooled text embedding, then
+// sinusoidal embeddings (256 wide, cosine first) of the original size, the
+// crop's top-left corner and the target size. Like stable-diffusion.cpp
+// and A1111's defaults, original = target = the output size, crop (0, 0).
+func sizeVector(pooled []float32, h, w int) []float32 {
+	y := append([]float32(nil), pooled...)
+	for _, v := range []int{h, w, 0, 0, h, w} {
+		y = append(y, sinusoid(float32(v), 256)...)
+	}
+	return y
+}
+
+// sinusoid embeds a scalar: cos(v·f_j) for j < dim/2, then sin, with
+// f_j = exp(−ln(10000)·j/(dim/2)).
+func sinusoid(v float32, dim int) []float32 {
+	half := dim / 2
+	out := make([]float32, dim)
+	for j := 0; j < half; j++ {
+		f := float32(math.Exp(-math.Log(10000) * float64(j) / float64(half)))
+		a := float64(v * f)
+		out[j] = float32(math.Cos(a))
+		out[half+j] = float32(math.Sin(a))
+	}
+	return out
+}
