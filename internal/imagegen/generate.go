@@ -27,7 +27,7 @@ type Progress struct {
 	Pass          string
 	// Latent is the current denoised estimate [4, h, w] (for previews:
 	// see Preview); valid only during the callback.
-	Latent []float32
+	Latent           []float32
 	LatentW, LatentH int
 }
 
@@ -46,7 +46,7 @@ type Result struct {
 	Images      []Image
 	Notices     []Notice
 	Interrupted bool // stopped early on request
-	Timings Timings
+	Timings     Timings
 }
 
 // Timings splits a request's time by stage.

@@ -16,8 +16,8 @@ import (
 	"mica/internal/models/sd/clip"
 	"mica/internal/models/sd/unet"
 	"mica/internal/models/sd/vae"
-	cliptok "mica/internal/tokenizer/clip"
 	"mica/internal/tensor"
+	cliptok "mica/internal/tokenizer/clip"
 )
 
 // Checkpoint name prefixes of the single-file (LDM / SGM) layout.
