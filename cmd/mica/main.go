@@ -39,6 +39,8 @@ the same interface later).
 
 Start with:
   mica run MODEL.gguf "Hi"  chat with a Gemma 3 / Gemma 4 GGUF model (interactive without a prompt)
+  mica gen -m SD.safetensors "a cat" -o cat.png
+                            make a picture with a Stable Diffusion 1.x / SDXL checkpoint
   mica serve --models DIR   serve the GGUF models in DIR over OpenAI- and Ollama-compatible APIs
   mica demo                 quantize a matrix to every weight type and run the engine on it
   mica bench kernels        measure this machine and mica's kernels on it
@@ -49,7 +51,7 @@ Start with:
 	}
 	root.AddGroup(&cobra.Group{ID: "main", Title: "Commands:"},
 		&cobra.Group{ID: "tools", Title: "Tools for developers and benchmarks:"})
-	for _, c := range []*cobra.Command{newRunCmd(), newServeCmd(), newDemoCmd()} {
+	for _, c := range []*cobra.Command{newRunCmd(), newGenCmd(), newServeCmd(), newDemoCmd()} {
 		c.GroupID = "main"
 		root.AddCommand(c)
 	}

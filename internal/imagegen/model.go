@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"mica/internal/compute"
 	"mica/internal/diffusion/schedule"
@@ -71,7 +72,7 @@ func Load(b compute.Backend, path string, o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Name: filepath.Base(path), Kind: ck.Kind, b: b, ckpt: ck}
+	m := &Model{Name: strings.TrimSuffix(filepath.Base(path), ".safetensors"), Kind: ck.Kind, b: b, ckpt: ck}
 	fail := func(err error) (*Model, error) {
 		ck.Close()
 		return nil, err
@@ -174,6 +175,13 @@ func loadTokenizer(model string, o Options) (*cliptok.Tokenizer, error) {
 		return cliptok.LoadBPEFile(p)
 	}
 	return nil, fmt.Errorf("no CLIP tokenizer found for %s: single-file checkpoints carry none; give one with --clip-tokenizer (a diffusers tokenizer/ folder with vocab.json and merges.txt, or OpenAI's bpe_simple_vocab_16e6.txt.gz)", model)
+}
+
+// LoadTokenizer reads a CLIP tokenizer: OpenAI's
+// bpe_simple_vocab_16e6.txt(.gz), or a folder with a diffusers tokenizer
+// (vocab.json and merges.txt).
+func LoadTokenizer(path string) (*cliptok.Tokenizer, error) {
+	return loadTokenizer("", Options{Tokenizer: path})
 }
 
 func loadHF(vocab, merges string) (*cliptok.Tokenizer, error) {
