@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"mica/internal/imagegen"
 	"mica/internal/server/canon"
 	"mica/internal/server/ollama"
 	"mica/internal/server/openai"
@@ -58,6 +59,21 @@ type Config struct {
 	Logger  *slog.Logger
 	// Loader loads models (default EngineLoader).
 	Loader Loader
+
+	// DataDir holds the image job queue, outputs and history; empty turns
+	// the image API off.
+	DataDir string
+	// ImageLimits bound image requests (default imagegen.DefaultLimits).
+	ImageLimits imagegen.Limits
+	// ImageBodyBytes limits image request bodies, which carry pictures
+	// (default 64 MiB).
+	ImageBodyBytes int64
+	// ImageTimeout limits one image job (0: 1 hour).
+	ImageTimeout time.Duration
+	// CLIPTokenizer is the CLIP tokenizer for single-file checkpoints (a
+	// bpe_simple_vocab_16e6.txt(.gz) file or a folder with vocab.json and
+	// merges.txt); empty: DataDir/tokenizers/clip.
+	CLIPTokenizer string
 }
 
 // Defaults.
@@ -79,6 +95,7 @@ type Server struct {
 	res *residency
 	mux *http.ServeMux
 	met *metrics // GET /metrics (metrics.go)
+	img *images  // the image API (images.go); nil without a data folder
 }
 
 // New checks the configuration and builds a server; no model is loaded yet.
@@ -115,6 +132,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Loader == nil {
 		cfg.Loader = EngineLoader
 	}
+	if cfg.ImageBodyBytes == 0 {
+		cfg.ImageBodyBytes = 64 << 20
+	}
+	if cfg.ImageTimeout == 0 {
+		cfg.ImageTimeout = time.Hour
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, cat: &catalog{dir: cfg.ModelsDir, cache: map[string]ModelInfo{}},
 		q: newQueue(cfg.MaxQueue, cfg.Batch), mux: http.NewServeMux()}
 	s.res = &residency{load: cfg.Loader, opts: LoadOptions{Threads: cfg.Threads, Context: cfg.Context, Batch: cfg.Batch}, q: s.q,
@@ -124,6 +147,11 @@ func New(cfg Config) (*Server, error) {
 		s.met.batched = true
 		s.res.opts.OnBatch = s.met.onBatch
 	}
+	if cfg.DataDir != "" {
+		if s.img, err = openImages(s); err != nil {
+			return nil, fmt.Errorf("server: image job queue: %w", err)
+		}
+	}
 	s.routes()
 	return s, nil
 }
@@ -131,9 +159,13 @@ func New(cfg Config) (*Server, error) {
 // Close waits for the running request, if any, then unloads the model and
 // refuses further loads.
 func (s *Server) Close() error {
+	var ierr error
+	if s.img != nil {
+		ierr = s.img.close()
+	}
 	s.q.take()
 	defer s.q.releaseAll(0)
-	return s.res.close()
+	return errors.Join(s.res.close(), ierr)
 }
 
 // ServeHTTP serves a request: panics are recovered into a 500 error.
@@ -245,6 +277,7 @@ func (s *Server) routes() {
 	h("/api/show", http.MethodPost, s.ollamaShow)
 	h("/api/ps", http.MethodGet, s.ollamaPS)
 	h("/api/version", http.MethodGet, s.ollamaVersion)
+	s.imageRoutes(h)
 	s.mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "mica is running\n")
 	})
@@ -290,6 +323,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
+}
+
+// readLimited reads a request body of at most limit bytes.
+func readLimited(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, fmt.Errorf("request body over the %d-byte limit", limit)
+	}
+	return b, err
 }
 
 // readBody reads a request body within the size limit.

@@ -1,0 +1,377 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg" // init images and masks
+	"image/png"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	_ "golang.org/x/image/webp"
+
+	"mica/internal/compute/cpu"
+	"mica/internal/format/pngtext"
+	"mica/internal/imagegen"
+	"mica/internal/jobs"
+	"mica/internal/server/sdapi"
+)
+
+// images is the image half of the server: Stable Diffusion checkpoints in
+// the models folder, the persistent job queue every generation goes
+// through, and the one image model kept loaded.
+type images struct {
+	s    *Server
+	q    *jobs.Queue
+	data string
+	lim  imagegen.Limits
+
+	mu      sync.Mutex
+	model   *imagegen.Model
+	name    string
+	backend *cpu.Backend
+	lastUse time.Time
+
+	omu     sync.Mutex
+	options map[string]any // A1111's settings (GET/POST /sdapi/v1/options), persisted
+}
+
+// imageModel is a checkpoint found in the models folder.
+type imageModel struct {
+	Name string // file stem or folder name
+	Path string
+	Size int64
+}
+
+// openImages opens the job queue under the data folder; queued jobs of a
+// previous run start again.
+func openImages(s *Server) (*images, error) {
+	im := &images{s: s, data: s.cfg.DataDir, lim: s.cfg.ImageLimits}
+	if im.lim == (imagegen.Limits{}) {
+		im.lim = imagegen.DefaultLimits()
+	}
+	im.loadOptions()
+	q, err := jobs.Open(s.cfg.DataDir, jobs.Options{
+		Resolve: im.resolve, Timeout: s.cfg.ImageTimeout, Logger: s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	im.q = q
+	return im, nil
+}
+
+func (im *images) close() error {
+	err := im.q.Close()
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	im.unloadLocked()
+	return err
+}
+
+func (im *images) unloadLocked() {
+	if im.model != nil {
+		im.model.Close()
+		im.backend.Close()
+		im.model, im.backend, im.name = nil, nil, ""
+	}
+}
+
+// list returns the image checkpoints of the models folder: .safetensors
+// files and diffusers folders (those with a model_index.json).
+func (im *images) list() ([]imageModel, error) {
+	ents, err := os.ReadDir(im.s.cfg.ModelsDir)
+	if err != nil {
+		return nil, err
+	}
+	var out []imageModel
+	for _, e := range ents {
+		p := filepath.Join(im.s.cfg.ModelsDir, e.Name())
+		switch {
+		case e.IsDir():
+			if _, err := os.Stat(filepath.Join(p, "model_index.json")); err == nil {
+				out = append(out, imageModel{Name: e.Name(), Path: p})
+			}
+		case strings.HasSuffix(strings.ToLower(e.Name()), ".safetensors"):
+			fi, err := e.Info()
+			if err != nil {
+				continue
+			}
+			out = append(out, imageModel{Name: strings.TrimSuffix(e.Name(), filepath.Ext(e.Name())), Path: p, Size: fi.Size()})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// lookup finds a checkpoint by name, A1111 title ("name.safetensors
+// [hash]") or file name; "" means the current default.
+func (im *images) lookup(name string) (imageModel, error) {
+	ms, err := im.list()
+	if err != nil {
+		return imageModel{}, err
+	}
+	if name == "" {
+		name = im.option("sd_model_checkpoint")
+	}
+	if i := strings.Index(name, " ["); i > 0 {
+		name = name[:i]
+	}
+	name = strings.TrimSuffix(name, ".safetensors")
+	for _, m := range ms {
+		if m.Name == name {
+			return m, nil
+		}
+	}
+	if name == "" && len(ms) > 0 {
+		return ms[0], nil
+	}
+	if len(ms) == 0 {
+		return imageModel{}, fmt.Errorf("no image models: put Stable Diffusion checkpoints (.safetensors or diffusers folders) in %s", im.s.cfg.ModelsDir)
+	}
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = m.Name
+	}
+	return imageModel{}, fmt.Errorf("image model %q not found (available: %s)", name, strings.Join(names, ", "))
+}
+
+func (im *images) resolve(model string) (jobs.Runner, error) {
+	if _, err := im.lookup(model); err != nil {
+		return nil, err
+	}
+	return jobs.RunnerFunc(im.run), nil
+}
+
+// load makes model the loaded image model (one at a time).
+func (im *images) load(name string) (*imagegen.Model, error) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	im.lastUse = time.Now()
+	if im.model != nil && im.name == name {
+		return im.model, nil
+	}
+	m, err := im.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	im.unloadLocked()
+	b := cpu.New(im.s.cfg.Threads)
+	model, err := imagegen.Load(b, m.Path, imagegen.Options{Tokenizer: im.s.cfg.CLIPTokenizer,
+		TokenizerSearch: []string{filepath.Join(im.data, "tokenizers", "clip")}})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	im.s.log.Info("image model loaded", "model", name, "kind", model.Kind.String())
+	im.model, im.backend, im.name = model, b, name
+	return model, nil
+}
+
+// request converts a decoded A1111 request into the pipeline's, decoding
+// its pictures (errors here are the client's: 422).
+func toImagegen(r *sdapi.Request) (imagegen.Request, error) {
+	ir := imagegen.Request{
+		Prompt: r.Prompt, Negative: r.Negative, Width: r.Width, Height: r.Height, Steps: r.Steps,
+		CFG: float32(r.CFG), Sampler: r.Sampler, Scheduler: r.Scheduler, Seed: r.Seed,
+		Subseed: r.Subseed, SubseedStrength: float32(r.SubseedStrength), ClipSkip: r.ClipSkip,
+		BatchSize: r.BatchSize, BatchCount: r.NIter,
+	}
+	if ir.Sampler == "Default" {
+		ir.Sampler = ""
+	}
+	switch strings.ToLower(r.RNG) {
+	case "cpu":
+		ir.RNG = "cpu"
+	case "", "gpu", "nv", "philox":
+		ir.RNG = "philox"
+	default:
+		return ir, fmt.Errorf("randn_source %q: use GPU (Philox, A1111's default) or CPU", r.RNG)
+	}
+	if r.EnableHR {
+		hd := r.HRDenoise
+		if hd == 0 && r.DenoiseGiven && !r.Img2Img {
+			hd = r.Denoise // A1111's hires pass uses denoising_strength
+		}
+		up := "latent"
+		switch strings.ToLower(r.HRUpscaler) {
+		case "latent (nearest)", "latent (nearest-exact)":
+			up = "latent-nearest"
+		case "", "latent", "latent (bilinear)", "latent (antialiased)", "latent (bicubic)", "latent (bicubic antialiased)":
+		default:
+			up = "image"
+		}
+		ir.Hires = &imagegen.Hires{Scale: float32(r.HRScale), Width: r.HRResizeX, Height: r.HRResizeY, Steps: r.HRSteps,
+			Denoise: float32(hd), Upscaler: up}
+	}
+	if r.Img2Img {
+		img, err := decodeImage("init_images[0]", r.InitImages[0])
+		if err != nil {
+			return ir, err
+		}
+		ir.Init, ir.Strength = img, float32(r.Denoise)
+		if ir.Strength == 0 {
+			ir.Strength = 0.01
+		}
+		if r.Mask != nil {
+			m, err := decodeImage("mask", r.Mask)
+			if err != nil {
+				return ir, err
+			}
+			if r.MaskInvert {
+				m = invert(m)
+			}
+			ir.Mask, ir.MaskBlur, ir.InpaintFullRes, ir.Padding = m, r.MaskBlur, r.InpaintFullRes, r.Padding
+			ir.InpaintFill = []string{"fill", "original", "noise", "nothing"}[r.InpaintFill]
+		}
+	}
+	return ir, nil
+}
+
+// decodeImage reads a PNG, JPEG or WebP picture within the size limit.
+func decodeImage(field string, b []byte) (image.Image, error) {
+	cfg, _, err := image.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: not a PNG, JPEG or WebP picture (%v)", field, err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width*cfg.Height > 8192*8192 {
+		return nil, fmt.Errorf("%s: %dx%d picture: the limit is 8192x8192", field, cfg.Width, cfg.Height)
+	}
+	img, _, err := image.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", field, err)
+	}
+	return img, nil
+}
+
+func invert(m image.Image) image.Image {
+	b := m.Bounds()
+	out := image.NewGray(image.Rect(0, 0, b.Dx(), b.Dy()))
+	for y := 0; y < b.Dy(); y++ {
+		for x := 0; x < b.Dx(); x++ {
+			r, g, bl, _ := m.At(b.Min.X+x, b.Min.Y+y).RGBA()
+			out.Pix[y*out.Stride+x] = 255 - uint8((r+g+bl)/3>>8)
+		}
+	}
+	return out
+}
+
+// run is the job runner: one generation request of one model.
+func (im *images) run(ctx context.Context, j *jobs.Job, p jobs.Progress) (jobs.Result, error) {
+	req, err := sdapi.Decode(j.Params, j.Kind == "img2img", im.apiLimits())
+	if err != nil {
+		return jobs.Result{}, err
+	}
+	ir, err := toImagegen(req)
+	if err != nil {
+		return jobs.Result{}, err
+	}
+	p.Text("loading " + j.Model)
+	m, err := im.load(j.Model)
+	if err != nil {
+		return jobs.Result{}, err
+	}
+	p.Text("")
+	started := time.Now()
+	current := -1
+	res, genErr := m.Generate(ctx, ir, im.lim, func(pr imagegen.Progress) imagegen.Action {
+		if pr.Image != current {
+			p.Batch(pr.Image, pr.Images)
+			current = pr.Image
+		}
+		p.Step(pr.Step, pr.Steps)
+		if pr.Latent != nil {
+			var buf bytes.Buffer
+			if png.Encode(&buf, m.Preview(pr.Latent, pr.LatentW, pr.LatentH)) == nil {
+				p.Preview(buf.Bytes(), "image/png")
+			}
+		}
+		switch {
+		case p.Interrupted():
+			return imagegen.Interrupt
+		case p.Skipped():
+			return imagegen.Skip
+		}
+		return imagegen.Continue
+	})
+	var out jobs.Result
+	info := sdapi.NewInfo(req, started)
+	info.SDModelName = j.Model
+	info.Version = "mica " + im.s.cfg.Version
+	if res != nil {
+		for i, img := range res.Images {
+			var buf bytes.Buffer
+			if err := pngtext.Encode(&buf, img.RGBA, []pngtext.KV{{Key: "parameters", Value: img.Infotext}}); err != nil {
+				return out, err
+			}
+			name := fmt.Sprintf("%s-%d-%d.png", started.Format("150405"), img.Seed, i)
+			path, err := p.SaveImage(name, buf.Bytes(), img.Infotext)
+			if err != nil {
+				return out, err
+			}
+			out.Images = append(out.Images, path)
+			info.AllSeeds = append(info.AllSeeds, img.Seed)
+			info.AllSubseeds = append(info.AllSubseeds, img.Subseed)
+			info.AllPrompts = append(info.AllPrompts, req.Prompt)
+			info.AllNegativePrompts = append(info.AllNegativePrompts, req.Negative)
+			info.Infotexts = append(info.Infotexts, img.Infotext)
+		}
+		if len(res.Images) > 0 {
+			info.Seed, info.Subseed = res.Images[0].Seed, res.Images[0].Subseed
+			w, h := res.Images[0].RGBA.Bounds().Dx(), res.Images[0].RGBA.Bounds().Dy()
+			info.Width, info.Height = w, h
+		}
+	}
+	if b, err := json.Marshal(info); err == nil {
+		out.Info = b
+	}
+	return out, genErr
+}
+
+func (im *images) apiLimits() sdapi.Limits {
+	return sdapi.Limits{MaxImageBytes: int(im.s.cfg.ImageBodyBytes), MaxSteps: im.lim.MaxSteps, MaxBatch: im.lim.MaxBatch, MaxPixels: im.lim.MaxPixels}
+}
+
+// options: A1111's settings the image API honours, persisted as JSON in the
+// data folder (write-then-rename).
+func (im *images) loadOptions() {
+	im.options = map[string]any{
+		"sd_model_checkpoint": "", "samples_format": "png", "CLIP_stop_at_last_layers": 1,
+		"randn_source": "GPU", "eta_noise_seed_delta": 0, "sd_vae": "Automatic",
+	}
+	b, err := os.ReadFile(filepath.Join(im.data, "options.json"))
+	if err != nil {
+		return
+	}
+	var saved map[string]any
+	if json.Unmarshal(b, &saved) == nil {
+		for k, v := range saved {
+			im.options[k] = v
+		}
+	}
+}
+
+func (im *images) option(key string) string {
+	im.omu.Lock()
+	defer im.omu.Unlock()
+	if s, ok := im.options[key].(string); ok {
+		return s
+	}
+	return ""
+}
+
+var errNoImageModels = errors.New("no image models")
+
+func encodePNG(img image.Image) ([]byte, error) {
+	var buf bytes.Buffer
+	err := png.Encode(&buf, img)
+	return buf.Bytes(), err
+}
