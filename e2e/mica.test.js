@@ -40,7 +40,7 @@ before(async () => {
   const synth = spawnSync(bin, ['dev', 'synth', 'gemma4-test', '-o', path.join(dir, 'tiny.gguf'),
     '--vocab', vocab, '--chat-template', template, '--dtype', 'f16', '--seed', '5'], { encoding: 'utf8' });
   assert.equal(synth.status, 0, `mica dev synth failed: ${synth.stderr}`);
-  server = spawn(bin, ['serve', '--models', dir, '--addr', '127.0.0.1:0', '--ctx', '1024', '--threads', '2'],
+  server = spawn(bin, ['serve', '--models', dir, '--data', path.join(dir, 'data'), '--addr', '127.0.0.1:0', '--ctx', '1024', '--threads', '2'],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   server.stderr.on('data', (d) => { log += d; });

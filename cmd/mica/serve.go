@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mica/internal/imagegen"
+	"mica/internal/jobs"
 	"mica/internal/server"
 )
 
@@ -20,13 +22,19 @@ type serveFlags struct {
 	batch        int
 	maxBody      int64
 	keepAlive    time.Duration
+	data         string
+	clipTok      string
+	maxSteps     int
+	maxPixels    int
+	maxImages    int
 }
 
 // serveEnv names the environment variable of each flag.
 var serveEnv = map[string]string{
 	"addr": "MICA_ADDR", "models": "MICA_MODELS", "threads": "MICA_THREADS", "ctx": "MICA_CTX",
 	"max-queue": "MICA_MAX_QUEUE", "max-body": "MICA_MAX_BODY", "keep-alive": "MICA_KEEP_ALIVE",
-	"batch": "MICA_BATCH",
+	"batch": "MICA_BATCH", "data": "MICA_DATA", "clip-tokenizer": "MICA_CLIP_TOKENIZER",
+	"max-steps": "MICA_MAX_STEPS", "max-pixels": "MICA_MAX_PIXELS", "max-images": "MICA_MAX_IMAGES",
 }
 
 // newServeCmd is `mica serve`: the OpenAI- and Ollama-compatible HTTP API.
@@ -34,15 +42,27 @@ func newServeCmd() *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the models of a folder over OpenAI- and Ollama-compatible HTTP APIs",
-		Long: `Serve the GGUF models in --models DIR over HTTP. A model's name is its file's
-name without .gguf. Models load on first use and unload after --keep-alive of
-idleness; one model is loaded at a time and requests run one after another
-(--max-queue wait, then 429).
+		Short: "Serve the models of a folder over OpenAI-, Ollama- and A1111-compatible HTTP APIs",
+		Long: `Serve the models in --models DIR over HTTP: GGUF files (Gemma LLMs; a model's
+name is its file's name without .gguf) and Stable Diffusion checkpoints
+(.safetensors files and diffusers folders). LLMs load on first use and
+unload after --keep-alive of idleness; one is loaded at a time and requests
+run one after another (--max-queue wait, then 429).
 
 Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models
 (OpenAI); POST /api/chat, POST /api/generate, GET /api/tags, POST /api/show,
 GET /api/ps, GET /api/version (Ollama); GET /health; GET /metrics (Prometheus).
+
+Images: every generation is a job in a persistent queue under --data (jobs
+survive a restart; outputs are saved under DATA/outputs/DATE/). A1111 /
+SD.Next: POST /sdapi/v1/txt2img and img2img, GET /sdapi/v1/progress, POST
+/sdapi/v1/interrupt and skip, GET|POST /sdapi/v1/options, GET
+/sdapi/v1/sd-models, samplers, schedulers, upscalers, memory, POST
+/sdapi/v1/png-info. OpenAI: POST /v1/images/generations and
+/v1/images/edits. Jobs: POST /mica/v1/jobs, GET /mica/v1/jobs[/ID],
+POST /mica/v1/jobs/ID/cancel|interrupt|skip|priority, POST
+/mica/v1/jobs/reorder, GET /mica/v1/jobs/ID/events and /mica/v1/events
+(Server-Sent Events), GET /mica/v1/history, GET /mica/v1/outputs/DATE/NAME.
 
 Structured output: OpenAI response_format (json_object, json_schema), a GBNF
 "grammar" field, Ollama "format"; tool_choice required or named.
@@ -52,7 +72,8 @@ server beyond this machine only behind a proxy that authenticates.
 
 Every flag can also be set by an environment variable (a flag wins):
 MICA_ADDR, MICA_MODELS, MICA_THREADS, MICA_CTX, MICA_MAX_QUEUE, MICA_MAX_BODY,
-MICA_KEEP_ALIVE, MICA_BATCH.`,
+MICA_KEEP_ALIVE, MICA_BATCH, MICA_DATA, MICA_CLIP_TOKENIZER, MICA_MAX_STEPS,
+MICA_MAX_PIXELS, MICA_MAX_IMAGES.`,
 		Example: `  mica serve --models ~/models
   MICA_MODELS=~/models mica serve --addr 127.0.0.1:8080 --ctx 4096`,
 		Args: cobra.NoArgs,
@@ -62,7 +83,9 @@ MICA_KEEP_ALIVE, MICA_BATCH.`,
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			s, err := server.New(server.Config{ModelsDir: f.models, Threads: f.threads, Context: f.ctx,
-				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, Batch: f.batch, KeepAlive: f.keepAlive, Version: version, Logger: log})
+				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, Batch: f.batch, KeepAlive: f.keepAlive, Version: version, Logger: log,
+				DataDir: f.data, CLIPTokenizer: f.clipTok,
+				ImageLimits: imagegen.Limits{MaxSteps: f.maxSteps, MaxPixels: f.maxPixels, MaxBatch: f.maxImages}})
 			if err != nil {
 				return err
 			}
@@ -88,6 +111,13 @@ MICA_KEEP_ALIVE, MICA_BATCH.`,
 	fl.IntVar(&f.batch, "batch", server.DefaultBatch, "requests a model runs together by continuous batching (1: one at a time, reusing the previous prompt's prefix)")
 	fl.Int64Var(&f.maxBody, "max-body", server.DefaultMaxBody, "largest request body in bytes (then 413)")
 	fl.DurationVar(&f.keepAlive, "keep-alive", server.DefaultKeepAlive, "unload a model after this long idle (negative: never)")
+	dataDir, _ := jobs.DefaultDataDir()
+	lim := imagegen.DefaultLimits()
+	fl.StringVar(&f.data, "data", dataDir, "folder for the image job queue, outputs and history")
+	fl.StringVar(&f.clipTok, "clip-tokenizer", "", "CLIP tokenizer for single-file SD checkpoints (bpe_simple_vocab_16e6.txt(.gz) or a folder with vocab.json and merges.txt; default DATA/tokenizers/clip)")
+	fl.IntVar(&f.maxSteps, "max-steps", lim.MaxSteps, "most sampling steps an image request may ask for")
+	fl.IntVar(&f.maxPixels, "max-pixels", lim.MaxPixels, "largest image (width·height, hires included) a request may ask for")
+	fl.IntVar(&f.maxImages, "max-images", lim.MaxBatch, "most images one request may ask for (batch size × count)")
 	return cmd
 }
 
@@ -106,6 +136,9 @@ func serveFromEnv(cmd *cobra.Command, f *serveFlags) error {
 	if f.threads < 0 || f.ctx < 0 || f.maxQueue < 1 || f.maxBody < 1 || f.batch < 1 {
 		return fmt.Errorf("--threads %d and --ctx %d must not be negative; --max-queue %d, --max-body %d and --batch %d must be positive",
 			f.threads, f.ctx, f.maxQueue, f.maxBody, f.batch)
+	}
+	if f.maxSteps < 1 || f.maxPixels < 64*64 || f.maxImages < 1 {
+		return fmt.Errorf("--max-steps %d, --max-pixels %d and --max-images %d must be positive (pixels at least 4096)", f.maxSteps, f.maxPixels, f.maxImages)
 	}
 	if f.models == "" {
 		return fmt.Errorf("no models folder: pass --models DIR or set MICA_MODELS")

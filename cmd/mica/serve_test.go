@@ -18,7 +18,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	defer cancel()
 	pr, pw := io.Pipe()
 	cmd := newServeCmd()
-	cmd.SetArgs([]string{"--models", dir, "--addr", "127.0.0.1:0", "--threads", "1"})
+	cmd.SetArgs([]string{"--models", dir, "--addr", "127.0.0.1:0", "--threads", "1", "--data", t.TempDir()})
 	cmd.SetOut(pw)
 	cmd.SetErr(io.Discard)
 	done := make(chan error, 1)
@@ -32,7 +32,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	if !ok {
 		t.Fatalf("printed %q", line)
 	}
-	for _, path := range []string{"/health", "/v1/models", "/api/tags"} {
+	for _, path := range []string{"/health", "/v1/models", "/api/tags", "/sdapi/v1/sd-models", "/sdapi/v1/progress"} {
 		resp, err := http.Get(url + path)
 		if err != nil {
 			t.Fatal(err)
