@@ -26,7 +26,7 @@ func newDevCmd() *cobra.Command {
 		Long: `Tools for looking inside model files and checking mica against other
 implementations. Their names and outputs are stable: scripts may rely on them.`,
 	}
-	dev.AddCommand(newDevTensorsCmd(), newDevDequantCmd(), newDevQuantizeCmd(), newDevChatFormatCmd(), newDevLogitsCmd(), newDevSynthCmd(), newDevTokenizeCmd())
+	dev.AddCommand(newDevTensorsCmd(), newDevDequantCmd(), newDevQuantizeCmd(), newDevChatFormatCmd(), newDevLogitsCmd(), newDevSynthCmd(), newDevTokenizeCmd(), newDevImageEmbedCmd(), newDevClipTokenizeCmd())
 	return dev
 }
 

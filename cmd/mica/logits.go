@@ -19,23 +19,39 @@ func newDevLogitsCmd() *cobra.Command {
 	var tokenList string
 	var threads int
 	var kvType string
+	var mm mediaFlags
 	cmd := &cobra.Command{
-		Use:   "logits MODEL --tokens 2,17,5",
+		Use:   "logits MODEL --tokens 2,17,5 | --mmproj FILE --image IMAGE --prompt TEXT",
 		Short: "Print the logits a Gemma GGUF model computes for a token sequence",
 		Long: `Run the token ids through the model in one batch from position 0 and print
 JSON {"tokens": [...], "logits": [[...], ...]}: one full row of logits after
 every position (final softcap applied where the model has one). This is the
-form llama.cpp-derived reference logits take, for parity checks.`,
-		Example: `  mica dev logits gemma3-270m.gguf --tokens 2,17,5 --threads 2 | jq '.logits[0][:5]'`,
-		Args:    cobra.ExactArgs(1),
+form llama.cpp-derived reference logits take, for parity checks.
+
+With --mmproj, --image and --prompt instead of --tokens, TEXT is laid out as
+llama.cpp's mtmd does: each <__media__> in it becomes the projector's
+begin-of-image marker, the image's embeddings and the end-of-image marker
+(BOS first, special tokens recognised); the text, image and text chunks are
+decoded in turn (the image bidirectionally) and the logits after the last
+prompt position are printed as {"logits": [...]}. Give --image once per
+marker, in order.`,
+		Example: `  mica dev logits gemma3-270m.gguf --tokens 2,17,5 --threads 2 | jq '.logits[0][:5]'
+  mica dev logits gemma3-4b.gguf --mmproj mmproj-gemma3-4b.gguf --image cat.png --prompt "Describe <__media__>"`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tokens, err := parseTokenList(tokenList)
-			if err != nil {
-				return err
-			}
 			kv, err := tensor.ParseDType(kvType)
 			if err != nil || (kv != tensor.F16 && kv != tensor.F32) {
 				return fmt.Errorf("--kv %q: use f16 or f32", kvType)
+			}
+			if mm.mmproj != "" || len(mm.images) > 0 || mm.prompt != "" {
+				if tokenList != "" {
+					return fmt.Errorf("give --tokens, or --mmproj/--image/--prompt, not both")
+				}
+				return mm.logits(cmd, args[0], threads, kv)
+			}
+			tokens, err := parseTokenList(tokenList)
+			if err != nil {
+				return err
 			}
 			be := cpu.New(threads)
 			defer be.Close()
@@ -56,10 +72,10 @@ form llama.cpp-derived reference logits take, for parity checks.`,
 			return writeLogitsJSON(cmd.OutOrStdout(), tokens, rows[0], m.Config.NVocab)
 		},
 	}
-	cmd.Flags().StringVar(&tokenList, "tokens", "", "comma-separated token ids (required)")
+	cmd.Flags().StringVar(&tokenList, "tokens", "", "comma-separated token ids (required without --prompt)")
 	cmd.Flags().IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	cmd.Flags().StringVar(&kvType, "kv", "f16", "KV cache type: f16 (llama.cpp's default) or f32")
-	_ = cmd.MarkFlagRequired("tokens")
+	mm.register(cmd)
 	return cmd
 }
 

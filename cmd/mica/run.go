@@ -27,6 +27,10 @@ type runFlags struct {
 	think, raw, verbose                    bool
 	system                                 string
 	stop                                   []string
+
+	images []string // --image: a one-shot answer about these images
+	mmproj string
+	imageFlags
 }
 
 func (f *runFlags) sampling() sample.Params {
@@ -84,6 +88,12 @@ is greedy decoding.`,
 			if f.think && e.Family() != "gemma4" && !f.raw {
 				fmt.Fprintf(cmd.ErrOrStderr(), "note: --think: %s models do not think; ignored\n", e.Family())
 			}
+			if len(f.images) > 0 {
+				if len(args) != 2 {
+					return fmt.Errorf("--image needs a PROMPT (images are for one-shot answers)")
+				}
+				return runWithImages(cmd, e, args[0], &f, args[1])
+			}
 			if len(args) == 2 {
 				res, err := oneTurn(cmd.Context(), e, &f, nil, args[1], out)
 				out.end()
@@ -111,6 +121,9 @@ is greedy decoding.`,
 	fl.StringVar(&f.system, "system", "", "system prompt")
 	fl.StringArrayVar(&f.stop, "stop", nil, "stop the answer where this text appears (repeatable)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print token counts and speeds on stderr after each answer")
+	fl.StringArrayVar(&f.images, "image", nil, "image file to ask about (repeatable; PNG, JPEG, GIF or WebP)")
+	fl.StringVar(&f.mmproj, "mmproj", "", "vision projector (mmproj GGUF) for --image (default: the one beside MODEL)")
+	f.imageFlags.register(cmd)
 	return cmd
 }
 

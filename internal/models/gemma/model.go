@@ -73,20 +73,78 @@ func (m *Model) Backend() compute.Backend { return m.be }
 // each sequence the logits of every new position, row-major
 // [len(tokens[i])][vocab].
 func (m *Model) Forward(seqs []*Sequence, tokens [][]int32) ([][]float32, error) {
-	return m.forward(seqs, tokens, true)
+	return m.forward(seqs, tokenInputs(tokens), true)
 }
 
 // ForwardLast is Forward returning only each sequence's last row [vocab]
 // (the output projection is computed for those rows alone).
 func (m *Model) ForwardLast(seqs []*Sequence, tokens [][]int32) ([][]float32, error) {
-	return m.forward(seqs, tokens, false)
+	return m.forward(seqs, tokenInputs(tokens), false)
+}
+
+// Input is one run of a sequence's input: token ids, or embedding rows fed
+// to the first layer as they are (an image's embeddings from the vision
+// projector, which are not scaled by √d as token embeddings are).
+type Input struct {
+	Tokens []int32
+	// Embd holds rows × NEmbd values, row-major; used when Tokens is empty.
+	Embd []float32
+	// NonCausal lets every position of the run attend to every other
+	// position of the run (earlier and later), as llama.cpp decodes an
+	// image; sliding-window layers still hide keys a window or more behind
+	// the query. A run longer than the sequence's Step is split into steps
+	// that each see only themselves and earlier positions, as llama.cpp's
+	// micro-batches do.
+	NonCausal bool
+}
+
+// Len is the number of positions the run takes.
+func (in *Input) Len(nEmbd int) int {
+	if len(in.Tokens) > 0 || nEmbd <= 0 {
+		return len(in.Tokens)
+	}
+	return len(in.Embd) / nEmbd
+}
+
+func tokenInputs(tokens [][]int32) []Input {
+	in := make([]Input, len(tokens))
+	for i, t := range tokens {
+		in[i].Tokens = t
+	}
+	return in
+}
+
+// ForwardInputs is Forward for runs of tokens or embeddings: inputs[i] is
+// appended to seqs[i]. It returns every new position's logits when all is
+// set, else only each sequence's last row.
+func (m *Model) ForwardInputs(seqs []*Sequence, inputs []Input, all bool) ([][]float32, error) {
+	return m.forward(seqs, inputs, all)
+}
+
+// Prefill appends the runs to seq in order (e.g. text, image, text: one
+// decode per run, like llama.cpp's mtmd chunks) and returns the logits
+// after the last position.
+func (m *Model) Prefill(seq *Sequence, runs []Input) ([]float32, error) {
+	var last []float32
+	for i, r := range runs {
+		logits, err := m.forward([]*Sequence{seq}, []Input{r}, false)
+		if err != nil {
+			return nil, fmt.Errorf("run %d: %w", i, err)
+		}
+		last = logits[0]
+	}
+	if last == nil {
+		return nil, fmt.Errorf("gemma: prefill: no runs")
+	}
+	return last, nil
 }
 
 // validate checks a Forward call before anything runs.
-func (m *Model) validate(seqs []*Sequence, tokens [][]int32) error {
-	if len(seqs) != len(tokens) || len(seqs) == 0 {
-		return fmt.Errorf("gemma: forward: %d sequences, %d token lists", len(seqs), len(tokens))
+func (m *Model) validate(seqs []*Sequence, inputs []Input) error {
+	if len(seqs) != len(inputs) || len(seqs) == 0 {
+		return fmt.Errorf("gemma: forward: %d sequences, %d token lists", len(seqs), len(inputs))
 	}
+	d := m.Config.NEmbd
 	seen := map[*Sequence]bool{}
 	for i, s := range seqs {
 		switch {
@@ -98,13 +156,19 @@ func (m *Model) validate(seqs []*Sequence, tokens [][]int32) error {
 			return fmt.Errorf("gemma: forward: sequence %d was left inconsistent by a failed call; Truncate(0) it", i)
 		case seen[s]:
 			return fmt.Errorf("gemma: forward: sequence %d appears twice in one batch", i)
-		case len(tokens[i]) == 0:
+		case len(inputs[i].Tokens) > 0 && len(inputs[i].Embd) > 0:
+			return fmt.Errorf("gemma: forward: sequence %d: an input has tokens or embeddings, not both", i)
+		case len(inputs[i].Embd)%d != 0:
+			return fmt.Errorf("gemma: forward: sequence %d: %d embedding values are not whole rows of %d", i, len(inputs[i].Embd), d)
+		case inputs[i].Len(d) == 0:
 			return fmt.Errorf("gemma: forward: sequence %d has no tokens", i)
-		case s.pos+len(tokens[i]) > s.cap:
-			return fmt.Errorf("gemma: forward: sequence %d: %d tokens after %d positions exceed its context of %d", i, len(tokens[i]), s.pos, s.cap)
+		case len(inputs[i].Embd) > 0 && m.Config.EmbdPerLayer > 0:
+			return fmt.Errorf("gemma: forward: sequence %d: embedding input to a model with per-layer embeddings is not supported yet", i)
+		case s.pos+inputs[i].Len(d) > s.cap:
+			return fmt.Errorf("gemma: forward: sequence %d: %d tokens after %d positions exceed its context of %d", i, inputs[i].Len(d), s.pos, s.cap)
 		}
 		seen[s] = true
-		for j, id := range tokens[i] {
+		for j, id := range inputs[i].Tokens {
 			if id < 0 || int(id) >= m.Config.NVocab {
 				return fmt.Errorf("gemma: forward: sequence %d token %d: id %d outside the vocabulary [0,%d)", i, j, id, m.Config.NVocab)
 			}
@@ -113,10 +177,11 @@ func (m *Model) validate(seqs []*Sequence, tokens [][]int32) error {
 	return nil
 }
 
-func (m *Model) forward(seqs []*Sequence, tokens [][]int32, all bool) ([][]float32, error) {
-	if err := m.validate(seqs, tokens); err != nil {
+func (m *Model) forward(seqs []*Sequence, inputs []Input, all bool) ([][]float32, error) {
+	if err := m.validate(seqs, inputs); err != nil {
 		return nil, err
 	}
+	d := m.Config.NEmbd
 	// Steps take up to each sequence's Step tokens from every sequence that
 	// has some left (the sliding-window rings hold one step's worth).
 	V := m.Config.NVocab
@@ -130,9 +195,10 @@ func (m *Model) forward(seqs []*Sequence, tokens [][]int32, all bool) ([][]float
 		b := &batch{last: !all}
 		var which []int
 		for i, s := range seqs {
-			if n := min(s.step, len(tokens[i])-done[i]); n > 0 {
+			in := &inputs[i]
+			if n := min(s.step, in.Len(d)-done[i]); n > 0 {
 				which = append(which, i)
-				b.add(s, tokens[i][done[i]:done[i]+n], all || done[i]+n == len(tokens[i]))
+				b.add(s, in, done[i], n, d, all || done[i]+n == in.Len(d))
 			}
 		}
 		if len(which) == 0 {
@@ -164,24 +230,37 @@ func (m *Model) forward(seqs []*Sequence, tokens [][]int32, all bool) ([][]float
 // batch is one step's flattened tokens: sequence k's tokens are rows
 // [start[k], start[k]+count[k]).
 type batch struct {
-	seqs  []*Sequence
-	ids   []int32
-	pos   []int32 // position of each row in its sequence
-	start []int
-	count []int
-	out   []bool // whether sequence k's logits are wanted
-	last  bool   // only the last row of each wanted sequence (ForwardLast)
+	seqs      []*Sequence
+	ids       []int32     // token ids (0 in rows that take embeddings)
+	embd      [][]float32 // sequence k's embedding rows, or nil for tokens
+	nonCausal []bool      // sequence k's rows attend to each other both ways
+	pos       []int32     // position of each row in its sequence
+	start     []int
+	count     []int
+	out       []bool // whether sequence k's logits are wanted
+	last      bool   // only the last row of each wanted sequence (ForwardLast)
 
 	slots [][]int32 // sequence k's ring-slot positions during the step
 	used  []int     // ring slots sequence k's attention reads
 }
 
-func (b *batch) add(s *Sequence, toks []int32, out bool) {
+// add appends rows [from, from+n) of in (d values per embedding row).
+func (b *batch) add(s *Sequence, in *Input, from, n, d int, out bool) {
 	b.seqs = append(b.seqs, s)
 	b.start = append(b.start, len(b.ids))
-	b.count = append(b.count, len(toks))
+	b.count = append(b.count, n)
 	b.out = append(b.out, out)
-	for j, id := range toks {
+	b.nonCausal = append(b.nonCausal, in.NonCausal)
+	var embd []float32
+	if len(in.Tokens) == 0 {
+		embd = in.Embd[from*d : (from+n)*d]
+	}
+	b.embd = append(b.embd, embd)
+	for j := 0; j < n; j++ {
+		var id int32 // embedding rows: a placeholder id, their rows are replaced
+		if embd == nil {
+			id = in.Tokens[from+j]
+		}
 		b.ids = append(b.ids, id)
 		b.pos = append(b.pos, int32(s.pos+j))
 	}
@@ -206,6 +285,16 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 		p.check(compute.GetRows(w.tokEmbd, b.ids, x))
 	}
 	p.scale(x, float32(math.Sqrt(float64(c.NEmbd))))
+	// Embedding runs (images) replace their rows as given, unscaled.
+	for k, e := range b.embd {
+		if e != nil && p.err == nil {
+			rows := p.new(b.count[k], c.NEmbd)
+			if rows != nil {
+				p.check(m.be.Write(rows, unsafe.Slice((*byte)(unsafe.Pointer(&e[0])), 4*len(e))))
+			}
+			p.copyTo(rows, p.rows(x, b.start[k], b.start[k]+b.count[k]))
+		}
+	}
 
 	var ple *compute.Tensor // [layers, n, P]
 	if c.EmbdPerLayer > 0 {
@@ -353,7 +442,9 @@ func (m *Model) store(p *pass, il int, k, v *compute.Tensor, b *batch) {
 
 // attend computes each sequence's attention of its query rows over its
 // cache (the layer's own, or its donor's for KV-shared layers). Sliding
-// layers read their ring, whose slots carry their positions.
+// layers read their ring, whose slots carry their positions. Rows of a
+// non-causal run (an image) also see the later rows of the same step; the
+// sliding window still hides keys a window or more behind the query.
 //
 // With an F16 cache (llama.cpp's default) attention follows llama.cpp's
 // non-flash arithmetic (compute.AttentionOp.GGML): Q, already scaled by
@@ -383,7 +474,7 @@ func (m *Model) attend(p *pass, il int, q, out *compute.Tensor, b *batch) {
 		p.check(compute.Attention(compute.AttentionOp{
 			Q: p.rows(q, r0, r1), K: p.rows(s.k[l.KVLayer], 0, nk), V: p.rows(s.v[l.KVLayer], 0, nk),
 			Out: p.rows(out, r0, r1), QPos: b.pos[r0:r1], KPos: kpos[:nk],
-			Scale: 1, Causal: true, Window: window, GGML: s.k[l.KVLayer].DType == tensor.F16,
+			Scale: 1, Causal: !b.nonCausal[i], Window: window, GGML: s.k[l.KVLayer].DType == tensor.F16,
 		}))
 	}
 }
