@@ -31,6 +31,8 @@ type genFlags struct {
 	hiresSteps                 int
 	hiresDenoise               float32
 	hiresUpscaler              string
+	outpaint                   []int
+	strengthSet                bool
 }
 
 func (g *genFlags) addModelFlags(cmd *cobra.Command) {
@@ -65,6 +67,7 @@ func (g *genFlags) addGenFlags(cmd *cobra.Command) {
 	f.StringVar(&r.InpaintFill, "inpaint-fill", "original", "what the masked area starts from: original, fill, noise, nothing")
 	f.BoolVar(&r.InpaintFullRes, "only-masked", false, "inpaint only the masked region, at full resolution")
 	f.IntVar(&r.Padding, "padding", 32, "pixels around the masked region with --only-masked")
+	f.IntSliceVar(&g.outpaint, "outpaint", nil, "outpainting: pixels to add LEFT,RIGHT,TOP,BOTTOM (or one number for all sides) around --init-image")
 	f.Float32Var(&g.hiresScale, "hires", 0, "hires fix: upscale factor of a second pass (e.g. 2; 0: off)")
 	f.IntVar(&g.hiresSteps, "hires-steps", 0, "hires fix steps (0: same as --steps)")
 	f.Float32Var(&g.hiresDenoise, "hires-denoise", 0.7, "hires fix denoising strength")
@@ -75,6 +78,7 @@ func (g *genFlags) addGenFlags(cmd *cobra.Command) {
 func (g *genFlags) request(prompt string) (imagegen.Request, error) {
 	r := g.req
 	r.Prompt = prompt
+	g.strengthSet = g.req.Strength != 0.75
 	if g.initPath == "" && g.req.Strength != 0.75 {
 		return r, errors.New("--strength needs --init-image")
 	}
@@ -96,6 +100,23 @@ func (g *genFlags) request(prompt string) (imagegen.Request, error) {
 			return r, err
 		}
 		r.Mask = img
+	}
+	if len(g.outpaint) > 0 {
+		if r.Init == nil {
+			return r, errors.New("--outpaint needs --init-image")
+		}
+		o := g.outpaint
+		switch len(o) {
+		case 1:
+			r.Outpaint = &imagegen.Outpaint{Left: o[0], Right: o[0], Top: o[0], Bottom: o[0]}
+		case 4:
+			r.Outpaint = &imagegen.Outpaint{Left: o[0], Right: o[1], Top: o[2], Bottom: o[3]}
+		default:
+			return r, errors.New("--outpaint takes LEFT,RIGHT,TOP,BOTTOM or one number")
+		}
+		if !g.strengthSet {
+			r.Strength = 0
+		}
 	}
 	if g.hiresScale > 0 {
 		r.Hires = &imagegen.Hires{Scale: g.hiresScale, Steps: g.hiresSteps, Denoise: g.hiresDenoise, Upscaler: g.hiresUpscaler}
@@ -175,7 +196,8 @@ by mica), which is also printed.`,
 		Example: `  mica gen -m sd15.safetensors "a photo of a cat" -o cat.png
   mica gen -m sd15.safetensors "a lighthouse at night" --sampler "DPM++ 2M Karras" --steps 25 --seed 1234
   mica gen -m sd15.safetensors "oil painting" --init-image in.png --strength 0.5
-  mica gen -m sd15.safetensors "a red hat" --init-image in.png --mask mask.png --only-masked`,
+  mica gen -m sd15.safetensors "a red hat" --init-image in.png --mask mask.png --only-masked
+  mica gen -m sd15.safetensors "a wide beach" --init-image in.png --outpaint 128,128,0,0`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := g.request(args[0])

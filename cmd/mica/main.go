@@ -41,7 +41,7 @@ Start with:
   mica run MODEL.gguf "Hi"  chat with a Gemma 3 / Gemma 4 GGUF model (interactive without a prompt)
   mica gen -m SD.safetensors "a cat" -o cat.png
                             make a picture with a Stable Diffusion 1.x / SDXL checkpoint
-  mica serve --models DIR   serve the GGUF models in DIR over OpenAI- and Ollama-compatible APIs
+  mica serve --models DIR   serve the models in DIR over OpenAI-, Ollama- and A1111-compatible APIs
   mica demo                 quantize a matrix to every weight type and run the engine on it
   mica bench kernels        measure this machine and mica's kernels on it
   mica dev tensors FILE     list the tensors of a GGUF or safetensors file`,

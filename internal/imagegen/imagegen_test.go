@@ -257,3 +257,24 @@ func TestBadRequests(t *testing.T) {
 		t.Fatalf("size %v, notices %v", b, res.Notices)
 	}
 }
+
+func TestOutpaint(t *testing.T) {
+	m := tiny(t, 2)
+	init := gradient(64, 64)
+	res := gen(t, m, Request{Prompt: "a wide landscape", Init: init, Outpaint: &Outpaint{Left: 16, Right: 16, Bottom: 8}, Steps: 2, Sampler: "Euler", Seed: 2, MaskBlur: 4})
+	out := res.Images[0].RGBA
+	if b := out.Bounds(); b.Dx() != 96 || b.Dy() != 72 {
+		t.Fatalf("outpainted size %v, want 96x72", b)
+	}
+	// Beyond the seam (mask overlap 4 + blur reach 3σ = 12) nothing changed.
+	for y := 0; y < 64-16; y++ {
+		for x := 16 + 16; x < 16+64-16; x++ {
+			if out.RGBAAt(x, y) != init.RGBAAt(x-16, y) {
+				t.Fatalf("original pixel (%d,%d) changed", x-16, y)
+			}
+		}
+	}
+	if _, err := m.Generate(context.Background(), Request{Prompt: "x", Outpaint: &Outpaint{Left: 8}}, DefaultLimits(), nil); err == nil {
+		t.Fatal("outpainting without a picture accepted")
+	}
+}

@@ -55,13 +55,13 @@ func readPNG(t *testing.T, path string) image.Image {
 
 // recipeCheckpoint writes (once, into MICA_SD_CACHE or the temp folder)
 // the SD 1.5 recipe checkpoint the references were made from.
-func recipeCheckpoint(t *testing.T, dt tensor.DType, name string) string {
+func recipeCheckpoint(t *testing.T, preset string, dt tensor.DType, name string) string {
 	dir := os.Getenv("MICA_SD_CACHE")
 	if dir == "" {
 		dir = os.TempDir()
 	}
 	path := filepath.Join(dir, name)
-	plan, err := synth.PlanSD(synth.SDOptions{Preset: "sd15-recipe", Type: dt})
+	plan, err := synth.PlanSD(synth.SDOptions{Preset: preset, Type: dt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func recipeCheckpoint(t *testing.T, dt tensor.DType, name string) string {
 		return path
 	}
 	t0 := time.Now()
-	if _, err := synth.WriteSD(path, synth.SDOptions{Preset: "sd15-recipe", Type: dt, Threads: 2}); err != nil {
+	if _, err := synth.WriteSD(path, synth.SDOptions{Preset: preset, Type: dt, Threads: 2}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s in %s", path, time.Since(t0).Round(time.Second))
@@ -84,7 +84,20 @@ func TestSD15ReferenceCases(t *testing.T) {
 	if os.Getenv("MICA_LONG") == "" {
 		t.Skip("MICA_LONG=1 runs the SD 1.5 reference cases (writes a 4.3 GB checkpoint)")
 	}
-	ref := testenv.Shared(t, "reference", "sd")
+	referenceCases(t, "sd", "sd15-recipe", tensor.F32, "sd15-recipe-f32.safetensors")
+}
+
+// TestSDXLReferenceCases does the same for ../shared/reference/sdxl (a 6.9
+// GB F16 checkpoint, 512×512: tens of minutes on two cores).
+func TestSDXLReferenceCases(t *testing.T) {
+	if os.Getenv("MICA_LONG") == "" || os.Getenv("MICA_SDXL") == "" {
+		t.Skip("MICA_LONG=1 MICA_SDXL=1 runs the SDXL reference cases (writes a 6.9 GB checkpoint)")
+	}
+	referenceCases(t, "sdxl", "sdxl-recipe", tensor.F16, "sdxl-recipe-f16.safetensors")
+}
+
+func referenceCases(t *testing.T, folder, preset string, dt tensor.DType, ckpt string) {
+	ref := testenv.Shared(t, "reference", folder)
 	tok := testenv.Shared(t, "testdata", "clip", "bpe_simple_vocab_16e6.txt.gz")
 	var cases struct {
 		Cases []struct {
@@ -109,7 +122,7 @@ func TestSD15ReferenceCases(t *testing.T) {
 	if err := json.Unmarshal(b, &cases); err != nil {
 		t.Fatal(err)
 	}
-	path := recipeCheckpoint(t, tensor.F32, "sd15-recipe-f32.safetensors")
+	path := recipeCheckpoint(t, preset, dt, ckpt)
 	be := cpu.New(0)
 	defer be.Close()
 	m, err := Load(be, path, Options{Tokenizer: tok})
@@ -137,12 +150,12 @@ func TestSD15ReferenceCases(t *testing.T) {
 		}
 		got := res.Images[0].RGBA
 		if dump := os.Getenv("MICA_SD_DUMP"); dump != "" {
-			f, _ := os.Create(filepath.Join(dump, "case-"+c.ID+".png"))
+			f, _ := os.Create(filepath.Join(dump, folder+"-case-"+c.ID+".png"))
 			png.Encode(f, got)
 			f.Close()
 		}
 		for _, o := range c.Outputs {
-			if filepath.Ext(o.Model) == "" || o.Model != "sd15-recipe-f32.safetensors" {
+			if o.Model != ckpt {
 				continue
 			}
 			db := psnr(got, readPNG(t, filepath.Join(ref, o.PNG)))

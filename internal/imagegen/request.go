@@ -42,6 +42,9 @@ type Request struct {
 	InpaintFullRes bool
 	Padding        int
 
+	// Outpaint pads the init picture and paints the border.
+	Outpaint *Outpaint
+
 	// Hires fix: a second pass at Scale× the size.
 	Hires *Hires
 }
@@ -73,6 +76,9 @@ type Notice string
 // of 8) and checks limits; it returns the notices for what it changed.
 func (r *Request) Normalize(lim Limits, native int) ([]Notice, error) {
 	var notes []Notice
+	if err := r.applyOutpaint(); err != nil {
+		return nil, err
+	}
 	if r.Width == 0 {
 		r.Width = native
 		if r.Init != nil { // img2img: the picture's size
