@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,6 +30,11 @@ type serveFlags struct {
 	maxSteps     int
 	maxPixels    int
 	maxImages    int
+	apiKeys      []string
+	apiKeysFile  string
+	rateLimit    int
+	noAuth       bool
+	config       string
 }
 
 // serveEnv names the environment variable of each flag.
@@ -35,6 +43,7 @@ var serveEnv = map[string]string{
 	"max-queue": "MICA_MAX_QUEUE", "max-body": "MICA_MAX_BODY", "keep-alive": "MICA_KEEP_ALIVE",
 	"batch": "MICA_BATCH", "data": "MICA_DATA", "clip-tokenizer": "MICA_CLIP_TOKENIZER",
 	"max-steps": "MICA_MAX_STEPS", "max-pixels": "MICA_MAX_PIXELS", "max-images": "MICA_MAX_IMAGES",
+	"api-key": "MICA_API_KEYS", "api-keys-file": "MICA_API_KEYS_FILE", "rate-limit": "MICA_RATE_LIMIT",
 }
 
 // newServeCmd is `mica serve`: the OpenAI- and Ollama-compatible HTTP API.
@@ -67,13 +76,18 @@ POST /mica/v1/jobs/ID/cancel|interrupt|skip|priority, POST
 Structured output: OpenAI response_format (json_object, json_schema), a GBNF
 "grammar" field, Ollama "format"; tool_choice required or named.
 
-The default address is loopback only. There are no API keys yet: expose the
-server beyond this machine only behind a proxy that authenticates.
+The default address is loopback only. With --api-key (or a keys file) every
+request but /health needs "Authorization: Bearer KEY" (or Basic auth with the
+key as password, or a user:password pair as A1111's --api-auth); listening
+beyond loopback without keys is refused unless --no-auth says so.
 
-Every flag can also be set by an environment variable (a flag wins):
-MICA_ADDR, MICA_MODELS, MICA_THREADS, MICA_CTX, MICA_MAX_QUEUE, MICA_MAX_BODY,
-MICA_KEEP_ALIVE, MICA_BATCH, MICA_DATA, MICA_CLIP_TOKENIZER, MICA_MAX_STEPS,
-MICA_MAX_PIXELS, MICA_MAX_IMAGES.`,
+Configuration comes from flags, then environment variables, then a config
+file (--config, default ~/.config/mica/serve.conf when it exists): one
+"name = value" per line with the flag names (models = /srv/models), # for
+comments. The variables: MICA_ADDR, MICA_MODELS, MICA_THREADS, MICA_CTX,
+MICA_MAX_QUEUE, MICA_MAX_BODY, MICA_KEEP_ALIVE, MICA_BATCH, MICA_DATA,
+MICA_CLIP_TOKENIZER, MICA_MAX_STEPS, MICA_MAX_PIXELS, MICA_MAX_IMAGES,
+MICA_API_KEYS (comma-separated), MICA_API_KEYS_FILE, MICA_RATE_LIMIT.`,
 		Example: `  mica serve --models ~/models
   MICA_MODELS=~/models mica serve --addr 127.0.0.1:8080 --ctx 4096`,
 		Args: cobra.NoArgs,
@@ -82,7 +96,14 @@ MICA_MAX_PIXELS, MICA_MAX_IMAGES.`,
 				return err
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			s, err := server.New(server.Config{ModelsDir: f.models, Threads: f.threads, Context: f.ctx,
+			keys, err := f.keys()
+			if err != nil {
+				return err
+			}
+			if len(keys) == 0 && !f.noAuth && !loopback(f.addr) {
+				return fmt.Errorf("--addr %s reaches beyond this machine but no API key is set: give --api-key (or --api-keys-file), or --no-auth to serve openly", f.addr)
+			}
+			s, err := server.New(server.Config{APIKeys: keys, RateLimit: f.rateLimit, ModelsDir: f.models, Threads: f.threads, Context: f.ctx,
 				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, Batch: f.batch, KeepAlive: f.keepAlive, Version: version, Logger: log,
 				DataDir: f.data, CLIPTokenizer: f.clipTok,
 				ImageLimits: imagegen.Limits{MaxSteps: f.maxSteps, MaxPixels: f.maxPixels, MaxBatch: f.maxImages}})
@@ -95,7 +116,7 @@ MICA_MAX_PIXELS, MICA_MAX_IMAGES.`,
 				return fmt.Errorf("listen on %s: %w", f.addr, err)
 			}
 			log.Info("mica serve listening", "addr", ln.Addr().String(), "models", f.models)
-			if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
+			if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() && len(keys) == 0 {
 				log.Warn("listening beyond this machine without API keys: anyone who can reach this address can use the models", "addr", ta.String())
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "listening on http://%s\n", ln.Addr())
@@ -118,12 +139,26 @@ MICA_MAX_PIXELS, MICA_MAX_IMAGES.`,
 	fl.IntVar(&f.maxSteps, "max-steps", lim.MaxSteps, "most sampling steps an image request may ask for")
 	fl.IntVar(&f.maxPixels, "max-pixels", lim.MaxPixels, "largest image (width·height, hires included) a request may ask for")
 	fl.IntVar(&f.maxImages, "max-images", lim.MaxBatch, "most images one request may ask for (batch size × count)")
+	fl.StringSliceVar(&f.apiKeys, "api-key", nil, "API key clients must send (repeat or comma-separate for several; \"user:password\" for A1111-style Basic auth)")
+	fl.StringVar(&f.apiKeysFile, "api-keys-file", "", "file with one API key per line (# comments)")
+	fl.IntVar(&f.rateLimit, "rate-limit", 0, "requests a minute each API key may make (0: no limit)")
+	fl.BoolVar(&f.noAuth, "no-auth", false, "allow serving beyond loopback without API keys")
+	fl.StringVar(&f.config, "config", "", "config file of \"flag = value\" lines (default ~/.config/mica/serve.conf if it exists)")
 	return cmd
 }
 
-// serveFromEnv applies MICA_* variables to the flags not given on the
-// command line.
+// serveFromEnv applies MICA_* variables, then the config file, to the
+// flags not given on the command line.
 func serveFromEnv(cmd *cobra.Command, f *serveFlags) error {
+	fromEnv := map[string]bool{}
+	for name, env := range serveEnv {
+		if _, ok := os.LookupEnv(env); ok && !cmd.Flags().Changed(name) {
+			fromEnv[name] = true
+		}
+	}
+	if err := applyConfigFile(cmd, f.config, fromEnv); err != nil {
+		return err
+	}
 	for name, env := range serveEnv {
 		v, ok := os.LookupEnv(env)
 		if !ok || cmd.Flags().Changed(name) {
@@ -147,4 +182,81 @@ func serveFromEnv(cmd *cobra.Command, f *serveFlags) error {
 		return fmt.Errorf("--addr %q: %w", f.addr, err)
 	}
 	return nil
+}
+
+// applyConfigFile reads "name = value" lines (flag names) and sets the flags
+// that neither the command line nor the environment set.
+func applyConfigFile(cmd *cobra.Command, path string, fromEnv map[string]bool) error {
+	explicit := path != ""
+	if !explicit {
+		dir, err := os.UserConfigDir()
+		if err != nil {
+			return nil
+		}
+		path = filepath.Join(dir, "mica", "serve.conf")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if !explicit && errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("config file: %w", err)
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, val, ok := strings.Cut(line, "=")
+		name, val = strings.TrimSpace(name), strings.Trim(strings.TrimSpace(val), `"`)
+		if !ok || name == "" {
+			return fmt.Errorf("%s:%d: want \"name = value\", got %q", path, i+1, line)
+		}
+		fl := cmd.Flags().Lookup(name)
+		if fl == nil || name == "config" {
+			return fmt.Errorf("%s:%d: unknown setting %q (use the flag names of mica serve --help)", path, i+1, name)
+		}
+		if cmd.Flags().Changed(name) || fromEnv[name] {
+			continue
+		}
+		if err := cmd.Flags().Set(name, val); err != nil {
+			return fmt.Errorf("%s:%d: %s: %w", path, i+1, name, err)
+		}
+	}
+	return nil
+}
+
+// keys gathers the API keys from the flag (and MICA_API_KEYS) and the file.
+func (f *serveFlags) keys() ([]string, error) {
+	var keys []string
+	for _, k := range f.apiKeys {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	if f.apiKeysFile != "" {
+		b, err := os.ReadFile(f.apiKeysFile)
+		if err != nil {
+			return nil, fmt.Errorf("API keys file: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				keys = append(keys, line)
+			}
+		}
+	}
+	return keys, nil
+}
+
+// loopback reports whether addr only listens on this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

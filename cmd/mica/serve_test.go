@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +79,41 @@ func TestServeFlagsAndEnv(t *testing.T) {
 				t.Errorf("%s=%s %v: %v, want %q", c.env, c.val, c.args, err, c.want)
 			}
 		})
+	}
+}
+
+func TestServeConfigFileAndAuthRules(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "serve.conf")
+	run := func(args ...string) error {
+		cmd := newServeCmd()
+		cmd.SetArgs(args)
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		return cmd.ExecuteContext(context.Background())
+	}
+	// Values come from the file when neither flag nor variable sets them.
+	os.WriteFile(conf, []byte("# mica\nmodels = /nonexistent/from-config\nthreads = 1\n"), 0o644)
+	if err := run("--config", conf); err == nil || !strings.Contains(err.Error(), "/nonexistent/from-config") {
+		t.Fatalf("config file models not used: %v", err)
+	}
+	// A flag wins over the file.
+	if err := run("--config", conf, "--models", "/nonexistent/from-flag"); err == nil || !strings.Contains(err.Error(), "from-flag") {
+		t.Fatalf("flag did not win: %v", err)
+	}
+	os.WriteFile(conf, []byte("colour = blue\n"), 0o644)
+	if err := run("--config", conf); err == nil || !strings.Contains(err.Error(), `unknown setting "colour"`) {
+		t.Fatalf("unknown setting: %v", err)
+	}
+	if err := run("--config", filepath.Join(dir, "missing.conf")); err == nil || !strings.Contains(err.Error(), "config file") {
+		t.Fatalf("missing explicit config: %v", err)
+	}
+	// Beyond loopback without keys is refused.
+	if err := run("--models", dir, "--addr", "0.0.0.0:0", "--data", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no API key") {
+		t.Fatalf("open non-loopback: %v", err)
+	}
+	// A short key is refused by the server.
+	if err := run("--models", dir, "--api-key", "abc", "--data", t.TempDir()); err == nil || !strings.Contains(err.Error(), "shorter than 8") {
+		t.Fatalf("short key: %v", err)
 	}
 }

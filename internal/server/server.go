@@ -74,6 +74,15 @@ type Config struct {
 	// bpe_simple_vocab_16e6.txt(.gz) file or a folder with vocab.json and
 	// merges.txt); empty: DataDir/tokenizers/clip.
 	CLIPTokenizer string
+
+	// APIKeys, when not empty, are required on every request but /health
+	// and the UI's static files: "Authorization: Bearer KEY", Basic auth
+	// with any user and KEY as password, or a "user:password" entry for
+	// A1111-style Basic auth.
+	APIKeys []string
+	// RateLimit is how many requests a minute each key may make (0: no
+	// limit); over it, 429 with Retry-After.
+	RateLimit int
 }
 
 // Defaults.
@@ -88,14 +97,15 @@ const (
 
 // Server serves the APIs.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	cat *catalog
-	q   *queue
-	res *residency
-	mux *http.ServeMux
-	met *metrics // GET /metrics (metrics.go)
-	img *images  // the image API (images.go); nil without a data folder
+	cfg  Config
+	log  *slog.Logger
+	cat  *catalog
+	q    *queue
+	res  *residency
+	mux  *http.ServeMux
+	met  *metrics // GET /metrics (metrics.go)
+	img  *images  // the image API (images.go); nil without a data folder
+	auth *auth    // API keys and rate limits (auth.go); nil: open
 }
 
 // New checks the configuration and builds a server; no model is loaded yet.
@@ -147,6 +157,9 @@ func New(cfg Config) (*Server, error) {
 		s.met.batched = true
 		s.res.opts.OnBatch = s.met.onBatch
 	}
+	if s.auth, err = newAuth(cfg.APIKeys, cfg.RateLimit); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if cfg.DataDir != "" {
 		if s.img, err = openImages(s); err != nil {
 			return nil, fmt.Errorf("server: image job queue: %w", err)
@@ -193,6 +206,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
+	if !s.check(tw, r) {
+		return
+	}
 	s.mux.ServeHTTP(tw, r)
 }
 
