@@ -71,7 +71,7 @@ SD.Next: POST /sdapi/v1/txt2img and img2img, GET /sdapi/v1/progress, POST
 /v1/images/edits. Jobs: POST /mica/v1/jobs, GET /mica/v1/jobs[/ID],
 POST /mica/v1/jobs/ID/cancel|interrupt|skip|priority, POST
 /mica/v1/jobs/reorder, GET /mica/v1/jobs/ID/events and /mica/v1/events
-(Server-Sent Events), GET /mica/v1/history, GET /mica/v1/outputs/DATE/NAME.
+(Server-Sent Events) or /mica/v1/jobs/ID/ws and /mica/v1/ws (WebSocket), GET /mica/v1/history, GET /mica/v1/outputs/DATE/NAME.
 
 Structured output: OpenAI response_format (json_object, json_schema), a GBNF
 "grammar" field, Ollama "format"; tool_choice required or named.

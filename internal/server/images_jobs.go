@@ -31,6 +31,8 @@ func (s *Server) jobRoutes(h func(pattern, method string, f http.HandlerFunc)) {
 	h("GET /mica/v1/jobs/{id}/preview", http.MethodGet, s.jobPreview)
 	h("GET /mica/v1/jobs/{id}/events", http.MethodGet, s.jobEvents)
 	h("GET /mica/v1/events", http.MethodGet, s.jobEvents)
+	h("GET /mica/v1/ws", http.MethodGet, s.jobSocket)
+	h("GET /mica/v1/jobs/{id}/ws", http.MethodGet, s.jobSocket)
 	h("GET /mica/v1/history", http.MethodGet, s.jobHistory)
 	h("GET /mica/v1/outputs/{date}/{name}", http.MethodGet, s.jobOutput)
 }

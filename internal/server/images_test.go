@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"image"
@@ -16,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"mica/internal/format/pngtext"
 	"mica/internal/synth"
@@ -391,5 +394,35 @@ func TestImageClientsConcurrently(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+func TestJobWebSocket(t *testing.T) {
+	url, _ := startImages(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"/mica/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	code, _, b := post(t, url+"/mica/v1/jobs", `{"kind":"txt2img","params":{"prompt":"x","steps":2,"width":64,"height":64}}`)
+	if code != 202 {
+		t.Fatalf("submit %d %s", code, b)
+	}
+	seen := map[string]bool{}
+	for !seen["finished"] {
+		_, msg, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v (seen %v)", err, seen)
+		}
+		var e struct{ Type string }
+		if err := json.Unmarshal(msg, &e); err != nil {
+			t.Fatal(err)
+		}
+		seen[e.Type] = true
+	}
+	if !seen["queued"] || !seen["started"] || !seen["step"] {
+		t.Fatalf("events %v", seen)
 	}
 }
