@@ -141,7 +141,9 @@ func referenceCases(t *testing.T, folder, preset string, dt tensor.DType, ckpt s
 		if p.Mode == "img2img" {
 			r.Init = readPNG(t, filepath.Join(ref, "img2img-input-gradient-256.png"))
 			r.Strength = p.Strength
-			r.StepRule = "sdcpp"
+			// mica's default step rule is A1111's; for these cases it picks
+			// the same sigmas as stable-diffusion.cpp's (⌊N·s⌋+1 steps).
+			r.StepRule = os.Getenv("MICA_IMG2IMG_RULE")
 		}
 		t0 := time.Now()
 		res, err := m.Generate(context.Background(), r, DefaultLimits(), nil)
