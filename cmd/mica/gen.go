@@ -18,6 +18,7 @@ import (
 	"mica/internal/compute/cpu"
 	"mica/internal/format/pngtext"
 	"mica/internal/imagegen"
+	"mica/internal/server/hub"
 	"mica/internal/tensor"
 )
 
@@ -38,7 +39,7 @@ type genFlags struct {
 func (g *genFlags) addModelFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVarP(&g.model, "model", "m", os.Getenv("MICA_SD_MODEL"), "checkpoint: a single-file .safetensors or a diffusers folder (env MICA_SD_MODEL)")
-	f.StringVar(&g.tokenizer, "clip-tokenizer", os.Getenv("MICA_CLIP_TOKENIZER"), "CLIP tokenizer for single-file checkpoints: OpenAI's bpe_simple_vocab_16e6.txt(.gz) or a folder with vocab.json + merges.txt (env MICA_CLIP_TOKENIZER)")
+	f.StringVar(&g.tokenizer, "clip-tokenizer", os.Getenv("MICA_CLIP_TOKENIZER"), "CLIP tokenizer for single-file checkpoints: OpenAI's bpe_simple_vocab_16e6.txt(.gz) or a folder with vocab.json + merges.txt (env MICA_CLIP_TOKENIZER; default: fetched once from Hugging Face into ~/.local/share/mica/tokenizers/clip unless MICA_OFFLINE is set)")
 	f.StringVar(&g.quantize, "quantize", "", "quantize the UNet at load: q8_0 or q4_0 (default: keep the file's types)")
 	f.IntVarP(&g.threads, "threads", "t", 0, "threads (0: all cores)")
 }
@@ -162,7 +163,17 @@ func (g *genFlags) load(cmd *cobra.Command) (*imagegen.Model, *cpu.Backend, erro
 		return nil, nil, fmt.Errorf("--quantize %q: use q8_0 or q4_0", g.quantize)
 	}
 	b := cpu.New(g.threads)
-	m, err := imagegen.Load(b, g.model, imagegen.Options{Tokenizer: g.tokenizer, TokenizerSearch: tokenizerSearch(), Quantize: q})
+	o := imagegen.Options{Tokenizer: g.tokenizer, TokenizerSearch: tokenizerSearch(), Quantize: q}
+	m, err := imagegen.Load(b, g.model, o)
+	if errors.Is(err, imagegen.ErrNoTokenizer) && os.Getenv("MICA_OFFLINE") == "" && len(o.TokenizerSearch) > 0 {
+		// As A1111 does: fetch the standard CLIP tokenizer once.
+		fmt.Fprintf(cmd.ErrOrStderr(), "fetching the CLIP tokenizer (%s) into %s, once …\n", hub.CLIPRepo, o.TokenizerSearch[0])
+		if ferr := hub.FetchCLIPTokenizer(cmd.Context(), nil, o.TokenizerSearch[0]); ferr != nil {
+			b.Close()
+			return nil, nil, ferr
+		}
+		m, err = imagegen.Load(b, g.model, o)
+	}
 	if err != nil {
 		b.Close()
 		return nil, nil, err

@@ -105,7 +105,7 @@ MICA_API_KEYS (comma-separated), MICA_API_KEYS_FILE, MICA_RATE_LIMIT.`,
 			}
 			s, err := server.New(server.Config{APIKeys: keys, RateLimit: f.rateLimit, ModelsDir: f.models, Threads: f.threads, Context: f.ctx,
 				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, Batch: f.batch, KeepAlive: f.keepAlive, Version: version, Logger: log,
-				DataDir: f.data, CLIPTokenizer: f.clipTok,
+				DataDir: f.data, CLIPTokenizer: f.clipTok, Offline: os.Getenv("MICA_OFFLINE") != "",
 				ImageLimits: imagegen.Limits{MaxSteps: f.maxSteps, MaxPixels: f.maxPixels, MaxBatch: f.maxImages}})
 			if err != nil {
 				return err

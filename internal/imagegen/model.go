@@ -6,6 +6,7 @@
 package imagegen
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -174,8 +175,12 @@ func loadTokenizer(model string, o Options) (*cliptok.Tokenizer, error) {
 		}
 		return cliptok.LoadBPEFile(p)
 	}
-	return nil, fmt.Errorf("no CLIP tokenizer found for %s: single-file checkpoints carry none; give one with --clip-tokenizer (a diffusers tokenizer/ folder with vocab.json and merges.txt, or OpenAI's bpe_simple_vocab_16e6.txt.gz)", model)
+	return nil, fmt.Errorf("%w for %s: single-file checkpoints carry none; give one with --clip-tokenizer (a diffusers tokenizer/ folder with vocab.json and merges.txt, or OpenAI's bpe_simple_vocab_16e6.txt.gz)", ErrNoTokenizer, model)
 }
+
+// ErrNoTokenizer: the checkpoint brings no CLIP tokenizer and none was
+// found where Options say to look (the caller may fetch one and retry).
+var ErrNoTokenizer = errors.New("no CLIP tokenizer found")
 
 // LoadTokenizer reads a CLIP tokenizer: OpenAI's
 // bpe_simple_vocab_16e6.txt(.gz), or a folder with a diffusers tokenizer

@@ -22,6 +22,7 @@ import (
 	"mica/internal/format/pngtext"
 	"mica/internal/imagegen"
 	"mica/internal/jobs"
+	"mica/internal/server/hub"
 	"mica/internal/server/sdapi"
 )
 
@@ -165,8 +166,18 @@ func (im *images) load(name string) (*imagegen.Model, error) {
 	}
 	im.unloadLocked()
 	b := cpu.New(im.s.cfg.Threads)
-	model, err := imagegen.Load(b, m.Path, imagegen.Options{Tokenizer: im.s.cfg.CLIPTokenizer,
-		TokenizerSearch: []string{filepath.Join(im.data, "tokenizers", "clip")}})
+	o := imagegen.Options{Tokenizer: im.s.cfg.CLIPTokenizer, TokenizerSearch: []string{filepath.Join(im.data, "tokenizers", "clip")}}
+	model, err := imagegen.Load(b, m.Path, o)
+	if errors.Is(err, imagegen.ErrNoTokenizer) && !im.s.cfg.Offline {
+		// As A1111 does: fetch the standard CLIP tokenizer once.
+		im.s.log.Info("fetching the CLIP tokenizer", "repo", hub.CLIPRepo, "into", o.TokenizerSearch[0])
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		err = hub.FetchCLIPTokenizer(ctx, nil, o.TokenizerSearch[0])
+		cancel()
+		if err == nil {
+			model, err = imagegen.Load(b, m.Path, o)
+		}
+	}
 	if err != nil {
 		b.Close()
 		return nil, err

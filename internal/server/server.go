@@ -83,6 +83,9 @@ type Config struct {
 	// RateLimit is how many requests a minute each key may make (0: no
 	// limit); over it, 429 with Retry-After.
 	RateLimit int
+	// Offline forbids fetching anything (the CLIP tokenizer of single-file
+	// checkpoints) from the network.
+	Offline bool
 }
 
 // Defaults.
