@@ -34,6 +34,7 @@ type genFlags struct {
 	hiresUpscaler              string
 	outpaint                   []int
 	strengthSet                bool
+	server, apiKey             string
 }
 
 func (g *genFlags) addModelFlags(cmd *cobra.Command) {
@@ -208,9 +209,13 @@ by mica), which is also printed.`,
   mica gen -m sd15.safetensors "a lighthouse at night" --sampler "DPM++ 2M Karras" --steps 25 --seed 1234
   mica gen -m sd15.safetensors "oil painting" --init-image in.png --strength 0.5
   mica gen -m sd15.safetensors "a red hat" --init-image in.png --mask mask.png --only-masked
-  mica gen -m sd15.safetensors "a wide beach" --init-image in.png --outpaint 128,128,0,0`,
+  mica gen -m sd15.safetensors "a wide beach" --init-image in.png --outpaint 128,128,0,0
+  mica gen --server http://127.0.0.1:11435 -m sd15 "a photo of a cat"   (a job of the running server)`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.server != "" {
+				return g.genRemote(cmd, args[0], out)
+			}
 			r, err := g.request(args[0])
 			if err != nil {
 				return err
@@ -270,5 +275,7 @@ by mica), which is also printed.`,
 	g.addModelFlags(cmd)
 	g.addGenFlags(cmd)
 	cmd.Flags().StringVarP(&out, "output", "o", "out.png", "output PNG (a batch adds -1, -2, … before the extension)")
+	cmd.Flags().StringVar(&g.server, "server", os.Getenv("MICA_SERVER"), "run the generation as a job of a running mica serve at this URL (env MICA_SERVER); --model then names one of its models")
+	cmd.Flags().StringVar(&g.apiKey, "api-key", os.Getenv("MICA_API_KEY"), "API key for --server (env MICA_API_KEY)")
 	return cmd
 }

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"mica/internal/format/pngtext"
+	"mica/internal/server"
+	"mica/internal/synth"
+	"mica/internal/tensor"
+	"mica/internal/testenv"
+)
+
+func runGen(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newGenCmd()
+	var out bytes.Buffer
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(io.Discard)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+// TestGenLocalAndThroughServer: mica gen makes the same picture on its own
+// and as a job of a running server, with the infotext in the PNG.
+func TestGenLocalAndThroughServer(t *testing.T) {
+	tok := testenv.Shared(t, "testdata", "clip", "bpe_simple_vocab_16e6.txt.gz")
+	dir := t.TempDir()
+	ckpt := filepath.Join(dir, "tiny.safetensors")
+	if _, err := synth.WriteSD(ckpt, synth.SDOptions{Preset: "sd-test", Type: tensor.F16, Threads: 2}); err != nil {
+		t.Fatal(err)
+	}
+	local := filepath.Join(dir, "local.png")
+	args := []string{"a red apple", "-W", "64", "-H", "64", "--steps", "2", "--seed", "9", "--sampler", "Euler a"}
+	stdout, err := runGen(t, append(args, "-m", ckpt, "--clip-tokenizer", tok, "-o", local)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, "Seed: 9") || !strings.Contains(stdout, "a red apple") {
+		t.Fatalf("printed %q", stdout)
+	}
+	s, err := server.New(server.Config{ModelsDir: dir, DataDir: filepath.Join(dir, "data"), CLIPTokenizer: tok, Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	defer func() { ts.Close(); s.Close() }()
+	remote := filepath.Join(dir, "remote.png")
+	if _, err := runGen(t, append(args, "--server", ts.URL, "-m", "tiny", "-o", remote)...); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(local)
+	b, _ := os.ReadFile(remote)
+	ta, _ := pngtext.ReadText(bytes.NewReader(a))
+	tb, _ := pngtext.ReadText(bytes.NewReader(b))
+	if ta["parameters"] == "" || ta["parameters"] != tb["parameters"] {
+		t.Fatalf("infotexts differ:\n%s\n%s", ta["parameters"], tb["parameters"])
+	}
+	if len(a) != len(b) || !bytes.Equal(a, b) {
+		t.Fatal("the server's picture differs from the local one")
+	}
+	if _, err := runGen(t, append(args, "--server", ts.URL, "-m", "missing", "-o", remote)...); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("unknown model through the server: %v", err)
+	}
+	if _, err := runGen(t, "x", "-o", remote); err == nil || !strings.Contains(err.Error(), "no model") {
+		t.Fatalf("no model: %v", err)
+	}
+}
