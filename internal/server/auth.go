@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -128,23 +129,32 @@ func publicPath(p string) bool {
 }
 
 // check authenticates and rate-limits a request; it writes the error and
-// returns false when the request may not go on.
-func (s *Server) check(w http.ResponseWriter, r *http.Request) bool {
+// returns nil when the request may not go on, else the request carrying
+// the key's name (keyName reads it).
+func (s *Server) check(w http.ResponseWriter, r *http.Request) *http.Request {
 	if s.auth == nil || publicPath(r.URL.Path) {
-		return true
+		return r
 	}
 	name := s.auth.who(r)
 	if name == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mica", Basic realm="mica"`)
 		s.authFail(w, r, http.StatusUnauthorized, "missing or wrong API key: send Authorization: Bearer KEY")
-		return false
+		return nil
 	}
 	if ok, wait := s.auth.allow(name, time.Now()); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 		s.authFail(w, r, http.StatusTooManyRequests, fmt.Sprintf("rate limit of %g requests a minute reached for this key; retry in %s", s.auth.perMin, wait.Round(time.Second)))
-		return false
+		return nil
 	}
-	return true
+	return r.WithContext(context.WithValue(r.Context(), keyNameCtx{}, name))
+}
+
+type keyNameCtx struct{}
+
+// keyName is the name of the API key a request came with ("" without keys).
+func keyName(r *http.Request) string {
+	s, _ := r.Context().Value(keyNameCtx{}).(string)
+	return s
 }
 
 // authFail answers in the dialect of the path.

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"mica/internal/testenv"
 )
 
 func getWith(t *testing.T, url string, header map[string]string) (int, http.Header, string) {
@@ -74,5 +76,31 @@ func TestRateLimitPerKey(t *testing.T) {
 	// Another key has its own budget.
 	if code, _, body := getWith(t, ts.URL+"/v1/models", map[string]string{"Authorization": "Bearer key-two-bbbb"}); code != 200 {
 		t.Fatalf("second key: %d %s", code, body)
+	}
+}
+
+func TestJobsPerKey(t *testing.T) {
+	startImages(t) // writes the sd-test checkpoint into the models folder
+	ts, _, _ := start(t, Config{APIKeys: []string{"key-one-aaaa", "key-two-bbbb"}, MaxJobsPerKey: 1, DataDir: t.TempDir(),
+		CLIPTokenizer: testenv.Shared(t, "testdata", "clip", "bpe_simple_vocab_16e6.txt.gz")})
+	submit := func(key string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/mica/v1/jobs", strings.NewReader(`{"kind":"txt2img","params":{"prompt":"x","steps":30,"width":64,"height":64}}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, b := submit("key-one-aaaa"); code != 202 {
+		t.Fatalf("first job: %d %s", code, b)
+	}
+	if code, b := submit("key-one-aaaa"); code != 429 || !strings.Contains(b, "limit") {
+		t.Fatalf("second job of the same key: %d %s", code, b)
+	}
+	if code, b := submit("key-two-bbbb"); code != 202 {
+		t.Fatalf("another key's job: %d %s", code, b)
 	}
 }

@@ -43,6 +43,11 @@ type images struct {
 
 	omu     sync.Mutex
 	options map[string]any // A1111's settings (GET/POST /sdapi/v1/options), persisted
+
+	kmu    sync.Mutex
+	owner  map[string]string // job id → API key name, for MaxJobsPerKey
+	active map[string]int    // API key name → its jobs not yet ended
+	done   func()            // stops watching job ends
 }
 
 // imageModel is a checkpoint found in the models folder.
@@ -67,10 +72,76 @@ func openImages(s *Server) (*images, error) {
 		return nil, err
 	}
 	im.q = q
+	im.owner, im.active = map[string]string{}, map[string]int{}
+	events, stop := q.Subscribe("")
+	im.done = stop
+	go im.watchEnds(events)
 	return im, nil
 }
 
+// watchEnds releases a key's job slot when its job ends.
+func (im *images) watchEnds(events <-chan jobs.Event) {
+	for e := range events {
+		if !e.State.Terminal() {
+			continue
+		}
+		im.kmu.Lock()
+		if k, ok := im.owner[e.JobID]; ok {
+			delete(im.owner, e.JobID)
+			if im.active[k]--; im.active[k] <= 0 {
+				delete(im.active, k)
+			}
+		}
+		im.kmu.Unlock()
+	}
+}
+
+// reserve takes one of key's job slots (MaxJobsPerKey), or says why not.
+func (im *images) reserve(key string) error {
+	limit := im.s.cfg.MaxJobsPerKey
+	if key == "" || limit <= 0 {
+		return nil
+	}
+	im.kmu.Lock()
+	defer im.kmu.Unlock()
+	if im.active[key] >= limit {
+		return fmt.Errorf("this API key already has %d image jobs queued or running (the limit); wait for one to end", limit)
+	}
+	im.active[key]++
+	return nil
+}
+
+// own records that job id holds one of key's slots; with id "" the
+// reserved slot is given back (the submit failed).
+func (im *images) own(key, id string) {
+	if key == "" || im.s.cfg.MaxJobsPerKey <= 0 {
+		return
+	}
+	im.kmu.Lock()
+	if id == "" {
+		if im.active[key]--; im.active[key] <= 0 {
+			delete(im.active, key)
+		}
+		im.kmu.Unlock()
+		return
+	}
+	im.owner[id] = key
+	im.kmu.Unlock()
+	// The job may have ended before it was recorded: release it then.
+	if j, err := im.q.Get(id); err == nil && j.State.Terminal() {
+		im.kmu.Lock()
+		if _, ok := im.owner[id]; ok {
+			delete(im.owner, id)
+			if im.active[key]--; im.active[key] <= 0 {
+				delete(im.active, key)
+			}
+		}
+		im.kmu.Unlock()
+	}
+}
+
 func (im *images) close() error {
+	im.done()
 	err := im.q.Close()
 	im.mu.Lock()
 	defer im.mu.Unlock()

@@ -78,7 +78,7 @@ func (s *Server) readImageBody(w http.ResponseWriter, r *http.Request) ([]byte, 
 
 // submitImage validates a request and queues it; the error is the
 // client's (422) when the request itself is wrong.
-func (s *Server) submitImage(body []byte, img2img bool, priority int) (jobs.Job, *sdapi.Request, int, error) {
+func (s *Server) submitImage(key string, body []byte, img2img bool, priority int) (jobs.Job, *sdapi.Request, int, error) {
 	req, err := sdapi.Decode(body, img2img, s.img.apiLimits())
 	if err != nil {
 		return jobs.Job{}, nil, http.StatusUnprocessableEntity, err
@@ -101,7 +101,11 @@ func (s *Server) submitImage(body []byte, img2img bool, priority int) (jobs.Job,
 	if img2img {
 		kind = "img2img"
 	}
+	if err := s.img.reserve(key); err != nil {
+		return jobs.Job{}, req, http.StatusTooManyRequests, err
+	}
 	j, err := s.img.q.Submit(jobs.Request{Kind: kind, Model: m.Name, Params: body, Priority: priority})
+	s.img.own(key, j.ID)
 	if err != nil {
 		if errors.Is(err, jobs.ErrQueueFull) {
 			return j, req, http.StatusTooManyRequests, err
@@ -155,7 +159,7 @@ func (s *Server) sdGenerate(w http.ResponseWriter, r *http.Request, img2img bool
 	if !ok {
 		return
 	}
-	j, req, status, err := s.submitImage(body, img2img, 0)
+	j, req, status, err := s.submitImage(keyName(r), body, img2img, 0)
 	if err != nil {
 		s.sdFail(w, r, status, err)
 		return

@@ -124,7 +124,7 @@ func (s *Server) jobSubmit(w http.ResponseWriter, r *http.Request) {
 		s.sdFail(w, r, http.StatusUnprocessableEntity, &sdapi.ValidationError{Detail: []sdapi.FieldError{{Loc: []any{"body", "kind"}, Msg: "kind must be txt2img or img2img", Type: "value_error"}}})
 		return
 	}
-	j, _, status, err := s.submitImage(in.Params, in.Kind == "img2img", in.Priority)
+	j, _, status, err := s.submitImage(keyName(r), in.Params, in.Kind == "img2img", in.Priority)
 	if err != nil {
 		s.sdFail(w, r, status, err)
 		return

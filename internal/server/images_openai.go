@@ -204,7 +204,7 @@ func openaiMaskToA1111(b []byte) ([]byte, error) {
 
 func (s *Server) openaiImageJob(w http.ResponseWriter, r *http.Request, in *openaiImageRequest, body map[string]any, img2img bool) {
 	raw, _ := json.Marshal(body)
-	j, _, status, err := s.submitImage(raw, img2img, 0)
+	j, _, status, err := s.submitImage(keyName(r), raw, img2img, 0)
 	if err != nil {
 		kind := canon.Invalid
 		switch status {

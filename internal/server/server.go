@@ -83,6 +83,9 @@ type Config struct {
 	// RateLimit is how many requests a minute each key may make (0: no
 	// limit); over it, 429 with Retry-After.
 	RateLimit int
+	// MaxJobsPerKey limits the image jobs one API key may have queued or
+	// running at once (0: no limit); over it, 429.
+	MaxJobsPerKey int
 	// Offline forbids fetching anything (the CLIP tokenizer of single-file
 	// checkpoints) from the network.
 	Offline bool
@@ -188,7 +191,8 @@ func (s *Server) Close() error {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tw := &trackingWriter{ResponseWriter: w}
 	// metrics: runs last, after a panic has been answered.
-	defer func(t0 time.Time) { s.met.request(r.Pattern, r.URL.Path, tw.status(), time.Since(t0)) }(time.Now())
+	req := r // the request the mux saw (check adds the API key's name)
+	defer func(t0 time.Time) { s.met.request(req.Pattern, req.URL.Path, tw.status(), time.Since(t0)) }(time.Now())
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -209,10 +213,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	if !s.check(tw, r) {
+	if req = s.check(tw, r); req == nil {
+		req = r
 		return
 	}
-	s.mux.ServeHTTP(tw, r)
+	s.mux.ServeHTTP(tw, req)
 }
 
 // Serve listens on addr until ctx ends, then shuts down gracefully.
