@@ -33,6 +33,7 @@ type serveFlags struct {
 	apiKeys      []string
 	apiKeysFile  string
 	rateLimit    int
+	jobsPerKey   int
 	noAuth       bool
 	config       string
 }
@@ -44,6 +45,7 @@ var serveEnv = map[string]string{
 	"batch": "MICA_BATCH", "data": "MICA_DATA", "clip-tokenizer": "MICA_CLIP_TOKENIZER",
 	"max-steps": "MICA_MAX_STEPS", "max-pixels": "MICA_MAX_PIXELS", "max-images": "MICA_MAX_IMAGES",
 	"api-key": "MICA_API_KEYS", "api-keys-file": "MICA_API_KEYS_FILE", "rate-limit": "MICA_RATE_LIMIT",
+	"max-jobs-per-key": "MICA_MAX_JOBS_PER_KEY",
 }
 
 // newServeCmd is `mica serve`: the OpenAI- and Ollama-compatible HTTP API.
@@ -87,7 +89,8 @@ file (--config, default ~/.config/mica/serve.conf when it exists): one
 comments. The variables: MICA_ADDR, MICA_MODELS, MICA_THREADS, MICA_CTX,
 MICA_MAX_QUEUE, MICA_MAX_BODY, MICA_KEEP_ALIVE, MICA_BATCH, MICA_DATA,
 MICA_CLIP_TOKENIZER, MICA_MAX_STEPS, MICA_MAX_PIXELS, MICA_MAX_IMAGES,
-MICA_API_KEYS (comma-separated), MICA_API_KEYS_FILE, MICA_RATE_LIMIT.`,
+MICA_API_KEYS (comma-separated), MICA_API_KEYS_FILE, MICA_RATE_LIMIT,
+MICA_MAX_JOBS_PER_KEY.`,
 		Example: `  mica serve --models ~/models
   MICA_MODELS=~/models mica serve --addr 127.0.0.1:8080 --ctx 4096`,
 		Args: cobra.NoArgs,
@@ -103,7 +106,7 @@ MICA_API_KEYS (comma-separated), MICA_API_KEYS_FILE, MICA_RATE_LIMIT.`,
 			if len(keys) == 0 && !f.noAuth && !loopback(f.addr) {
 				return fmt.Errorf("--addr %s reaches beyond this machine but no API key is set: give --api-key (or --api-keys-file), or --no-auth to serve openly", f.addr)
 			}
-			s, err := server.New(server.Config{APIKeys: keys, RateLimit: f.rateLimit, ModelsDir: f.models, Threads: f.threads, Context: f.ctx,
+			s, err := server.New(server.Config{APIKeys: keys, RateLimit: f.rateLimit, MaxJobsPerKey: f.jobsPerKey, ModelsDir: f.models, Threads: f.threads, Context: f.ctx,
 				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, Batch: f.batch, KeepAlive: f.keepAlive, Version: version, Logger: log,
 				DataDir: f.data, CLIPTokenizer: f.clipTok, Offline: os.Getenv("MICA_OFFLINE") != "",
 				ImageLimits: imagegen.Limits{MaxSteps: f.maxSteps, MaxPixels: f.maxPixels, MaxBatch: f.maxImages}})
@@ -142,6 +145,7 @@ MICA_API_KEYS (comma-separated), MICA_API_KEYS_FILE, MICA_RATE_LIMIT.`,
 	fl.StringSliceVar(&f.apiKeys, "api-key", nil, "API key clients must send (repeat or comma-separate for several; \"user:password\" for A1111-style Basic auth)")
 	fl.StringVar(&f.apiKeysFile, "api-keys-file", "", "file with one API key per line (# comments)")
 	fl.IntVar(&f.rateLimit, "rate-limit", 0, "requests a minute each API key may make (0: no limit)")
+	fl.IntVar(&f.jobsPerKey, "max-jobs-per-key", 0, "image jobs one API key may have queued or running at once (0: no limit)")
 	fl.BoolVar(&f.noAuth, "no-auth", false, "allow serving beyond loopback without API keys")
 	fl.StringVar(&f.config, "config", "", "config file of \"flag = value\" lines (default ~/.config/mica/serve.conf if it exists)")
 	return cmd
