@@ -278,3 +278,41 @@ func TestOutpaint(t *testing.T) {
 		t.Fatal("outpainting without a picture accepted")
 	}
 }
+
+// TestInpaintingCheckpoint: a 9-channel inpainting UNet gets the mask and
+// the masked picture's latent as extra input, for inpainting and txt2img.
+func TestInpaintingCheckpoint(t *testing.T) {
+	tok := testenv.Shared(t, "testdata", "clip", "bpe_simple_vocab_16e6.txt.gz")
+	cfg := synth.SDTestConfig().Inpainting()
+	path := filepath.Join(testDir, "sd-test-inpaint.safetensors")
+	if _, err := synth.WriteSD(path, synth.SDOptions{Config: &cfg, Type: tensor.F16, Threads: 2}); err != nil {
+		t.Fatal(err)
+	}
+	b := cpu.New(2)
+	defer b.Close()
+	m, err := Load(b, path, Options{Tokenizer: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Kind.String() == "" || m.ucfg.InChannels != 9 {
+		t.Fatalf("kind %v, UNet input %d channels", m.Kind, m.ucfg.InChannels)
+	}
+	gen(t, m, Request{Prompt: "x", Width: 64, Height: 64, Steps: 2, Sampler: "Euler", Seed: 1})
+	init := gradient(64, 64)
+	mask := image.NewGray(image.Rect(0, 0, 64, 64))
+	for y := 0; y < 64; y++ {
+		for x := 32; x < 64; x++ {
+			mask.SetGray(x, y, color.Gray{255})
+		}
+	}
+	res := gen(t, m, Request{Prompt: "x", Init: init, Mask: mask, Strength: 1, Steps: 2, Sampler: "Euler", Seed: 1})
+	out := res.Images[0].RGBA
+	for y := 0; y < 64; y++ {
+		for x := 0; x < 32; x++ {
+			if out.RGBAAt(x, y) != init.RGBAAt(x, y) {
+				t.Fatalf("unmasked pixel (%d,%d) changed", x, y)
+			}
+		}
+	}
+}
