@@ -30,7 +30,9 @@ var sdOnce sync.Once
 
 // startImages starts a server whose models folder also holds the sd-test
 // checkpoint, with a fresh data folder.
-func startImages(t *testing.T) (string, *Server) {
+func startImages(t *testing.T) (string, *Server) { return startImagesB(t) }
+
+func startImagesB(t testing.TB) (string, *Server) {
 	t.Helper()
 	dir := models(t)
 	var err error
