@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -144,7 +144,7 @@ test('openai: errors are typed and name the field', { skip }, async () => {
     (e) => e.status === 400 && e.param === 'max_tokens');
   await assert.rejects(openai.chat.completions.create({ model: 'tiny',
     messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AA==' } }] }] }),
-  (e) => e.status === 400 && /images are not supported yet/.test(e.message));
+  (e) => e.status === 400 && /cannot read images: it has no vision projector/.test(e.message));
   await assert.rejects(openai.chat.completions.create({ model: 'tiny', messages: user('word '.repeat(1500)) }),
     (e) => e.status === 400 && /context/.test(e.message));
 });
@@ -282,4 +282,80 @@ test('ollama: format schema answers validate (Ajv)', { skip }, async () => {
     options: { seed: 7, temperature: 1, num_predict: 200 } });
   const value = JSON.parse(res.message.content);
   assert.ok(validate(value), `${res.message.content}: ${JSON.stringify(validate.errors)}`);
+});
+
+// Images: a second server on the tiny reference Gemma 4 model with its
+// projector beside it (mmproj-vision.gguf), and a model without one.
+const visionRef = path.join(shared, 'reference/vision');
+const visionFiles = {
+  'vision.gguf': path.join(shared, 'reference/gemma/gemma4-tiny-f32.gguf'),
+  'mmproj-vision.gguf': path.join(visionRef, 'mmproj-gemma4-tiny-f32.gguf'),
+  'textonly.gguf': path.join(shared, 'reference/gemma/gemma3-tiny-f32.gguf'),
+};
+const visionSkip = skip || (Object.values(visionFiles).some((p) => !existsSync(p)) ? 'missing the vision reference files' : false);
+
+async function withVisionServer(fn) {
+  const vdir = mkdtempSync(path.join(tmpdir(), 'mica-e2e-vision-'));
+  for (const [name, target] of Object.entries(visionFiles)) symlinkSync(target, path.join(vdir, name));
+  const srv = spawn(bin, ['serve', '--models', vdir, '--addr', '127.0.0.1:0', '--ctx', '1024', '--threads', '2'],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  srv.stderr.on('data', (d) => { log += d; });
+  try {
+    const base = await new Promise((resolve, reject) => {
+      let out = '';
+      srv.stdout.on('data', (d) => {
+        out += d;
+        const m = out.match(/listening on (http:\/\/\S+)/);
+        if (m) resolve(m[1]);
+      });
+      srv.on('exit', (code) => reject(new Error(`mica serve exited (${code}): ${log}`)));
+    });
+    await fn(new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0 }), new Ollama({ host: base }));
+  } finally {
+    if (srv.exitCode === null) {
+      const exited = new Promise((r) => srv.on('exit', r));
+      srv.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(vdir, { recursive: true, force: true });
+  }
+}
+
+test('images: openai image_url and ollama images agree (greedy); bad images are 400s', { skip: visionSkip }, async () => {
+  const png = readFileSync(path.join(visionRef, 'dev-512x384.png'));
+  const dataURL = `data:image/png;base64,${png.toString('base64')}`;
+  await withVisionServer(async (oa, ol) => {
+    const ids = [];
+    for await (const m of oa.models.list()) ids.push(m.id);
+    assert.deepEqual(ids, ['textonly', 'vision'], 'the projector is not a model');
+    assert.ok((await ol.show({ model: 'vision' })).capabilities.includes('vision'));
+
+    const content = [{ type: 'text', text: 'What is in' }, { type: 'image_url', image_url: { url: dataURL } },
+      { type: 'text', text: 'this picture?' }];
+    const req = { model: 'vision', messages: user(content), temperature: 0, max_tokens: 6 };
+    const full = await oa.chat.completions.create(req);
+    assert.ok(full.usage.prompt_tokens > 88, `an image is 88 positions: ${full.usage.prompt_tokens}`);
+    let streamed = '';
+    for await (const c of await oa.chat.completions.create({ ...req, stream: true })) streamed += c.choices[0]?.delta?.content ?? '';
+    assert.equal(streamed, full.choices[0].message.content);
+
+    // Ollama puts a message's images before its text: ask the same way.
+    const first = [{ type: 'image_url', image_url: { url: dataURL } }, { type: 'text', text: 'Describe it.' }];
+    const a = await oa.chat.completions.create({ ...req, messages: user(first) });
+    const b = await ol.chat({ model: 'vision', messages: [{ role: 'user', content: 'Describe it.', images: [new Uint8Array(png)] }],
+      options: { temperature: 0, num_predict: 6 } });
+    assert.equal(b.message.content, a.choices[0].message.content);
+
+    await assert.rejects(oa.chat.completions.create({ ...req, messages: user([{ type: 'image_url',
+      image_url: { url: `data:image/png;base64,${png.subarray(0, 500).toString('base64')}` } }]) }),
+    (e) => e.status === 400 && /image 1/.test(e.message));
+    await assert.rejects(ol.chat({ model: 'vision', messages: [{ role: 'user', content: 'x', images: ['bm90IGFuIGltYWdl'] }] }),
+      (e) => e.status_code === 400 && /unsupported image format/.test(e.error));
+    await assert.rejects(ol.generate({ model: 'textonly', prompt: 'x', images: [new Uint8Array(png)] }),
+      (e) => e.status_code === 400 && /cannot read images/.test(e.error));
+    // Other requests go on.
+    const ok = await ol.generate({ model: 'vision', prompt: 'What is this?', images: [new Uint8Array(png)], options: { num_predict: 2 } });
+    assert.ok(ok.done);
+  });
 });

@@ -111,19 +111,3 @@ func TestRunImageRaw(t *testing.T) {
 		t.Error("--image without a prompt accepted")
 	}
 }
-
-// TestStopWriter: text is printed up to the first stop string, never past
-// it, even when the stop string arrives split over pieces.
-func TestStopWriter(t *testing.T) {
-	var b strings.Builder
-	w := &stopWriter{out: &b, stops: []string{"END"}}
-	for _, s := range []string{"hello ", "wor", "ld E", "N", "D more"} {
-		if w.write(s) {
-			break
-		}
-	}
-	w.flush()
-	if b.String() != "hello world " {
-		t.Errorf("got %q", b.String())
-	}
-}

@@ -92,7 +92,12 @@ is greedy decoding.`,
 				if len(args) != 2 {
 					return fmt.Errorf("--image needs a PROMPT (images are for one-shot answers)")
 				}
-				return runWithImages(cmd, e, args[0], &f, args[1])
+				res, err := runWithImages(cmd, e, args[0], &f, args[1], out)
+				out.end()
+				if f.verbose && res.Finish != "" {
+					printUsage(cmd.ErrOrStderr(), res)
+				}
+				return err
 			}
 			if len(args) == 2 {
 				res, err := oneTurn(cmd.Context(), e, &f, nil, args[1], out)

@@ -35,7 +35,19 @@ type ModelInfo struct {
 	// Template is tokenizer.chat_template.
 	Template string
 	Params   int64
+	// Projector is the model's vision projector (mmproj file), "" for
+	// none; ProjectorExplicit says the configuration named it. Filled in
+	// per request (Server.withProjector), not by the catalog.
+	Projector         string
+	ProjectorExplicit bool
+	// MaxImages is the most images a request may hold (the server's
+	// configuration, given to the engine at load).
+	MaxImages int
 }
+
+// isProjector reports whether an architecture is a vision projector's
+// (an mmproj file is not a model).
+func isProjector(arch string) bool { return arch == "clip" }
 
 // catalog lists the GGUF files of the models folder. Headers are read once
 // per file version (size and modification time).
@@ -73,6 +85,9 @@ func (c *catalog) list() (models []ModelInfo, skipped []error, err error) {
 			skipped = append(skipped, err)
 			continue
 		}
+		if isProjector(m.Arch) {
+			continue // a model's vision projector
+		}
 		models = append(models, m)
 	}
 	sort.Slice(models, func(i, j int) bool { return models[i].Name < models[j].Name })
@@ -93,6 +108,10 @@ func (c *catalog) lookup(name string) (ModelInfo, error) {
 				Msg: fmt.Sprintf("model %q not found in %s (see GET /v1/models or /api/tags)", name, c.dir)}
 		}
 		return ModelInfo{}, &canon.Error{Kind: canon.Unavailable, Msg: fmt.Sprintf("model %q cannot be read: %v", name, err)}
+	}
+	if isProjector(m.Arch) {
+		return ModelInfo{}, &canon.Error{Kind: canon.NotFound, Param: "model", Code: "model_not_found",
+			Msg: fmt.Sprintf("%q is a vision projector (mmproj file), not a model: name the text model it belongs to", name)}
 	}
 	return m, nil
 }

@@ -38,6 +38,18 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, decode func([]byt
 		return nil, nil, nil, nil, false
 	}
 	ctx, cancel = context.WithCancel(r.Context())
+	if err := s.checkImages(req); err != nil {
+		s.fail(w, r, err)
+		cancel()
+		return nil, nil, nil, nil, false
+	}
+	if err := s.fetchImages(ctx, req); err != nil {
+		if ctx.Err() == nil {
+			s.fail(w, r, err)
+		}
+		cancel()
+		return nil, nil, nil, nil, false
+	}
 	if j, err = s.prepare(ctx, req); err != nil {
 		if ctx.Err() == nil {
 			s.fail(w, r, err)
@@ -57,6 +69,7 @@ func (s *Server) prepare(ctx context.Context, req *canon.Request) (*job, error) 
 	if err != nil {
 		return nil, err
 	}
+	info = s.withProjector(info)
 	if err := applyFormat(req); err != nil {
 		return nil, err
 	}
@@ -149,6 +162,9 @@ func (j *job) check() error {
 			return canon.Errorf("", "%s", strings.TrimPrefix(err.Error(), "sample: "))
 		}
 		prompt, err = j.runner.ChatPrompt(*r.Chat)
+		if ie := imageError(r, err); ie != nil {
+			return ie
+		}
 		if err != nil {
 			return canon.Errorf("messages", "the conversation cannot be put in the model's chat format: %v", err)
 		}
@@ -157,6 +173,9 @@ func (j *job) check() error {
 			return canon.Errorf("", "%s", strings.TrimPrefix(err.Error(), "sample: "))
 		}
 		prompt, err = j.runner.CompletionPrompt(*r.Completion)
+		if ie := imageError(r, err); ie != nil {
+			return ie
+		}
 		if err != nil {
 			return canon.Errorf("prompt", "the prompt cannot be tokenized: %v", err)
 		}
@@ -210,6 +229,9 @@ func (j *job) run(ctx context.Context, onEvent func(engine.Event)) (engine.Resul
 	case res.Finish == engine.FinishError || res.Finish == "":
 		if errors.Is(err, engine.ErrEmptyPrompt) {
 			return res, canon.Errorf("prompt", "the prompt is empty")
+		}
+		if ie := imageError(j.req, err); ie != nil {
+			return res, ie
 		}
 		return res, canon.New(canon.Internal, "generation failed: %v", err)
 	}

@@ -102,6 +102,9 @@ func (s *Server) ollamaShow(w http.ResponseWriter, r *http.Request) {
 	if m.Arch == "gemma4" {
 		caps = append(caps, "tools", "thinking")
 	}
+	if s.withProjector(m).Projector != "" {
+		caps = append(caps, "vision")
+	}
 	info := map[string]any{"general.architecture": m.Arch, "general.parameter_count": m.Params}
 	if m.Context > 0 {
 		info[m.Arch+".context_length"] = m.Context

@@ -39,6 +39,14 @@ type LoadOptions struct {
 	Batch int
 	// OnBatch, if set, is told about each batched step (metrics).
 	OnBatch func(engine.BatchStats)
+	// Projector is the model's vision projector (mmproj file), "" for
+	// none. When ProjectorExplicit (configured), a projector that does not
+	// fit fails the load; a found one only makes image requests fail.
+	Projector         string
+	ProjectorExplicit bool
+	// MaxImages is the most images one request may hold (0: the engine's
+	// default).
+	MaxImages int
 }
 
 // Loader loads the model file at path.
@@ -47,10 +55,19 @@ type Loader func(path string, o LoadOptions) (Runner, error)
 // EngineLoader loads a model with mica's engine on a CPU backend of its own.
 func EngineLoader(path string, o LoadOptions) (Runner, error) {
 	be := cpu.New(o.Threads)
-	e, err := engine.Open(path, be, engine.Options{Context: o.Context, Batch: o.Batch, OnBatch: o.OnBatch})
+	e, err := engine.Open(path, be, engine.Options{Context: o.Context, Batch: o.Batch, OnBatch: o.OnBatch, MaxImages: o.MaxImages})
 	if err != nil {
 		be.Close()
 		return nil, err
+	}
+	if o.Projector != "" {
+		// A found projector that does not fit leaves the model text-only:
+		// the engine answers image requests with the reason.
+		if err := e.OpenVision(o.Projector); err != nil && o.ProjectorExplicit {
+			e.Close()
+			be.Close()
+			return nil, err
+		}
 	}
 	return &engineRunner{Engine: e, be: be}, nil
 }
@@ -172,7 +189,9 @@ func (r *residency) ensure(m ModelInfo, exclusive bool) (Runner, time.Duration, 
 	}
 	r.unloadLocked()
 	start := time.Now()
-	run, err := r.load(m.Path, r.opts)
+	o := r.opts
+	o.Projector, o.ProjectorExplicit, o.MaxImages = m.Projector, m.ProjectorExplicit, m.MaxImages
+	run, err := r.load(m.Path, o)
 	if err != nil {
 		return nil, 0, &canon.Error{Kind: canon.Unavailable, Msg: fmt.Sprintf("model %q failed to load: %v", m.Name, err)}
 	}

@@ -89,6 +89,9 @@ type Config struct {
 	// Offline forbids fetching anything (the CLIP tokenizer of single-file
 	// checkpoints) from the network.
 	Offline bool
+
+	// Vision configures images in chat requests (vision.go).
+	Vision VisionConfig
 }
 
 // Defaults.

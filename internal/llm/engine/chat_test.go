@@ -94,7 +94,7 @@ func forced(t *testing.T, e *Engine, stop []string, ids []int32) (*generation, *
 	t.Cleanup(seq.Free)
 	smp, _ := sample.New(sample.Greedy(), e.Model().Config.NVocab)
 	c := &collector{t: t}
-	g := e.newGeneration(seq, []int32{2}, 1, smp, genOptions{sampling: sample.Greedy(), stop: stop, parser: parser}, c.add, time.Now())
+	g := e.newGeneration(seq, tokenPlan([]int32{2}), 1, smp, genOptions{sampling: sample.Greedy(), stop: stop, parser: parser}, c.add, time.Now())
 	logits := make([]float32, e.Model().Config.NVocab)
 	for _, id := range ids {
 		if g.done {
@@ -103,7 +103,7 @@ func forced(t *testing.T, e *Engine, stop []string, ids []int32) (*generation, *
 		clear(logits)
 		logits[id] = 1
 		n := len(c.events)
-		if err := g.consume(nil, logits); err != nil {
+		if err := g.consume(0, logits); err != nil {
 			t.Fatal(err)
 		}
 		if tok := e.tok.TokenText(id); tok == "<0xC3>" && len(c.events) != n {

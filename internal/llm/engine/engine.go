@@ -11,6 +11,16 @@
 // generation.pending / consume): the single-sequence loop (run) and the
 // batcher, which feeds many generations through one Model.ForwardLast call,
 // share everything else.
+//
+// Images (images.go): with a vision projector (OpenVision), chat and raw
+// prompts may hold images. A prompt is then a plan of token runs and
+// images; each image is decoded and preprocessed when the prompt is built,
+// encoded (through an embedding cache keyed by the image's content) only
+// when its positions are not already in the KV cache, and fed whole, its
+// rows attending to each other. The single sequence's prefix reuse matches
+// image positions by content, so a conversation that goes on after an
+// image reuses the cache through it. The batcher encodes the images of a
+// request when it admits it, in its own goroutine (which owns the backend).
 package engine
 
 import (
@@ -55,6 +65,11 @@ type Options struct {
 	KVBudget int
 	// OnBatch, if set, is called by the batcher after each step.
 	OnBatch func(BatchStats)
+	// MaxImages is the most images one request may hold (0:
+	// DefaultMaxImages); ImageCacheBytes bounds the cache of image
+	// embeddings (0: DefaultImageCacheBytes). See OpenVision.
+	MaxImages       int
+	ImageCacheBytes int64
 }
 
 // DefaultContext caps the context when Options.Context is 0.
@@ -93,9 +108,13 @@ type Engine struct {
 
 	mu     sync.Mutex
 	seq    *gemma.Sequence // the cached sequence (nil until first use)
-	cached []int32         // tokens the sequence holds
+	cached []posKey        // what the sequence's positions hold
+	vis    visionState     // images (images.go)
 
 	sched *scheduler // the continuous batcher (Options.Batch > 1)
+
+	// firstLogits, in tests, sees the logits after each prompt.
+	firstLogits func([]float32)
 }
 
 type specialToken struct {
@@ -136,8 +155,15 @@ func New(m *gemma.Model, tok *tokenizer.Tokenizer, o Options) (*Engine, error) {
 	if tok.VocabSize() > c.NVocab {
 		return nil, fmt.Errorf("engine: the tokenizer has %d tokens but the model's embedding only %d rows", tok.VocabSize(), c.NVocab)
 	}
-	if o.Context < 0 || o.Step < 0 || o.Batch < 0 || o.Budget < 0 || o.KVBudget < 0 {
-		return nil, fmt.Errorf("engine: context %d, step %d, batch %d, budget %d and KV budget %d must not be negative", o.Context, o.Step, o.Batch, o.Budget, o.KVBudget)
+	if o.Context < 0 || o.Step < 0 || o.Batch < 0 || o.Budget < 0 || o.KVBudget < 0 || o.MaxImages < 0 || o.ImageCacheBytes < 0 {
+		return nil, fmt.Errorf("engine: context %d, step %d, batch %d, budget %d, KV budget %d, max images %d and image cache %d must not be negative",
+			o.Context, o.Step, o.Batch, o.Budget, o.KVBudget, o.MaxImages, o.ImageCacheBytes)
+	}
+	if o.MaxImages == 0 {
+		o.MaxImages = DefaultMaxImages
+	}
+	if o.ImageCacheBytes == 0 {
+		o.ImageCacheBytes = DefaultImageCacheBytes
 	}
 	if o.Budget == 0 {
 		o.Budget = DefaultBudget
@@ -193,12 +219,13 @@ func (e *Engine) Close() error {
 		e.seq.Free()
 		e.seq, e.cached = nil, nil
 	}
+	verr := e.closeVision()
 	if e.file != nil {
-		err := errors.Join(e.model.Close(), e.file.Close())
+		err := errors.Join(verr, e.model.Close(), e.file.Close())
 		e.file = nil
 		return err
 	}
-	return nil
+	return verr
 }
 
 // Model is the model the engine runs.
@@ -217,10 +244,13 @@ func (e *Engine) Context() int { return e.opts.Context }
 func (e *Engine) isStop(id int32) bool { return e.tok.IsEOG(id) || e.stopIDs[id] }
 
 // sequence returns the cached sequence, truncated to the longest prefix of
-// prompt it can keep, and how many prompt tokens it already holds. At least
-// one prompt token is always left to feed (its logits are needed). Call with
-// e.mu held.
-func (e *Engine) sequence(prompt []int32) (*gemma.Sequence, int, error) {
+// prompt it can keep, and how many prompt positions it already holds. At
+// least one prompt position is always left to feed (its logits are needed);
+// an image's positions are kept whole or not at all. Image positions match
+// by the image's content, so a conversation that goes on after an image
+// reuses the cache through it. Call with e.mu held.
+func (e *Engine) sequence(p *plan) (*gemma.Sequence, int, error) {
+	prompt := p.keys
 	if e.seq == nil {
 		kv := tensor.F16
 		if e.opts.F32KV {
@@ -236,6 +266,7 @@ func (e *Engine) sequence(prompt []int32) (*gemma.Sequence, int, error) {
 	for n < len(prompt)-1 && n < len(e.cached) && prompt[n] == e.cached[n] {
 		n++
 	}
+	n = p.imageStart(n)
 	if err := e.seq.Truncate(n); err != nil {
 		// The sliding-window rings no longer hold what a shorter prefix
 		// needs: start over.

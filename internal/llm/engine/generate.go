@@ -107,7 +107,7 @@ type Result struct {
 // are reported as an error beside the result.
 func (e *Engine) Chat(ctx context.Context, r ChatRequest, onEvent func(Event)) (Result, error) {
 	start := time.Now()
-	prompt, err := e.ChatPrompt(r)
+	prompt, err := e.chatPlan(r)
 	if err != nil {
 		return Result{}, err
 	}
@@ -125,7 +125,7 @@ func (e *Engine) Chat(ctx context.Context, r ChatRequest, onEvent func(Event)) (
 // writes are left out of the text.
 func (e *Engine) Complete(ctx context.Context, r CompletionRequest, onEvent func(Event)) (Result, error) {
 	start := time.Now()
-	prompt, err := e.CompletionPrompt(r)
+	prompt, err := e.completionPrompt(r)
 	if err != nil {
 		return Result{}, err
 	}
@@ -147,8 +147,10 @@ type genOptions struct {
 type generation struct {
 	e         *Engine
 	seq       *gemma.Sequence
-	prompt    []int32
-	fed       int // prompt tokens in the sequence
+	prompt    *plan
+	runs      []gemma.Input // the prompt's runs from the cached positions on (prepare)
+	ri, ro    int           // the next run to feed and the offset in it
+	fed       int           // prompt positions in the sequence
 	step      int
 	sampler   *sample.Sampler
 	dec       *tokenizer.Decoder
@@ -169,13 +171,14 @@ type generation struct {
 	thinking strings.Builder
 }
 
-func (e *Engine) generate(ctx context.Context, start time.Time, prompt []int32, o genOptions, onEvent func(Event)) (Result, error) {
-	if len(prompt) == 0 {
+func (e *Engine) generate(ctx context.Context, start time.Time, prompt *plan, o genOptions, onEvent func(Event)) (Result, error) {
+	n := len(prompt.keys)
+	if n == 0 {
 		return Result{}, ErrEmptyPrompt
 	}
-	if len(prompt) >= e.opts.Context {
+	if n >= e.opts.Context {
 		return Result{}, fmt.Errorf("engine: the prompt is %d tokens but the context holds %d, leaving no room for an answer: shorten the prompt or raise the context size (the model was trained for %d)",
-			len(prompt), e.opts.Context, e.model.Config.ContextLength)
+			n, e.opts.Context, e.model.Config.ContextLength)
 	}
 	if o.maxTokens < 0 {
 		return Result{}, fmt.Errorf("engine: max tokens %d must not be negative (0: no limit)", o.maxTokens)
@@ -189,14 +192,15 @@ func (e *Engine) generate(ctx context.Context, start time.Time, prompt []int32, 
 	if err != nil {
 		return Result{}, err
 	}
-	if e.sched != nil {
-		g := e.newGeneration(nil, prompt, 0, smp, o, onEvent, start)
-		for _, id := range prompt {
-			if err := smp.Accept(id); err != nil {
-				return Result{}, err
-			}
+	for _, id := range prompt.text {
+		if err := smp.Accept(id); err != nil {
+			return Result{}, err
 		}
-		return e.sched.submit(ctx, g)
+	}
+	if e.sched != nil {
+		// The scheduler's goroutine encodes the images (prepare): it owns
+		// the backend.
+		return e.sched.submit(ctx, e.newGeneration(nil, prompt, 0, smp, o, onEvent, start))
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -205,17 +209,15 @@ func (e *Engine) generate(ctx context.Context, start time.Time, prompt []int32, 
 		return Result{}, err
 	}
 	g := e.newGeneration(seq, prompt, cached, smp, o, onEvent, start)
-	for _, id := range prompt {
-		if err := smp.Accept(id); err != nil {
-			return Result{}, err
-		}
+	if err := g.prepare(); err != nil {
+		return Result{}, err
 	}
 	return e.run(ctx, g)
 }
 
 // newGeneration starts a request's state on seq, which holds the first
-// cached tokens of prompt.
-func (e *Engine) newGeneration(seq *gemma.Sequence, prompt []int32, cached int, smp *sample.Sampler, o genOptions, onEvent func(Event), start time.Time) *generation {
+// cached positions of prompt.
+func (e *Engine) newGeneration(seq *gemma.Sequence, prompt *plan, cached int, smp *sample.Sampler, o genOptions, onEvent func(Event), start time.Time) *generation {
 	g := &generation{e: e, seq: seq, prompt: prompt, fed: cached, step: e.opts.Step, sampler: smp,
 		dec: e.tok.NewDecoder(), parser: o.parser, stop: o.stop, maxTokens: o.maxTokens, onEvent: onEvent, start: start}
 	g.dec.SkipSpecial = true // the parser's markers are passed by consume
@@ -228,8 +230,19 @@ func (e *Engine) newGeneration(seq *gemma.Sequence, prompt []int32, cached int, 
 			g.parser = nil
 		}
 	}
-	g.res.Usage.PromptTokens, g.res.Usage.CachedTokens = len(prompt), cached
+	g.res.Usage.PromptTokens, g.res.Usage.CachedTokens = len(prompt.keys), cached
 	return g
+}
+
+// prepare builds the runs still to feed, encoding the images among them
+// (through the embedding cache).
+func (g *generation) prepare() error {
+	runs, err := g.e.inputs(g.prompt, g.fed)
+	if err != nil {
+		return err
+	}
+	g.runs, g.ri, g.ro = runs, 0, 0
+	return nil
 }
 
 // run is the single-sequence driver.
@@ -239,15 +252,20 @@ func (e *Engine) run(ctx context.Context, g *generation) (Result, error) {
 			g.finish(FinishCancelled)
 			return g.res, err
 		}
-		toks := g.pending()
-		logits, err := e.model.ForwardLast([]*gemma.Sequence{g.seq}, [][]int32{toks})
+		in := g.pending()
+		logits, err := e.model.ForwardInputs([]*gemma.Sequence{g.seq}, []gemma.Input{in}, false)
 		if err != nil {
 			e.cached = e.cached[:min(len(e.cached), g.seq.Len())]
 			g.finish(FinishError)
 			return g.res, err
 		}
-		e.cached = append(e.cached, toks...)
-		if err := g.consume(toks, logits[0]); err != nil {
+		n := in.Len(e.model.Config.NEmbd)
+		if g.fed < len(g.prompt.keys) {
+			e.cached = append(e.cached, g.prompt.keys[g.fed:g.fed+n]...)
+		} else {
+			e.cached = append(e.cached, posKey{tok: in.Tokens[0]})
+		}
+		if err := g.consume(n, logits[0]); err != nil {
 			g.finish(FinishError)
 			return g.res, err
 		}
@@ -255,28 +273,39 @@ func (e *Engine) run(ctx context.Context, g *generation) (Result, error) {
 	return g.res, g.parseErr()
 }
 
-// pending returns the tokens to feed next: a chunk of the prompt, or the
-// last sampled token.
-func (g *generation) pending() []int32 {
-	if g.fed < len(g.prompt) {
+// pending returns the input to feed next: a chunk of the prompt's tokens,
+// a whole image, or the last sampled token.
+func (g *generation) pending() gemma.Input {
+	if g.fed < len(g.prompt.keys) {
 		if g.fed == g.res.Usage.CachedTokens {
 			g.tPrefill = time.Now()
 		}
-		return g.prompt[g.fed:min(len(g.prompt), g.fed+g.step)]
+		r := g.runs[g.ri]
+		if len(r.Tokens) == 0 {
+			return r // an image is fed whole: its rows see each other
+		}
+		return gemma.Input{Tokens: r.Tokens[g.ro:min(len(r.Tokens), g.ro+g.step)]}
 	}
 	g.tDecode = time.Now()
-	return []int32{g.next}
+	return gemma.Input{Tokens: []int32{g.next}}
 }
 
-// consume takes the logits after feeding toks (the last row).
-func (g *generation) consume(toks []int32, logits []float32) error {
+// consume takes the logits (the last row) after feeding n positions.
+func (g *generation) consume(n int, logits []float32) error {
 	u := &g.res.Usage
-	if g.fed < len(g.prompt) {
-		g.fed += len(toks)
-		if g.fed < len(g.prompt) {
+	if g.fed < len(g.prompt.keys) {
+		g.fed += n
+		g.ro += n
+		if r := g.runs[g.ri]; g.ro >= r.Len(g.e.model.Config.NEmbd) {
+			g.ri, g.ro = g.ri+1, 0
+		}
+		if g.fed < len(g.prompt.keys) {
 			return nil
 		}
 		u.Prefill = time.Since(g.tPrefill)
+	}
+	if h := g.e.firstLogits; h != nil && u.GeneratedTokens == 0 && u.DecodeSteps == 0 {
+		h(logits)
 	}
 	if g.cons != nil {
 		if err := g.cons.apply(logits); err != nil {

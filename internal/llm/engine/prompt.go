@@ -15,6 +15,9 @@ import (
 type ChatRequest struct {
 	Messages []chat.Message
 	Tools    []chat.Tool
+	// Images are the conversation's images, one per "image" part of the
+	// messages, in order (the model needs a vision projector: OpenVision).
+	Images []Image
 	// System, when not empty, is put first as a system message.
 	System string
 	// Think asks a Gemma 4 model to think before answering (Gemma 3 ignores
@@ -49,7 +52,12 @@ type CompletionRequest struct {
 	// ParseSpecial recognises special-token strings written in Prompt.
 	ParseSpecial bool
 	// NoBOS leaves out the BOS token the vocabulary asks for.
-	NoBOS     bool
+	NoBOS bool
+	// Images are the prompt's images; MediaMarker ("<__media__>") marks
+	// each one's place in Prompt (all go first when it has none), as
+	// llama.cpp's mtmd reads a prompt. Special-token strings in Prompt
+	// are then recognised.
+	Images    []Image
 	Sampling  sample.Params
 	MaxTokens int
 	Stop      []string
@@ -63,8 +71,19 @@ var ErrEmptyPrompt = errors.New("engine: empty prompt")
 
 // ChatPrompt renders r in the model's chat format, ending with the opening
 // of the model's turn, and tokenizes it: special tokens are recognised only
-// in the template's own markup, never in the caller's text.
+// in the template's own markup, never in the caller's text. Each image
+// takes its begin marker, one ImageToken per image position and its end
+// marker, so the length is the positions the prompt fills.
 func (e *Engine) ChatPrompt(r ChatRequest) ([]int32, error) {
+	p, err := e.chatPlan(r)
+	if err != nil {
+		return nil, err
+	}
+	return p.tokens(), nil
+}
+
+// chatPlan lays out a conversation for the model.
+func (e *Engine) chatPlan(r ChatRequest) (*plan, error) {
 	msgs := r.Messages
 	if r.System != "" {
 		msgs = append([]chat.Message{{Role: "system", Content: chat.Text(r.System)}}, msgs...)
@@ -86,7 +105,25 @@ func (e *Engine) ChatPrompt(r ChatRequest) ([]int32, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.TokenizeSegments(segs)
+	if len(r.Images) > 0 || e.hasImagePlace(segs) {
+		return e.segmentPlan(segs, r.Images)
+	}
+	ids, err := e.TokenizeSegments(segs)
+	if err != nil {
+		return nil, err
+	}
+	return tokenPlan(ids), nil
+}
+
+// hasImagePlace reports whether the rendered markup shows an image.
+func (e *Engine) hasImagePlace(segs []chat.Segment) bool {
+	ph := imagePlaceholders[e.family]
+	for _, s := range segs {
+		if s.Markup && ph != "" && strings.Contains(s.Text, ph) {
+			return true
+		}
+	}
+	return false
 }
 
 // TokenizeSegments tokenizes a rendered prompt the way llama.cpp tokenizes
@@ -146,8 +183,20 @@ func (e *Engine) specialAt(s string, i int) (specialToken, bool) {
 	return specialToken{}, false
 }
 
-// CompletionPrompt tokenizes a completion request's prompt.
+// CompletionPrompt tokenizes a completion request's prompt (with
+// ImageToken at image positions, see ChatPrompt).
 func (e *Engine) CompletionPrompt(r CompletionRequest) ([]int32, error) {
+	p, err := e.completionPrompt(r)
+	if err != nil {
+		return nil, err
+	}
+	return p.tokens(), nil
+}
+
+func (e *Engine) completionPrompt(r CompletionRequest) (*plan, error) {
+	if len(r.Images) > 0 {
+		return e.completionPlan(r)
+	}
 	if r.Tokens != nil {
 		if len(r.Tokens) == 0 {
 			return nil, ErrEmptyPrompt
@@ -155,10 +204,14 @@ func (e *Engine) CompletionPrompt(r CompletionRequest) ([]int32, error) {
 		if err := e.tok.CheckIDs(r.Tokens); err != nil {
 			return nil, fmt.Errorf("engine: prompt tokens: %w", err)
 		}
-		return r.Tokens, nil
+		return tokenPlan(r.Tokens), nil
 	}
 	if r.Prompt == "" {
 		return nil, ErrEmptyPrompt
 	}
-	return e.tok.Encode(r.Prompt, tokenizer.EncodeOptions{ParseSpecial: r.ParseSpecial, AddBOS: !r.NoBOS && e.tok.AddBOSByDefault()})
+	ids, err := e.tok.Encode(r.Prompt, tokenizer.EncodeOptions{ParseSpecial: r.ParseSpecial, AddBOS: !r.NoBOS && e.tok.AddBOSByDefault()})
+	if err != nil {
+		return nil, err
+	}
+	return tokenPlan(ids), nil
 }

@@ -100,7 +100,7 @@ func (s *scheduler) end(sl *slot, why Finish, err error) {
 func (s *scheduler) capacity(g *generation) int {
 	c := s.e.opts.Context
 	if g.maxTokens > 0 {
-		c = min(c, len(g.prompt)+g.maxTokens)
+		c = min(c, len(g.prompt.keys)+g.maxTokens)
 	}
 	return c
 }
@@ -176,6 +176,13 @@ func (s *scheduler) loop() {
 			}
 			sl.g.seq = seq
 			kvUsed += c
+			if err := sl.g.prepare(); err != nil {
+				// Encoding an image failed: this request ends, the
+				// others go on.
+				kvUsed -= c
+				s.end(sl, FinishError, err)
+				continue
+			}
 			active = append(active, sl)
 		}
 		if len(active) == 0 {
@@ -183,32 +190,35 @@ func (s *scheduler) loop() {
 		}
 		// Gather: every decoding generation's token first, then prompt
 		// chunks within the step's token budget, oldest request first.
+		// An image is fed whole (its rows attend to each other), even
+		// past the budget.
 		budget := e.opts.Budget
+		d := e.model.Config.NEmbd
 		var seqs []*gemma.Sequence
-		var toks [][]int32
+		var ins []gemma.Input
 		var fed []*slot
 		for _, sl := range active {
-			if sl.g.fed >= len(sl.g.prompt) {
-				seqs, toks, fed = append(seqs, sl.g.seq), append(toks, sl.g.pending()), append(fed, sl)
+			if sl.g.fed >= len(sl.g.prompt.keys) {
+				seqs, ins, fed = append(seqs, sl.g.seq), append(ins, sl.g.pending()), append(fed, sl)
 				budget--
 			}
 		}
 		for _, sl := range active {
-			if sl.g.fed < len(sl.g.prompt) && (budget > 0 || len(fed) == 0) {
-				t := sl.g.pending()
-				if len(t) > max(budget, 1) {
-					t = t[:max(budget, 1)]
+			if sl.g.fed < len(sl.g.prompt.keys) && (budget > 0 || len(fed) == 0) {
+				in := sl.g.pending()
+				if len(in.Tokens) > max(budget, 1) {
+					in.Tokens = in.Tokens[:max(budget, 1)]
 				}
-				budget -= len(t)
-				seqs, toks, fed = append(seqs, sl.g.seq), append(toks, t), append(fed, sl)
+				budget -= in.Len(d)
+				seqs, ins, fed = append(seqs, sl.g.seq), append(ins, in), append(fed, sl)
 			}
 		}
 		t0 := time.Now()
-		logits, err := e.model.ForwardLast(seqs, toks)
+		logits, err := e.model.ForwardInputs(seqs, ins, false)
 		if e.opts.OnBatch != nil {
 			n := 0
-			for _, t := range toks {
-				n += len(t)
+			for _, in := range ins {
+				n += in.Len(d)
 			}
 			e.opts.OnBatch(BatchStats{Sequences: len(seqs), Tokens: n, Waiting: len(waiting), Duration: time.Since(t0)})
 		}
@@ -223,7 +233,7 @@ func (s *scheduler) loop() {
 		}
 		var gone []*slot
 		for i, sl := range fed {
-			if err := safeConsume(sl.g, toks[i], logits[i]); err != nil {
+			if err := safeConsume(sl.g, ins[i].Len(d), logits[i]); err != nil {
 				kvUsed -= sl.g.seq.Cap()
 				s.end(sl, FinishError, err)
 				gone = append(gone, sl)
@@ -239,13 +249,13 @@ func (s *scheduler) loop() {
 
 // safeConsume is consume with a panic (in the caller's event callback, say)
 // turned into that request's error, so that the other requests go on.
-func safeConsume(g *generation, toks []int32, logits []float32) (err error) {
+func safeConsume(g *generation, n int, logits []float32) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("engine: panic while handling the output: %v", r)
 		}
 	}()
-	return g.consume(toks, logits)
+	return g.consume(n, logits)
 }
 
 // without returns l less the slots in drop.

@@ -36,6 +36,23 @@ type Request struct {
 	// Schema or a GBNF grammar); the server compiles it into the engine
 	// request's Grammar.
 	Format *Format
+	// RemoteImages are images named by http(s) URLs: their places in the
+	// engine request's Images are empty until the server fetches them.
+	RemoteImages []RemoteImage
+	// ImagesParam is the request field errors about the images name
+	// ("messages", "images"); "" for the server's default.
+	ImagesParam string
+}
+
+// Images returns the engine request's images.
+func (r *Request) Images() []engine.Image {
+	switch {
+	case r.Chat != nil:
+		return r.Chat.Images
+	case r.Completion != nil:
+		return r.Completion.Images
+	}
+	return nil
 }
 
 // FormatKind says what a Format's Text is.

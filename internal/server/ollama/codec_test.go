@@ -2,6 +2,7 @@ package ollama
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +104,43 @@ func TestDecodeFormat(t *testing.T) {
 	r, err := DecodeGenerate([]byte(`{"model":"m","prompt":"x","format":"json"}`))
 	if err != nil || r.Format == nil || r.Format.Kind != canon.FormatJSON {
 		t.Fatalf("generate: %+v %v", r, err)
+	}
+}
+
+// TestDecodeImages: base64 images go before the message's text, in order
+// over the messages, into the engine request; a raw generate keeps its
+// prompt (<__media__> marks the places).
+func TestDecodeImages(t *testing.T) {
+	r, err := DecodeChat([]byte(`{"model":"m","messages":[{"role":"user","content":"a","images":["R0lGODlh"]},
+		{"role":"assistant","content":"b"},{"role":"user","content":"c","images":["aGk=","data:image/png;base64,aGk="]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im := r.Chat.Images; len(im) != 3 || string(im[0].Data) != "GIF89a" || string(im[2].Data) != "hi" || r.ImagesParam != "messages" {
+		t.Fatalf("%+v", r.Chat.Images)
+	}
+	g, err := DecodeGenerate([]byte(`{"model":"m","prompt":"x <__media__> y","raw":true,"images":["aGk="]}`))
+	if err != nil || g.Completion == nil || len(g.Completion.Images) != 1 || g.Completion.Prompt != "x <__media__> y" || g.ImagesParam != "images" {
+		t.Fatalf("%v %+v", err, g)
+	}
+	g, err = DecodeGenerate([]byte(`{"model":"m","prompt":"what?","images":["aGk="]}`))
+	if err != nil || g.Chat == nil || len(g.Chat.Images) != 1 {
+		t.Fatalf("%v %+v", err, g)
+	}
+	for body, param := range map[string]string{
+		`{"model":"m","messages":[{"role":"user","content":"a","images":["***"]}]}`:    "messages[0].images[0]",
+		`{"model":"m","messages":[{"role":"system","content":"a","images":["aGk="]}]}`: "messages[0].images",
+		`{"model":"m","prompt":"","images":["aGk="]}`:                                  "prompt",
+		`{"model":"m","prompt":"x","images":["aGk=","?"]}`:                             "images[1]",
+	} {
+		var err error
+		if strings.Contains(body, `"messages"`) {
+			_, err = DecodeChat([]byte(body))
+		} else {
+			_, err = DecodeGenerate([]byte(body))
+		}
+		if err == nil || canon.As(err).Param != param {
+			t.Errorf("%s: %v, want an error about %s", body, err, param)
+		}
 	}
 }

@@ -106,6 +106,7 @@ func DecodeChat(body []byte) (*canon.Request, error) {
 		return nil, err
 	}
 	cr := &engine.ChatRequest{Sampling: o.params, MaxTokens: o.maxTokens, Stop: o.stop, Think: o.think}
+	var images canon.Images
 	for i, m := range r.Messages {
 		p := fmt.Sprintf("messages[%d]", i)
 		switch m.Role {
@@ -113,10 +114,17 @@ func DecodeChat(body []byte) (*canon.Request, error) {
 		default:
 			return nil, canon.Errorf(p+".role", "%s.role %q is not one of system, user, assistant, tool", p, m.Role)
 		}
-		if len(m.Images) > 0 {
-			return nil, canon.Errorf(p+".images", "%s.images: images are not supported yet (vision is not implemented)", p)
-		}
 		cm := chat.Message{Role: m.Role, Content: chat.Text(m.Content), Reasoning: m.Thinking, Name: m.ToolName}
+		if len(m.Images) > 0 {
+			if m.Role == "system" {
+				return nil, canon.Errorf(p+".images", "%s.images: a system message cannot hold images; put them in a user message", p)
+			}
+			content, err := imageContent(&images, m.Images, m.Content, p+".images")
+			if err != nil {
+				return nil, err
+			}
+			cm.Content = content
+		}
 		for j, c := range m.ToolCalls {
 			q := fmt.Sprintf("%s.tool_calls[%d].function", p, j)
 			if c.Function.Name == "" {
@@ -153,6 +161,8 @@ func DecodeChat(body []byte) (*canon.Request, error) {
 		}
 		cr.Tools = append(cr.Tools, chat.Tool{Name: t.Function.Name, Description: t.Function.Description, Parameters: params})
 	}
+	cr.Images, req.RemoteImages = images.List, images.Remote
+	req.ImagesParam = "messages"
 	req.Chat = cr
 	return req, nil
 }
@@ -175,8 +185,18 @@ func DecodeGenerate(body []byte) (*canon.Request, error) {
 		return nil, canon.Unsupported("template", "custom prompt templates")
 	case !canon.IsNull(r.Context) && strings.TrimSpace(string(r.Context)) != "[]":
 		return nil, canon.Unsupported("context", "the deprecated token context (send the conversation to /api/chat)")
-	case len(r.Images) > 0:
-		return nil, canon.Errorf("images", "images are not supported yet (vision is not implemented)")
+	}
+	var images canon.Images
+	content := chat.Text(r.Prompt)
+	if len(r.Images) > 0 {
+		if r.Prompt == "" {
+			return nil, canon.Errorf("prompt", "prompt is empty: say what to do with the images")
+		}
+		var err error
+		if content, err = imageContent(&images, r.Images, r.Prompt, "images"); err != nil {
+			return nil, err
+		}
+		req.RemoteImages, req.ImagesParam = images.Remote, "images"
 	}
 	if r.Prompt == "" && r.System == "" {
 		req.LoadOnly = true
@@ -186,12 +206,30 @@ func DecodeGenerate(body []byte) (*canon.Request, error) {
 		if r.System != "" {
 			return nil, canon.Errorf("system", "system cannot be used with raw: true (the prompt is sent as is)")
 		}
-		req.Completion = &engine.CompletionRequest{Prompt: r.Prompt, Sampling: o.params, MaxTokens: o.maxTokens, Stop: o.stop}
+		// <__media__> marks the images' places in a raw prompt (all go
+		// first without one), as llama.cpp reads it.
+		req.Completion = &engine.CompletionRequest{Prompt: r.Prompt, Images: images.List, Sampling: o.params, MaxTokens: o.maxTokens, Stop: o.stop}
 		return req, nil
 	}
-	req.Chat = &engine.ChatRequest{System: r.System, Messages: []chat.Message{{Role: "user", Content: chat.Text(r.Prompt)}},
-		Sampling: o.params, MaxTokens: o.maxTokens, Stop: o.stop, Think: o.think}
+	req.Chat = &engine.ChatRequest{System: r.System, Messages: []chat.Message{{Role: "user", Content: content}},
+		Images: images.List, Sampling: o.params, MaxTokens: o.maxTokens, Stop: o.stop, Think: o.think}
 	return req, nil
+}
+
+// imageContent adds a message's base64 images and returns its body: the
+// images first, then the text (as Ollama's templates place them).
+func imageContent(images *canon.Images, list []string, text, p string) (chat.Content, error) {
+	parts := make([]chat.Part, 0, len(list)+1)
+	for j, s := range list {
+		if err := images.AddBase64(s, fmt.Sprintf("%s[%d]", p, j)); err != nil {
+			return chat.Content{}, err
+		}
+		parts = append(parts, chat.Part{Type: "image"})
+	}
+	if text != "" {
+		parts = append(parts, chat.Part{Type: "text", Text: text})
+	}
+	return chat.Parts(parts...), nil
 }
 
 type decoded struct {

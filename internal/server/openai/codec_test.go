@@ -157,3 +157,39 @@ func TestErrorShape(t *testing.T) {
 		t.Fatalf("%s\nwant %s", got, want)
 	}
 }
+
+// TestDecodeImageParts: image_url parts (object or string form) become
+// image parts and the request's images, in order; http(s) URLs are left for
+// the server to fetch; bad ones name the part.
+func TestDecodeImageParts(t *testing.T) {
+	r, err := DecodeChat([]byte(`{"model":"m","messages":[{"role":"user","content":[
+		{"type":"text","text":"look"},{"type":"image_url","image_url":{"url":"data:image/gif;base64,R0lGODlh","detail":"low"}},
+		{"type":"input_image","image_url":"https://example.com/x.png"}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := r.Chat.Images
+	if len(im) != 2 || string(im[0].Data) != "GIF89a" || im[1].Data != nil || len(r.RemoteImages) != 1 ||
+		r.RemoteImages[0].Index != 1 || r.RemoteImages[0].Param != "messages[0].content[2].image_url" {
+		t.Fatalf("%+v %+v", im, r.RemoteImages)
+	}
+	want := chat.Parts(chat.Part{Type: "text", Text: "look"}, chat.Part{Type: "image"}, chat.Part{Type: "image"})
+	if !reflect.DeepEqual(r.Chat.Messages[0].Content, want) {
+		t.Errorf("content %+v", r.Chat.Messages[0].Content)
+	}
+	for part, param := range map[string]string{
+		`{"type":"image_url"}`: "messages[0].content[0].image_url",
+		`{"type":"image_url","image_url":{"url":"data:image/png;base64,%%%"}}`:               "messages[0].content[0].image_url",
+		`{"type":"image_url","image_url":{"url":"data:image/png;base64,aGk=","detail":"x"}}`: "messages[0].content[0].image_url.detail",
+		`{"type":"image_url","image_url":{"url":"file:///x.png"}}`:                           "messages[0].content[0].image_url",
+	} {
+		_, err := DecodeChat([]byte(`{"model":"m","messages":[{"role":"user","content":[` + part + `]}]}`))
+		if err == nil || canon.As(err).Param != param || canon.As(err).Kind != canon.Invalid {
+			t.Errorf("%s: %v, want an error about %s", part, err, param)
+		}
+	}
+	_, err = DecodeChat([]byte(`{"model":"m","messages":[{"role":"system","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,aGk="}}]}]}`))
+	if err == nil || !strings.Contains(err.Error(), "system message") {
+		t.Errorf("image in a system message: %v", err)
+	}
+}

@@ -115,8 +115,9 @@ func DecodeChat(body []byte) (*canon.Request, error) {
 	if len(r.Messages) == 0 {
 		return nil, canon.Errorf("messages", "messages must hold at least one message")
 	}
+	var images canon.Images
 	for i, m := range r.Messages {
-		cm, err := decodeMessage(m, fmt.Sprintf("messages[%d]", i))
+		cm, err := decodeMessage(m, fmt.Sprintf("messages[%d]", i), &images)
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +188,9 @@ func DecodeChat(body []byte) (*canon.Request, error) {
 		}
 		cr.Tools = append(cr.Tools, chat.Tool{Name: t.Function.Name, Description: t.Function.Description, Parameters: params})
 	}
-	return &canon.Request{Model: r.Model, Stream: r.Stream, Chat: cr, IncludeUsage: req.includeUsage, Format: format}, nil
+	cr.Images = images.List
+	return &canon.Request{Model: r.Model, Stream: r.Stream, Chat: cr, IncludeUsage: req.includeUsage, Format: format,
+		RemoteImages: images.Remote}, nil
 }
 
 func unsupportedChat(r *chatRequest) error {
@@ -229,7 +232,7 @@ func isObject(raw json.RawMessage) bool {
 	return json.Unmarshal(raw, &m) == nil
 }
 
-func decodeMessage(m message, p string) (chat.Message, error) {
+func decodeMessage(m message, p string, images *canon.Images) (chat.Message, error) {
 	out := chat.Message{Role: m.Role, Name: m.Name, ToolCallID: m.ToolCallID, Reasoning: m.ReasoningContent}
 	switch m.Role {
 	case "system", "developer", "user", "assistant", "tool":
@@ -244,7 +247,7 @@ func decodeMessage(m message, p string) (chat.Message, error) {
 	if !canon.IsNull(m.Annotations) && strings.TrimSpace(string(m.Annotations)) != "[]" {
 		return out, canon.Unsupported(p+".annotations", "")
 	}
-	content, err := decodeContent(m.Content, p+".content", m.Role == "system" || m.Role == "developer")
+	content, err := decodeContent(m.Content, p+".content", m.Role == "system" || m.Role == "developer", images)
 	if err != nil {
 		return out, err
 	}
@@ -274,7 +277,8 @@ func decodeMessage(m message, p string) (chat.Message, error) {
 
 // decodeContent reads a string, null, or an array of parts. System text
 // parts are joined into one string (the template would print the list).
-func decodeContent(raw json.RawMessage, p string, join bool) (chat.Content, error) {
+// Image parts are added to images in order.
+func decodeContent(raw json.RawMessage, p string, join bool, images *canon.Images) (chat.Content, error) {
 	if canon.IsNull(raw) {
 		return chat.Content{}, nil
 	}
@@ -295,8 +299,18 @@ func decodeContent(raw json.RawMessage, p string, join bool) (chat.Content, erro
 			out = append(out, chat.Part{Type: "text", Text: pt.Text})
 			texts = append(texts, pt.Text)
 		case "image_url", "input_image", "image":
-			return chat.Content{}, &canon.Error{Kind: canon.Invalid, Param: q, Code: "unsupported_content",
-				Msg: fmt.Sprintf("%s: images are not supported yet (vision is not implemented); send text only", q)}
+			if join {
+				return chat.Content{}, &canon.Error{Kind: canon.Invalid, Param: q, Code: "unsupported_content",
+					Msg: fmt.Sprintf("%s: a system message cannot hold images; put them in a user message", q)}
+			}
+			url, err := imageURL(pt.ImageURL, q+".image_url")
+			if err != nil {
+				return chat.Content{}, err
+			}
+			if err := images.AddURL(url, q+".image_url"); err != nil {
+				return chat.Content{}, err
+			}
+			out = append(out, chat.Part{Type: "image"})
 		case "input_audio", "audio":
 			return chat.Content{}, &canon.Error{Kind: canon.Invalid, Param: q, Code: "unsupported_content",
 				Msg: fmt.Sprintf("%s: audio is not supported yet; send text only", q)}
@@ -310,6 +324,31 @@ func decodeContent(raw json.RawMessage, p string, join bool) (chat.Content, erro
 		return chat.Text(strings.Join(texts, "\n")), nil
 	}
 	return chat.Parts(out...), nil
+}
+
+// imageURL reads an image_url: {"url": "...", "detail": "..."} or a
+// plain string (the Responses API's input_image).
+func imageURL(raw json.RawMessage, p string) (string, error) {
+	if canon.IsNull(raw) {
+		return "", canon.Errorf(p, "%s is missing: give {\"url\": \"data:image/png;base64,...\"}", p)
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s, nil
+	}
+	var obj struct {
+		URL    string `json:"url"`
+		Detail string `json:"detail"`
+	}
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return "", canon.Errorf(p, "%s must be an object {\"url\": ...} or a URL string", p)
+	}
+	switch obj.Detail {
+	case "", "auto", "low", "high":
+	default:
+		return "", canon.Errorf(p+".detail", "%s.detail %q is not one of auto, low, high", p, obj.Detail)
+	}
+	return obj.URL, nil
 }
 
 // decoded is what the shared fields give.
