@@ -34,6 +34,11 @@ type serveFlags struct {
 	apiKeysFile  string
 	rateLimit    int
 	jobsPerKey   int
+	mmproj       []string
+	remoteImages bool
+	fetchTimeout time.Duration
+	maxImgBytes  int64
+	chatImages   int
 	noAuth       bool
 	config       string
 }
@@ -46,6 +51,8 @@ var serveEnv = map[string]string{
 	"max-steps": "MICA_MAX_STEPS", "max-pixels": "MICA_MAX_PIXELS", "max-images": "MICA_MAX_IMAGES",
 	"api-key": "MICA_API_KEYS", "api-keys-file": "MICA_API_KEYS_FILE", "rate-limit": "MICA_RATE_LIMIT",
 	"max-jobs-per-key": "MICA_MAX_JOBS_PER_KEY",
+	"mmproj":           "MICA_MMPROJ", "remote-images": "MICA_REMOTE_IMAGES", "image-fetch-timeout": "MICA_IMAGE_FETCH_TIMEOUT",
+	"max-image-bytes": "MICA_MAX_IMAGE_BYTES", "max-chat-images": "MICA_MAX_CHAT_IMAGES",
 }
 
 // newServeCmd is `mica serve`: the OpenAI- and Ollama-compatible HTTP API.
@@ -90,7 +97,11 @@ comments. The variables: MICA_ADDR, MICA_MODELS, MICA_THREADS, MICA_CTX,
 MICA_MAX_QUEUE, MICA_MAX_BODY, MICA_KEEP_ALIVE, MICA_BATCH, MICA_DATA,
 MICA_CLIP_TOKENIZER, MICA_MAX_STEPS, MICA_MAX_PIXELS, MICA_MAX_IMAGES,
 MICA_API_KEYS (comma-separated), MICA_API_KEYS_FILE, MICA_RATE_LIMIT,
-MICA_MAX_JOBS_PER_KEY.`,
+MICA_MAX_JOBS_PER_KEY, MICA_MMPROJ, MICA_REMOTE_IMAGES, MICA_IMAGE_FETCH_TIMEOUT,
+MICA_MAX_IMAGE_BYTES, MICA_MAX_CHAT_IMAGES.
+
+Chat requests may carry images (OpenAI image_url parts with data: URLs,
+Ollama "images") for Gemma models with a vision file (mmproj).`,
 		Example: `  mica serve --models ~/models
   MICA_MODELS=~/models mica serve --addr 127.0.0.1:8080 --ctx 4096`,
 		Args: cobra.NoArgs,
@@ -106,7 +117,13 @@ MICA_MAX_JOBS_PER_KEY.`,
 			if len(keys) == 0 && !f.noAuth && !loopback(f.addr) {
 				return fmt.Errorf("--addr %s reaches beyond this machine but no API key is set: give --api-key (or --api-keys-file), or --no-auth to serve openly", f.addr)
 			}
-			s, err := server.New(server.Config{APIKeys: keys, RateLimit: f.rateLimit, MaxJobsPerKey: f.jobsPerKey, ModelsDir: f.models, Threads: f.threads, Context: f.ctx,
+			proj, err := server.ParseProjectors(f.mmproj)
+			if err != nil {
+				return err
+			}
+			s, err := server.New(server.Config{Vision: server.VisionConfig{Projectors: proj, RemoteImages: f.remoteImages,
+				RemoteTimeout: f.fetchTimeout, MaxImageBytes: f.maxImgBytes, MaxImages: f.chatImages},
+				APIKeys: keys, RateLimit: f.rateLimit, MaxJobsPerKey: f.jobsPerKey, ModelsDir: f.models, Threads: f.threads, Context: f.ctx,
 				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, Batch: f.batch, KeepAlive: f.keepAlive, Version: version, Logger: log,
 				DataDir: f.data, CLIPTokenizer: f.clipTok, Offline: os.Getenv("MICA_OFFLINE") != "",
 				ImageLimits: imagegen.Limits{MaxSteps: f.maxSteps, MaxPixels: f.maxPixels, MaxBatch: f.maxImages}})
@@ -145,6 +162,11 @@ MICA_MAX_JOBS_PER_KEY.`,
 	fl.StringSliceVar(&f.apiKeys, "api-key", nil, "API key clients must send (repeat or comma-separate for several; \"user:password\" for A1111-style Basic auth)")
 	fl.StringVar(&f.apiKeysFile, "api-keys-file", "", "file with one API key per line (# comments)")
 	fl.IntVar(&f.rateLimit, "rate-limit", 0, "requests a minute each API key may make (0: no limit)")
+	fl.StringSliceVar(&f.mmproj, "mmproj", nil, "a Gemma model's vision file, MODEL=FILE (repeatable); default: a sibling mmproj file named like the model")
+	fl.BoolVar(&f.remoteImages, "remote-images", false, "let chat requests name images by http(s) URL, fetched by the server (default: data: URLs and base64 only)")
+	fl.DurationVar(&f.fetchTimeout, "image-fetch-timeout", server.DefaultRemoteTimeout, "time limit of one remote image fetch")
+	fl.Int64Var(&f.maxImgBytes, "max-image-bytes", server.DefaultMaxImageBytes, "largest remote image in bytes")
+	fl.IntVar(&f.chatImages, "max-chat-images", 16, "most images one chat request may carry")
 	fl.IntVar(&f.jobsPerKey, "max-jobs-per-key", 0, "image jobs one API key may have queued or running at once (0: no limit)")
 	fl.BoolVar(&f.noAuth, "no-auth", false, "allow serving beyond loopback without API keys")
 	fl.StringVar(&f.config, "config", "", "config file of \"flag = value\" lines (default ~/.config/mica/serve.conf if it exists)")
