@@ -229,6 +229,15 @@ func (b *Backend) attention(o compute.AttentionOp) error {
 		return err
 	}
 	var firstErr error
+	if tiles, ok := ops.AttentionTiles(p, nq); ok {
+		// many queries: tiles of (query, head) rows share each key block
+		b.pool.Parallel(tiles, 1, func(s, e int) {
+			if err := ops.AttentionTiled(p, a, nq, s, e); err != nil {
+				firstErr = err
+			}
+		})
+		return firstErr
+	}
 	b.pool.Parallel(nq*heads, 1, func(s, e int) {
 		if err := ops.Attention(p, a, nq, s, e); err != nil {
 			firstErr = err
