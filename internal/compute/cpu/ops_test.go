@@ -178,3 +178,38 @@ func TestAttentionOnCacheView(t *testing.T) {
 		}
 	}
 }
+
+// TestTiledAttentionThreadInvariant: many queries take the tiled attention
+// kernel; its result must not depend on the number of threads.
+func TestTiledAttentionThreadInvariant(t *testing.T) {
+	const nq, nk, heads, d = 300, 77, 8, 40
+	rng := rand.New(rand.NewPCG(5, 6))
+	fill := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = rng.Float32()*2 - 1
+		}
+		return v
+	}
+	q, k, v := fill(nq*heads*d), fill(nk*heads*d), fill(nk*heads*d)
+	var outs [][]float32
+	for _, threads := range []int{1, 3} {
+		b := New(threads)
+		qt, _ := compute.FromF32(b, q, nq, heads, d)
+		kt, _ := compute.FromF32(b, k, nk, heads, d)
+		vt, _ := compute.FromF32(b, v, nk, heads, d)
+		ot, _ := b.Alloc(tensor.F32, nq, heads, d)
+		qpos, kpos := make([]int32, nq), make([]int32, nk)
+		if err := compute.Attention(compute.AttentionOp{Q: qt, K: kt, V: vt, Out: ot, QPos: qpos, KPos: kpos, Scale: 0.158}); err != nil {
+			t.Fatal(err)
+		}
+		o, _ := compute.ToF32(ot)
+		outs = append(outs, o)
+		b.Close()
+	}
+	for i := range outs[0] {
+		if outs[0][i] != outs[1][i] {
+			t.Fatalf("element %d: %v with 1 thread, %v with 3", i, outs[0][i], outs[1][i])
+		}
+	}
+}
