@@ -273,90 +273,27 @@ func (p *pass) view(t *compute.Tensor, shape ...int) *compute.Tensor {
 }
 
 // attention is full (bidirectional) multi-head attention of q, k, v
-// [n, heads·d] with the given score scale; it returns [n, heads·d]. Each
-// head is three matrix products, as ggml computes attention without flash
-// attention: S = Q·Kᵀ, P = softmax(S·scale), O = P·V. (The streaming
-// attention kernel is made for decoding; for thousands of queries against
-// thousands of keys the matrix kernels are several times faster.)
+// [n, heads·d] with the given score scale; it returns [n, heads·d]:
+// softmax(Q·Kᵀ·scale)·V per head, by the backend's attention op (its tiled
+// kernel streams keys through an online softmax, so no n×n score matrix is
+// kept, even for a 4096-patch image).
 func (p *pass) attention(q, k, v *compute.Tensor, heads int, scale float32) *compute.Tensor {
 	if p.err != nil {
 		return nil
 	}
 	n, d := q.Shape[0], q.Dim(-1)/heads
-	byHead := func(t *compute.Tensor, axes ...int) *compute.Tensor { // [n, heads, d] permuted, made contiguous
-		pv, err := compute.Permute(p.view(t, n, heads, d), axes...)
-		p.check(err)
-		if p.err != nil {
-			return nil
-		}
-		out := p.new(pv.Shape...)
-		if out != nil {
-			p.check(compute.Copy(pv, out))
-		}
-		return out
-	}
-	qh := p.padRows(byHead(q, 1, 0, 2), 16) // [heads, n, d'], d' = d rounded up to 16
-	kh := p.padRows(byHead(k, 1, 0, 2), 16) // [heads, n, d']
-	vt := byHead(v, 1, 2, 0)                // [heads, d, n]
-	oh := p.new(heads, n, d)                // per-head outputs
-	// Scores for a block of queries at a time: at most scoreFloats.
-	block := max(1, min(n, scoreFloats/n))
-	s := p.new(block, n)
-	for h := 0; h < heads && p.err == nil; h++ {
-		head := func(t *compute.Tensor) *compute.Tensor {
-			r, err := compute.Rows(t, h, h+1)
-			p.check(err)
-			return p.view(r, t.Shape[1], t.Shape[2])
-		}
-		qh, kh, vt, oh := head(qh), head(kh), head(vt), head(oh)
-		for r0 := 0; r0 < n && p.err == nil; r0 += block {
-			r1 := min(n, r0+block)
-			q, o, sb := p.rows(qh, r0, r1), p.rows(oh, r0, r1), p.rows(s, 0, r1-r0)
-			p.check(compute.MatMul(kh, q, sb))      // S = Q·Kᵀ
-			p.check(compute.Softmax(sb, sb, scale)) // P = softmax(S·scale)
-			p.check(compute.MatMul(vt, sb, o))      // O = P·V
-		}
-	}
 	out := p.new(n, heads*d)
-	if p.err == nil {
-		perm, err := compute.Permute(oh, 1, 0, 2)
-		p.check(err)
-		p.check(compute.Copy(perm, out))
-	}
-	return out
-}
-
-// scoreFloats bounds the attention score buffer (64 MiB: a 4096-patch
-// image's scores for one head in one block).
-var scoreFloats = 16 << 20
-
-// rows is the view of rows [start, end) of t.
-func (p *pass) rows(t *compute.Tensor, start, end int) *compute.Tensor {
 	if p.err != nil {
 		return nil
 	}
-	v, err := compute.Rows(t, start, end)
-	p.check(err)
-	return v
-}
-
-// padRows returns x with its rows zero-padded to a multiple of m (x itself
-// when they are). Zeros leave dot products unchanged; the matrix kernels
-// are much faster on rows of whole 16-float blocks (head width 72 → 80).
-func (p *pass) padRows(x *compute.Tensor, m int) *compute.Tensor {
-	if p.err != nil || x.Dim(-1)%m == 0 {
-		return x
-	}
-	shape := append([]int(nil), x.Shape...)
-	shape[len(shape)-1] = m - x.Dim(-1)%m
-	zeros := p.new(shape...)
-	shape[len(shape)-1] += x.Dim(-1)
-	out := p.new(shape...)
-	if out != nil {
-		p.check(compute.Concat(x, zeros, out, -1))
-	}
+	pos := make([]int32, n) // every patch sees every patch
+	p.check(compute.Attention(compute.AttentionOp{
+		Q: p.view(q, n, heads, d), K: p.view(k, n, heads, d), V: p.view(v, n, heads, d), Out: p.view(out, n, heads, d),
+		QPos: pos, KPos: pos, Scale: scale,
+	}))
 	return out
 }
+
 
 // avgPool averages m×m blocks of the grid x[ny·nx, E] (row-major patches):
 // token (ty, tx) = (1/m²)·Σ_{ky,kx} x[(m·ty+ky)·nx + m·tx+kx], summed in
