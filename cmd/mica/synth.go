@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mica/internal/models/vision"
 	"mica/internal/synth"
 	"mica/internal/tensor"
 )
@@ -60,12 +61,19 @@ take no seed. sd15 and sdxl are the same shapes: seed 0 (their default) gives th
 recipe values, any other --seed changes every tensor's hash basis
 (FNV-1a-64(name) XOR SplitMix64-mix(seed)). sd15-inpaint has a 9-channel UNet
 input. sd-test and sdxl-test are tiny checkpoints with the SD 1.x and SDXL
-structure and names, for fast tests of everything above the model.`,
+structure and names, for fast tests of everything above the model.
+
+Vision presets: gemma3-siglip-mmproj (Gemma 3's SigLIP-400M tower at 896 px
+with its projector into a 5376-wide text model, as in Gemma 3 27B) and
+gemma4-31b-mmproj (Gemma 4 31B's vision tower and projector) write mmproj
+GGUF files as llama.cpp's converter does, random weights, F16 (--dtype f32
+for F32).`,
 		Example: `  mica dev synth gemma3-270m -o g3-270m-q8_0.gguf --dtype q8_0 --vocab gemma3-vocab.gguf
   mica dev synth gemma4-test -o tiny.gguf --vocab tokenizer.json.gz --chat-template gemma4.jinja
   MICA_VOCAB=vocab.gguf mica dev synth gemma4-31b -o 31b-q4_0.gguf --dtype q4_0
   mica dev synth sd15-recipe -o sd15-recipe-f16.safetensors --dtype f16
-  mica dev synth sd-test -o sd-test.safetensors`,
+  mica dev synth sd-test -o sd-test.safetensors
+  mica dev synth gemma3-siglip-mmproj -o mmproj-siglip.gguf`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -74,9 +82,28 @@ structure and names, for fast tests of everything above the model.`,
 			if synth.IsSDPreset(args[0]) {
 				return runSDSynth(cmd, args[0], out, typeName, threads, quiet)
 			}
+			if mk, ok := visionPresets[args[0]]; ok {
+				c := mk()
+				if cmd.Flags().Changed("dtype") {
+					switch strings.ToLower(typeName) {
+					case "f32":
+						c.FileType = 0
+					case "f16":
+						c.FileType = 1
+					default:
+						return fmt.Errorf("--dtype %q: vision files are f32 or f16", typeName)
+					}
+				}
+				start := time.Now()
+				if err := vision.WriteSynth(out, c, seed); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %s (%d layers, width %d, projection %d) in %s\n", out, args[0], c.Layers, c.Width, c.ProjDim, time.Since(start).Round(time.Millisecond))
+				return nil
+			}
 			if _, err := synth.LookupPreset(args[0]); err != nil {
-				return fmt.Errorf("unknown preset %q: Gemma presets %s; Stable Diffusion presets %s",
-					args[0], strings.Join(synth.Presets(), ", "), strings.Join(synth.SDPresets(), ", "))
+				return fmt.Errorf("unknown preset %q: Gemma presets %s; Stable Diffusion presets %s; vision presets %s",
+					args[0], strings.Join(synth.Presets(), ", "), strings.Join(synth.SDPresets(), ", "), strings.Join(visionPresetNames(), ", "))
 			}
 			typ, err := tensor.ParseDType(typeName)
 			if err != nil {
@@ -187,3 +214,11 @@ func runSDSynth(cmd *cobra.Command, preset, out, typeName string, threads int, q
 		out, preset, typ, len(l.Tensors), float64(l.Params), float64(l.Bytes)/1e9, time.Since(start).Seconds())
 	return nil
 }
+
+// visionPresets are the real vision towers' shapes (mmproj files).
+var visionPresets = map[string]func() *vision.Config{
+	"gemma3-siglip-mmproj": func() *vision.Config { return vision.SigLIP400MConfig(5376) },
+	"gemma4-31b-mmproj":    func() *vision.Config { return vision.Gemma4VisionConfig31B(5376) },
+}
+
+func visionPresetNames() []string { return []string{"gemma3-siglip-mmproj", "gemma4-31b-mmproj"} }
