@@ -294,7 +294,6 @@ func (p *pass) attention(q, k, v *compute.Tensor, heads int, scale float32) *com
 	return out
 }
 
-
 // avgPool averages m×m blocks of the grid x[ny·nx, E] (row-major patches):
 // token (ty, tx) = (1/m²)·Σ_{ky,kx} x[(m·ty+ky)·nx + m·tx+kx], summed in
 // (ky, kx) order like ggml's pool_2d. It returns [(ny/m)·(nx/m), E].
