@@ -17,10 +17,34 @@ go test -count=1 ./...
 CGO_ENABLED=0 go vet ./...
 CGO_ENABLED=0 go test -count=1 ./internal/kernels/... ./internal/compute/...
 
+# The browser UI: the committed bundle (internal/server/web/dist) must be exactly
+# a fresh build of web/src; the sources must type-check and pass their unit
+# tests.
+if [ -d web/node_modules ]; then
+	(cd web && npm run --silent check && npm test)
+elif [ -n "${CI:-}" ]; then
+	echo "web: web/node_modules is missing (.ci/run installs it with npm ci)" >&2
+	exit 1
+else
+	echo "web: bundle check skipped (run 'npm ci' in web/ first)" >&2
+fi
+
 # End to end: needs node and the clients (npm ci in e2e/, done by .ci/run).
 if [ -d e2e/node_modules ]; then
 	go build -o mica ./cmd/mica
 	(cd e2e && MICA_BIN=../mica npm test)
 else
 	echo "e2e: skipped (run 'npm ci' in e2e/ first)" >&2
+fi
+
+# The UI in a real browser: Debian's chromium driven by playwright-core
+# (npm ci in e2e/browser and apt-get install chromium, done by .ci/run).
+if [ -d e2e/browser/node_modules ]; then
+	go build -o mica ./cmd/mica
+	(cd e2e/browser && MICA_BIN=../../mica npm test)
+elif [ -n "${CI:-}" ]; then
+	echo "e2e/browser: e2e/browser/node_modules is missing (.ci/run installs it with npm ci)" >&2
+	exit 1
+else
+	echo "e2e/browser: skipped (run 'npm ci' in e2e/browser/ and install chromium first)" >&2
 fi

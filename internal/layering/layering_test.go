@@ -35,6 +35,7 @@ var levels = map[string]int{
 	"internal/bench":       6,
 	"internal/residency":   7,
 	"internal/jobs":        7,
+	"internal/convstore":   7,
 	"internal/server":      8,
 	"internal/web":         8,
 	"cmd":                  9,

@@ -29,6 +29,7 @@ import (
 	"mica/internal/server/canon"
 	"mica/internal/server/ollama"
 	"mica/internal/server/openai"
+	"mica/internal/server/web"
 )
 
 // DefaultAddr is where mica serve listens unless told otherwise.
@@ -305,6 +306,8 @@ func (s *Server) routes() {
 	h("/api/ps", http.MethodGet, s.ollamaPS)
 	h("/api/version", http.MethodGet, s.ollamaVersion)
 	s.imageRoutes(h)
+	s.conversationRoutes(h)
+	web.Register(s.mux) // the browser UI: GET / and its pages, /assets/
 	s.mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "mica is running\n")
 	})
