@@ -246,56 +246,6 @@ func (b *Backend) attention(o compute.AttentionOp) error {
 	return firstErr
 }
 
-// conv2d lowers the convolution to im2col + the matmul kernels, a chunk of
-// output pixels at a time so the patch buffer stays bounded.
-func (b *Backend) conv2d(o compute.Conv2DOp) error {
-	x, y, bias := f32(o.X), f32(o.Y), f32(o.B)
-	ic, h, w := o.X.Shape[1], o.X.Shape[2], o.X.Shape[3]
-	oc, kh, kw := o.W.Shape[0], o.W.Shape[2], o.W.Shape[3]
-	p := ops.Conv2DParams{IC: ic, H: h, W: w, OC: oc, KH: kh, KW: kw,
-		StrideH: o.StrideH, StrideW: o.StrideW, PadH: o.PadH, PadW: o.PadW, DilH: o.DilationH, DilW: o.DilationW}
-	if err := p.Validate(); err != nil {
-		return err
-	}
-	wb, err := bytesOf(o.W)
-	if err != nil {
-		return err
-	}
-	k := p.ColLen()
-	// The weights as a [oc, k] matrix.
-	wmat := compute.NewTensor(b, o.W.DType, &storage{data: wb}, true, oc, k)
-	npix := p.OutH() * p.OutW()
-	chunk := max(1, min(npix, (8<<20)/(4*k))) // ≤ 8 MiB of patches
-	chunk = (chunk + matmulGrain - 1) / matmulGrain * matmulGrain
-	cols := make([]float32, chunk*k)
-	tmp := make([]float32, chunk*oc)
-	inPer, outPer := ic*h*w, oc*npix
-	for img := 0; img < o.X.Shape[0]; img++ {
-		xi, yi := x[img*inPer:(img+1)*inPer], y[img*outPer:(img+1)*outPer]
-		for p0 := 0; p0 < npix; p0 += chunk {
-			n := min(chunk, npix-p0)
-			b.pool.Parallel(n, rowGrain, func(s, e int) { ops.Im2Col(xi, cols[s*k:e*k], p, p0+s, p0+e) })
-			if err := b.matmul(wmat, cols[:n*k], n, tmp[:n*oc], oc); err != nil {
-				return err
-			}
-			// tmp is [pixel][oc]; the output is [oc][pixel].
-			b.pool.Parallel(oc, 1, func(s, e int) {
-				for c := s; c < e; c++ {
-					bc := float32(0)
-					if bias != nil {
-						bc = bias[c]
-					}
-					dst := yi[c*npix+p0 : c*npix+p0+n]
-					for i := range dst {
-						dst[i] = tmp[i*oc+c] + bc
-					}
-				}
-			})
-		}
-	}
-	return nil
-}
-
 func (b *Backend) copyOp(o compute.CopyOp) error {
 	src, dst := o.Src, o.Dst
 	// Fast case: both contiguous: a straight conversion.

@@ -125,20 +125,31 @@ func Conv2DRef(x, w, bias, out []float32, p Conv2DParams, ocStart, ocEnd int) {
 
 // UpsampleNearest scales channels [chanStart, chanEnd) of x ([C][h][w]) by
 // integer factors: out[c][y][x] = x[c][y/fy][x/fx], out is [C][h*fy][w*fx].
+// Each source row is widened once; the fy−1 rows that repeat it are copies.
 func UpsampleNearest(x, out []float32, h, w, fy, fx int, chanStart, chanEnd int) {
 	oh, ow := h*fy, w*fx
 	for c := chanStart; c < chanEnd; c++ {
 		src := x[c*h*w : (c+1)*h*w]
 		dst := out[c*oh*ow : (c+1)*oh*ow]
-		for y := 0; y < oh; y++ {
-			srow := src[(y/fy)*w : (y/fy)*w+w]
-			drow := dst[y*ow : y*ow+ow]
-			if fx == 1 {
+		for y := 0; y < h; y++ {
+			srow := src[y*w : y*w+w]
+			drow := dst[y*fy*ow : y*fy*ow+ow]
+			switch fx {
+			case 1:
 				copy(drow, srow)
-				continue
+			case 2:
+				for i, v := range srow {
+					drow[2*i], drow[2*i+1] = v, v
+				}
+			default:
+				for i, v := range srow {
+					for d := drow[i*fx : i*fx+fx]; len(d) > 0; d = d[1:] {
+						d[0] = v
+					}
+				}
 			}
-			for xx := range drow {
-				drow[xx] = srow[xx/fx]
+			for r := 1; r < fy; r++ {
+				copy(dst[(y*fy+r)*ow:(y*fy+r+1)*ow], drow)
 			}
 		}
 	}

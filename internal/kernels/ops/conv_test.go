@@ -80,3 +80,28 @@ func TestUpsampleNearest(t *testing.T) {
 		t.Fatalf("upsample c1: %v", out[24:])
 	}
 }
+
+// UpsampleNearest against its definition, for factors 1–3 in each
+// direction, odd sizes and channel splits.
+func TestUpsampleNearestFactors(t *testing.T) {
+	r := newRand(12)
+	const c, h, w = 3, 5, 7
+	x := randVec(r, c*h*w, 1)
+	for fy := 1; fy <= 3; fy++ {
+		for fx := 1; fx <= 3; fx++ {
+			oh, ow := h*fy, w*fx
+			want := make([]float32, c*oh*ow)
+			for ch := 0; ch < c; ch++ {
+				for y := 0; y < oh; y++ {
+					for xx := 0; xx < ow; xx++ {
+						want[(ch*oh+y)*ow+xx] = x[(ch*h+y/fy)*w+xx/fx]
+					}
+				}
+			}
+			got := make([]float32, len(want))
+			UpsampleNearest(x, got, h, w, fy, fx, 0, 1)
+			UpsampleNearest(x, got, h, w, fy, fx, 1, c)
+			sameBits(t, "upsample", got, want)
+		}
+	}
+}
