@@ -33,6 +33,14 @@
 // (query, head) rows sharing a KV head stream over blocks of 64 keys with
 // an online softmax, in registers, so prefill and Stable Diffusion's
 // 4096-token self-attention run near the FMA peak without a score matrix.
+//
+// Convolutions with F16 kernels (every SD conv) have a direct kernel
+// (ConvF16): the input is rounded to F16 once into padded bands, 16 output
+// pixels are packed tap by tap and multiplied by 6 output channels at a
+// time, with the same lane sums as im2col + the F16 matmul, so the result
+// is bit-identical to that path (which small images and other weight types
+// still take).
+//
 // Add/Mul/Scale and the layout kernels stay Go (memory-bound; the Go
 // compiler's loops are fast enough), as do LayerNorm, GroupNorm, RoPE's
 // rotation and im2col.
