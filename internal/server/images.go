@@ -74,8 +74,10 @@ func openImages(s *Server) (*images, error) {
 	im.q = q
 	im.owner, im.active = map[string]string{}, map[string]int{}
 	events, stop := q.Subscribe("")
-	im.done = stop
+	stopIdle := make(chan struct{})
+	im.done = func() { stop(); close(stopIdle) }
 	go im.watchEnds(events)
+	go im.unloadIdle(stopIdle)
 	return im, nil
 }
 
@@ -347,7 +349,44 @@ func invert(m image.Image) image.Image {
 }
 
 // run is the job runner: one generation request of one model.
+// unloadIdle unloads the image model once it has been idle (no job of its
+// running) for the server's keep-alive, as LLMs are: its weights are mapped
+// files, but the loaded tensors and the page cache it pins are not free.
+func (im *images) unloadIdle(stop <-chan struct{}) {
+	keep := im.s.cfg.KeepAlive
+	if keep < 0 {
+		return
+	}
+	tick := time.NewTicker(min(keep/4+time.Millisecond, 10*time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		im.mu.Lock()
+		if im.model != nil && len(im.q.Running()) == 0 && time.Since(im.lastUse) >= keep {
+			im.s.log.Info("image model unloaded after idling", "model", im.name, "keep_alive", keep)
+			im.unloadLocked()
+		}
+		im.mu.Unlock()
+	}
+}
+
+// loaded reports the loaded image model's name ("" for none).
+func (im *images) loaded() string {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return im.name
+}
+
 func (im *images) run(ctx context.Context, j *jobs.Job, p jobs.Progress) (jobs.Result, error) {
+	defer func() {
+		im.mu.Lock()
+		im.lastUse = time.Now()
+		im.mu.Unlock()
+	}()
 	req, err := sdapi.Decode(j.Params, j.Kind == "img2img", im.apiLimits())
 	if err != nil {
 		return jobs.Result{}, err

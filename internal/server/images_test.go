@@ -428,3 +428,22 @@ func TestJobWebSocket(t *testing.T) {
 		t.Fatalf("events %v", seen)
 	}
 }
+
+func TestImageModelUnloadsWhenIdle(t *testing.T) {
+	startImagesB(t) // the sd-test checkpoint
+	ts, s, _ := start(t, Config{DataDir: t.TempDir(), KeepAlive: 300 * time.Millisecond,
+		CLIPTokenizer: testenv.Shared(t, "testdata", "clip", "bpe_simple_vocab_16e6.txt.gz")})
+	if code, _, b := post(t, ts.URL+"/sdapi/v1/txt2img", `{"prompt":"x","steps":1,"width":64,"height":64}`); code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+	if s.img.loaded() != "sd-test" {
+		t.Fatal("the model is not loaded after a request")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.img.loaded() != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the image model stayed loaded past its keep-alive")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

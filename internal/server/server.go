@@ -321,6 +321,12 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	if m, _, ok := s.res.loaded(); ok {
 		body["loaded"] = m.Name
 	}
+	if s.img != nil {
+		if name := s.img.loaded(); name != "" {
+			body["image_model"] = name
+		}
+		body["image_jobs_running"] = len(s.img.q.Running())
+	}
 	writeJSON(w, http.StatusOK, body)
 }
 
