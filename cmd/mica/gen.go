@@ -16,6 +16,7 @@ import (
 
 	"mica/internal/atomicfile"
 	"mica/internal/compute/cpu"
+	"mica/internal/format/jpegexif"
 	"mica/internal/format/pngtext"
 	"mica/internal/imagegen"
 	"mica/internal/server/hub"
@@ -257,7 +258,15 @@ by mica), which is also printed.`,
 						path = fmt.Sprintf("%s-%d%s", strings.TrimSuffix(out, ext), i+1, ext)
 					}
 					var buf bytes.Buffer
-					if err := pngtext.Encode(&buf, img.RGBA, []pngtext.KV{{Key: "parameters", Value: img.Infotext}}); err != nil {
+					var err error
+					switch strings.ToLower(filepath.Ext(path)) {
+					case ".jpg", ".jpeg":
+						// A1111 keeps the infotext of JPEGs in EXIF UserComment.
+						err = jpegexif.Encode(&buf, img.RGBA, 95, img.Infotext)
+					default:
+						err = pngtext.Encode(&buf, img.RGBA, []pngtext.KV{{Key: "parameters", Value: img.Infotext}})
+					}
+					if err != nil {
 						return err
 					}
 					if err := atomicfile.WriteFile(path, buf.Bytes()); err != nil {
@@ -274,7 +283,7 @@ by mica), which is also printed.`,
 	}
 	g.addModelFlags(cmd)
 	g.addGenFlags(cmd)
-	cmd.Flags().StringVarP(&out, "output", "o", "out.png", "output PNG (a batch adds -1, -2, … before the extension)")
+	cmd.Flags().StringVarP(&out, "output", "o", "out.png", "output file: .png, or .jpg (infotext in EXIF, as A1111); a batch adds -1, -2, … before the extension")
 	cmd.Flags().StringVar(&g.server, "server", os.Getenv("MICA_SERVER"), "run the generation as a job of a running mica serve at this URL (env MICA_SERVER); --model then names one of its models")
 	cmd.Flags().StringVar(&g.apiKey, "api-key", os.Getenv("MICA_API_KEY"), "API key for --server (env MICA_API_KEY)")
 	return cmd

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"mica/internal/format/jpegexif"
 	"mica/internal/format/pngtext"
 	"mica/internal/server"
 	"mica/internal/synth"
@@ -45,6 +46,17 @@ func TestGenLocalAndThroughServer(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "Seed: 9") || !strings.Contains(stdout, "a red apple") {
 		t.Fatalf("printed %q", stdout)
+	}
+	// JPEG output keeps the infotext in EXIF UserComment, as A1111 does.
+	jpg := filepath.Join(dir, "local.jpg")
+	if _, err := runGen(t, append(args, "-m", ckpt, "--clip-tokenizer", tok, "-o", jpg)...); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Open(jpg)
+	comment, err := jpegexif.ReadUserComment(f)
+	f.Close()
+	if err != nil || !strings.Contains(comment, "Seed: 9") {
+		t.Fatalf("JPEG infotext %q, %v", comment, err)
 	}
 	s, err := server.New(server.Config{ModelsDir: dir, DataDir: filepath.Join(dir, "data"), CLIPTokenizer: tok, Threads: 2})
 	if err != nil {

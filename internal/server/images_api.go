@@ -16,6 +16,7 @@ import (
 
 	"mica/internal/diffusion/infotext"
 	diffsample "mica/internal/diffusion/sample"
+	"mica/internal/format/jpegexif"
 	"mica/internal/format/pngtext"
 	"mica/internal/imagegen"
 	"mica/internal/jobs"
@@ -361,9 +362,9 @@ func (s *Server) sdPNGInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := sdapi.PNGInfo{Items: map[string]string{}, Parameters: map[string]any{}}
-	text, err := pngtext.ReadText(bytes.NewReader(b))
+	text, err := pictureText(b)
 	if err != nil && len(text) == 0 {
-		s.sdFail(w, r, http.StatusUnprocessableEntity, &sdapi.ValidationError{Detail: []sdapi.FieldError{{Loc: []any{"body", "image"}, Msg: "not a readable PNG: " + err.Error(), Type: "value_error"}}})
+		s.sdFail(w, r, http.StatusUnprocessableEntity, &sdapi.ValidationError{Detail: []sdapi.FieldError{{Loc: []any{"body", "image"}, Msg: "not a readable PNG or JPEG: " + err.Error(), Type: "value_error"}}})
 		return
 	}
 	for k, v := range text {
@@ -377,6 +378,20 @@ func (s *Server) sdPNGInfo(w http.ResponseWriter, r *http.Request) {
 		out.Parameters = infotextDict(out.Info)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// pictureText reads a picture's text without decoding its pixels: a PNG's
+// text chunks, or a JPEG's EXIF UserComment (where A1111 keeps the
+// infotext of JPEGs) as "parameters".
+func pictureText(b []byte) (map[string]string, error) {
+	if !bytes.HasPrefix(b, []byte{0xFF, 0xD8}) {
+		return pngtext.ReadText(bytes.NewReader(b))
+	}
+	c, err := jpegexif.ReadUserComment(bytes.NewReader(b))
+	if c == "" {
+		return map[string]string{}, err
+	}
+	return map[string]string{"parameters": c}, err
 }
 
 // infotextDict is A1111's parsed form of an infotext: numbers as numbers,

@@ -20,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"mica/internal/format/jpegexif"
 	"mica/internal/format/pngtext"
 	"mica/internal/synth"
 	"mica/internal/tensor"
@@ -148,6 +149,16 @@ func TestTxt2ImgAndPNGInfo(t *testing.T) {
 	}
 	if code != 200 || json.Unmarshal(body, &pi) != nil || pi.Parameters["Seed"].(float64) != 42 || pi.Parameters["Size-1"].(float64) != 64 {
 		t.Fatalf("png-info %d %s", code, body)
+	}
+	// A JPEG with the infotext in EXIF UserComment (A1111's JPEG files).
+	var jb bytes.Buffer
+	if err := jpegexif.Encode(&jb, img, 90, text["parameters"]); err != nil {
+		t.Fatal(err)
+	}
+	code, _, body = post(t, url+"/sdapi/v1/png-info", `{"image":"`+base64.StdEncoding.EncodeToString(jb.Bytes())+`"}`)
+	pi.Info = ""
+	if code != 200 || json.Unmarshal(body, &pi) != nil || pi.Info != text["parameters"] {
+		t.Fatalf("png-info of a JPEG: %d %s", code, body)
 	}
 }
 
