@@ -66,7 +66,21 @@ var (
 	descKVCap = prometheus.NewDesc("mica_kv_cache_capacity_positions",
 		"Positions the loaded model's KV cache holds per sequence (the context of one request).",
 		[]string{"model"}, nil)
+	descKVUsed = prometheus.NewDesc("mica_kv_cache_used_positions",
+		"KV cache positions filled by the live sequences (without batching: the cached sequence kept for prefix reuse).",
+		[]string{"model"}, nil)
+	descKVReserved = prometheus.NewDesc("mica_kv_cache_reserved_positions",
+		"KV cache positions reserved by the live sequences (their capacities).",
+		[]string{"model"}, nil)
+	descKVBudget = prometheus.NewDesc("mica_kv_cache_budget_positions",
+		"The batcher's KV budget in positions (absent: no budget).",
+		[]string{"model"}, nil)
 )
+
+// kvReporter is a runner that reports its KV cache use (the engine does).
+type kvReporter interface {
+	KVUse() (filled, reserved, budget int)
+}
 
 func newMetrics(s *Server) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
@@ -178,6 +192,9 @@ type residentCollector struct{ r *residency }
 func (c residentCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descLoaded
 	ch <- descKVCap
+	ch <- descKVUsed
+	ch <- descKVReserved
+	ch <- descKVBudget
 }
 
 // Collect does not wait for a model that is being loaded (residency holds
@@ -199,4 +216,12 @@ func (c residentCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descLoaded, prometheus.GaugeValue, 1, name, family)
 	ch <- prometheus.MustNewConstMetric(descKVCap, prometheus.GaugeValue, float64(capacity), name)
+	if k, ok := cur.runner.(kvReporter); ok {
+		filled, reserved, budget := k.KVUse()
+		ch <- prometheus.MustNewConstMetric(descKVUsed, prometheus.GaugeValue, float64(filled), name)
+		ch <- prometheus.MustNewConstMetric(descKVReserved, prometheus.GaugeValue, float64(reserved), name)
+		if budget > 0 {
+			ch <- prometheus.MustNewConstMetric(descKVBudget, prometheus.GaugeValue, float64(budget), name)
+		}
+	}
 }

@@ -309,4 +309,37 @@ func TestMetricsRealEngine(t *testing.T) {
 		value(t, fams, "mica_time_to_first_token_seconds", "model=tiny") != 1 || (steps > 0) != (secs > 0) {
 		t.Fatalf("generated %v, decode steps %v in %vs", gen, steps, secs)
 	}
+	// Without batching the one cached sequence keeps the prompt and the
+	// answer for prefix reuse: filled positions are those, within its
+	// reservation.
+	used := value(t, fams, "mica_kv_cache_used_positions", "model=tiny")
+	reserved := value(t, fams, "mica_kv_cache_reserved_positions", "model=tiny")
+	if used < 3 || used > reserved || reserved != value(t, fams, "mica_kv_cache_capacity_positions", "model=tiny") {
+		t.Fatalf("KV used %v, reserved %v", used, reserved)
+	}
+}
+
+// TestMetricsKVBatched: with the continuous batcher the KV use is that of
+// the live sequences, so it falls back to zero when the requests end.
+func TestMetricsKVBatched(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads the synthetic model")
+	}
+	ts, _, _ := start(t, Config{Batch: 4})
+	code, _, body := post(t, ts.URL+"/v1/completions", `{"model":"tiny","prompt":"Hello there","max_tokens":4,"temperature":0}`)
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fams := scrape(t, ts.URL)
+		if value(t, fams, "mica_kv_cache_used_positions", "model=tiny") == 0 &&
+			value(t, fams, "mica_kv_cache_reserved_positions", "model=tiny") == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("KV use did not return to zero after the request")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

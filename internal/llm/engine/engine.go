@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"mica/internal/compute"
 	"mica/internal/format/gguf"
@@ -110,6 +111,10 @@ type Engine struct {
 	seq    *gemma.Sequence // the cached sequence (nil until first use)
 	cached []posKey        // what the sequence's positions hold
 	vis    visionState     // images (images.go)
+
+	// KV cache use, for metrics (KVUse): positions filled and reserved
+	// by the live sequences.
+	kvFilled, kvReserved atomic.Int64
 
 	sched *scheduler // the continuous batcher (Options.Batch > 1)
 
@@ -226,6 +231,13 @@ func (e *Engine) Close() error {
 		return err
 	}
 	return verr
+}
+
+// KVUse reports the KV cache positions the live sequences hold (filled)
+// and have reserved, and the batcher's budget (0: none). Without batching
+// it is the one cached sequence's, kept between requests for prefix reuse.
+func (e *Engine) KVUse() (filled, reserved, budget int) {
+	return int(e.kvFilled.Load()), int(e.kvReserved.Load()), e.opts.KVBudget
 }
 
 // Model is the model the engine runs.

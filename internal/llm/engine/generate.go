@@ -212,6 +212,8 @@ func (e *Engine) generate(ctx context.Context, start time.Time, prompt *plan, o 
 	if err := g.prepare(); err != nil {
 		return Result{}, err
 	}
+	e.kvReserved.Store(int64(seq.Cap()))
+	defer func() { e.kvFilled.Store(int64(seq.Len())) }()
 	return e.run(ctx, g)
 }
 

@@ -105,6 +105,16 @@ func (s *scheduler) capacity(g *generation) int {
 	return c
 }
 
+// publishKV records the KV use of the active sequences (Engine.KVUse).
+func (s *scheduler) publishKV(active []*slot, reserved int) {
+	filled := 0
+	for _, sl := range active {
+		filled += sl.g.seq.Len()
+	}
+	s.e.kvFilled.Store(int64(filled))
+	s.e.kvReserved.Store(int64(reserved))
+}
+
 func (s *scheduler) loop() {
 	defer close(s.exit)
 	e := s.e
@@ -122,6 +132,7 @@ func (s *scheduler) loop() {
 	for {
 		// Wait for work when idle, else take whatever joined.
 		if len(active) == 0 && len(waiting) == 0 {
+			s.publishKV(nil, 0)
 			select {
 			case sl := <-s.joins:
 				waiting = append(waiting, sl)
@@ -185,6 +196,7 @@ func (s *scheduler) loop() {
 			}
 			active = append(active, sl)
 		}
+		s.publishKV(active, kvUsed)
 		if len(active) == 0 {
 			continue
 		}

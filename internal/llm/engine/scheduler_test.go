@@ -277,3 +277,43 @@ func TestBatchPanickingCallback(t *testing.T) {
 		sameResult(t, i, got[i], want[i])
 	}
 }
+
+// TestBatchKVUse: while the batcher runs a request, KVUse reports its
+// sequence's reservation and the positions it has filled; idle, zero.
+func TestBatchKVUse(t *testing.T) {
+	path := refModel(t, "gemma3-tiny-f32.gguf")
+	e := openEngine(t, path, 2, Options{Context: 128, Step: 8, Batch: 3, KVBudget: 1000})
+	p := sample.Greedy()
+	p.LogitBias = eogBan(e)
+	var seen [][2]int
+	if _, err := e.Complete(context.Background(), CompletionRequest{Prompt: "The quick brown fox", Sampling: p, MaxTokens: 6}, func(Event) {
+		filled, reserved, _ := e.KVUse()
+		seen = append(seen, [2]int{filled, reserved})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) == 0 {
+		t.Fatal("no events")
+	}
+	for i, s := range seen {
+		if s[1] <= 0 || s[0] <= 0 || s[0] > s[1] {
+			t.Fatalf("event %d: KV filled %d, reserved %d", i, s[0], s[1])
+		}
+		if i > 0 && s[0] < seen[i-1][0] {
+			t.Fatalf("filled positions went down: %v", seen)
+		}
+	}
+	if _, _, budget := e.KVUse(); budget != 1000 {
+		t.Fatalf("budget %d", budget)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if f, r, _ := e.KVUse(); f == 0 && r == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("KV use did not return to zero when idle")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
