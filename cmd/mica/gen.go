@@ -19,6 +19,7 @@ import (
 	"mica/internal/format/jpegexif"
 	"mica/internal/format/pngtext"
 	"mica/internal/imagegen"
+	"mica/internal/server"
 	"mica/internal/server/hub"
 	"mica/internal/tensor"
 )
@@ -214,6 +215,13 @@ by mica), which is also printed.`,
   mica gen --server http://127.0.0.1:11435 -m sd15 "a photo of a cat"   (a job of the running server)`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.server == "" && g.model != "" {
+				// A model name that is not a file, with a server running
+				// here: the picture becomes a job of its queue.
+				if _, err := os.Stat(g.model); err != nil && localServerUp() {
+					g.server = "http://" + server.DefaultAddr
+				}
+			}
 			if g.server != "" {
 				return g.genRemote(cmd, args[0], out)
 			}
@@ -284,7 +292,7 @@ by mica), which is also printed.`,
 	g.addModelFlags(cmd)
 	g.addGenFlags(cmd)
 	cmd.Flags().StringVarP(&out, "output", "o", "out.png", "output file: .png, or .jpg (infotext in EXIF, as A1111); a batch adds -1, -2, … before the extension")
-	cmd.Flags().StringVar(&g.server, "server", os.Getenv("MICA_SERVER"), "run the generation as a job of a running mica serve at this URL (env MICA_SERVER); --model then names one of its models")
+	cmd.Flags().StringVar(&g.server, "server", os.Getenv("MICA_SERVER"), "run the generation as a job of a running mica serve at this URL (env MICA_SERVER; default: the server at "+server.DefaultAddr+" when one runs and --model names no file); --model then names one of its models")
 	cmd.Flags().StringVar(&g.apiKey, "api-key", os.Getenv("MICA_API_KEY"), "API key for --server (env MICA_API_KEY)")
 	return cmd
 }

@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"mica/internal/atomicfile"
 	"mica/internal/format/pngtext"
+	"mica/internal/server"
 )
 
 // genRemote runs a generation as a job of a running `mica serve` (so it
@@ -152,6 +154,18 @@ func (g *genFlags) genRemote(cmd *cobra.Command, prompt, out string) error {
 		fmt.Fprintf(cmd.OutOrStdout(), "%s\n%s\n", path, text["parameters"])
 	}
 	return nil
+}
+
+// localServerUp reports whether a mica server answers at the default
+// address (a quick /health probe).
+func localServerUp() bool {
+	c := &http.Client{Timeout: 300 * time.Millisecond}
+	resp, err := c.Get("http://" + server.DefaultAddr + "/health")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func (g *genFlags) authorize(req *http.Request) {
