@@ -11,7 +11,7 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +24,11 @@ const browserPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const vocab = path.join(shared, 'testdata/gemma3-tokenizer/gemma3-vocab-gemma4bpe.gguf');
 const template = path.join(shared, 'testdata/chat-templates/google-gemma-4-31B-it.jinja');
 const clipVocab = path.join(shared, 'testdata/clip/bpe_simple_vocab_16e6.txt.gz');
-const missing = [bin, vocab, template, clipVocab].filter((p) => !existsSync(p));
+// The vision pair: a tiny Gemma 3 and its mmproj, with a test picture.
+const visionModel = path.join(shared, 'reference/gemma/gemma3-tiny-f32.gguf');
+const visionProj = path.join(shared, 'reference/vision/mmproj-gemma3-tiny-f32.gguf');
+const visionPNG = path.join(shared, 'reference/vision/dev-512x384.png');
+const missing = [bin, vocab, template, clipVocab, visionModel, visionProj, visionPNG].filter((p) => !existsSync(p));
 const skip = missing.length > 0 ? `missing ${missing.join(', ')}` : false;
 const shots = process.env.MICA_SCREENSHOTS ? path.resolve(process.env.MICA_SCREENSHOTS) : '';
 
@@ -244,6 +248,120 @@ test('chat: Esc stops a streaming answer', { skip }, async () => {
 });
 
 let firstJob;
+
+// serveOther runs another mica serve on its own folders (with the main
+// server's flags otherwise) and returns its URL and a stop function.
+async function serveOther(models, data, extra = []) {
+  const p = spawn(bin, ['serve', '--models', models, '--data', data, '--addr', '127.0.0.1:0', '--ctx', '1024', '--threads', '2', ...extra],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  p.stderr.on('data', (d) => { log += d; });
+  const stop = async () => {
+    if (p.exitCode !== null) return;
+    const exited = new Promise((r) => p.on('exit', r));
+    p.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    const u = await new Promise((resolve, reject) => {
+      let out = '';
+      p.stdout.on('data', (d) => {
+        out += d;
+        const m = out.match(/listening on (http:\/\/\S+)/);
+        if (m) resolve(m[1]);
+      });
+      p.on('exit', (code) => reject(new Error(`mica serve exited (${code}): ${log}`)));
+    });
+    return { url: u, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+test('chat: images for a model with vision, attached, shown and sent', { skip }, async () => {
+  // A model of its own folder: a second mmproj file in the main folder
+  // would be "the only mmproj beside" tiny too.
+  const models = path.join(dir, 'models-vision');
+  mkdirSync(models);
+  copyFileSync(visionModel, path.join(models, 'tiny-vision.gguf'));
+  copyFileSync(visionProj, path.join(models, 'mmproj-tiny-vision.gguf')); // the sibling rule: mmproj-NAME.gguf
+  for (const f of ['tiny-vision.gguf', 'mmproj-tiny-vision.gguf']) chmodSync(path.join(models, f), 0o644);
+  const other = await serveOther(models, path.join(dir, 'data-vision'));
+  try {
+    const show = await (await fetch(other.url + '/api/show', { method: 'POST', body: JSON.stringify({ model: 'tiny-vision' }) })).json();
+    assert.ok(show.capabilities?.includes('vision'), `tiny-vision has no vision: ${JSON.stringify(show)}`);
+    await page.goto(other.url + '/ui/chat');
+    await page.getByLabel('Model').selectOption('tiny-vision');
+    await page.getByRole('button', { name: 'Options', exact: true }).click();
+    await setNumber('Max tokens', 8);
+    const attach = page.getByRole('button', { name: 'Attach an image' });
+    await page.waitForFunction(() => !document.querySelector('button[aria-label="Attach an image"]').disabled);
+    const png = readFileSync(visionPNG);
+    // The file picker.
+    const chooser = page.waitForEvent('filechooser');
+    await attach.click();
+    await (await chooser).setFiles({ name: 'dev.png', mimeType: 'image/png', buffer: png });
+    await page.locator('.attached img').first().waitFor();
+    // A drop on the input, and a file that is not a picture.
+    const dt = await page.evaluateHandle((data) => {
+      const t = new DataTransfer();
+      t.items.add(new File([Uint8Array.from(atob(data), (c) => c.charCodeAt(0))], 'second.png', { type: 'image/png' }));
+      t.items.add(new File(['just words'], 'notes.txt', { type: 'text/plain' }));
+      return t;
+    }, png.toString('base64'));
+    await page.dispatchEvent('form.composer', 'drop', { dataTransfer: dt });
+    await page.locator('.notice.error').filter({ hasText: 'notes.txt is not a PNG, JPEG, GIF or WebP picture.' }).waitFor();
+    await page.waitForFunction(() => document.querySelectorAll('.attached img').length === 2);
+    // Remove one again.
+    await page.getByRole('button', { name: 'Remove image 2' }).click();
+    await page.waitForFunction(() => document.querySelectorAll('.attached img').length === 1);
+    await shot('chat-image-attached');
+    const chatRes = page.waitForResponse((r) => r.url().endsWith('/v1/chat/completions'));
+    await page.getByLabel('Message').fill('What is in this picture?');
+    await page.getByLabel('Message').press('Enter');
+    const res = await chatRes;
+    assert.equal(res.status(), 200);
+    const req = res.request().postDataJSON();
+    assert.equal(req.model, 'tiny-vision');
+    const parts = req.messages[req.messages.length - 1].content;
+    assert.equal(parts.length, 2);
+    assert.deepEqual(parts[0], { type: 'text', text: 'What is in this picture?' });
+    assert.equal(parts[1].type, 'image_url');
+    assert.equal(parts[1].image_url.url, 'data:image/png;base64,' + png.toString('base64'));
+    // The answer arrives, without an error; the picture is in the sent
+    // message and the composer is empty again.
+    const answer = page.locator('.msg.assistant').last();
+    await answer.getByRole('button', { name: 'Regenerate' }).waitFor();
+    assert.equal(await answer.locator('.error-text').count(), 0, 'the answer shows an error');
+    assert.ok((await answer.locator('.md').innerText()).trim().length > 0, 'the answer is empty');
+    const thumb = page.locator('.msg.user .thumbs img');
+    assert.equal(await thumb.count(), 1);
+    assert.ok(await thumb.evaluate((i) => i.complete && i.naturalWidth === 512), 'the sent picture does not show');
+    assert.equal(await page.locator('.attached').count(), 0);
+    await shot('chat-image');
+    // Kept with the conversation on the server.
+    let full;
+    for (let i = 0; i < 50 && full?.messages?.length !== 2; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 100)); // the page saves once the answer is done
+      const list = await (await fetch(other.url + '/mica/v1/conversations')).json();
+      const saved = list.conversations.find((c) => c.title === 'What is in this picture?');
+      if (saved) full = await (await fetch(`${other.url}/mica/v1/conversations/${saved.id}`)).json();
+    }
+    assert.equal(full?.messages?.length, 2, `conversation not saved on the server: ${JSON.stringify(full)}`);
+    assert.deepEqual(full.messages[0].images, [parts[1].image_url.url]);
+  } finally {
+    await other.stop();
+  }
+  // The main server's model has no vision: the control is disabled and
+  // says why.
+  await page.goto(url + '/ui/chat');
+  await page.getByLabel('Model').selectOption('tiny');
+  const attach = page.getByRole('button', { name: 'Attach an image' });
+  await page.waitForFunction(() => /text-only/.test(document.querySelector('button[aria-label="Attach an image"]').title));
+  assert.equal(await attach.isDisabled(), true);
+  assert.match(await attach.getAttribute('title'), /tiny is text-only/);
+});
 
 test('images: txt2img job with live progress and a preview', { skip }, async () => {
   await page.goto(url + '/ui/studio');

@@ -3,10 +3,11 @@
 // Conversations are kept on the server (/mica/v1/conversations) when it has
 // a data folder, else in this browser (localStorage).
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, getJSON, send as request, streamSSE } from './api';
+import { ApiError, getJSON, postJSON, send as request, streamSSE } from './api';
+import { admit, content, fitsTotal, imageTypes, readDataURL, tooMuchInTotal } from './attachments';
 import { Icon, clip } from './icons';
 import { Markdown } from './markdown';
-import { fail, load, loadRaw, save } from './store';
+import { fail, load, loadRaw, notify, save } from './store';
 
 export interface ToolCall {
   id?: string;
@@ -17,6 +18,9 @@ export interface ToolCall {
 export interface Msg {
   role: 'user' | 'assistant' | 'tool';
   content: string;
+  // images are a user message's attached pictures, as data: URLs; they
+  // are kept with the conversation.
+  images?: string[];
   reasoning?: string;
   toolCalls?: ToolCall[];
   toolCallID?: string;
@@ -76,9 +80,24 @@ export function requestMessages(system: string, msgs: Msg[]): unknown[] {
         content: m.content || null,
         tool_calls: m.toolCalls.map((t, i) => ({ id: t.id ?? `call_${i}`, type: 'function', function: { name: t.name, arguments: t.arguments } })),
       });
+    else if (m.role === 'user') out.push({ role: 'user', content: content(m.content, m.images) });
     else out.push({ role: m.role, content: m.content });
   }
   return out;
+}
+
+// Thumbs shows pictures small; with onRemove each gets a remove button.
+function Thumbs({ images, onRemove }: { images: string[]; onRemove?: (i: number) => void }) {
+  return (
+    <div class="thumbs">
+      {images.map((u, i) => (
+        <span class="thumb-img">
+          <img src={u} alt={`Attached image ${i + 1}`} />
+          {onRemove && <button type="button" class="icon" aria-label={`Remove image ${i + 1}`} title="Remove" onClick={() => onRemove(i)}>×</button>}
+        </span>
+      ))}
+    </div>
+  );
 }
 
 function Thinking({ text, live }: { text: string; live: boolean }) {
@@ -120,7 +139,8 @@ function Message(props: {
           </form>
         ) : (
           <>
-            <div class="bubble">{m.content}</div>
+            {m.images?.length ? <Thumbs images={m.images} /> : null}
+            {m.content ? <div class="bubble">{m.content}</div> : null}
             <div class="msg-tools">
               <button type="button" class="link" onClick={() => { setDraft(m.content); setEditing(true); }}>Edit</button>
             </div>
@@ -151,6 +171,18 @@ function Message(props: {
   );
 }
 
+// saveInBrowser keeps the conversations in localStorage; when they do not
+// fit with their images, it keeps them without the images.
+function saveInBrowser(convs: Conversation[]) {
+  try {
+    localStorage.setItem(convKey, JSON.stringify(convs));
+    return;
+  } catch {
+    /* over the quota: try without the pictures */
+  }
+  save(convKey, convs.map((c) => ({ ...c, messages: c.messages.map(({ images: _, ...m }) => m) })));
+}
+
 export function Chat() {
   const [models, setModels] = useState<string[]>([]);
   const [convs, setConvs] = useState<Conversation[]>(() => loadRaw<Conversation[]>(convKey, []));
@@ -161,6 +193,10 @@ export function Chat() {
   const [settings, setSettings] = useState<ChatSettings>(() => load('mica.chat', defaultSettings));
   const [model, setModel] = useState<string>(() => loadRaw('mica.chatModel', ''));
   const [input, setInput] = useState('');
+  const [attached, setAttached] = useState<string[]>([]);
+  // vision says which models take images (from /api/show's capabilities).
+  const [vision, setVision] = useState<Record<string, boolean>>({});
+  const fileInput = useRef<HTMLInputElement>(null);
   const [busy, setBusy] = useState(false);
   const [showSettings, setShowSettings] = useState(false);
   const [showList, setShowList] = useState(false);
@@ -179,6 +215,12 @@ export function Chat() {
   }, []);
   useEffect(() => save('mica.chat', settings), [settings]);
   useEffect(() => save('mica.chatModel', model), [model]);
+  useEffect(() => {
+    if (!model || model in vision) return;
+    postJSON<{ capabilities?: string[] }>('/api/show', { model })
+      .then((r) => setVision((v) => ({ ...v, [model]: (r?.capabilities ?? []).includes('vision') })))
+      .catch(() => setVision((v) => ({ ...v, [model]: false })));
+  }, [model]);
   useEffect(() => {
     getJSON<{ conversations: ServerConversation[] }>('/mica/v1/conversations')
       .then((r) => {
@@ -201,7 +243,7 @@ export function Chat() {
   useEffect(() => {
     if (busy || where === 'unknown') return;
     if (where === 'browser') {
-      save(convKey, convs);
+      saveInBrowser(convs);
       return;
     }
     for (const id of dirty.current) {
@@ -286,8 +328,8 @@ export function Chat() {
   // saving it would replace the server's copy with a short one.
   const loading = conv?.loaded === false;
 
-  function send(text: string, base?: Msg[]) {
-    if (busy || loading || !text.trim()) return;
+  function send(text: string, base?: Msg[], images: string[] = attached) {
+    if (busy || loading || (!text.trim() && images.length === 0)) return;
     if (!model) {
       fail(new Error('No chat model: put a GGUF model in the models folder of mica serve.'));
       return;
@@ -297,12 +339,23 @@ export function Chat() {
     if (!conv) {
       id = newID();
       history = [];
-      const c: Conversation = { id, title: title(text), model, messages: [], updated: Date.now() };
+      const c: Conversation = { id, title: text.trim() ? title(text) : 'Image', model, messages: [], updated: Date.now() };
       setConvs((cs) => [c, ...cs]);
       setCurrent(id);
     }
-    const msgs: Msg[] = [...history, { role: 'user', content: text, think: settings.think }];
+    if (images.length > 0 && vision[model] === false) {
+      fail(new Error(`${model} cannot take images: remove them or choose a model with vision.`));
+      return;
+    }
+    if (images.length > 0 && !fitsTotal(history.flatMap((m) => m.images ?? []), images)) {
+      fail(new Error(tooMuchInTotal));
+      return;
+    }
+    const user: Msg = { role: 'user', content: text, think: settings.think };
+    if (images.length > 0) user.images = images;
+    const msgs: Msg[] = [...history, user];
     setInput('');
+    if (images === attached) setAttached([]);
     run(id, msgs);
   }
 
@@ -315,7 +368,27 @@ export function Chat() {
 
   function edit(index: number, text: string) {
     if (!conv || busy || loading) return;
-    send(text, conv.messages.slice(0, index));
+    send(text, conv.messages.slice(0, index), conv.messages[index].images ?? []);
+  }
+
+  const canSee = vision[model] === true;
+
+  // attach reads the files that may be attached (see attachments.ts for
+  // the limits) and says why any others were not.
+  async function attach(files: File[]) {
+    if (files.length === 0) return;
+    if (!canSee) {
+      fail(new Error(`${model || 'This model'} cannot take images.`));
+      return;
+    }
+    const { take, problems } = admit(files, attached.length);
+    for (const p of problems) notify(p, 'error');
+    try {
+      const urls = await Promise.all(files.filter((_, i) => take[i]).map(readDataURL));
+      if (urls.length > 0) setAttached((a) => [...a, ...urls]);
+    } catch (e) {
+      fail(e);
+    }
   }
 
   function remove(id: string) {
@@ -388,11 +461,34 @@ export function Chat() {
           )}
           <div ref={end} />
         </div>
-        <form class="composer" onSubmit={(e) => { e.preventDefault(); send(input); }}>
-          <button type="button" class="icon" disabled aria-label="Attach an image"
-            title="Image attachments arrive when a served model can take images; mica's chat models are text-only for now."><Icon d={clip} /></button>
+        {attached.length > 0 && (
+          <div class="attached">
+            <Thumbs images={attached} onRemove={(i) => setAttached((a) => a.filter((_, j) => j !== i))} />
+          </div>
+        )}
+        <form class="composer" onSubmit={(e) => { e.preventDefault(); send(input); }}
+          onDragOver={(e) => { if (canSee && e.dataTransfer?.types.includes('Files')) e.preventDefault(); }}
+          onDrop={(e) => {
+            const files = [...(e.dataTransfer?.files ?? [])];
+            if (files.length === 0) return;
+            e.preventDefault();
+            attach(files);
+          }}>
+          <input ref={fileInput} type="file" accept={imageTypes.join(',')} multiple hidden
+            onChange={(e) => { attach([...(e.currentTarget.files ?? [])]); e.currentTarget.value = ''; }} />
+          <button type="button" class="icon" disabled={!canSee || busy} aria-label="Attach an image"
+            title={canSee ? 'Attach images (or paste or drop them here)'
+              : model && !(model in vision) ? `Checking whether ${model} takes images…`
+              : `${model || 'This model'} is text-only: a model takes images when its vision file (mmproj-NAME.gguf) lies beside it in the models folder.`}
+            onClick={() => fileInput.current?.click()}><Icon d={clip} /></button>
           <textarea rows={2} value={input} placeholder="Message" aria-label="Message"
             onInput={(e) => setInput(e.currentTarget.value)}
+            onPaste={(e) => {
+              const files = [...(e.clipboardData?.files ?? [])];
+              if (files.length === 0) return;
+              e.preventDefault();
+              attach(files);
+            }}
             onKeyDown={(e) => {
               if (e.key === 'Enter' && (e.ctrlKey || e.metaKey || !e.shiftKey)) {
                 e.preventDefault();
@@ -402,7 +498,7 @@ export function Chat() {
           {busy ? (
             <button type="button" class="danger" onClick={() => abort.current?.abort()}>Stop</button>
           ) : (
-            <button type="submit" class="primary" disabled={!input.trim() || loading}>Send</button>
+            <button type="submit" class="primary" disabled={(!input.trim() && attached.length === 0) || loading}>Send</button>
           )}
         </form>
       </section>
