@@ -18,23 +18,22 @@ type layer interface {
 
 // ResBlock: GN → SiLU → conv3×3 (+ Linear(SiLU(emb)) per channel) → GN →
 // SiLU → conv3×3, plus the input (through a 1×1 conv when the channel
-// count changes).
+// count changes): the shared nn.ResBlock with the timestep embedding's
+// projection folded into its first conv's bias.
 type ResBlock struct {
-	InNorm   nn.GroupNorm
-	InConv   nn.Conv
-	Emb      nn.Linear
-	OutNorm  nn.GroupNorm
-	OutConv  nn.Conv
-	Shortcut *nn.Conv // nil when in == out channels
+	nn.ResBlock
+	Emb nn.Linear
 }
 
 func bindResBlock(src param.Source, name string, in, out, embDim int) *ResBlock {
 	r := &ResBlock{
-		InNorm:  nn.BindGroupNorm(src, name+".in_layers.0", in),
-		InConv:  nn.BindConv(src, name+".in_layers.2", in, out, 3, 1, 1),
-		Emb:     nn.BindLinear(src, name+".emb_layers.1", embDim, out, true),
-		OutNorm: nn.BindGroupNorm(src, name+".out_layers.0", out),
-		OutConv: nn.BindConv(src, name+".out_layers.3", out, out, 3, 1, 1),
+		ResBlock: nn.ResBlock{
+			Norm1: nn.BindGroupNorm(src, name+".in_layers.0", in),
+			Conv1: nn.BindConv(src, name+".in_layers.2", in, out, 3, 1, 1),
+			Norm2: nn.BindGroupNorm(src, name+".out_layers.0", out),
+			Conv2: nn.BindConv(src, name+".out_layers.3", out, out, 3, 1, 1),
+		},
+		Emb: nn.BindLinear(src, name+".emb_layers.1", embDim, out, true),
 	}
 	if in != out {
 		c := nn.BindConv(src, name+".skip_connection", in, out, 1, 1, 0)
@@ -53,38 +52,7 @@ func (r *ResBlock) forward(b compute.Backend, x, emb, _ *compute.Tensor) (*compu
 	if err != nil {
 		return nil, err
 	}
-	h, err := r.InNorm.Forward(b, x, true)
-	if err != nil {
-		return nil, err
-	}
-	h2, err := r.InConv.ForwardBias(b, h, ev) // conv + bias + emb
-	nn.Free(b, h)
-	if err != nil {
-		return nil, err
-	}
-	h3, err := r.OutNorm.Forward(b, h2, true)
-	nn.Free(b, h2)
-	if err != nil {
-		return nil, err
-	}
-	out, err := r.OutConv.Forward(b, h3)
-	nn.Free(b, h3)
-	if err != nil {
-		return nil, err
-	}
-	skip := x
-	if r.Shortcut != nil {
-		if skip, err = r.Shortcut.Forward(b, x); err != nil {
-			nn.Free(b, out)
-			return nil, err
-		}
-		defer nn.Free(b, skip)
-	}
-	if err := compute.AddTo(out, skip, out); err != nil {
-		nn.Free(b, out)
-		return nil, err
-	}
-	return out, nil
+	return r.ResBlock.Forward(b, x, ev) // conv + bias + emb
 }
 
 // Attention is multi-head attention: queries from x, keys and values from

@@ -14,16 +14,16 @@ import (
 
 func oracleResBlock(b compute.Backend, r *ResBlock, x *oracle.Map, emb []float64) *oracle.Map {
 	e := oracle.Linear(b, &r.Emb, [][]float64{emb})[0]
-	h := oracle.GroupNorm(b, &r.InNorm, x, true)
-	h = oracle.Conv(b, &r.InConv, h)
+	h := oracle.GroupNorm(b, &r.Norm1, x, true)
+	h = oracle.Conv(b, &r.Conv1, h)
 	hw := h.H * h.W
 	for c := 0; c < h.C; c++ {
 		for p := 0; p < hw; p++ {
 			h.V[c*hw+p] += e[c]
 		}
 	}
-	h = oracle.GroupNorm(b, &r.OutNorm, h, true)
-	h = oracle.Conv(b, &r.OutConv, h)
+	h = oracle.GroupNorm(b, &r.Norm2, h, true)
+	h = oracle.Conv(b, &r.Conv2, h)
 	skip := x
 	if r.Shortcut != nil {
 		skip = oracle.Conv(b, r.Shortcut, x)

@@ -154,7 +154,7 @@ func TestBlocksMatchOracle(t *testing.T) {
 			ch := 32
 			switch l := l.(type) {
 			case *ResBlock:
-				ch = l.InNorm.W.Elems()
+				ch = l.Norm1.W.Elems()
 			case *SpatialTransformer:
 				ch = l.Norm.W.Elems()
 			case *Upsample:

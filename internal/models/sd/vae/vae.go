@@ -42,13 +42,10 @@ type Model struct {
 	PostQuant nn.Conv  // post_quant_conv [z, z, 1, 1]
 }
 
-// ResnetBlock: GN → SiLU → conv3×3 → GN → SiLU → conv3×3, plus the input
-// (through a 1×1 nin_shortcut when the channel count changes).
-type ResnetBlock struct {
-	Norm1, Norm2 nn.GroupNorm
-	Conv1, Conv2 nn.Conv
-	Shortcut     *nn.Conv
-}
+// ResnetBlock is the VAE's residual block (nn.ResBlock: GN → SiLU →
+// conv3×3 → GN → SiLU → conv3×3, plus the input, through a 1×1
+// nin_shortcut when the channel count changes).
+type ResnetBlock = nn.ResBlock
 
 // AttnBlock is the single-head self-attention of the mid block, with
 // conv-shaped (1×1) q, k, v and proj_out weights run as F16 1×1 convs.
@@ -223,41 +220,6 @@ func LoadConfig(src param.Source, prefix string, cfg Config, o Options) (*Model,
 	return m, nil
 }
 
-func (r *ResnetBlock) forward(b compute.Backend, x *compute.Tensor) (*compute.Tensor, error) {
-	h, err := r.Norm1.Forward(b, x, true)
-	if err != nil {
-		return nil, err
-	}
-	h2, err := r.Conv1.Forward(b, h)
-	nn.Free(b, h)
-	if err != nil {
-		return nil, err
-	}
-	h3, err := r.Norm2.Forward(b, h2, true)
-	nn.Free(b, h2)
-	if err != nil {
-		return nil, err
-	}
-	out, err := r.Conv2.Forward(b, h3)
-	nn.Free(b, h3)
-	if err != nil {
-		return nil, err
-	}
-	skip := x
-	if r.Shortcut != nil {
-		if skip, err = r.Shortcut.Forward(b, x); err != nil {
-			nn.Free(b, out)
-			return nil, err
-		}
-		defer nn.Free(b, skip)
-	}
-	if err := compute.AddTo(out, skip, out); err != nil {
-		nn.Free(b, out)
-		return nil, err
-	}
-	return out, nil
-}
-
 // forward is x + proj_out(softmax(q·kᵀ/√C)·v) over the H·W positions.
 func (a *AttnBlock) forward(b compute.Backend, x *compute.Tensor) (*compute.Tensor, error) {
 	h, w, c := x.Shape[2], x.Shape[3], x.Shape[1]
@@ -311,7 +273,7 @@ func (a *AttnBlock) forward(b compute.Backend, x *compute.Tensor) (*compute.Tens
 }
 
 func (m *Mid) forward(b compute.Backend, x *compute.Tensor) (*compute.Tensor, error) {
-	h, err := m.Block1.forward(b, x)
+	h, err := m.Block1.Forward(b, x, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +282,7 @@ func (m *Mid) forward(b compute.Backend, x *compute.Tensor) (*compute.Tensor, er
 	if err != nil {
 		return nil, err
 	}
-	h3, err := m.Block2.forward(b, h2)
+	h3, err := m.Block2.Forward(b, h2, nil)
 	nn.Free(b, h2)
 	return h3, err
 }
@@ -357,7 +319,7 @@ func (m *Model) Decode(b compute.Backend, z, out *compute.Tensor) error {
 	}
 	for l := len(d.Up) - 1; l >= 0; l-- {
 		for _, r := range d.Up[l] {
-			if h, err = step(b, h, func(x *compute.Tensor) (*compute.Tensor, error) { return r.forward(b, x) }); err != nil {
+			if h, err = step(b, h, func(x *compute.Tensor) (*compute.Tensor, error) { return r.Forward(b, x, nil) }); err != nil {
 				return err
 			}
 		}
@@ -443,7 +405,7 @@ func (m *Model) Encode(b compute.Backend, x *compute.Tensor) (mean, logvar *comp
 	}
 	for l := range e.Down {
 		for _, r := range e.Down[l] {
-			if h, err = step(b, h, func(x *compute.Tensor) (*compute.Tensor, error) { return r.forward(b, x) }); err != nil {
+			if h, err = step(b, h, func(x *compute.Tensor) (*compute.Tensor, error) { return r.Forward(b, x, nil) }); err != nil {
 				return nil, nil, err
 			}
 		}

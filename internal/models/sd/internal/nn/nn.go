@@ -1,6 +1,6 @@
 // Package nn holds the layers the Stable Diffusion UNet and VAE share
-// (convolution, linear, group and layer norm, layout changes between
-// channel maps and token rows), bound through param.Source and run on the
+// (convolution, linear, group and layer norm, the residual block, layout
+// changes between channel maps and token rows), bound through param.Source and run on the
 // compute backend. Every Forward allocates its output and leaves its input
 // alone; callers free what they no longer need, so peak memory stays the
 // live activations only.
@@ -281,4 +281,50 @@ func ReadF32(b compute.Backend, t *compute.Tensor) ([]float32, error) {
 // UploadF32 makes an F32 tensor of shape from host values.
 func UploadF32(b compute.Backend, v []float32, shape ...int) (*compute.Tensor, error) {
 	return param.Upload(b, tensor.F32, v, shape...)
+}
+
+// ResBlock is the residual block of the UNet and the VAE: GN → SiLU →
+// conv3×3 → GN → SiLU → conv3×3, plus the input (through a 1×1 conv when
+// the channel count changes).
+type ResBlock struct {
+	Norm1, Norm2 GroupNorm
+	Conv1, Conv2 Conv
+	Shortcut     *Conv // nil when in == out channels
+}
+
+// Forward runs the block on x; extra (the UNet's timestep embedding, one
+// value per output channel, or nil) is added with the first conv's bias.
+func (r *ResBlock) Forward(b compute.Backend, x *compute.Tensor, extra []float32) (*compute.Tensor, error) {
+	h, err := r.Norm1.Forward(b, x, true)
+	if err != nil {
+		return nil, err
+	}
+	h2, err := r.Conv1.ForwardBias(b, h, extra)
+	Free(b, h)
+	if err != nil {
+		return nil, err
+	}
+	h3, err := r.Norm2.Forward(b, h2, true)
+	Free(b, h2)
+	if err != nil {
+		return nil, err
+	}
+	out, err := r.Conv2.Forward(b, h3)
+	Free(b, h3)
+	if err != nil {
+		return nil, err
+	}
+	skip := x
+	if r.Shortcut != nil {
+		if skip, err = r.Shortcut.Forward(b, x); err != nil {
+			Free(b, out)
+			return nil, err
+		}
+		defer Free(b, skip)
+	}
+	if err := compute.AddTo(out, skip, out); err != nil {
+		Free(b, out)
+		return nil, err
+	}
+	return out, nil
 }
