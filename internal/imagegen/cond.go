@@ -54,15 +54,23 @@ func (m *Model) encodeText(chunks []prompt.Chunk, clipSkip, w, h int, zeroCtx bo
 		}
 	}
 	for i, ch := range chunks {
-		hid, err := m.runCLIP(m.clip, ch.IDs[:], clipSkip, m.bigG == nil, clip.NoPool)
-		if err != nil {
+		dim := m.clip.Config.Hidden
+		var hid []float32
+		var err error
+		if zeroCtx {
+			hid = make([]float32, len(ch.IDs)*dim) // zeroed below anyway
+		} else if hid, _, err = m.runCLIP(m.clip, ch.IDs[:], clipSkip, m.bigG == nil, clip.NoPool); err != nil {
 			return out, err
 		}
-		dim := m.clip.Config.Hidden
-		var pooled []float32
 		if m.bigG != nil {
+			// One bigG pass gives both the clip-skipped hidden state and,
+			// for the first chunk, the pooled vector of the full stack.
 			g := ch.ZeroAfterEOS()
-			hg, err := m.runCLIP(m.bigG, g.IDs[:], clipSkip, false, clip.NoPool)
+			pooledAt := clip.NoPool
+			if i == 0 {
+				pooledAt = g.FirstEOS
+			}
+			hg, pooled, err := m.runCLIP(m.bigG, g.IDs[:], clipSkip, false, pooledAt)
 			if err != nil {
 				return out, err
 			}
@@ -70,9 +78,6 @@ func (m *Model) encodeText(chunks []prompt.Chunk, clipSkip, w, h int, zeroCtx bo
 			hid = interleaveRows(hid, dim, hg, gdim)
 			dim += gdim
 			if i == 0 {
-				if _, pooled, err = m.encodeWith(m.bigG, g.IDs[:], clip.EncodeOptions{Layers: m.bigG.Config.Layers, FinalNorm: true, PooledAt: g.FirstEOS}); err != nil {
-					return out, err
-				}
 				out.y = sizeVector(pooled, h, w)
 			}
 		}
@@ -89,18 +94,14 @@ func (m *Model) encodeText(chunks []prompt.Chunk, clipSkip, w, h int, zeroCtx bo
 	return out, nil
 }
 
-// runCLIP encodes one chunk up to the layer clip skip selects.
-func (m *Model) runCLIP(e *clip.Model, ids []int32, clipSkip int, finalNorm bool, pooledAt int) ([]float32, error) {
+// runCLIP encodes one chunk up to the layer clip skip selects; with
+// pooledAt ≥ 0 it also returns the pooled vector of the full stack.
+func (m *Model) runCLIP(e *clip.Model, ids []int32, clipSkip int, finalNorm bool, pooledAt int) ([]float32, []float32, error) {
 	layers := e.Config.Layers - (clipSkip - 1)
 	if layers < 1 {
-		return nil, fmt.Errorf("clip skip %d leaves no layer of %d", clipSkip, e.Config.Layers)
+		return nil, nil, fmt.Errorf("clip skip %d leaves no layer of %d", clipSkip, e.Config.Layers)
 	}
-	hid, _, err := m.encodeWith(e, ids, clip.EncodeOptions{Layers: layers, FinalNorm: finalNorm, PooledAt: pooledAt})
-	return hid, err
-}
-
-func (m *Model) encodeWith(e *clip.Model, ids []int32, o clip.EncodeOptions) ([]float32, []float32, error) {
-	t, pooled, err := e.Encode(m.b, ids, o)
+	t, pooled, err := e.Encode(m.b, ids, clip.EncodeOptions{Layers: layers, FinalNorm: finalNorm, PooledAt: pooledAt})
 	if err != nil {
 		return nil, nil, err
 	}

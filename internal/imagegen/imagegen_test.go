@@ -316,3 +316,34 @@ func TestInpaintingCheckpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestSDXLTiny runs the SDXL path (two text encoders, pooled vector and
+// size conditioning, the zeroed context of an empty negative prompt) on
+// the tiny sdxl-test checkpoint: it must work and be deterministic, and the
+// negative prompt must matter.
+func TestSDXLTiny(t *testing.T) {
+	tok := testenv.Shared(t, "testdata", "clip", "bpe_simple_vocab_16e6.txt.gz")
+	path := filepath.Join(testDir, "sdxl-test.safetensors")
+	if _, err := synth.WriteSD(path, synth.SDOptions{Preset: "sdxl-test", Type: tensor.F16, Threads: 2}); err != nil {
+		t.Fatal(err)
+	}
+	b := cpu.New(2)
+	defer b.Close()
+	m, err := Load(b, path, Options{Tokenizer: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if !m.Kind.IsSDXL() || m.NativeSize() != 1024 {
+		t.Fatalf("kind %v", m.Kind)
+	}
+	r := Request{Prompt: "a photo of a cat", Width: 64, Height: 64, Steps: 2, Sampler: "Euler", Seed: 42}
+	a, c := gen(t, m, r).Images[0], gen(t, m, r).Images[0]
+	if !samePixels(a.RGBA, c.RGBA) {
+		t.Fatal("same seed, different pictures")
+	}
+	r.Negative = "blurry"
+	if d := gen(t, m, r).Images[0]; samePixels(a.RGBA, d.RGBA) {
+		t.Fatal("the negative prompt changed nothing")
+	}
+}

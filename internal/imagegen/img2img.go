@@ -207,7 +207,7 @@ func (l *latentMask) apply(x []float32) {
 // hires runs A1111's hires fix: upscale the first pass, then an img2img
 // pass at the hires denoising strength with fresh seed noise.
 func (j *imageJob) hires(ctx context.Context, lat []float32, w, h int) ([]float32, int, int, error) {
-	r, m, hr := j.r, j.m, j.r.Hires
+	m, hr := j.m, j.r.Hires
 	W, H := hr.Width/8, hr.Height/8
 	var up []float32
 	switch hr.Upscaler {
@@ -242,7 +242,6 @@ func (j *imageJob) hires(ctx context.Context, lat []float32, w, h int) ([]float3
 			return nil, 0, 0, err
 		}
 	}
-	_ = r
 	out, err := j.sample(ctx, "hires", x, sigmas, nil, extra, W, H)
 	return out, W, H, err
 }

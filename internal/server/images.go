@@ -489,8 +489,6 @@ func (im *images) option(key string) string {
 	return ""
 }
 
-var errNoImageModels = errors.New("no image models")
-
 func encodePNG(img image.Image) ([]byte, error) {
 	var buf bytes.Buffer
 	err := png.Encode(&buf, img)

@@ -18,7 +18,6 @@ import (
 	diffsample "mica/internal/diffusion/sample"
 	"mica/internal/format/jpegexif"
 	"mica/internal/format/pngtext"
-	"mica/internal/imagegen"
 	"mica/internal/jobs"
 	"mica/internal/server/sdapi"
 )
@@ -443,5 +442,3 @@ func (s *Server) sdMemory(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ram": ram, "cuda": map[string]any{"error": "mica runs on the CPU"}})
 }
-
-var _ = imagegen.DefaultLimits

@@ -68,12 +68,15 @@ type progressJSON struct {
 	Previews    int     `json:"previews"`
 }
 
+func toProgressJSON(p jobs.ProgressState) progressJSON {
+	return progressJSON{Fraction: p.Fraction, ETA: p.ETA.Seconds(), Step: p.Step, Steps: p.Steps, JobNo: p.JobNo,
+		JobCount: p.JobCount, TextInfo: p.TextInfo, Interrupted: p.Interrupted, Skipped: p.Skipped, Previews: p.Preview}
+}
+
 func toJobJSON(j jobs.Job) jobJSON {
 	out := jobJSON{ID: j.ID, Kind: j.Kind, Model: j.Model, State: j.State, Priority: j.Priority, Position: j.Position,
 		Attempts: j.Attempts, Created: j.Created, Error: j.Error, Images: []string{}, Info: j.Result.Info,
-		Progress: progressJSON{Fraction: j.Progress.Fraction, ETA: j.Progress.ETA.Seconds(), Step: j.Progress.Step,
-			Steps: j.Progress.Steps, JobNo: j.Progress.JobNo, JobCount: j.Progress.JobCount, TextInfo: j.Progress.TextInfo,
-			Interrupted: j.Progress.Interrupted, Skipped: j.Progress.Skipped, Previews: j.Progress.Preview}}
+		Progress: toProgressJSON(j.Progress)}
 	if !j.Started.IsZero() {
 		t := j.Started
 		out.Started = &t
@@ -261,17 +264,10 @@ func (s *Server) jobPreview(w http.ResponseWriter, r *http.Request) {
 // jobEvents streams events as Server-Sent Events: one job's (ending with
 // its final event) or every job's.
 func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
-	if !s.imagesReady(w, r) {
+	ch, stop, ok := s.subscribe(w, r)
+	if !ok {
 		return
 	}
-	id := r.PathValue("id")
-	if id != "" {
-		if _, err := s.img.q.Get(id); err != nil {
-			s.jobFail(w, r, err)
-			return
-		}
-	}
-	ch, stop := s.img.q.Subscribe(id)
 	defer stop()
 	fl, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -300,11 +296,26 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// subscribe follows the events of the job named in the path, or of every
+// job; it answers the request itself when it cannot.
+func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) (<-chan jobs.Event, func(), bool) {
+	if !s.imagesReady(w, r) {
+		return nil, nil, false
+	}
+	id := r.PathValue("id")
+	if id != "" {
+		if _, err := s.img.q.Get(id); err != nil {
+			s.jobFail(w, r, err)
+			return nil, nil, false
+		}
+	}
+	ch, stop := s.img.q.Subscribe(id)
+	return ch, stop, true
+}
+
 func eventJSON(e jobs.Event) map[string]any {
 	out := map[string]any{"type": e.Type, "job": e.JobID, "model": e.Model, "state": e.State, "time": e.Time,
-		"progress": progressJSON{Fraction: e.Progress.Fraction, ETA: e.Progress.ETA.Seconds(), Step: e.Progress.Step,
-			Steps: e.Progress.Steps, JobNo: e.Progress.JobNo, JobCount: e.Progress.JobCount, TextInfo: e.Progress.TextInfo,
-			Interrupted: e.Progress.Interrupted, Skipped: e.Progress.Skipped, Previews: e.Progress.Preview}}
+		"progress": toProgressJSON(e.Progress)}
 	if e.Preview {
 		out["preview"] = "/mica/v1/jobs/" + e.JobID + "/preview"
 	}

@@ -13,24 +13,17 @@ import (
 // /mica/v1/jobs/{id}/ws for one. Messages from the client are ignored;
 // pings keep idle connections open through proxies.
 func (s *Server) jobSocket(w http.ResponseWriter, r *http.Request) {
-	if !s.imagesReady(w, r) {
+	ch, stop, ok := s.subscribe(w, r)
+	if !ok {
 		return
 	}
-	id := r.PathValue("id")
-	if id != "" {
-		if _, err := s.img.q.Get(id); err != nil {
-			s.jobFail(w, r, err)
-			return
-		}
-	}
+	defer stop()
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return // Accept wrote the error
 	}
 	defer c.CloseNow()
 	ctx := c.CloseRead(r.Context()) // the client's messages are not used
-	ch, stop := s.img.q.Subscribe(id)
-	defer stop()
 	ping := time.NewTicker(20 * time.Second)
 	defer ping.Stop()
 	for {
