@@ -156,10 +156,12 @@ func referenceCases(t *testing.T, folder, preset string, dt tensor.DType, ckpt s
 			png.Encode(f, got)
 			f.Close()
 		}
+		compared := 0
 		for _, o := range c.Outputs {
 			if o.Model != ckpt {
 				continue
 			}
+			compared++
 			db := psnr(got, readPNG(t, filepath.Join(ref, o.PNG)))
 			t.Logf("case %s: %.2f dB against %s (text %s, sampling %s for %d steps, decode %s, total %s)", c.ID, db, o.PNG,
 				res.Timings.Text.Round(time.Millisecond), res.Timings.Sampling.Round(time.Millisecond), res.Timings.Steps,
@@ -167,6 +169,9 @@ func referenceCases(t *testing.T, folder, preset string, dt tensor.DType, ckpt s
 			if db < 35 {
 				t.Errorf("case %s: PSNR %.2f dB < 35 dB against stable-diffusion.cpp", c.ID, db)
 			}
+		}
+		if compared == 0 {
+			t.Errorf("case %s: cases.json has no picture from %s to compare with", c.ID, ckpt)
 		}
 	}
 }
