@@ -203,6 +203,7 @@ func (j *imageJob) sample(ctx context.Context, pass string, x []float32, sigmas 
 	defer cancel()
 	var last []float32 // the latest denoised estimate, for skip and interrupt
 	opts := sample.Options{Noise: generatorFunc(func(n int) []float32 { return j.gen.Randn(n) })}
+	opts.SDENoise = j.sdeNoise(pass, sigmas, len(x))
 	opts.OnStep = func(step, total int, x, denoised []float32) {
 		j.t.Steps++
 		if j.progress == nil {

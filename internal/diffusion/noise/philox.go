@@ -1,9 +1,16 @@
-// Package noise makes the seeded Gaussian noise of diffusion sampling, bit
-// for bit as the generators that A1111, ComfyUI and stable-diffusion.cpp
-// use: a Philox4x32-10 generator equal to torch's CUDA randn (A1111's
-// default "GPU" seed source, sd.cpp's --rng cuda), torch's CPU randn
-// (mt19937; ComfyUI, A1111's "CPU" source), and A1111's slerp for
-// variation seeds.
+// Package noise makes the seeded Gaussian noise of diffusion sampling as
+// the generators that A1111, ComfyUI and stable-diffusion.cpp use: a
+// Philox4x32-10 generator for torch's CUDA randn (A1111's default "GPU"
+// seed source, sd.cpp's --rng cuda), torch's CPU randn (mt19937; ComfyUI,
+// A1111's "CPU" source), A1111's slerp for variation seeds, and torchsde's
+// Brownian tree over numpy's SeedSequence for k-diffusion's DPM++ SDE
+// samplers.
+//
+// Checked against torch 2.11 (../testdata/torch-golden.json): the CPU
+// generator and the Brownian tree on it are bit-identical; Philox equals
+// sd.cpp's and A1111's own emulation bit for bit and real CUDA randn within
+// 3e-6 (CUDA takes the Box–Muller sine from the GPU's approximate
+// hardware unit, which no CPU code reproduces exactly).
 //
 // A generator's Randn(n) is one draw of n values. Every value depends only
 // on the seed, the draw number and the element index, never on how many
@@ -23,7 +30,8 @@ type Generator interface {
 }
 
 // Philox is torch's CUDA randn re-implemented on the CPU, as A1111's
-// rng_philox.py and sd.cpp's --rng cuda: key = seed, and draw k (offset k,
+// rng_philox.py and sd.cpp's --rng cuda (equal to them bit for bit, to the
+// GPU's own values within 3e-6): key = seed, and draw k (offset k,
 // starting at 0) gives element i from Philox4x32-10 on the counter
 // (offset, 0, i, 0) followed by a Box–Muller transform of the first two
 // output words. Each Randn call uses the current offset and then advances

@@ -15,9 +15,11 @@
 // call per injection in the order sd.cpp draws: euler_a draws after every
 // step but the last, so with the Philox generator that drew the initial
 // noise at offset 0 it uses offsets 1..N−1. k-diffusion's DPM++ SDE and
-// DPM++ 2M SDE use a Brownian tree instead; here, as in sd.cpp's dpm++2m_sde,
-// they draw plain per-step noise, so their images differ from A1111's and
-// ComfyUI's for the same seed while having the same statistics.
+// DPM++ 2M SDE take their noise from a Brownian tree over [σ_min, σ_max]
+// (Options.SDENoise, noise.BrownianNoise), queried at the step's two
+// sigmas, which is what makes A1111's and ComfyUI's pictures with these
+// samplers reproducible; without it they draw plain per-step noise from
+// Options.Noise, as sd.cpp's dpm++2m_sde does.
 //
 // DDIM is the Euler-ancestral update with η (default 0): in σ-space that is
 // exactly DDIM's update on the variance-preserving latent, as sd.cpp's
@@ -56,10 +58,21 @@ type Options struct {
 	Eta float32
 	// SNoise multiplies every noise draw (k-diffusion's s_noise); 0 means 1.
 	SNoise float32
+	// SDENoise, if set, gives DPM++ SDE and DPM++ 2M SDE their noise
+	// (k-diffusion's noise_sampler); it must be built over the sigmas Run
+	// receives (noise.NewBrownianNoise with their smallest non-zero and
+	// largest value).
+	SDENoise SDENoise
 	// OnStep, if set, is called after every sampling step with the step
 	// number (0-based), the number of steps, the new x and the denoised
 	// estimate of that step. The slices are only valid during the call.
 	OnStep func(step, total int, x, denoised []float32)
+}
+
+// SDENoise is k-diffusion's noise_sampler(σ, σ_next): standard-normal
+// noise for the interval between two sigmas, len(x) values.
+type SDENoise interface {
+	Noise(sigma, sigmaNext float32) []float32
 }
 
 // ErrNoNoise is returned when a stochastic sampler runs without Options.Noise.
@@ -106,6 +119,7 @@ func Run(ctx context.Context, sampler string, d Denoiser, x []float32, sigmas []
 		eta:    o.Eta,
 		snoise: o.SNoise,
 		noise:  o.Noise,
+		sde:    o.SDENoise,
 		onStep: o.OnStep,
 	}
 	if r.eta == 0 {
@@ -154,6 +168,7 @@ type runner struct {
 	eta    float32
 	snoise float32
 	noise  noise.Generator
+	sde    SDENoise
 	onStep func(step, total int, x, denoised []float32)
 }
 
@@ -161,7 +176,9 @@ type runner struct {
 func (r *runner) needsNoise(name string) bool {
 	noisyStep := r.n >= 1 && r.sigmas[1] > 0
 	switch name {
-	case EulerA, DPMPP2SA, DPMPPSDE, DPMPP2MSDE, DDIM:
+	case DPMPPSDE, DPMPP2MSDE:
+		return noisyStep && r.eta > 0 && r.sde == nil
+	case EulerA, DPMPP2SA, DDIM:
 		return noisyStep && r.eta > 0
 	case LCM:
 		return noisyStep
@@ -189,6 +206,24 @@ func (r *runner) randn() ([]float32, error) {
 	z := r.noise.Randn(len(r.x))
 	if len(z) != len(r.x) {
 		return nil, fmt.Errorf("sample: noise generator returned %d values, want %d", len(z), len(r.x))
+	}
+	if r.snoise != 1 {
+		for i := range z {
+			z[i] *= r.snoise
+		}
+	}
+	return z, nil
+}
+
+// sdeNoise is the noise for the interval σ → σ_next, already multiplied by
+// s_noise: the Brownian tree's when there is one, else a fresh draw.
+func (r *runner) sdeNoise(sigma, sigmaNext float32) ([]float32, error) {
+	if r.sde == nil {
+		return r.randn()
+	}
+	z := r.sde.Noise(sigma, sigmaNext)
+	if len(z) != len(r.x) {
+		return nil, fmt.Errorf("sample: SDE noise returned %d values, want %d", len(z), len(r.x))
 	}
 	if r.snoise != 1 {
 		for i := range z {

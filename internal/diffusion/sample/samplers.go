@@ -278,8 +278,13 @@ func dpmpp2mSDE(r *runner) error {
 				}
 			}
 			if r.eta > 0 {
-				if err := r.addNoise(float32(sn * sqrt32(-expm132(-2*etaH)))); err != nil {
+				z, err := r.sdeNoise(s, sn)
+				if err != nil {
 					return err
+				}
+				amp := float32(sn * sqrt32(-expm132(-2*etaH)))
+				for j := range r.x {
+					r.x[j] += float32(z[j] * amp)
 				}
 			}
 			hLast = h
@@ -293,8 +298,8 @@ func dpmpp2mSDE(r *runner) error {
 // dpmppSDE is k-diffusion's sample_dpmpp_sde (DPM-Solver++ stochastic,
 // r = 1/2): an ancestral half step to the midpoint in log σ, a model
 // evaluation there, then an ancestral full step with the blended estimate.
-// Scalars are float64 (sd.cpp has no such sampler); noise is two plain
-// draws per step instead of k-diffusion's Brownian tree.
+// Scalars are float64 (sd.cpp has no such sampler); the noise of the two
+// half steps comes from the Brownian tree (or two plain draws without one).
 func dpmppSDE(r *runner) error {
 	const ratio = 0.5
 	x2 := make([]float32, len(r.x))
@@ -319,9 +324,13 @@ func dpmppSDE(r *runner) error {
 			continue
 		}
 		s64, sn64 := float64(s), float64(sn)
-		t, tn := -math.Log(s64), -math.Log(sn64)
-		h := tn - t
-		sMid := math.Exp(-(t + h*ratio))
+		t := -math.Log(s64)
+		// The midpoint and the Brownian queries as k-diffusion computes
+		// them on float32 tensors: t = −ln σ, s = t + h·r, σ = e^(−t).
+		t32, tn32 := -log32(s), -log32(sn)
+		mid32 := t32 + float32(float32(tn32-t32)*ratio)
+		qFrom, qMid, qTo := exp32(-t32), exp32(-mid32), exp32(-tn32)
+		sMid := float64(qMid)
 		// Step 1: to the midpoint.
 		down, up := ancestral64(s64, sMid, eta)
 		a, b := float32(down/s64), float32(math.Expm1(t+math.Log(down)))
@@ -329,7 +338,7 @@ func dpmppSDE(r *runner) error {
 			x2[j] = float32(a*xj) - float32(b*den[j])
 		}
 		if eta > 0 {
-			z, err := r.randn()
+			z, err := r.sdeNoise(qFrom, qMid)
 			if err != nil {
 				return err
 			}
@@ -352,8 +361,12 @@ func dpmppSDE(r *runner) error {
 			r.x[j] = float32(a*xj) - float32(b*dd[j])
 		}
 		if eta > 0 {
-			if err := r.addNoise(float32(up)); err != nil {
+			z, err := r.sdeNoise(qFrom, qTo)
+			if err != nil {
 				return err
+			}
+			for j := range r.x {
+				r.x[j] += float32(z[j] * float32(up))
 			}
 		}
 		r.stepDone(i, den)
