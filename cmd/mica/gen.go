@@ -36,6 +36,7 @@ type genFlags struct {
 	hiresUpscaler              string
 	outpaint                   []int
 	strengthSet                bool
+	refiner                    string // --refiner (mica gen only)
 	server, apiKey             string
 }
 
@@ -151,10 +152,8 @@ func readImage(path string) (image.Image, error) {
 	return img, nil
 }
 
-func (g *genFlags) load(cmd *cobra.Command) (*imagegen.Model, *cpu.Backend, error) {
-	if g.model == "" {
-		return nil, nil, errors.New("no model: give --model FILE (a .safetensors checkpoint or a diffusers folder), or set MICA_SD_MODEL")
-	}
+// options are the load options the flags ask for.
+func (g *genFlags) options() (imagegen.Options, error) {
 	var q tensor.DType
 	switch strings.ToLower(g.quantize) {
 	case "":
@@ -163,10 +162,20 @@ func (g *genFlags) load(cmd *cobra.Command) (*imagegen.Model, *cpu.Backend, erro
 	case "q4_0":
 		q = tensor.Q4_0
 	default:
-		return nil, nil, fmt.Errorf("--quantize %q: use q8_0 or q4_0", g.quantize)
+		return imagegen.Options{}, fmt.Errorf("--quantize %q: use q8_0 or q4_0", g.quantize)
+	}
+	return imagegen.Options{Tokenizer: g.tokenizer, TokenizerSearch: tokenizerSearch(), Quantize: q}, nil
+}
+
+func (g *genFlags) load(cmd *cobra.Command) (*imagegen.Model, *cpu.Backend, error) {
+	if g.model == "" {
+		return nil, nil, errors.New("no model: give --model FILE (a .safetensors checkpoint or a diffusers folder), or set MICA_SD_MODEL")
+	}
+	o, err := g.options()
+	if err != nil {
+		return nil, nil, err
 	}
 	b := cpu.New(g.threads)
-	o := imagegen.Options{Tokenizer: g.tokenizer, TokenizerSearch: tokenizerSearch(), Quantize: q}
 	m, err := imagegen.Load(b, g.model, o)
 	if errors.Is(err, imagegen.ErrNoTokenizer) && os.Getenv("MICA_OFFLINE") == "" && len(o.TokenizerSearch) > 0 {
 		// As A1111 does: fetch the standard CLIP tokenizer once.
@@ -203,7 +212,9 @@ func newGenCmd() *cobra.Command {
 		Long: `Generate pictures from a prompt (txt2img), from a picture (img2img, with
 --init-image) or repaint part of one (inpainting, with --init-image and
 --mask), with A1111's prompt syntax ((word:1.2), [word], BREAK), samplers
-and seeds: the same seed, sampler and settings give A1111's picture.
+and seeds: the same seed, sampler and settings give A1111's picture. An
+SDXL refiner (--refiner) can take over the last part of the sampling, as
+A1111's refiner does.
 
 The PNG carries A1111's "parameters" text (readable by A1111's PNG info and
 by mica), which is also printed.`,
@@ -212,6 +223,7 @@ by mica), which is also printed.`,
   mica gen -m sd15.safetensors "oil painting" --init-image in.png --strength 0.5
   mica gen -m sd15.safetensors "a red hat" --init-image in.png --mask mask.png --only-masked
   mica gen -m sd15.safetensors "a wide beach" --init-image in.png --outpaint 128,128,0,0
+  mica gen -m sd_xl_base_1.0.safetensors --refiner sd_xl_refiner_1.0.safetensors --refiner-switch-at 0.8 "a lighthouse"
   mica gen --server http://127.0.0.1:11435 -m sd15 "a photo of a cat"   (a job of the running server)`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -221,6 +233,9 @@ by mica), which is also printed.`,
 				if _, err := os.Stat(g.model); err != nil && localServerUp() {
 					g.server = "http://" + server.DefaultAddr
 				}
+			}
+			if cmd.Flags().Changed("refiner-switch-at") && g.refiner == "" {
+				return errors.New("--refiner-switch-at needs --refiner")
 			}
 			if g.server != "" {
 				return g.genRemote(cmd, args[0], out)
@@ -238,10 +253,26 @@ by mica), which is also printed.`,
 			}
 			defer b.Close()
 			defer m.Close()
+			if g.refiner != "" {
+				// The refiner shares the backend (one worker pool); the
+				// tokenizer the main model found is on disk by now.
+				st.Say("loading refiner " + g.refiner)
+				o, _ := g.options()
+				rm, err := imagegen.Load(b, g.refiner, o)
+				st.Clear()
+				if err != nil {
+					return fmt.Errorf("--refiner: %w", err)
+				}
+				defer rm.Close()
+				r.Refiner = rm
+			}
 			var bar *progress
 			last := ""
 			res, err := m.Generate(cmd.Context(), r, imagegen.DefaultLimits(), func(p imagegen.Progress) imagegen.Action {
 				label := fmt.Sprintf("image %d/%d %s", p.Image+1, p.Images, p.Pass)
+				if r.Refiner != nil && p.Model == r.Refiner.Name {
+					label += " (refiner)"
+				}
 				if label != last {
 					if bar != nil {
 						bar.Done()
@@ -291,6 +322,8 @@ by mica), which is also printed.`,
 	}
 	g.addModelFlags(cmd)
 	g.addGenFlags(cmd)
+	cmd.Flags().StringVar(&g.refiner, "refiner", "", "SDXL refiner checkpoint (.safetensors or diffusers folder) that takes over the sampling at --refiner-switch-at, as A1111's refiner (with --hires: in the second pass)")
+	cmd.Flags().Float32Var(&g.req.RefinerSwitchAt, "refiner-switch-at", 0.8, "fraction of the denoising done before the refiner takes over, in (0, 1] (A1111's rule: by the model timestep of each step's sigma)")
 	cmd.Flags().StringVarP(&out, "output", "o", "out.png", "output file: .png, or .jpg (infotext in EXIF, as A1111); a batch adds -1, -2, … before the extension")
 	cmd.Flags().StringVar(&g.server, "server", os.Getenv("MICA_SERVER"), "run the generation as a job of a running mica serve at this URL (env MICA_SERVER; default: the server at "+server.DefaultAddr+" when one runs and --model names no file); --model then names one of its models")
 	cmd.Flags().StringVar(&g.apiKey, "api-key", os.Getenv("MICA_API_KEY"), "API key for --server (env MICA_API_KEY)")

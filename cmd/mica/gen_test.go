@@ -85,3 +85,31 @@ func TestGenLocalAndThroughServer(t *testing.T) {
 		t.Fatalf("no model: %v", err)
 	}
 }
+
+// TestGenRefiner: --refiner hands the sampling over to an SDXL refiner and
+// the infotext says so, as A1111's does.
+func TestGenRefiner(t *testing.T) {
+	tok := testenv.Shared(t, "testdata", "clip", "bpe_simple_vocab_16e6.txt.gz")
+	dir := t.TempDir()
+	base, ref := filepath.Join(dir, "xl.safetensors"), filepath.Join(dir, "xl-refiner.safetensors")
+	for p, preset := range map[string]string{base: "sdxl-test", ref: "sdxl-refiner-test"} {
+		if _, err := synth.WriteSD(p, synth.SDOptions{Preset: preset, Type: tensor.F16, Threads: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := []string{"a red apple", "-m", base, "--clip-tokenizer", tok, "-W", "64", "-H", "64", "--steps", "4", "--seed", "9",
+		"--sampler", "Euler", "-o", filepath.Join(dir, "out.png")}
+	stdout, err := runGen(t, append(args, "--refiner", ref, "--refiner-switch-at", "0.5")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, "Refiner: xl-refiner [") || !strings.Contains(stdout, "Refiner switch at: 0.5") {
+		t.Fatalf("printed %q", stdout)
+	}
+	if _, err := runGen(t, append(args, "--refiner-switch-at", "0.5")...); err == nil || !strings.Contains(err.Error(), "needs --refiner") {
+		t.Errorf("--refiner-switch-at alone: %v", err)
+	}
+	if _, err := runGen(t, append(args, "--refiner", filepath.Join(dir, "missing.safetensors"))...); err == nil || !strings.Contains(err.Error(), "--refiner") {
+		t.Errorf("missing refiner: %v", err)
+	}
+}

@@ -70,6 +70,11 @@ func (g *genFlags) genRemote(cmd *cobra.Command, prompt, out string) error {
 	if len(g.outpaint) > 0 {
 		return fmt.Errorf("--outpaint is not available with --server yet")
 	}
+	if g.refiner != "" {
+		name := filepath.Base(g.refiner)
+		params["refiner_checkpoint"] = strings.TrimSuffix(name, filepath.Ext(name))
+		params["refiner_switch_at"] = r.RefinerSwitchAt
+	}
 	if g.hiresScale > 0 {
 		params["enable_hr"], params["hr_scale"], params["hr_second_pass_steps"] = true, g.hiresScale, g.hiresSteps
 		params["hr_denoising_strength"] = g.hiresDenoise

@@ -6,6 +6,7 @@ import (
 
 	"mica/internal/compute"
 	"mica/internal/diffusion/prompt"
+	"mica/internal/models/sd"
 	"mica/internal/models/sd/clip"
 )
 
@@ -32,20 +33,45 @@ func (m *Model) conditioning(r *Request, w, h int) (c, u cond, err error) {
 		nc = append(nc, empty[0])
 	}
 	skip := r.ClipSkip
-	if c, err = m.encodeText(pc, skip, w, h, false); err != nil {
+	if c, err = m.encodeText(pc, skip, w, h, false, r.aesthetic(false)); err != nil {
 		return c, u, err
 	}
 	// stable-diffusion.cpp (and SGM's force_zero_embeddings for the
 	// context) give SDXL an all-zero uncond context for an empty negative
-	// prompt; the pooled part of y still comes from encoding "".
+	// prompt; the pooled part of y still comes from encoding "". The
+	// refiner is treated the same way.
 	zero := m.bigG != nil && r.Negative == ""
-	u, err = m.encodeText(nc, skip, w, h, zero)
+	u, err = m.encodeText(nc, skip, w, h, zero, r.aesthetic(true))
 	return c, u, err
 }
 
-// encode runs the text encoder(s) over each chunk and concatenates the
+// Aesthetic scores the SDXL refiner is conditioned on when a request
+// leaves them at 0: SGM's sampling defaults and A1111's settings
+// sdxl_refiner_high_aesthetic_score (prompt) and
+// sdxl_refiner_low_aesthetic_score (negative prompt).
+const (
+	DefaultAestheticScore         = 6.0
+	DefaultNegativeAestheticScore = 2.5
+)
+
+// aesthetic is the refiner's aesthetic score for one side of CFG.
+func (r *Request) aesthetic(negative bool) float32 {
+	if negative {
+		if r.NegativeAestheticScore != 0 {
+			return r.NegativeAestheticScore
+		}
+		return DefaultNegativeAestheticScore
+	}
+	if r.AestheticScore != 0 {
+		return r.AestheticScore
+	}
+	return DefaultAestheticScore
+}
+
+// encodeText runs the text encoder(s) over each chunk and concatenates the
 // chunks along the token axis, applying the prompt's emphasis weights.
-func (m *Model) encodeText(chunks []prompt.Chunk, clipSkip, w, h int, zeroCtx bool) (cond, error) {
+// aesthetic goes into the refiner's vector conditioning (others ignore it).
+func (m *Model) encodeText(chunks []prompt.Chunk, clipSkip, w, h int, zeroCtx bool, aesthetic float32) (cond, error) {
 	var out cond
 	if clipSkip == 0 {
 		clipSkip = 1
@@ -54,13 +80,16 @@ func (m *Model) encodeText(chunks []prompt.Chunk, clipSkip, w, h int, zeroCtx bo
 		}
 	}
 	for i, ch := range chunks {
-		dim := m.clip.Config.Hidden
+		dim := 0
 		var hid []float32
 		var err error
-		if zeroCtx {
-			hid = make([]float32, len(ch.IDs)*dim) // zeroed below anyway
-		} else if hid, _, err = m.runCLIP(m.clip, ch.IDs[:], clipSkip, m.bigG == nil, clip.NoPool); err != nil {
-			return out, err
+		if m.clip != nil { // not the refiner
+			dim = m.clip.Config.Hidden
+			if zeroCtx {
+				hid = make([]float32, len(ch.IDs)*dim) // zeroed below anyway
+			} else if hid, _, err = m.runCLIP(m.clip, ch.IDs[:], clipSkip, m.bigG == nil, clip.NoPool); err != nil {
+				return out, err
+			}
 		}
 		if m.bigG != nil {
 			// One bigG pass gives both the clip-skipped hidden state and,
@@ -75,10 +104,18 @@ func (m *Model) encodeText(chunks []prompt.Chunk, clipSkip, w, h int, zeroCtx bo
 				return out, err
 			}
 			gdim := m.bigG.Config.Hidden
-			hid = interleaveRows(hid, dim, hg, gdim)
+			if m.clip != nil {
+				hid = interleaveRows(hid, dim, hg, gdim)
+			} else {
+				hid = hg
+			}
 			dim += gdim
 			if i == 0 {
-				out.y = sizeVector(pooled, h, w)
+				if m.Kind == sd.SDXLRefiner {
+					out.y = refinerVector(pooled, h, w, aesthetic)
+				} else {
+					out.y = sizeVector(pooled, h, w)
+				}
 			}
 		}
 		if err := prompt.Restore(hid, len(ch.IDs), dim, ch.Weights[:]); err != nil {
@@ -129,6 +166,21 @@ func sizeVector(pooled []float32, h, w int) []float32 {
 	y := append([]float32(nil), pooled...)
 	for _, v := range []int{h, w, 0, 0, h, w} {
 		y = append(y, sinusoid(float32(v), 256)...)
+	}
+	return y
+}
+
+// refinerVector is the SDXL refiner's vector conditioning (ADM 2560 =
+// 1280 + 5·256): the pooled bigG output, then the 256-wide sinusoidal
+// embeddings of the original size (h, w), the crop's top-left corner
+// (0, 0) and the aesthetic score, in the order of the embedders in SGM's
+// sd_xl_refiner.yaml (original_size_as_tuple, crop_coords_top_left,
+// aesthetic_score, each a ConcatTimestepEmbedderND with outdim 256). As
+// in A1111, the original size is the output size.
+func refinerVector(pooled []float32, h, w int, aesthetic float32) []float32 {
+	y := append([]float32(nil), pooled...)
+	for _, v := range []float32{float32(h), float32(w), 0, 0, aesthetic} {
+		y = append(y, sinusoid(v, 256)...)
 	}
 	return y
 }

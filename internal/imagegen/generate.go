@@ -25,6 +25,7 @@ type Progress struct {
 	Image, Images int // 0-based image index, total images
 	Step, Steps   int // 1-based step within the current pass, its total
 	Pass          string
+	Model         string // the checkpoint that made the step (the refiner's name once it took over)
 	// Latent is the current denoised estimate [4, h, w] (for previews:
 	// see Preview); valid only during the callback.
 	Latent           []float32
@@ -75,9 +76,13 @@ func (m *Model) Generate(ctx context.Context, r Request, lim Limits, progress fu
 	if r.SubseedStrength > 0 && r.Subseed < 0 {
 		r.Subseed = int64(rand.Uint32())
 	}
-	res := &Result{Notices: notes}
+	res := &Result{Notices: append(notes, refinerAlone(m, &r)...)}
 	t0 := time.Now()
 	c, u, err := m.conditioning(&r, r.Width, r.Height)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := m.newRefiner(&r)
 	if err != nil {
 		return nil, err
 	}
@@ -85,13 +90,13 @@ func (m *Model) Generate(ctx context.Context, r Request, lim Limits, progress fu
 	total := r.BatchSize * r.BatchCount
 	for i := 0; i < total; i++ {
 		job := imageJob{m: m, r: &r, sampler: sampler, sched: sched, c: c, u: u, index: i, total: total,
-			seed: r.Seed + int64(i), subseed: r.Subseed + int64(i), progress: progress, t: &res.Timings}
+			seed: r.Seed + int64(i), subseed: r.Subseed + int64(i), progress: progress, t: &res.Timings, ref: ref}
 		img, err := job.run(ctx)
 		if err != nil {
 			return res, err
 		}
 		res.Images = append(res.Images, Image{RGBA: img, Seed: job.seed, Subseed: job.subseed,
-			Infotext: m.infotext(&r, sampler, sched, job.seed, job.subseed)})
+			Infotext: m.infotext(&r, sampler, sched, job.seed, job.subseed, job.refinedWith())})
 		if job.stop == Interrupt {
 			res.Interrupted = true
 			break
@@ -113,6 +118,9 @@ type imageJob struct {
 	t              *Timings
 	gen            noise.Generator
 	region         image.Rectangle // inpaint-only-masked: where the result goes
+	ref            *refiner        // the request's refiner, or nil
+	refined        bool            // the refiner took over
+	refinedAt      int             // at this 0-based step of its pass
 }
 
 func (j *imageJob) newGenerator(seed int64) noise.Generator {
@@ -135,7 +143,7 @@ func (j *imageJob) initialNoise(w, h int) ([]float32, error) {
 }
 
 func (j *imageJob) run(ctx context.Context) (*image.RGBA, error) {
-	r, m := j.r, j.m
+	r := j.r
 	w, h := r.Width/8, r.Height/8
 	var lat []float32
 	var err error
@@ -153,7 +161,9 @@ func (j *imageJob) run(ctx context.Context) (*image.RGBA, error) {
 		}
 	}
 	t0 := time.Now()
-	img, err := m.decode(lat, w, h)
+	// After the switch A1111 decodes with the refiner's VAE (its model is
+	// the loaded one then); SDXL base and refiner ship the same VAE.
+	img, err := j.decoder().decode(lat, w, h)
 	j.t.Decode += time.Since(t0)
 	if err != nil {
 		return nil, err
@@ -199,6 +209,8 @@ func (j *imageJob) sample(ctx context.Context, pass string, x []float32, sigmas 
 	}
 	defer den.free()
 	den.keep = keep
+	denoise, freeRefiner := j.withRefiner(pass, den, w, h)
+	defer freeRefiner()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var last []float32 // the latest denoised estimate, for skip and interrupt
@@ -209,14 +221,14 @@ func (j *imageJob) sample(ctx context.Context, pass string, x []float32, sigmas 
 		if j.progress == nil {
 			return
 		}
-		if a := j.progress(Progress{Image: j.index, Images: j.total, Step: step + 1, Steps: steps, Pass: pass, Latent: denoised, LatentW: w, LatentH: h}); a != Continue {
+		if a := j.progress(Progress{Image: j.index, Images: j.total, Step: step + 1, Steps: steps, Pass: pass, Model: j.stepModel(), Latent: denoised, LatentW: w, LatentH: h}); a != Continue {
 			j.stop = a
 			last = append(last[:0], denoised...)
 			cancel()
 		}
 	}
 	t0 := time.Now()
-	out, err := sample.Run(sctx, j.sampler, den.denoise, x, sigmas, opts)
+	out, err := sample.Run(sctx, j.sampler, denoise, x, sigmas, opts)
 	j.t.Sampling += time.Since(t0)
 	if err != nil && j.stop != Continue && ctx.Err() == nil {
 		out, err = last, nil

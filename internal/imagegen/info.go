@@ -13,8 +13,9 @@ import (
 var Version = "dev"
 
 // infotext writes A1111's "parameters" text for one image, so A1111's PNG
-// info (and mica's) can read the settings back.
-func (m *Model) infotext(r *Request, sampler, sched string, seed, subseed int64) string {
+// info (and mica's) can read the settings back. refiner is the refiner
+// that took part in the image (nil if none did).
+func (m *Model) infotext(r *Request, sampler, sched string, seed, subseed int64, refiner *Model) string {
 	p := infotext.Params{Prompt: r.Prompt, Negative: r.Negative}
 	set := func(k, v string) { p.Set(k, v) }
 	set("Steps", strconv.Itoa(r.Steps))
@@ -52,6 +53,17 @@ func (m *Model) infotext(r *Request, sampler, sched string, seed, subseed int64)
 	}
 	if r.RNG == "cpu" {
 		set("RNG", "CPU")
+	}
+	if refiner != nil {
+		// A1111 adds these when the switch happens: the refiner's
+		// short_title, "NAME [hash]" (no brackets without a hash), and
+		// the switch point as set.
+		name := refiner.Name
+		if h := refiner.ShortHash(); h != "" {
+			name += " [" + h + "]"
+		}
+		set("Refiner", name)
+		set("Refiner switch at", fmtFloat(r.RefinerSwitchAt))
 	}
 	set("Version", "mica "+Version)
 	return infotext.Format(p)

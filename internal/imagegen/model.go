@@ -6,11 +6,15 @@
 package imagegen
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"mica/internal/compute"
 	"mica/internal/diffusion/schedule"
@@ -29,6 +33,9 @@ const (
 	prefixCLIP  = "cond_stage_model.transformer.text_model."
 	prefixCLIPL = "conditioner.embedders.0.transformer.text_model."
 	prefixBigG  = "conditioner.embedders.1.model."
+	// The SDXL refiner's only text encoder, OpenCLIP bigG, is its first
+	// embedder (Stability-AI/generative-models sd_xl_refiner.yaml).
+	prefixRefinerG = "conditioner.embedders.0.model."
 )
 
 // Model is a loaded checkpoint: its text encoders, UNet and VAE on one
@@ -36,19 +43,23 @@ const (
 type Model struct {
 	Name string
 	Kind sd.Kind
+	path string
 	b    compute.Backend
 	ckpt *sd.Checkpoint
 	src  *sd.Source
 
 	tok   *cliptok.Tokenizer
-	clip  *clip.Model // SD 1.x: ViT-L/14; SDXL: CLIP-L
-	bigG  *clip.Model // SDXL only
+	clip  *clip.Model // SD 1.x: ViT-L/14; SDXL: CLIP-L; nil for the SDXL refiner
+	bigG  *clip.Model // SDXL base and refiner
 	unet  *unet.Model
 	ucfg  unet.Config
 	vae   *vae.Model
 	table *schedule.Table
 
 	scale float32 // latent scale factor: 0.18215 (SD 1.x) or 0.13025 (SDXL)
+
+	hashOnce sync.Once
+	hash     string
 }
 
 // Options configure loading.
@@ -73,7 +84,7 @@ func Load(b compute.Backend, path string, o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Name: strings.TrimSuffix(filepath.Base(path), ".safetensors"), Kind: ck.Kind, b: b, ckpt: ck}
+	m := &Model{Name: strings.TrimSuffix(filepath.Base(path), ".safetensors"), Kind: ck.Kind, path: path, b: b, ckpt: ck}
 	fail := func(err error) (*Model, error) {
 		ck.Close()
 		return nil, err
@@ -82,9 +93,9 @@ func Load(b compute.Backend, path string, o Options) (*Model, error) {
 		return fail(err)
 	}
 	switch m.Kind {
-	case sd.SD1, sd.SD1Inpaint, sd.SDXL, sd.SDXLInpaint:
+	case sd.SD1, sd.SD1Inpaint, sd.SDXL, sd.SDXLInpaint, sd.SDXLRefiner:
 	default:
-		return fail(fmt.Errorf("%s: %s checkpoints are not supported yet (SD 1.x and SDXL base are)", path, m.Kind))
+		return fail(fmt.Errorf("%s: %s checkpoints are not supported yet (SD 1.x, SDXL base and refiner are)", path, m.Kind))
 	}
 	src, err := ck.Source(b, sd.SourceOptions{Quantize: o.Quantize})
 	if err != nil {
@@ -93,21 +104,27 @@ func Load(b compute.Backend, path string, o Options) (*Model, error) {
 	m.src = src
 	xl := m.Kind.IsSDXL()
 	m.scale = ck.LatentScale()
-	textPrefix := prefixCLIP
-	if xl {
-		textPrefix = prefixCLIPL
+	// SD 1.x: CLIP-L; SDXL base: CLIP-L and bigG; the refiner: bigG only.
+	textPrefix, bigGPrefix := prefixCLIP, ""
+	switch {
+	case m.Kind == sd.SDXLRefiner:
+		textPrefix, bigGPrefix = "", prefixRefinerG
+	case xl:
+		textPrefix, bigGPrefix = prefixCLIPL, prefixBigG
 	}
-	ccfg, err := clip.DetectConfig(src, textPrefix)
-	if err != nil {
-		return fail(err)
-	}
-	m.clip, _ = clip.Load(src, textPrefix, ccfg)
-	if xl {
-		gcfg, err := clip.DetectConfig(src, prefixBigG)
+	if textPrefix != "" {
+		ccfg, err := clip.DetectConfig(src, textPrefix)
 		if err != nil {
 			return fail(err)
 		}
-		m.bigG, _ = clip.Load(src, prefixBigG, gcfg)
+		m.clip, _ = clip.Load(src, textPrefix, ccfg)
+	}
+	if bigGPrefix != "" {
+		gcfg, err := clip.DetectConfig(src, bigGPrefix)
+		if err != nil {
+			return fail(err)
+		}
+		m.bigG, _ = clip.Load(src, bigGPrefix, gcfg)
 	}
 	if m.ucfg, err = unet.DetectConfig(src, prefixUNet, m.Kind.Family()); err != nil {
 		return fail(err)
@@ -133,6 +150,30 @@ func (m *Model) Close() error {
 	return m.ckpt.Close()
 }
 
+// ShortHash is A1111's short hash of a single-file checkpoint: the first
+// ten hex digits of the file's SHA-256 (what its infotext shows in
+// brackets, e.g. "Refiner: NAME [hash]"; sd_xl_refiner_1.0's is
+// 7440042bbd); "" for a diffusers folder or an
+// unreadable file. The file is read once, on the first call.
+func (m *Model) ShortHash() string {
+	m.hashOnce.Do(func() {
+		f, err := os.Open(m.path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		if st, err := f.Stat(); err != nil || st.IsDir() {
+			return
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return
+		}
+		m.hash = hex.EncodeToString(h.Sum(nil))[:10]
+	})
+	return m.hash
+}
+
 // NativeSize is the model's training resolution (the default size).
 func (m *Model) NativeSize() int {
 	if m.Kind.IsSDXL() {
@@ -149,7 +190,8 @@ func loadTokenizer(model string, o Options) (*cliptok.Tokenizer, error) {
 		try = append(try, o.Tokenizer)
 	} else {
 		if fi, err := os.Stat(model); err == nil && fi.IsDir() {
-			try = append(try, filepath.Join(model, "tokenizer"))
+			// A refiner folder has only tokenizer_2 (the same BPE files).
+			try = append(try, filepath.Join(model, "tokenizer"), filepath.Join(model, "tokenizer_2"))
 		}
 		try = append(try, o.TokenizerSearch...)
 	}

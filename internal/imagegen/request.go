@@ -47,6 +47,29 @@ type Request struct {
 
 	// Hires fix: a second pass at Scale× the size.
 	Hires *Hires
+
+	// SDXL refiner, A1111's way (its refiner_checkpoint and
+	// refiner_switch_at): the sampler runs with this model's denoiser
+	// until the switch point, then goes on with Refiner's on the same
+	// latent, sigma schedule and sampler state. With a hires fix the
+	// refiner takes part in the second pass only (A1111's default
+	// "Hires fix: which pass to enable refiner for"). Refiner is the
+	// loaded model, which the caller resolves from RefinerCheckpoint (the
+	// API's name; Generate refuses a name without a model); nil, or this
+	// very model, means no refiner.
+	RefinerCheckpoint string
+	Refiner           *Model
+	// RefinerSwitchAt is the fraction of the denoising done before the
+	// switch, in (0, 1]; 0 means 0.8 (A1111's default). As A1111 decides
+	// it (sd_samplers_common.apply_refiner): at every denoiser call the
+	// nearest timestep t of the model's 1000-entry σ table to the call's
+	// σ gives the progress (999 − t)/1000, and the refiner takes over at
+	// the first call where that reaches RefinerSwitchAt. 1 never switches.
+	RefinerSwitchAt float32
+	// AestheticScore and NegativeAestheticScore condition an SDXL
+	// refiner's prompt and negative prompt; 0 means 6 and 2.5 (SGM's and
+	// A1111's defaults).
+	AestheticScore, NegativeAestheticScore float32
 }
 
 // Hires is A1111's "hires fix": upscale the first pass, then denoise again.
@@ -171,6 +194,12 @@ func (r *Request) Normalize(lim Limits, native int) ([]Notice, error) {
 		if r.MaskBlur < 0 || r.MaskBlur > 64 || r.Padding < 0 {
 			return nil, fmt.Errorf("mask blur %d / padding %d out of range", r.MaskBlur, r.Padding)
 		}
+	}
+	if r.RefinerSwitchAt == 0 {
+		r.RefinerSwitchAt = 0.8
+	}
+	if !(r.RefinerSwitchAt > 0 && r.RefinerSwitchAt <= 1) {
+		return nil, fmt.Errorf("refiner switch at %g: must be in (0, 1]", r.RefinerSwitchAt)
 	}
 	pixels := r.Width * r.Height
 	if h := r.Hires; h != nil {

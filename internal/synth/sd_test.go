@@ -363,6 +363,44 @@ func TestSDTestShapes(t *testing.T) {
 			t.Errorf("sdxl-test has %s", name)
 		}
 	}
+	ref := shapes(SDXLRefinerTestConfig())
+	for name, want := range map[string][]int{
+		"conditioner.embedders.0.model.token_embedding.weight":                          {49408, 128},
+		"conditioner.embedders.0.model.transformer.resblocks.2.attn.in_proj_weight":     {384, 128},
+		"conditioner.embedders.0.model.text_projection":                                 {128, 128},
+		"model.diffusion_model.label_emb.0.0.weight":                                    {128, 128 + 5*256},
+		"model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_k.weight": {64, 128},
+		"model.diffusion_model.input_blocks.11.0.out_layers.3.weight":                   {128, 128, 3, 3},
+		"model.diffusion_model.middle_block.1.transformer_blocks.1.attn2.to_v.weight":   {128, 128},
+		"model.diffusion_model.output_blocks.2.1.conv.weight":                           {128, 128, 3, 3},
+		"model.diffusion_model.output_blocks.5.2.conv.weight":                           {128, 128, 3, 3},
+		"model.diffusion_model.output_blocks.11.0.skip_connection.weight":               {32, 64, 1, 1},
+	} {
+		if got, ok := ref[name]; !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("sdxl-refiner-test %s: %v, want %v", name, got, want)
+		}
+	}
+	for name := range ref {
+		if strings.HasPrefix(name, "conditioner.embedders.1.") || strings.Contains(name, ".transformer.text_model.") ||
+			strings.HasPrefix(name, "model.diffusion_model.input_blocks.1.1.") || strings.HasPrefix(name, "model.diffusion_model.input_blocks.10.1.") {
+			t.Errorf("sdxl-refiner-test has %s", name)
+		}
+	}
+	// The real refiner: 1858 tensors; the UNet's 2,259,526,660 parameters
+	// plus bigG's 694,659,841 and the VAE's 83,653,863 are 6,075,680,728
+	// bytes in F16, 301,202 bytes (about 160 per tensor: its JSON header)
+	// short of the published sd_xl_refiner_1.0.safetensors, 6,075,981,930
+	// bytes: consistent with these shapes, though not a proof of them.
+	var unetParams int64
+	full := SDTensors(SDXLRefinerConfig())
+	for _, x := range full {
+		if strings.HasPrefix(x.Name, "model.diffusion_model.") {
+			unetParams += x.Elements()
+		}
+	}
+	if len(full) != 1858 || unetParams != 2259526660 {
+		t.Errorf("sdxl-refiner: %d tensors, UNet %d parameters", len(full), unetParams)
+	}
 	inp := shapes(sd15Inpaint())
 	if got := inp["model.diffusion_model.input_blocks.0.0.weight"]; !reflect.DeepEqual(got, []int{320, 9, 3, 3}) {
 		t.Errorf("inpainting input conv %v", got)
@@ -370,7 +408,7 @@ func TestSDTestShapes(t *testing.T) {
 	if len(inp) != 1131 {
 		t.Errorf("inpainting: %d tensors", len(inp))
 	}
-	for _, c := range []SDConfig{SD15Config(), SDXLConfig(), SDTestConfig(), SDXLTestConfig(), sd15Inpaint()} {
+	for _, c := range []SDConfig{SD15Config(), SDXLConfig(), SDTestConfig(), SDXLTestConfig(), sd15Inpaint(), SDXLRefinerConfig(), SDXLRefinerTestConfig()} {
 		if err := c.Check(); err != nil {
 			t.Error(err)
 		}
@@ -384,7 +422,7 @@ func TestWriteSDTiny(t *testing.T) {
 		preset string
 		typ    tensor.DType
 		seed   uint64
-	}{{"sd-test", tensor.F16, 0}, {"sdxl-test", tensor.F32, 0}, {"sd-test", tensor.BF16, 3}} {
+	}{{"sd-test", tensor.F16, 0}, {"sdxl-test", tensor.F32, 0}, {"sd-test", tensor.BF16, 3}, {"sdxl-refiner-test", tensor.F16, 0}} {
 		path := filepath.Join(t.TempDir(), c.preset+".safetensors")
 		start := time.Now()
 		var last, total int64
@@ -527,5 +565,19 @@ func TestToF16(t *testing.T) {
 				t.Fatalf("%#08x: toF16 %#04x, quant %#04x", w, a, b)
 			}
 		}
+	}
+}
+
+// A refiner-shaped config (bigG only) must have the refiner's ADM width.
+func TestSDRefinerCheck(t *testing.T) {
+	c := SDXLRefinerTestConfig()
+	c.UNet.ADMInChannels = 128 + 6*256
+	if err := c.Check(); err == nil || !strings.Contains(err.Error(), "want pooled 128 + 5·256") {
+		t.Errorf("base ADM on a refiner: %v", err)
+	}
+	c = SDXLRefinerTestConfig()
+	c.OpenCLIP = nil
+	if err := c.Check(); err == nil || !strings.Contains(err.Error(), "no text encoder") {
+		t.Errorf("no encoders: %v", err)
 	}
 }

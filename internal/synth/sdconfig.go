@@ -118,11 +118,13 @@ type SDConfig struct {
 	Name string
 	// SDXL selects the SGM layout and order (UNet, CLIP-L, OpenCLIP, VAE);
 	// otherwise it is the LDM SD 1.x layout (UNet, VAE, CLIP).
-	SDXL     bool
-	UNet     UNetConfig
-	VAE      VAEConfig
-	CLIP     CLIPTextConfig
-	OpenCLIP *OpenCLIPTextConfig // SDXL only
+	SDXL bool
+	UNet UNetConfig
+	VAE  VAEConfig
+	// CLIP is the CLIP ViT-L/14 text encoder (SD 1.x's only one, SDXL
+	// base's first); nil for the SDXL refiner, which has none.
+	CLIP     *CLIPTextConfig
+	OpenCLIP *OpenCLIPTextConfig // SDXL base and refiner only
 	// Note is the __metadata__ "note" the file carries.
 	Note string
 }
@@ -154,7 +156,7 @@ func SD15Config() SDConfig {
 			ChannelMult: []int{1, 2, 4, 4}, NumResBlocks: 2, TransformerDepth: []int{1, 1, 1, 0},
 			MiddleDepth: 1, ContextDim: 768, NumHeads: 8, TimeEmbedDim: 1280},
 		VAE:  sdVAE(128),
-		CLIP: CLIPTextConfig{Prefix: "cond_stage_model.transformer.text_model.", Vocab: 49408, Positions: 77, Hidden: 768, Layers: 12, MLP: 3072, Heads: 12},
+		CLIP: &CLIPTextConfig{Prefix: "cond_stage_model.transformer.text_model.", Vocab: 49408, Positions: 77, Hidden: 768, Layers: 12, MLP: 3072, Heads: 12},
 		Note: noteSD15,
 	}
 }
@@ -169,7 +171,7 @@ func SDXLConfig() SDConfig {
 			MiddleDepth: 10, ContextDim: 2048, HeadChannels: 64, LinearProj: true, TimeEmbedDim: 1280,
 			ADMInChannels: 1280 + 6*256},
 		VAE:  sdVAE(128),
-		CLIP: CLIPTextConfig{Prefix: "conditioner.embedders.0.transformer.text_model.", Vocab: 49408, Positions: 77, Hidden: 768, Layers: 12, MLP: 3072, Heads: 12},
+		CLIP: &CLIPTextConfig{Prefix: "conditioner.embedders.0.transformer.text_model.", Vocab: 49408, Positions: 77, Hidden: 768, Layers: 12, MLP: 3072, Heads: 12},
 		OpenCLIP: &OpenCLIPTextConfig{Prefix: "conditioner.embedders.1.model.", Vocab: 49408, Positions: 77,
 			Hidden: 1280, Layers: 32, MLP: 5120, Heads: 20, Projection: 1280, SymmetricProjection: true},
 		Note: noteSDXL,
@@ -189,7 +191,7 @@ func SDTestConfig() SDConfig {
 			ChannelMult: []int{1, 2, 4, 4}, NumResBlocks: 2, TransformerDepth: []int{1, 1, 1, 0},
 			MiddleDepth: 1, ContextDim: 128, NumHeads: 8, TimeEmbedDim: 128},
 		VAE:  sdVAE(32),
-		CLIP: CLIPTextConfig{Prefix: "cond_stage_model.transformer.text_model.", Vocab: 49408, Positions: 77, Hidden: 128, Layers: 3, MLP: 512, Heads: 2},
+		CLIP: &CLIPTextConfig{Prefix: "cond_stage_model.transformer.text_model.", Vocab: 49408, Positions: 77, Hidden: 128, Layers: 3, MLP: 512, Heads: 2},
 		Note: "mica synth sd-test: FNV-1a-64(name) + splitmix64(i+1), uniform std 0.02; tiny SD1 structure",
 	}
 }
@@ -208,10 +210,60 @@ func SDXLTestConfig() SDConfig {
 			MiddleDepth: 2, ContextDim: 64 + 128, HeadChannels: 64, LinearProj: true, TimeEmbedDim: 128,
 			ADMInChannels: 128 + 6*256},
 		VAE:  sdVAE(32),
-		CLIP: CLIPTextConfig{Prefix: "conditioner.embedders.0.transformer.text_model.", Vocab: 49408, Positions: 77, Hidden: 64, Layers: 3, MLP: 256, Heads: 1},
+		CLIP: &CLIPTextConfig{Prefix: "conditioner.embedders.0.transformer.text_model.", Vocab: 49408, Positions: 77, Hidden: 64, Layers: 3, MLP: 256, Heads: 1},
 		OpenCLIP: &OpenCLIPTextConfig{Prefix: "conditioner.embedders.1.model.", Vocab: 49408, Positions: 77,
 			Hidden: 128, Layers: 3, MLP: 512, Heads: 2, Projection: 128, SymmetricProjection: true},
 		Note: "mica synth sdxl-test: FNV-1a-64(name) + splitmix64(i+1), uniform std 0.02; tiny SDXL structure",
+	}
+}
+
+// SDXLRefinerConfig is the SDXL refiner 1.0 (sd_xl_refiner.yaml of
+// Stability-AI/generative-models, configs/inference): a UNet with
+// model_channels 384, channel_mult (1,2,4,4), 2 ResBlocks per level,
+// attention_resolutions [4, 2] (so attention at levels 1 and 2 only) with
+// transformer_depth 4 (the middle block takes the last entry, also 4),
+// 64-wide heads, Linear proj_in/proj_out, context 1280 and adm_in_channels
+// 2560; one text encoder, OpenCLIP ViT-bigG/14 (FrozenOpenCLIPEmbedder2,
+// penultimate layer, pooled output) under conditioner.embedders.0.model.
+// (the key diffusers' single_file_utils.CHECKPOINT_KEY_NAMES["xl_refiner"]
+// detects it by); the SDXL VAE. ComfyUI's supported_models.SDXLRefiner
+// lists the same UNet (model_channels 384, context 1280, ADM 2560,
+// transformer depth 4 at the middle levels only). Unlike the base
+// reference checkpoint, text_projection is not made symmetric.
+func SDXLRefinerConfig() SDConfig {
+	return SDConfig{
+		Name: "sdxl-refiner",
+		SDXL: true,
+		UNet: UNetConfig{InChannels: 4, OutChannels: 4, ModelChannels: 384,
+			ChannelMult: []int{1, 2, 4, 4}, NumResBlocks: 2, TransformerDepth: []int{0, 4, 4, 0},
+			MiddleDepth: 4, ContextDim: 1280, HeadChannels: 64, LinearProj: true, TimeEmbedDim: 1536,
+			ADMInChannels: 1280 + 5*256},
+		VAE: sdVAE(128),
+		OpenCLIP: &OpenCLIPTextConfig{Prefix: "conditioner.embedders.0.model.", Vocab: 49408, Positions: 77,
+			Hidden: 1280, Layers: 32, MLP: 5120, Heads: 20, Projection: 1280},
+		Note: "mica synth sdxl-refiner: FNV-1a-64(name) + splitmix64(i+1), uniform std 0.02; SDXL refiner 1.0 shapes",
+	}
+}
+
+// SDXLRefinerTestConfig is the tiny refiner for fast tests: the refiner's
+// structure and names (bigG only, under conditioner.embedders.0.model.;
+// four UNet levels with attention at the middle two; ADM = pooled + 5·256)
+// with OpenCLIP 128 wide (3 layers, 2 heads, MLP 512, text_projection
+// [128, 128]), UNet model_channels 32, transformer depth (0,2,2,0), middle
+// 2, context 128, time embedding 128, label_emb.0.0 [128, 128+5·256]; VAE
+// as sd-test.
+func SDXLRefinerTestConfig() SDConfig {
+	return SDConfig{
+		Name: "sdxl-refiner-test",
+		SDXL: true,
+		UNet: UNetConfig{InChannels: 4, OutChannels: 4, ModelChannels: 32,
+			ChannelMult: []int{1, 2, 4, 4}, NumResBlocks: 2, TransformerDepth: []int{0, 2, 2, 0},
+			MiddleDepth: 2, ContextDim: 128, HeadChannels: 64, LinearProj: true, TimeEmbedDim: 128,
+			ADMInChannels: 128 + 5*256},
+		VAE: sdVAE(32),
+		OpenCLIP: &OpenCLIPTextConfig{Prefix: "conditioner.embedders.0.model.", Vocab: 49408, Positions: 77,
+			Hidden: 128, Layers: 3, MLP: 512, Heads: 2, Projection: 128},
+		Note: "mica synth sdxl-refiner-test: FNV-1a-64(name) + splitmix64(i+1), uniform std 0.02; tiny SDXL refiner structure",
 	}
 }
 
@@ -231,8 +283,10 @@ func (c SDConfig) Check() error {
 		return bad("UNet middle transformer depth %d (at least 1)", u.MiddleDepth)
 	case v.Channels <= 0 || len(v.ChannelMult) == 0 || v.NumResBlocks <= 0 || v.ZChannels <= 0 || v.ImageChannels <= 0:
 		return bad("VAE sizes must be positive")
-	case c.CLIP.Vocab <= 0 || c.CLIP.Positions <= 0 || c.CLIP.Hidden <= 0 || c.CLIP.Layers <= 0 || c.CLIP.MLP <= 0 ||
-		c.CLIP.Heads <= 0 || c.CLIP.Hidden%c.CLIP.Heads != 0:
+	case c.CLIP == nil && c.OpenCLIP == nil:
+		return bad("no text encoder")
+	case c.CLIP != nil && (c.CLIP.Vocab <= 0 || c.CLIP.Positions <= 0 || c.CLIP.Hidden <= 0 || c.CLIP.Layers <= 0 || c.CLIP.MLP <= 0 ||
+		c.CLIP.Heads <= 0 || c.CLIP.Hidden%c.CLIP.Heads != 0):
 		return bad("CLIP text sizes must be positive")
 	case c.SDXL != (c.OpenCLIP != nil):
 		return bad("an OpenCLIP encoder goes with the SDXL layout and only there")
@@ -245,11 +299,20 @@ func (c SDConfig) Check() error {
 			return bad("UNet level %d: %d channels do not split into %d heads", i, ch, u.Heads(ch))
 		}
 	}
-	context := c.CLIP.Hidden
+	context := 0
+	if c.CLIP != nil {
+		context += c.CLIP.Hidden
+	}
 	if c.OpenCLIP != nil {
 		context += c.OpenCLIP.Hidden
-		if want := c.OpenCLIP.Projection + 6*256; u.ADMInChannels != want {
-			return bad("label_emb input %d, want pooled %d + 6·256 = %d", u.ADMInChannels, c.OpenCLIP.Projection, want)
+		// Base: pooled + 6 size/crop embeddings; refiner (no CLIP-L):
+		// pooled + original size, crop and aesthetic score, 5 of them.
+		n := 6
+		if c.CLIP == nil {
+			n = 5
+		}
+		if want := c.OpenCLIP.Projection + n*256; u.ADMInChannels != want {
+			return bad("label_emb input %d, want pooled %d + %d·256 = %d", u.ADMInChannels, c.OpenCLIP.Projection, n, want)
 		}
 	}
 	if u.ContextDim != context {
@@ -278,12 +341,14 @@ func SDTensors(c SDConfig) []SDTensor {
 	var e sdEnum
 	e.unet("model.diffusion_model.", c.UNet)
 	if c.SDXL {
-		e.clip(c.CLIP)
+		if c.CLIP != nil {
+			e.clip(*c.CLIP)
+		}
 		e.openCLIP(*c.OpenCLIP)
 		e.vae("first_stage_model.", c.VAE)
 	} else {
 		e.vae("first_stage_model.", c.VAE)
-		e.clip(c.CLIP)
+		e.clip(*c.CLIP)
 	}
 	return e.out
 }

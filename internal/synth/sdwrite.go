@@ -18,13 +18,15 @@ type sdPreset struct {
 }
 
 var sdPresets = map[string]sdPreset{
-	"sd15":         {config: SD15Config, desc: "SD 1.5 shapes (seed 0: the sd15-recipe values)"},
-	"sd15-recipe":  {config: SD15Config, recipe: true, desc: "SD 1.5, the reference recipe checkpoint bit for bit"},
-	"sd15-inpaint": {config: sd15Inpaint, desc: "SD 1.5 inpainting shapes (9-channel UNet input)"},
-	"sdxl":         {config: SDXLConfig, desc: "SDXL base shapes (seed 0: the sdxl-recipe values)"},
-	"sdxl-recipe":  {config: SDXLConfig, recipe: true, desc: "SDXL base, the reference recipe checkpoint bit for bit"},
-	"sd-test":      {config: SDTestConfig, desc: "tiny SD 1.x structure for tests"},
-	"sdxl-test":    {config: SDXLTestConfig, desc: "tiny SDXL structure for tests"},
+	"sd15":              {config: SD15Config, desc: "SD 1.5 shapes (seed 0: the sd15-recipe values)"},
+	"sd15-recipe":       {config: SD15Config, recipe: true, desc: "SD 1.5, the reference recipe checkpoint bit for bit"},
+	"sd15-inpaint":      {config: sd15Inpaint, desc: "SD 1.5 inpainting shapes (9-channel UNet input)"},
+	"sdxl":              {config: SDXLConfig, desc: "SDXL base shapes (seed 0: the sdxl-recipe values)"},
+	"sdxl-recipe":       {config: SDXLConfig, recipe: true, desc: "SDXL base, the reference recipe checkpoint bit for bit"},
+	"sd-test":           {config: SDTestConfig, desc: "tiny SD 1.x structure for tests"},
+	"sdxl-test":         {config: SDXLTestConfig, desc: "tiny SDXL structure for tests"},
+	"sdxl-refiner":      {config: SDXLRefinerConfig, desc: "SDXL refiner 1.0 shapes (bigG only, 384-channel UNet)"},
+	"sdxl-refiner-test": {config: SDXLRefinerTestConfig, desc: "tiny SDXL refiner structure for tests"},
 }
 
 func sd15Inpaint() SDConfig {

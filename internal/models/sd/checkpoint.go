@@ -304,6 +304,25 @@ func detect(c *Checkpoint) (Kind, error) {
 	// (CLIP-L, then bigG for SDXL); SDXL's ADM input is the pooled bigG
 	// output plus 6 (base) or 5 (refiner: size, crop, aesthetic score)
 	// 256-wide embeddings.
+	//
+	// The refiner (Stability-AI/generative-models
+	// configs/inference/sd_xl_refiner.yaml): network_config
+	// adm_in_channels 2560, model_channels 384, channel_mult [1,2,4,4],
+	// attention_resolutions [4,2] with transformer_depth 4 (attention at
+	// the middle two levels; the middle block's depth is the last entry,
+	// 4, per openaimodel.UNetModel), num_head_channels 64,
+	// use_linear_in_transformer, context_dim 1280; one embedder for text,
+	// FrozenOpenCLIPEmbedder2 ViT-bigG-14 (layer penultimate,
+	// always_return_pooled) at conditioner.embedders.0.model. (diffusers'
+	// single_file_utils.CHECKPOINT_KEY_NAMES["xl_refiner"] is
+	// conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias),
+	// then original_size_as_tuple, crop_coords_top_left and
+	// aesthetic_score, each a ConcatTimestepEmbedderND of outdim 256:
+	// 1280 + 2·256 + 2·256 + 256 = 2560. ComfyUI's
+	// supported_models.SDXLRefiner matches on model_channels 384, context
+	// 1280 and adm 2560 too. Only the context, the ADM width and the
+	// encoders decide the kind here; the UNet's levels and depths are read
+	// from the shapes by unet.DetectConfig.
 	switch {
 	case c.has(SD2Text) || (c.has(SD1Text) && clipL == 1024):
 		return SD2, fmt.Errorf("sd: %s: SD 2.x checkpoint (%s): %w yet (v-prediction and the OpenCLIP-H encoder are not implemented)", c.Path, found, ErrUnsupported)
