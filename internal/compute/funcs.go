@@ -219,11 +219,24 @@ func Conv2D(op Conv2DOp) error {
 	if op.StrideH <= 0 || op.StrideW <= 0 || op.PadH < 0 || op.PadW < 0 {
 		return fmt.Errorf("%s: stride %dx%d and padding %dx%d must be positive / non-negative", name, op.StrideH, op.StrideW, op.PadH, op.PadW)
 	}
-	if len(x.Shape) != 4 || len(w.Shape) != 4 || len(y.Shape) != 4 || x.Shape[1] != w.Shape[1] {
+	if len(x.Shape) != 4 || len(y.Shape) != 4 {
 		return shapeErr(name, "x %v, w %v, y %v", x, w, y)
 	}
-	oh := (x.Shape[2]+2*op.PadH-op.DilationH*(w.Shape[2]-1)-1)/op.StrideH + 1
-	ow := (x.Shape[3]+2*op.PadW-op.DilationW*(w.Shape[3]-1)-1)/op.StrideW + 1
+	switch len(w.Shape) {
+	case 4:
+		if x.Shape[1] != w.Shape[1] || op.KH != 0 || op.KW != 0 {
+			return shapeErr(name, "x %v, w %v (kernel size %dx%d given for a 4-D kernel)", x, w, op.KH, op.KW)
+		}
+	case 2:
+		if op.KH <= 0 || op.KW <= 0 || w.Shape[1] != x.Shape[1]*op.KH*op.KW {
+			return shapeErr(name, "x %v, kernel matrix %v, kernel %dx%d: want [OC, %d·KH·KW]", x, w, op.KH, op.KW, x.Shape[1])
+		}
+	default:
+		return shapeErr(name, "x %v, w %v, y %v", x, w, y)
+	}
+	_, kh, kw := op.Kernel()
+	oh := (x.Shape[2]+2*op.PadH-op.DilationH*(kh-1)-1)/op.StrideH + 1
+	ow := (x.Shape[3]+2*op.PadW-op.DilationW*(kw-1)-1)/op.StrideW + 1
 	if y.Shape[0] != x.Shape[0] || y.Shape[1] != w.Shape[0] || y.Shape[2] != oh || y.Shape[3] != ow {
 		return shapeErr(name, "y %v, want [%d %d %d %d]", y, x.Shape[0], w.Shape[0], oh, ow)
 	}

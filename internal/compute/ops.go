@@ -142,11 +142,27 @@ type AttentionOp struct {
 }
 
 // Conv2DOp: Y[N, OC, OH, OW] = conv(X[N, IC, H, W], W[OC, IC, KH, KW]) + B.
+//
+// W may also be the kernel as a matrix [OC, IC·KH·KW] (each output
+// channel's weights in one row, in [IC][KH][KW] order), with KH and KW
+// giving the kernel size: this is how quantized kernels are passed, since a
+// quantized tensor's blocks run along its last dimension and a 3-wide
+// kernel row cannot hold them.
 type Conv2DOp struct {
 	X, W, B, Y           *Tensor
 	StrideH, StrideW     int
 	PadH, PadW           int
 	DilationH, DilationW int
+	KH, KW               int // kernel size when W is a matrix; 0 when W is 4-D
+}
+
+// Kernel returns the kernel's output channels, height and width, whether
+// W is 4-D or a matrix.
+func (o Conv2DOp) Kernel() (oc, kh, kw int) {
+	if len(o.W.Shape) == 2 {
+		return o.W.Shape[0], o.KH, o.KW
+	}
+	return o.W.Shape[0], o.W.Shape[2], o.W.Shape[3]
 }
 
 // UpsampleOp: nearest-neighbour upsampling of X[N, C, H, W] by Factor.

@@ -34,7 +34,7 @@ func (b *Backend) conv2d(o compute.Conv2DOp) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	if o.W.DType != tensor.F16 || p.OutH()*p.OutW() < convDirectMinPixels {
+	if o.W.DType != tensor.F16 || len(o.W.Shape) != 4 || p.OutH()*p.OutW() < convDirectMinPixels {
 		return b.conv2dIm2Col(o)
 	}
 	c, err := ops.NewConvF16(p, convBandFloats, convPanelFloats)
@@ -80,8 +80,9 @@ func (b *Backend) conv2d(o compute.Conv2DOp) error {
 }
 
 func convParams(o compute.Conv2DOp) ops.Conv2DParams {
+	oc, kh, kw := o.Kernel()
 	return ops.Conv2DParams{IC: o.X.Shape[1], H: o.X.Shape[2], W: o.X.Shape[3],
-		OC: o.W.Shape[0], KH: o.W.Shape[2], KW: o.W.Shape[3],
+		OC: oc, KH: kh, KW: kw,
 		StrideH: o.StrideH, StrideW: o.StrideW, PadH: o.PadH, PadW: o.PadW, DilH: o.DilationH, DilW: o.DilationW}
 }
 
@@ -89,10 +90,8 @@ func convParams(o compute.Conv2DOp) ops.Conv2DParams {
 // output pixels at a time so the patch buffer stays bounded.
 func (b *Backend) conv2dIm2Col(o compute.Conv2DOp) error {
 	x, y, bias := f32(o.X), f32(o.Y), f32(o.B)
-	ic, h, w := o.X.Shape[1], o.X.Shape[2], o.X.Shape[3]
-	oc, kh, kw := o.W.Shape[0], o.W.Shape[2], o.W.Shape[3]
-	p := ops.Conv2DParams{IC: ic, H: h, W: w, OC: oc, KH: kh, KW: kw,
-		StrideH: o.StrideH, StrideW: o.StrideW, PadH: o.PadH, PadW: o.PadW, DilH: o.DilationH, DilW: o.DilationW}
+	p := convParams(o)
+	ic, h, w, oc := p.IC, p.H, p.W, p.OC
 	if err := p.Validate(); err != nil {
 		return err
 	}
@@ -101,8 +100,11 @@ func (b *Backend) conv2dIm2Col(o compute.Conv2DOp) error {
 		return err
 	}
 	k := p.ColLen()
-	// The weights as a [oc, k] matrix.
-	wmat := compute.NewTensor(b, o.W.DType, &storage{data: wb}, true, oc, k)
+	// The weights as a [oc, k] matrix (already one when quantized).
+	wmat := o.W
+	if len(o.W.Shape) == 4 {
+		wmat = compute.NewTensor(b, o.W.DType, &storage{data: wb}, true, oc, k)
+	}
 	npix := p.OutH() * p.OutW()
 	chunk := max(1, min(npix, (8<<20)/(4*k))) // ≤ 8 MiB of patches
 	chunk = (chunk + matmulGrain - 1) / matmulGrain * matmulGrain

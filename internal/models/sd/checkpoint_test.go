@@ -160,8 +160,9 @@ func roundTo(dt tensor.DType, v float32) float32 {
 	return out[0]
 }
 
-// TestQuantize: Q8_0 for UNet Linear weights whose rows are whole blocks;
-// the others stay and are noted; convs stay F16.
+// TestQuantize: Q8_0 for UNet Linear weights whose rows are whole blocks
+// and conv kernels whose ic·k·k values are (as [oc, ic·k·k] matrices); the
+// others stay and are noted.
 func TestQuantize(t *testing.T) {
 	b := cpu.New(2)
 	defer b.Close()
@@ -186,8 +187,15 @@ func TestQuantize(t *testing.T) {
 	if w := src.Tensor(UNetPrefix+"input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", param.Linear, 32, 24); w.DType != tensor.F16 {
 		t.Errorf("attn2.to_k (rows of 24) is %v, want F16", w)
 	}
-	if len(src.Notes) == 0 || !strings.Contains(strings.Join(src.Notes, "\n"), "attn2.to_k.weight stays F16") {
-		t.Errorf("no note for the unquantizable rows: %q", src.Notes)
+	if w := src.Tensor(UNetPrefix+"input_blocks.1.0.in_layers.2.weight", param.Conv, 32, 32, 3, 3); w.DType != tensor.Q8_0 || len(w.Shape) != 2 || w.Shape[1] != 288 {
+		t.Errorf("resblock conv is %v %v, want a Q8_0 [32, 288] matrix", w.DType, w.Shape)
+	}
+	if w := src.Tensor(UNetPrefix+"input_blocks.0.0.weight", param.Conv, 32, 4, 3, 3); w.DType != tensor.F16 || len(w.Shape) != 4 {
+		t.Errorf("input conv (4·3·3 = 36 values a row) is %v %v, want F16 4-D", w.DType, w.Shape)
+	}
+	notes := strings.Join(src.Notes, "\n")
+	if !strings.Contains(notes, "attn2.to_k.weight stays F16") || !strings.Contains(notes, "input_blocks.0.0.weight stays F16") {
+		t.Errorf("no note for the unquantizable weights: %q", src.Notes)
 	}
 	// Q8_0 keeps ~8 bits per weight: measured ~1e-2 of the RMS here.
 	if d := maxRelDiff(got, want); d > 0.1 || d == 0 {

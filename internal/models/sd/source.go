@@ -12,11 +12,12 @@ import (
 
 // SourceOptions are the load-time choices for serving weights.
 type SourceOptions struct {
-	// Quantize, when Q8_0 or Q4_0, quantizes the UNet's Linear weights at
-	// load (rows whose length is not a multiple of 32 stay in the file's
-	// dtype; see Notes). Convolutions stay F16: the backend's conv takes
-	// 4-D kernels, and a quantized tensor's rows are its last dimension
-	// (the kernel width), which 32-element blocks cannot tile.
+	// Quantize, when Q8_0 or Q4_0, quantizes the UNet's Linear weights and
+	// conv kernels at load, as stable-diffusion.cpp's --type does. A conv
+	// kernel [oc, ic, k, k] is quantized as the matrix [oc, ic·k·k] (the
+	// backend's conv takes kernels in that form; 32-element blocks cannot
+	// tile a 3-wide kernel row). Weights whose rows are not whole blocks
+	// (the 4-channel input conv) stay as they were; see Notes.
 	Quantize tensor.DType
 }
 
@@ -101,9 +102,17 @@ func (s *Source) Tensor(name string, role param.Role, shape ...int) *compute.Ten
 		return nil
 	}
 	want := fileDT
+	upShape := shape
 	switch role {
 	case param.Conv:
 		want = tensor.F16
+		if q := s.o.Quantize; q != 0 && strings.HasPrefix(name, UNetPrefix) && len(shape) == 4 {
+			if cols := shape[1] * shape[2] * shape[3]; cols%q.BlockSize() == 0 {
+				want, upShape = q, []int{shape[0], cols}
+			} else {
+				s.Notes = append(s.Notes, fmt.Sprintf("%s stays F16: kernels of %d values are not whole %s blocks", name, cols, q))
+			}
+		}
 	case param.Norm, param.Bias:
 		want = tensor.F32
 	case param.Linear:
@@ -133,7 +142,7 @@ func (s *Source) Tensor(name string, role param.Role, shape ...int) *compute.Ten
 		s.Add("tensor %s: %v", name, err)
 		return nil
 	}
-	t, err := param.Upload(s.b, want, vals, shape...)
+	t, err := param.Upload(s.b, want, vals, upShape...)
 	if err != nil {
 		s.Add("tensor %s: converting %s to %s: %v", name, fileDT, want, err)
 		return nil

@@ -36,16 +36,19 @@ func Free(b compute.Backend, ts ...*compute.Tensor) {
 // Scale ≠ 0 and ≠ 1 it computes conv(x·Scale)/Scale + bias (sd.cpp's SDXL
 // VAE guard against F16 overflow, Scale = 1/32).
 type Conv struct {
-	W, B        *compute.Tensor
+	W, B        *compute.Tensor // W is [oc, ic, k, k], or [oc, ic·k·k] when quantized
+	K           int             // the kernel size
 	Stride, Pad int
 	Scale       float32
 }
 
-// BindConv binds name.weight [oc, ic, k, k] and name.bias [oc].
+// BindConv binds name.weight [oc, ic, k, k] and name.bias [oc]. A source
+// that quantizes the kernel returns it as the matrix [oc, ic·k·k].
 func BindConv(src param.Source, name string, ic, oc, k, stride, pad int) Conv {
 	return Conv{
 		W:      src.Tensor(name+".weight", param.Conv, oc, ic, k, k),
 		B:      src.Tensor(name+".bias", param.Bias, oc),
+		K:      k,
 		Stride: stride, Pad: pad,
 	}
 }
@@ -62,7 +65,7 @@ func (c *Conv) Forward(b compute.Backend, x *compute.Tensor) (*compute.Tensor, e
 // bias (the ResBlock's timestep embedding, folded into the conv's bias).
 func (c *Conv) ForwardBias(b compute.Backend, x *compute.Tensor, extra []float32) (*compute.Tensor, error) {
 	n, h, w := x.Shape[0], x.Shape[2], x.Shape[3]
-	k := c.W.Shape[2]
+	k := c.K
 	oh := (h+2*c.Pad-k)/c.Stride + 1
 	ow := (w+2*c.Pad-k)/c.Stride + 1
 	y, err := b.Alloc(tensor.F32, n, c.W.Shape[0], oh, ow)
@@ -103,7 +106,11 @@ func (c *Conv) ForwardBias(b compute.Backend, x *compute.Tensor, extra []float32
 			return nil, err
 		}
 	}
-	err = compute.Conv2D(compute.Conv2DOp{X: x, W: c.W, B: bias, Y: y, StrideH: c.Stride, StrideW: c.Stride, PadH: c.Pad, PadW: c.Pad})
+	op := compute.Conv2DOp{X: x, W: c.W, B: bias, Y: y, StrideH: c.Stride, StrideW: c.Stride, PadH: c.Pad, PadW: c.Pad}
+	if len(c.W.Shape) == 2 {
+		op.KH, op.KW = k, k
+	}
+	err = compute.Conv2D(op)
 	if scaled {
 		if err2 := compute.Scale(x, 1/c.Scale, x); err == nil {
 			err = err2
