@@ -60,8 +60,11 @@ reproduce the SD 1.5 and SDXL reference recipe checkpoints bit for bit and
 take no seed. sd15 and sdxl are the same shapes: seed 0 (their default) gives the
 recipe values, any other --seed changes every tensor's hash basis
 (FNV-1a-64(name) XOR SplitMix64-mix(seed)). sd15-inpaint has a 9-channel UNet
-input. sd-test and sdxl-test are tiny checkpoints with the SD 1.x and SDXL
-structure and names, for fast tests of everything above the model.
+input. sdxl-refiner has the SDXL refiner's shapes (a 384-channel UNet with
+attention at the middle levels, only the OpenCLIP bigG text encoder, aesthetic-
+score conditioning). sd-test, sdxl-test and sdxl-refiner-test are tiny
+checkpoints with the SD 1.x, SDXL and refiner structure and names, for fast
+tests of everything above the model.
 
 Vision presets: gemma3-siglip-mmproj (Gemma 3's SigLIP-400M tower at 896 px
 with its projector into a 5376-wide text model, as in Gemma 3 27B) and
