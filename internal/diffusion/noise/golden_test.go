@@ -1,9 +1,6 @@
 package noise
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"math"
 	"os"
@@ -67,14 +64,6 @@ func loadGolden(t *testing.T) golden {
 	return g
 }
 
-func sha32(v []float32) string {
-	buf := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(x))
-	}
-	h := sha256.Sum256(buf)
-	return hex.EncodeToString(h[:])
-}
 
 // TestTorchCPUGolden: NewTorchCPU equals torch's CPU randn bit for bit for
 // sizes 1 to 262144 and a second draw, six seeds (the whole tensor's
@@ -88,7 +77,7 @@ func TestTorchCPUGolden(t *testing.T) {
 	for _, c := range g.RandnCPU {
 		gen := NewTorchCPU(c.Seed)
 		for d := 0; d < 2; d++ {
-			if got := sha32(gen.Randn(c.N)); got != c.SHA256[d] {
+			if got := sha256f32(gen.Randn(c.N)); got != c.SHA256[d] {
 				t.Errorf("seed %d n %d draw %d: SHA-256 differs from torch's", c.Seed, c.N, d)
 			}
 		}
@@ -185,7 +174,7 @@ func TestBrownianNoiseGolden(t *testing.T) {
 			if len(got) != perImage*images {
 				t.Fatalf("%s %s: %d values, want %d", s.Device, s.Sampler, len(got), perImage*images)
 			}
-			if sha32(got) == c.SHA256 {
+			if sha256f32(got) == c.SHA256 {
 				exact++
 				continue
 			}
@@ -218,7 +207,7 @@ func TestBrownianOrderIndependent(t *testing.T) {
 	b := NewBrownianTree(0.029, 14.61, 33, 7, TorchCPUSource)
 	b.maxCache = 1
 	for i := len(qs) - 1; i >= 0; i-- {
-		if got := b.Increment(qs[i][0], qs[i][1]); sha32(got) != sha32(first[i]) {
+		if got := b.Increment(qs[i][0], qs[i][1]); sha256f32(got) != sha256f32(first[i]) {
 			t.Errorf("query %v differs when asked in another order", qs[i])
 		}
 	}
