@@ -64,7 +64,6 @@ func loadGolden(t *testing.T) golden {
 	return g
 }
 
-
 // TestTorchCPUGolden: NewTorchCPU equals torch's CPU randn bit for bit for
 // sizes 1 to 262144 and a second draw, six seeds (the whole tensor's
 // SHA-256). This is the AVX2 kernel, which torch also picks on AVX-512
