@@ -33,17 +33,32 @@ func (m *Model) conditioning(r *Request, w, h int) (c, u cond, err error) {
 		nc = append(nc, empty[0])
 	}
 	skip := r.ClipSkip
-	if c, err = m.encodeText(pc, skip, w, h, false, r.aesthetic(false)); err != nil {
+	if c, err = m.encodeText(pc, skip, w, h, zeroNone, r.aesthetic(false)); err != nil {
 		return c, u, err
 	}
-	// stable-diffusion.cpp (and SGM's force_zero_embeddings for the
-	// context) give SDXL an all-zero uncond context for an empty negative
-	// prompt; the pooled part of y still comes from encoding "". The
-	// refiner is treated the same way.
-	zero := m.bigG != nil && r.Negative == ""
+	// An empty negative prompt on SDXL (base or refiner) gives an all-zero
+	// uncond context; A1111 (SGM's force_zero_embeddings on the text
+	// embedders) zeroes the pooled part of y too, stable-diffusion.cpp
+	// keeps the pooled output of encoding "". SD 1.x encodes "" as text.
+	zero := zeroNone
+	if m.bigG != nil && r.Negative == "" {
+		zero = zeroText
+		if r.EmptyNegative == "sdcpp" {
+			zero = zeroContext
+		}
+	}
 	u, err = m.encodeText(nc, skip, w, h, zero, r.aesthetic(true))
 	return c, u, err
 }
+
+// zeroMode is what encodeText replaces by zeros.
+type zeroMode int
+
+const (
+	zeroNone    zeroMode = iota
+	zeroContext          // the cross-attention context only
+	zeroText             // the context and the pooled vector (not the size/score embeddings)
+)
 
 // Aesthetic scores the SDXL refiner is conditioned on when a request
 // leaves them at 0: SGM's sampling defaults and A1111's settings
@@ -71,7 +86,8 @@ func (r *Request) aesthetic(negative bool) float32 {
 // encodeText runs the text encoder(s) over each chunk and concatenates the
 // chunks along the token axis, applying the prompt's emphasis weights.
 // aesthetic goes into the refiner's vector conditioning (others ignore it).
-func (m *Model) encodeText(chunks []prompt.Chunk, clipSkip, w, h int, zeroCtx bool, aesthetic float32) (cond, error) {
+func (m *Model) encodeText(chunks []prompt.Chunk, clipSkip, w, h int, zero zeroMode, aesthetic float32) (cond, error) {
+	zeroCtx := zero != zeroNone
 	var out cond
 	if clipSkip == 0 {
 		clipSkip = 1
@@ -99,11 +115,13 @@ func (m *Model) encodeText(chunks []prompt.Chunk, clipSkip, w, h int, zeroCtx bo
 			if i == 0 {
 				pooledAt = g.FirstEOS
 			}
-			hg, pooled, err := m.runCLIP(m.bigG, g.IDs[:], clipSkip, false, pooledAt)
-			if err != nil {
+			gdim := m.bigG.Config.Hidden
+			var hg, pooled []float32
+			if zero == zeroText {
+				hg, pooled = make([]float32, len(g.IDs)*gdim), make([]float32, m.bigG.Config.ProjDim)
+			} else if hg, pooled, err = m.runCLIP(m.bigG, g.IDs[:], clipSkip, false, pooledAt); err != nil {
 				return out, err
 			}
-			gdim := m.bigG.Config.Hidden
 			if m.clip != nil {
 				hid = interleaveRows(hid, dim, hg, gdim)
 			} else {

@@ -346,4 +346,35 @@ func TestSDXLTiny(t *testing.T) {
 	if d := gen(t, m, r).Images[0]; samePixels(a.RGBA, d.RGBA) {
 		t.Fatal("the negative prompt changed nothing")
 	}
+	// An empty negative: A1111 zeroes the context and the pooled part of y
+	// (not the size embeddings); sd.cpp keeps the pooled vector of "".
+	pooled := m.bigG.Config.ProjDim
+	for _, rule := range []string{"", "sdcpp"} {
+		_, u, err := m.conditioning(&Request{Prompt: "a cat", EmptyNegative: rule}, 64, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nz := func(v []float32) bool {
+			for _, x := range v {
+				if x != 0 {
+					return true
+				}
+			}
+			return false
+		}
+		if nz(u.ctx) {
+			t.Errorf("rule %q: the empty negative's context is not zero", rule)
+		}
+		if nz(u.y[:pooled]) != (rule == "sdcpp") {
+			t.Errorf("rule %q: pooled part non-zero = %v", rule, nz(u.y[:pooled]))
+		}
+		if !nz(u.y[pooled:]) {
+			t.Errorf("rule %q: the size embeddings were zeroed", rule)
+		}
+	}
+	r.Negative = ""
+	r.EmptyNegative = "sdcpp"
+	if d := gen(t, m, r).Images[0]; samePixels(a.RGBA, d.RGBA) {
+		t.Fatal("zeroing the pooled vector changed nothing")
+	}
 }

@@ -137,7 +137,8 @@ func referenceCases(t *testing.T, folder, preset string, dt tensor.DType, ckpt s
 		}
 		p := c.Params
 		r := Request{Prompt: p.Prompt, Negative: p.Negative, Width: p.Width, Height: p.Height, Steps: p.Steps, CFG: p.CFG,
-			Sampler: p.Sampler, Scheduler: p.Scheduler, Seed: p.Seed, ClipSkip: p.ClipSkip, RNG: "philox"}
+			Sampler: p.Sampler, Scheduler: p.Scheduler, Seed: p.Seed, ClipSkip: p.ClipSkip, RNG: "philox",
+			EmptyNegative: "sdcpp"} // the references are stable-diffusion.cpp's
 		if p.Mode == "img2img" {
 			r.Init = readPNG(t, filepath.Join(ref, "img2img-input-gradient-256.png"))
 			r.Strength = p.Strength

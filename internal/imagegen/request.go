@@ -30,8 +30,13 @@ type Request struct {
 	// StepRule chooses how img2img turns Steps and Strength into the steps
 	// that run: "a1111" (default) or "sdcpp" (stable-diffusion.cpp's).
 	StepRule string
-	Mask     image.Image // white: repaint; black: keep
-	MaskBlur int         // pixels (Gaussian radius, as A1111's mask_blur)
+	// EmptyNegative is what an empty negative prompt means on SDXL:
+	// "a1111" (default; the uncond context and pooled vector are zeros, as
+	// SGM's force_zero_embeddings) or "sdcpp" (only the context is zeroed;
+	// the pooled vector is that of encoding "", as stable-diffusion.cpp).
+	EmptyNegative string
+	Mask          image.Image // white: repaint; black: keep
+	MaskBlur      int         // pixels (Gaussian radius, as A1111's mask_blur)
 	// InpaintFill is what the masked area starts from: "original"
 	// (default), "fill" (blurred surrounding colours), "noise" (latent
 	// noise), "nothing" (latent zeros).
@@ -161,6 +166,11 @@ func (r *Request) Normalize(lim Limits, native int) ([]Notice, error) {
 	}
 	if r.ClipSkip < 0 || r.ClipSkip > 12 {
 		return nil, fmt.Errorf("clip skip %d: must be between 1 and 12", r.ClipSkip)
+	}
+	switch r.EmptyNegative {
+	case "", "a1111", "sdcpp":
+	default:
+		return nil, fmt.Errorf("empty-negative rule %q: use a1111 or sdcpp", r.EmptyNegative)
 	}
 	if r.Init != nil {
 		if r.Strength == 0 {
