@@ -129,6 +129,36 @@ test('openai: tool-call round trip is accepted', { skip }, async () => {
   }
 });
 
+test('openai: n choices share the prompt; streamed deltas carry their index', { skip }, async () => {
+  const req = { model: 'tiny', messages: user('Tell me a story'), n: 3, seed: 7, temperature: 1.2, max_tokens: 6,
+    logit_bias: banEnd };
+  const full = await openai.chat.completions.create(req);
+  assert.deepEqual(full.choices.map((c) => c.index), [0, 1, 2]);
+  // Choice i is what n = 1 gives with seed + i.
+  let generated = 0;
+  for (const [i, c] of full.choices.entries()) {
+    const one = await openai.chat.completions.create({ ...req, n: 1, seed: 7 + i });
+    assert.equal(c.message.content, one.choices[0].message.content, `choice ${i}`);
+    assert.equal(full.usage.prompt_tokens, one.usage.prompt_tokens); // the prompt counted once
+    generated += one.usage.completion_tokens;
+  }
+  assert.equal(full.usage.completion_tokens, generated);
+  const stream = await openai.chat.completions.create({ ...req, stream: true, stream_options: { include_usage: true } });
+  const content = ['', '', ''];
+  const finish = [null, null, null];
+  let usage = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      content[c.index] += c.delta.content ?? '';
+      if (c.finish_reason) finish[c.index] = c.finish_reason;
+    }
+  }
+  assert.deepEqual(content, full.choices.map((c) => c.message.content));
+  assert.deepEqual(finish, full.choices.map((c) => c.finish_reason));
+  assert.equal(usage.completion_tokens, full.usage.completion_tokens);
+});
+
 test('openai: legacy completions', { skip }, async () => {
   const res = await openai.completions.create({ model: 'tiny', prompt: 'Once upon a time', max_tokens: 5, temperature: 0 });
   assert.equal(res.object, 'text_completion');
@@ -136,8 +166,8 @@ test('openai: legacy completions', { skip }, async () => {
 });
 
 test('openai: errors are typed and name the field', { skip }, async () => {
-  await assert.rejects(openai.chat.completions.create({ model: 'tiny', messages: user('x'), n: 2 }),
-    (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'n' && /not supported yet/.test(e.message));
+  await assert.rejects(openai.chat.completions.create({ model: 'tiny', messages: user('x'), n: 9 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'n' && /more than the 8 choices/.test(e.message));
   await assert.rejects(openai.chat.completions.create({ model: 'nope', messages: user('x') }),
     (e) => e instanceof OpenAI.NotFoundError && /not found/.test(e.message));
   await assert.rejects(openai.chat.completions.create({ model: 'tiny', max_tokens: -5, messages: user('x') }),

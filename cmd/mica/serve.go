@@ -25,6 +25,7 @@ type serveFlags struct {
 	batch        int
 	maxBody      int64
 	keepAlive    time.Duration
+	memBudget    string
 	data         string
 	clipTok      string
 	maxSteps     int
@@ -47,7 +48,7 @@ type serveFlags struct {
 var serveEnv = map[string]string{
 	"addr": "MICA_ADDR", "models": "MICA_MODELS", "threads": "MICA_THREADS", "ctx": "MICA_CTX",
 	"max-queue": "MICA_MAX_QUEUE", "max-body": "MICA_MAX_BODY", "keep-alive": "MICA_KEEP_ALIVE",
-	"batch": "MICA_BATCH", "data": "MICA_DATA", "clip-tokenizer": "MICA_CLIP_TOKENIZER",
+	"batch": "MICA_BATCH", "memory-budget": "MICA_MEMORY_BUDGET", "data": "MICA_DATA", "clip-tokenizer": "MICA_CLIP_TOKENIZER",
 	"max-steps": "MICA_MAX_STEPS", "max-pixels": "MICA_MAX_PIXELS", "max-images": "MICA_MAX_IMAGES",
 	"api-key": "MICA_API_KEYS", "api-keys-file": "MICA_API_KEYS_FILE", "rate-limit": "MICA_RATE_LIMIT",
 	"max-jobs-per-key": "MICA_MAX_JOBS_PER_KEY",
@@ -63,20 +64,28 @@ func newServeCmd() *cobra.Command {
 		Short: "Serve the models of a folder over OpenAI-, Ollama- and A1111-compatible HTTP APIs",
 		Long: `Serve the models in --models DIR over HTTP: GGUF files (Gemma LLMs; a model's
 name is its file's name without .gguf) and Stable Diffusion checkpoints
-(.safetensors files and diffusers folders). LLMs load on first use and
-unload after --keep-alive of idleness; one is loaded at a time and requests
-run one after another (--max-queue wait, then 429).
+(.safetensors files and diffusers folders). Models load on first use and
+unload after --keep-alive of idleness. Every loaded model, LLMs and image
+models alike, shares one --memory-budget (default: the machine's memory less
+2 GiB): several stay loaded when they fit; loading one that does not fit
+first unloads idle ones, least recently used first; a model in use is never
+unloaded (the load waits), and one that can never fit is refused with 503.
+A model's need is estimated from its file (weights, KV cache for --ctx and
+--batch, buffers). Up to --batch requests run at once (--max-queue wait,
+then 429).
 
 Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models
 (OpenAI); POST /api/chat, POST /api/generate, GET /api/tags, POST /api/show,
 GET /api/ps, GET /api/version (Ollama); GET /health; GET /metrics (Prometheus).
+Models: GET /mica/v1/models (every model and the memory budget), POST
+/mica/v1/models/NAME/load and /unload (?kind=llm|image, ?keep_alive=).
 
 Images: every generation is a job in a persistent queue under --data (jobs
 survive a restart; outputs are saved under DATA/outputs/DATE/). A1111 /
 SD.Next: POST /sdapi/v1/txt2img and img2img, GET /sdapi/v1/progress, POST
 /sdapi/v1/interrupt and skip, GET|POST /sdapi/v1/options, GET
 /sdapi/v1/sd-models, samplers, schedulers, upscalers, memory, POST
-/sdapi/v1/png-info. OpenAI: POST /v1/images/generations and
+/sdapi/v1/png-info, unload-checkpoint, reload-checkpoint. OpenAI: POST /v1/images/generations and
 /v1/images/edits. Jobs: POST /mica/v1/jobs, GET /mica/v1/jobs[/ID],
 POST /mica/v1/jobs/ID/cancel|interrupt|skip|priority, POST
 /mica/v1/jobs/reorder, GET /mica/v1/jobs/ID/events and /mica/v1/events
@@ -94,7 +103,7 @@ Configuration comes from flags, then environment variables, then a config
 file (--config, default ~/.config/mica/serve.conf when it exists): one
 "name = value" per line with the flag names (models = /srv/models), # for
 comments. The variables: MICA_ADDR, MICA_MODELS, MICA_THREADS, MICA_CTX,
-MICA_MAX_QUEUE, MICA_MAX_BODY, MICA_KEEP_ALIVE, MICA_BATCH, MICA_DATA,
+MICA_MAX_QUEUE, MICA_MAX_BODY, MICA_KEEP_ALIVE, MICA_BATCH, MICA_MEMORY_BUDGET, MICA_DATA,
 MICA_CLIP_TOKENIZER, MICA_MAX_STEPS, MICA_MAX_PIXELS, MICA_MAX_IMAGES,
 MICA_API_KEYS (comma-separated), MICA_API_KEYS_FILE, MICA_RATE_LIMIT,
 MICA_MAX_JOBS_PER_KEY, MICA_MMPROJ, MICA_REMOTE_IMAGES, MICA_IMAGE_FETCH_TIMEOUT,
@@ -117,6 +126,10 @@ Ollama "images") for Gemma models with a vision file (mmproj).`,
 			if len(keys) == 0 && !f.noAuth && !loopback(f.addr) {
 				return fmt.Errorf("--addr %s reaches beyond this machine but no API key is set: give --api-key (or --api-keys-file), or --no-auth to serve openly", f.addr)
 			}
+			budget, err := server.ParseMemorySize(f.memBudget)
+			if err != nil {
+				return fmt.Errorf("--memory-budget: %w", err)
+			}
 			proj, err := server.ParseProjectors(f.mmproj)
 			if err != nil {
 				return err
@@ -124,7 +137,7 @@ Ollama "images") for Gemma models with a vision file (mmproj).`,
 			s, err := server.New(server.Config{Vision: server.VisionConfig{Projectors: proj, RemoteImages: f.remoteImages,
 				RemoteTimeout: f.fetchTimeout, MaxImageBytes: f.maxImgBytes, MaxImages: f.chatImages},
 				APIKeys: keys, RateLimit: f.rateLimit, MaxJobsPerKey: f.jobsPerKey, ModelsDir: f.models, Threads: f.threads, Context: f.ctx,
-				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, Batch: f.batch, KeepAlive: f.keepAlive, Version: version, Logger: log,
+				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, Batch: f.batch, KeepAlive: f.keepAlive, MemoryBudget: budget, Version: version, Logger: log,
 				DataDir: f.data, CLIPTokenizer: f.clipTok, Offline: os.Getenv("MICA_OFFLINE") != "",
 				ImageLimits: imagegen.Limits{MaxSteps: f.maxSteps, MaxPixels: f.maxPixels, MaxBatch: f.maxImages}})
 			if err != nil {
@@ -135,7 +148,7 @@ Ollama "images") for Gemma models with a vision file (mmproj).`,
 				s.Close()
 				return fmt.Errorf("listen on %s: %w", f.addr, err)
 			}
-			log.Info("mica serve listening", "addr", ln.Addr().String(), "models", f.models)
+			log.Info("mica serve listening", "addr", ln.Addr().String(), "models", f.models, "memory_budget", s.MemoryBudget())
 			if ta, ok := ln.Addr().(*net.TCPAddr); ok && !ta.IP.IsLoopback() && len(keys) == 0 {
 				log.Warn("listening beyond this machine without API keys: anyone who can reach this address can use the models", "addr", ta.String())
 			}
@@ -151,7 +164,8 @@ Ollama "images") for Gemma models with a vision file (mmproj).`,
 	fl.IntVar(&f.maxQueue, "max-queue", server.DefaultMaxQueue, "requests that may wait for the engine before 429")
 	fl.IntVar(&f.batch, "batch", server.DefaultBatch, "requests a model runs together by continuous batching (1: one at a time, reusing the previous prompt's prefix)")
 	fl.Int64Var(&f.maxBody, "max-body", server.DefaultMaxBody, "largest request body in bytes (then 413)")
-	fl.DurationVar(&f.keepAlive, "keep-alive", server.DefaultKeepAlive, "unload a model after this long idle (negative: never)")
+	fl.DurationVar(&f.keepAlive, "keep-alive", server.DefaultKeepAlive, "unload a model after this long idle (negative: only when its memory is needed)")
+	fl.StringVar(&f.memBudget, "memory-budget", "auto", "memory all loaded models share: bytes with a unit (16GiB, 12G), a share of RAM (75%), auto (RAM less 2 GiB) or none")
 	dataDir, _ := jobs.DefaultDataDir()
 	lim := imagegen.DefaultLimits()
 	fl.StringVar(&f.data, "data", dataDir, "folder for the image job queue, outputs and history")

@@ -20,7 +20,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	defer cancel()
 	pr, pw := io.Pipe()
 	cmd := newServeCmd()
-	cmd.SetArgs([]string{"--models", dir, "--addr", "127.0.0.1:0", "--threads", "1", "--data", t.TempDir()})
+	cmd.SetArgs([]string{"--models", dir, "--addr", "127.0.0.1:0", "--threads", "1", "--data", t.TempDir(), "--memory-budget", "1.5GiB"})
 	cmd.SetOut(pw)
 	cmd.SetErr(io.Discard)
 	done := make(chan error, 1)
@@ -34,7 +34,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	if !ok {
 		t.Fatalf("printed %q", line)
 	}
-	for _, path := range []string{"/health", "/v1/models", "/api/tags", "/sdapi/v1/sd-models", "/sdapi/v1/progress"} {
+	for _, path := range []string{"/health", "/v1/models", "/api/tags", "/sdapi/v1/sd-models", "/sdapi/v1/progress", "/mica/v1/models"} {
 		resp, err := http.Get(url + path)
 		if err != nil {
 			t.Fatal(err)
@@ -43,6 +43,9 @@ func TestServeStartsAndStops(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
 			t.Fatalf("%s: %d %s", path, resp.StatusCode, b)
+		}
+		if path == "/mica/v1/models" && !strings.Contains(string(b), `"budget_bytes":1610612736`) {
+			t.Fatalf("--memory-budget 1.5GiB: %s", b)
 		}
 	}
 	cancel()
@@ -67,6 +70,7 @@ func TestServeFlagsAndEnv(t *testing.T) {
 		{"MICA_ADDR", "nonsense", []string{"--models", "."}, `--addr "nonsense"`},
 		{"MICA_CTX", "-5", []string{"--models", "."}, "--ctx -5"},
 		{"MICA_MODELS", "/nonexistent/mica-models", []string{}, "models folder"},
+		{"MICA_MEMORY_BUDGET", "lots", []string{"--models", "."}, "--memory-budget"},
 	} {
 		t.Run(c.env, func(t *testing.T) {
 			t.Setenv(c.env, c.val)
@@ -100,6 +104,10 @@ func TestServeConfigFileAndAuthRules(t *testing.T) {
 	// A flag wins over the file.
 	if err := run("--config", conf, "--models", "/nonexistent/from-flag"); err == nil || !strings.Contains(err.Error(), "from-flag") {
 		t.Fatalf("flag did not win: %v", err)
+	}
+	os.WriteFile(conf, []byte("memory-budget = 12Q\n"), 0o644)
+	if err := run("--config", conf, "--models", dir, "--data", t.TempDir()); err == nil || !strings.Contains(err.Error(), `memory size "12Q"`) {
+		t.Fatalf("config file memory-budget: %v", err)
 	}
 	os.WriteFile(conf, []byte("colour = blue\n"), 0o644)
 	if err := run("--config", conf); err == nil || !strings.Contains(err.Error(), `unknown setting "colour"`) {

@@ -2,35 +2,19 @@
 // playwright-core (no browser downloads), against `mica serve` on a
 // synthetic Gemma model and a synthetic Stable Diffusion checkpoint.
 //
-// Needs a mica binary (MICA_BIN, default ../../mica), the shared test data
-// (MICA_SHARED, default ../../../shared) and chromium (CHROMIUM, default
-// /usr/bin/chromium; `apt-get install chromium`). A missing chromium fails
-// the run: these tests never skip for want of a browser.
-// MICA_SCREENSHOTS=DIR saves a screenshot of each main view there
-// (docs/screenshots when refreshing the README's pictures).
+// What they need (a mica binary, the shared test data, chromium) is in
+// harness.js. A missing chromium fails the run: these tests never skip for
+// want of a browser. MICA_SCREENSHOTS=DIR saves a screenshot of each main
+// view there (docs/screenshots when refreshing the README's pictures).
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { browserPath, serve, shots, skipReason, synthModels, visionModel, visionPNG, visionProj } from './harness.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const bin = process.env.MICA_BIN ? path.resolve(process.env.MICA_BIN) : path.resolve(here, '../../mica');
-const shared = process.env.MICA_SHARED ?? path.resolve(here, '../../../shared');
-const browserPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const vocab = path.join(shared, 'testdata/gemma3-tokenizer/gemma3-vocab-gemma4bpe.gguf');
-const template = path.join(shared, 'testdata/chat-templates/google-gemma-4-31B-it.jinja');
-const clipVocab = path.join(shared, 'testdata/clip/bpe_simple_vocab_16e6.txt.gz');
-// The vision pair: a tiny Gemma 3 and its mmproj, with a test picture.
-const visionModel = path.join(shared, 'reference/gemma/gemma3-tiny-f32.gguf');
-const visionProj = path.join(shared, 'reference/vision/mmproj-gemma3-tiny-f32.gguf');
-const visionPNG = path.join(shared, 'reference/vision/dev-512x384.png');
-const missing = [bin, vocab, template, clipVocab, visionModel, visionProj, visionPNG].filter((p) => !existsSync(p));
-const skip = missing.length > 0 ? `missing ${missing.join(', ')}` : false;
-const shots = process.env.MICA_SCREENSHOTS ? path.resolve(process.env.MICA_SCREENSHOTS) : '';
+const skip = skipReason(visionModel, visionProj, visionPNG);
 
 let dir, server, url, browser, context, page;
 const pageErrors = [];
@@ -86,46 +70,22 @@ async function dropImage(b64) {
   await page.dispatchEvent('.drop', 'drop', { dataTransfer: dt });
 }
 
-let serverArgs;
-
 // startServer runs mica serve on the test's models and data folder and
 // sets url.
 async function startServer() {
-  serverArgs ??= ['serve', '--models', path.join(dir, 'models'), '--data', path.join(dir, 'data'), '--addr', '127.0.0.1:0',
-    '--ctx', '1024', '--threads', '2', '--clip-tokenizer', clipVocab];
-  server = spawn(bin, serverArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  server.stderr.on('data', (d) => { log += d; });
-  url = await new Promise((resolve, reject) => {
-    let out = '';
-    server.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on (http:\/\/\S+)/);
-      if (m) resolve(m[1]);
-    });
-    server.on('exit', (code) => reject(new Error(`mica serve exited (${code}): ${log}`)));
-  });
+  server = await serve(path.join(dir, 'models'), path.join(dir, 'data'));
+  url = server.url;
 }
 
 async function stopServer() {
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server.on('exit', r));
-    server.kill('SIGTERM');
-    await exited;
-  }
+  if (server) await server.stop();
 }
 
 before(async () => {
   if (skip) return;
   assert.ok(existsSync(browserPath), `chromium not found at ${browserPath}: install it (apt-get install chromium) or set CHROMIUM`);
   dir = mkdtempSync(path.join(tmpdir(), 'mica-ui-'));
-  const models = path.join(dir, 'models');
-  mkdirSync(models);
-  let r = spawnSync(bin, ['dev', 'synth', 'gemma4-test', '-o', path.join(models, 'tiny.gguf'),
-    '--vocab', vocab, '--chat-template', template, '--dtype', 'f16', '--seed', '5'], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `mica dev synth gemma4-test failed: ${r.stderr}`);
-  r = spawnSync(bin, ['dev', 'synth', 'sd-test', '-o', path.join(models, 'sd-test.safetensors')], { encoding: 'utf8' });
-  assert.equal(r.status, 0, `mica dev synth sd-test failed: ${r.stderr}`);
+  synthModels(path.join(dir, 'models'));
   await startServer();
   browser = await chromium.launch({ executablePath: browserPath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
   context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
@@ -249,36 +209,6 @@ test('chat: Esc stops a streaming answer', { skip }, async () => {
 
 let firstJob;
 
-// serveOther runs another mica serve on its own folders (with the main
-// server's flags otherwise) and returns its URL and a stop function.
-async function serveOther(models, data, extra = []) {
-  const p = spawn(bin, ['serve', '--models', models, '--data', data, '--addr', '127.0.0.1:0', '--ctx', '1024', '--threads', '2', ...extra],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  p.stderr.on('data', (d) => { log += d; });
-  const stop = async () => {
-    if (p.exitCode !== null) return;
-    const exited = new Promise((r) => p.on('exit', r));
-    p.kill('SIGTERM');
-    await exited;
-  };
-  try {
-    const u = await new Promise((resolve, reject) => {
-      let out = '';
-      p.stdout.on('data', (d) => {
-        out += d;
-        const m = out.match(/listening on (http:\/\/\S+)/);
-        if (m) resolve(m[1]);
-      });
-      p.on('exit', (code) => reject(new Error(`mica serve exited (${code}): ${log}`)));
-    });
-    return { url: u, stop };
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-}
-
 test('chat: images for a model with vision, attached, shown and sent', { skip }, async () => {
   // A model of its own folder: a second mmproj file in the main folder
   // would be "the only mmproj beside" tiny too.
@@ -287,7 +217,7 @@ test('chat: images for a model with vision, attached, shown and sent', { skip },
   copyFileSync(visionModel, path.join(models, 'tiny-vision.gguf'));
   copyFileSync(visionProj, path.join(models, 'mmproj-tiny-vision.gguf')); // the sibling rule: mmproj-NAME.gguf
   for (const f of ['tiny-vision.gguf', 'mmproj-tiny-vision.gguf']) chmodSync(path.join(models, f), 0o644);
-  const other = await serveOther(models, path.join(dir, 'data-vision'));
+  const other = await serve(models, path.join(dir, 'data-vision'));
   try {
     const show = await (await fetch(other.url + '/api/show', { method: 'POST', body: JSON.stringify({ model: 'tiny-vision' }) })).json();
     assert.ok(show.capabilities?.includes('vision'), `tiny-vision has no vision: ${JSON.stringify(show)}`);
@@ -542,18 +472,9 @@ test('conversations and images survive a restart of mica serve', { skip }, async
 
 test('with an API key: the page asks for it, then chat and images work', { skip }, async () => {
   const key = 'ui-test-key-123456';
-  const keyed = spawn(bin, ['serve', '--models', path.join(dir, 'models'), '--data', path.join(dir, 'data-keyed'), '--addr', '127.0.0.1:0',
-    '--ctx', '1024', '--threads', '2', '--clip-tokenizer', clipVocab, '--api-key', key], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const keyed = await serve(path.join(dir, 'models'), path.join(dir, 'data-keyed'), ['--api-key', key]);
   try {
-    const kurl = await new Promise((resolve, reject) => {
-      let out = '';
-      keyed.stdout.on('data', (d) => {
-        out += d;
-        const m = out.match(/listening on (http:\/\/\S+)/);
-        if (m) resolve(m[1]);
-      });
-      keyed.on('exit', (code) => reject(new Error(`mica serve --api-key exited (${code})`)));
-    });
+    const kurl = keyed.url;
     await page.goto(kurl + '/ui/chat'); // the page itself needs no key
     await page.locator('.notice.error').filter({ hasText: 'API key' }).first().waitFor();
     await page.getByRole('button', { name: 'Settings', exact: true }).click();
@@ -574,10 +495,25 @@ test('with an API key: the page asks for it, then chat and images work', { skip 
     // The result arrives by the event stream (read with the key) and the
     // picture is fetched with the key into a blob: URL.
     await page.waitForFunction(() => { const i = document.querySelector('.results img'); return i && i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0; }, null, { timeout: 30000 });
+    // Downloads carry the key too (a bare <a href download> could not):
+    // from the result's viewer and from the gallery's.
+    const auth = { headers: { Authorization: 'Bearer ' + key } };
+    const src = (await (await fetch(kurl + '/mica/v1/history?limit=1', auth)).json()).images[0].image;
+    assert.equal((await fetch(kurl + src)).status, 401, 'the picture is served without the key');
+    const want = Buffer.from(await (await fetch(kurl + src, auth)).arrayBuffer());
+    for (const where of ['studio', 'gallery']) {
+      if (where === 'gallery') await page.goto(kurl + '/ui/gallery');
+      await page.locator(where === 'studio' ? '.results .thumb' : '.grid-images .thumb').first().click();
+      const dl = page.waitForEvent('download');
+      await page.locator('.viewer').getByRole('button', { name: 'Download' }).click();
+      const d = await dl;
+      assert.equal(d.suggestedFilename(), src.split('/').pop());
+      const got = readFileSync(await d.path());
+      assert.ok(got.equals(want), `${where}: the downloaded file is not the picture (${got.length} bytes)`);
+      await page.getByRole('button', { name: 'Close viewer' }).click();
+    }
   } finally {
     await page.evaluate(() => localStorage.removeItem('mica.apiKey'));
-    const exited = new Promise((r) => keyed.on('exit', r));
-    keyed.kill('SIGTERM');
-    await exited;
+    await keyed.stop();
   }
 });

@@ -8,7 +8,9 @@
 // name or resolved by a function, does the work and reports through a
 // Progress; params and results are opaque JSON to the queue. Generated images
 // are written under the data folder's outputs/YYYY-MM-DD/ by write-then-rename
-// and recorded in a history table.
+// and recorded in a history table; images that are not to be saved (A1111's
+// save_images false) go to temp/ instead, outside the history, and are
+// deleted with their job or after Options.TempRetention.
 //
 // Durability: every state change (submit, start, finish, cancel, reorder,
 // delete) is one SQLite transaction in WAL mode. Step progress and previews

@@ -101,13 +101,91 @@ func ValidName(name string) error {
 	return nil
 }
 
+// TempDir is the folder of images that are not to be saved (KeepImage):
+// A1111's save_images false. They are kept only until their job's result
+// has been delivered (RemoveTemp), the job is deleted, or
+// Options.TempRetention has passed.
+func TempDir(dataDir string) string { return filepath.Join(dataDir, tempFolder) }
+
+const tempFolder = "temp"
+
+// KeepImage writes data as temp/JOBID-name under dataDir (write-then-rename)
+// and returns "temp/JOBID-name". Nothing is recorded in the history.
+func KeepImage(dataDir, jobID, name string, data []byte) (string, error) {
+	final := jobID + "-" + name
+	if err := ValidName(final); err != nil {
+		return "", err
+	}
+	dir := TempDir(dataDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("jobs: temporary folder: %w", err)
+	}
+	saveMu.Lock()
+	defer saveMu.Unlock()
+	final, err := freeName(dir, final)
+	if err != nil {
+		return "", err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, final), data); err != nil {
+		return "", fmt.Errorf("jobs: keeping %s: %w", name, err)
+	}
+	return tempFolder + "/" + final, nil
+}
+
+// IsTemp reports whether a result path names a temporary image (KeepImage).
+func IsTemp(rel string) bool { return strings.HasPrefix(rel, tempFolder+"/") }
+
+// RemoveTemp deletes the temporary images among rels (other paths are left
+// alone); a missing file is not an error.
+func RemoveTemp(dataDir string, rels []string) error {
+	var errs []error
+	for _, rel := range rels {
+		if !IsTemp(rel) {
+			continue
+		}
+		p, err := ResolveOutput(dataDir, rel)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sweepTemp deletes temporary images older than age (and crash leftovers).
+func sweepTemp(dataDir string, age time.Duration) {
+	dir := TempDir(dataDir)
+	files, _ := os.ReadDir(dir)
+	cut := time.Now().Add(-age)
+	for _, f := range files {
+		info, err := f.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		if info.ModTime().Before(cut) {
+			os.Remove(filepath.Join(dir, f.Name()))
+		}
+	}
+}
+
 // ResolveOutput turns a path relative to the outputs folder, as SaveImage
-// returns it ("YYYY-MM-DD/name"), into a file path under dataDir, refusing
-// anything else (so request paths never leave the outputs folder).
+// returns it ("YYYY-MM-DD/name"), or a temporary image's path as KeepImage
+// returns it ("temp/name"), into a file path under dataDir, refusing
+// anything else (so request paths never leave the data folder's image
+// areas).
 func ResolveOutput(dataDir, rel string) (string, error) {
 	day, name, ok := strings.Cut(rel, "/")
 	if !ok {
 		return "", fmt.Errorf("jobs: output path %q: want YYYY-MM-DD/name", rel)
+	}
+	if day == tempFolder {
+		if err := ValidName(name); err != nil {
+			return "", err
+		}
+		return filepath.Join(TempDir(dataDir), name), nil
 	}
 	if _, err := time.Parse("2006-01-02", day); err != nil || len(day) != 10 {
 		return "", fmt.Errorf("jobs: output path %q: %q is not a date folder", rel, day)

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,9 +112,9 @@ func TestHistoryPaging(t *testing.T) {
 }
 
 // FuzzResolveOutput: whatever a request sends, an accepted path lies inside
-// a date folder of the outputs folder.
+// a date folder of the outputs folder, or directly in the temporary folder.
 func FuzzResolveOutput(f *testing.F) {
-	for _, s := range []string{"2026-11-27/x.png", "../x", "2026-11-27/../../x", "2026-11-27/.x", "2026-11-27/a\\b"} {
+	for _, s := range []string{"2026-11-27/x.png", "../x", "2026-11-27/../../x", "2026-11-27/.x", "2026-11-27/a\\b", "temp/x.png", "temp/../x", "temp/a/b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, rel string) {
@@ -122,11 +123,79 @@ func FuzzResolveOutput(f *testing.F) {
 			return
 		}
 		r, err := filepath.Rel("/data/outputs", p)
-		if err != nil || strings.HasPrefix(r, "..") || strings.Count(filepath.ToSlash(r), "/") != 1 || filepath.Clean(p) != p {
+		inOutputs := err == nil && !strings.HasPrefix(r, "..") && strings.Count(filepath.ToSlash(r), "/") == 1
+		inTemp := filepath.Dir(p) == "/data/temp"
+		if !(inOutputs || inTemp) || filepath.Clean(p) != p {
 			t.Fatalf("%q resolved to %q", rel, p)
 		}
 		if ValidName(filepath.Base(p)) != nil {
 			t.Fatalf("%q resolved to an invalid name %q", rel, p)
 		}
 	})
+}
+
+// TestKeepImage: images not to be saved go to the temporary folder, never
+// to the outputs or the history; they resolve like outputs, and RemoveTemp
+// deletes only them.
+func TestKeepImage(t *testing.T) {
+	q := openTest(t, "", Options{})
+	rel, err := KeepImage(q.Dir(), "J1", "a.png", []byte("png"))
+	if err != nil || rel != "temp/J1-a.png" || !IsTemp(rel) {
+		t.Fatalf("KeepImage: %q %v", rel, err)
+	}
+	if rel2, _ := KeepImage(q.Dir(), "J1", "a.png", []byte("png2")); rel2 != "temp/J1-a-1.png" {
+		t.Fatalf("second name %q", rel2)
+	}
+	p, err := ResolveOutput(q.Dir(), rel)
+	if b, _ := os.ReadFile(p); err != nil || string(b) != "png" {
+		t.Fatalf("resolved %q %v", p, err)
+	}
+	if _, err := os.Stat(OutputsDir(q.Dir())); !os.IsNotExist(err) {
+		t.Fatalf("the outputs folder was made: %v", err)
+	}
+	if h, _, _ := q.History("", 10); len(h) != 0 {
+		t.Fatalf("history %v", h)
+	}
+	saved, _ := SaveImage(q.Dir(), day, "b.png", []byte("kept"))
+	if err := RemoveTemp(q.Dir(), []string{rel, saved, "temp/J1-gone.png"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatal("the temporary image is still there")
+	}
+	if sp, _ := ResolveOutput(q.Dir(), saved); fileExists(sp) != nil {
+		t.Fatal("RemoveTemp deleted a saved image")
+	}
+	if _, err := KeepImage(q.Dir(), "J1", "../x.png", nil); err == nil {
+		t.Fatal("a bad name was kept")
+	}
+}
+
+func fileExists(p string) error { _, err := os.Stat(p); return err }
+
+// TestTempImagesExpireAndGoWithTheirJob: a job's temporary images are
+// deleted with the job, and by the sweeper after the retention.
+func TestTempImagesExpireAndGoWithTheirJob(t *testing.T) {
+	q := openTest(t, "", Options{TempRetention: 200 * time.Millisecond})
+	q.Register("m", RunnerFunc(func(ctx context.Context, j *Job, p Progress) (Result, error) {
+		rel, err := p.KeepImage("x.png", []byte("png"))
+		return Result{Images: []string{rel}}, err
+	}))
+	j := wait(t, q, submit(t, q, "m", 0).ID)
+	if j.State != Finished || len(j.Result.Images) != 1 || !IsTemp(j.Result.Images[0]) {
+		t.Fatalf("%+v", j)
+	}
+	p, _ := ResolveOutput(q.Dir(), j.Result.Images[0])
+	if err := q.Delete(j.ID); err != nil || fileExists(p) == nil {
+		t.Fatalf("delete: %v; file left: %v", err, fileExists(p) == nil)
+	}
+	j = wait(t, q, submit(t, q, "m", 0).ID)
+	p, _ = ResolveOutput(q.Dir(), j.Result.Images[0])
+	deadline := time.Now().Add(5 * time.Second)
+	for fileExists(p) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the temporary image outlived its retention")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -35,6 +35,10 @@ type Options struct {
 	// SubscriberBuffer is how many undelivered events a subscriber may hold
 	// before the oldest step events are dropped; default 256.
 	SubscriberBuffer int
+	// TempRetention is how long images that are not to be saved
+	// (KeepImage) are kept for the job's clients; default 1 hour. A job's
+	// are also deleted with the job.
+	TempRetention time.Duration
 	// Durable makes every commit wait for the disk (synchronous=FULL), so
 	// commits also survive power loss; the default survives process crashes.
 	Durable bool
@@ -58,6 +62,9 @@ func (o *Options) defaults() {
 	}
 	if o.SubscriberBuffer <= 0 {
 		o.SubscriberBuffer = 256
+	}
+	if o.TempRetention <= 0 {
+		o.TempRetention = time.Hour
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -166,8 +173,10 @@ func Open(dataDir string, o Options) (*Queue, error) {
 		return fail(err)
 	}
 	removeTemporary(dataDir)
-	q.wg.Add(1)
+	sweepTemp(dataDir, o.TempRetention)
+	q.wg.Add(2)
 	go q.dispatcher()
+	go q.sweeper()
 	q.kick()
 	return q, nil
 }
@@ -626,8 +635,23 @@ func (q *Queue) Reorder(ids []string) error {
 	return nil
 }
 
-// Delete removes a finished (terminal) job from the queue. Its images and
-// history entries stay.
+// sweeper deletes expired temporary images while the queue is open.
+func (q *Queue) sweeper() {
+	defer q.wg.Done()
+	t := time.NewTicker(min(q.opt.TempRetention/4+time.Millisecond, 10*time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-q.stop:
+			return
+		case <-t.C:
+			sweepTemp(q.dir, q.opt.TempRetention)
+		}
+	}
+}
+
+// Delete removes a finished (terminal) job from the queue. Its saved images
+// and history entries stay; its temporary images (KeepImage) are deleted.
 func (q *Queue) Delete(id string) error {
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
@@ -638,8 +662,18 @@ func (q *Queue) Delete(id string) error {
 	if !state.Terminal() {
 		return fmt.Errorf("jobs: delete %s: %w (%s)", id, ErrNotFinished, state)
 	}
+	var images string
+	if err := q.db.QueryRow(`SELECT images FROM jobs WHERE id = ?`, id).Scan(&images); err != nil {
+		return fmt.Errorf("jobs: delete %s: %w", id, err)
+	}
 	if _, err := q.db.Exec(`DELETE FROM jobs WHERE id = ?`, id); err != nil {
 		return fmt.Errorf("jobs: delete %s: %w", id, err)
+	}
+	var rels []string
+	if json.Unmarshal([]byte(images), &rels) == nil {
+		if err := RemoveTemp(q.dir, rels); err != nil {
+			q.opt.Logger.Warn("jobs: deleting a job's temporary images", "job", id, "err", err)
+		}
 	}
 	q.events.publish(Event{Type: EventDeleted, JobID: id, Model: model, State: state, Time: time.Now()})
 	return nil

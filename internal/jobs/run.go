@@ -302,3 +302,7 @@ func (r *run) Skipped() bool     { return r.skipped.Load() }
 func (r *run) SaveImage(name string, data []byte, infotext string) (string, error) {
 	return r.q.SaveImage(r.job.ID, time.Now(), name, data, infotext)
 }
+
+func (r *run) KeepImage(name string, data []byte) (string, error) {
+	return KeepImage(r.q.dir, r.job.ID, name, data)
+}

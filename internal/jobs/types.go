@@ -37,7 +37,7 @@ type Request struct {
 
 // Result is what a runner produced.
 type Result struct {
-	Images []string        // output paths relative to the outputs folder (see SaveImage)
+	Images []string        // output paths relative to the outputs folder (see SaveImage), or "temp/NAME" (KeepImage)
 	Info   json.RawMessage // opaque JSON (A1111's info)
 }
 
@@ -123,6 +123,11 @@ type Progress interface {
 	// and records it in the history with its infotext; it returns the path
 	// relative to the outputs folder, for Result.Images.
 	SaveImage(name string, data []byte, infotext string) (string, error)
+	// KeepImage writes an image of this job that is not to be saved (A1111's
+	// save_images false) to the data folder's temporary area: it is not in
+	// the outputs or the history, and is deleted with the job or after
+	// Options.TempRetention. It returns "temp/NAME", for Result.Images.
+	KeepImage(name string, data []byte) (string, error)
 }
 
 // Errors callers can test for with errors.Is.

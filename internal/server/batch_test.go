@@ -114,9 +114,9 @@ func (r *switchRunner) Close() error {
 	return nil
 }
 
-// TestBatchedModelSwitch: with several requests running at once, a request
-// for another model waits until the running ones end before the first model
-// is unloaded.
+// TestBatchedModelSwitch: with several requests running at once and a
+// memory budget that holds one model, a request for another model waits
+// until the running ones end before the first model is unloaded.
 func TestBatchedModelSwitch(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(models(t), testModel+".gguf")
@@ -139,6 +139,12 @@ func TestBatchedModelSwitch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A memory budget with room for one of the two models only.
+	info, err := s.cat.lookup("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.res.budget = llmNeed(info, 0, 3) * 3 / 2
 	ts := httptest.NewServer(s)
 	defer func() { ts.Close(); s.Close() }()
 	var wg sync.WaitGroup

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"mica/internal/format/gguf"
+	"mica/internal/models/gemma"
 	"mica/internal/server/canon"
 	"mica/internal/tensor"
 )
@@ -43,6 +44,9 @@ type ModelInfo struct {
 	// MaxImages is the most images a request may hold (the server's
 	// configuration, given to the engine at load).
 	MaxImages int
+	// geometry is the model's shape (nil when the engine does not know
+	// the architecture): what its memory need is estimated from.
+	geometry *gemma.Config
 }
 
 // isProjector reports whether an architecture is a vision projector's
@@ -141,6 +145,9 @@ func (c *catalog) info(name string) (ModelInfo, error) {
 	m.Arch, _ = f.String("general.architecture")
 	m.SizeLabel, _ = f.String("general.size_label")
 	m.Template, _ = f.String("tokenizer.chat_template")
+	if c, err := gemma.ParseConfig(f); err == nil {
+		m.geometry = c
+	}
 	if n, err := f.Int(m.Arch + ".context_length"); err == nil {
 		m.Context = int(n)
 	}

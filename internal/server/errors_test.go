@@ -41,7 +41,7 @@ func TestBadInput(t *testing.T) {
 		{"/v1/chat/completions", `{"model":"tiny","messages":[]}`, 400, "at least one message", "messages"},
 		{"/v1/chat/completions", `{"model":"tiny","messages":[{"role":"robot","content":"x"}]}`, 400, "role", "messages[0].role"},
 		{"/v1/chat/completions", `{"model":"tiny","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:"}}]}]}`, 400, "a data: URL needs a comma", "messages[0].content[0].image_url"},
-		{"/v1/chat/completions", `{"model":"tiny",` + okMsgs + `,"n":2}`, 400, "n: more than one choice is not supported yet", "n"},
+		{"/v1/chat/completions", `{"model":"tiny",` + okMsgs + `,"n":9}`, 400, "n 9 is more than the 8 choices one request may ask for", "n"},
 		{"/v1/chat/completions", `{"model":"tiny",` + okMsgs + `,"logprobs":true}`, 400, "logprobs is not supported yet", "logprobs"},
 		{"/v1/chat/completions", `{"model":"tiny",` + okMsgs + `,"response_format":{"type":"json_schema","json_schema":{}}}`, 400, "json_schema.schema is missing", "response_format.json_schema.schema"},
 		{"/v1/chat/completions", `{"model":"tiny",` + okMsgs + `,"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"not":{}}}}}`, 400, `keyword "not"`, "response_format.json_schema.schema"},

@@ -77,17 +77,11 @@ func (s *Server) prepare(ctx context.Context, req *canon.Request) (*job, error) 
 		return nil, err
 	}
 	j := &job{req: req, info: info, start: start, s: s}
-	j.runner, j.load, err = s.res.ensure(info, false)
-	if errors.Is(err, errSwitch) {
-		// Another model is loaded and may be running requests: wait for
-		// all of them, switch, and keep one slot.
-		s.q.release()
-		s.q.take()
-		j.runner, j.load, err = s.res.ensure(info, true)
-		s.q.releaseAll(1)
-	}
+	j.runner, j.load, err = s.res.ensure(ctx, info)
 	if err == nil && !req.LoadOnly {
-		err = j.check()
+		if err = j.check(); err != nil {
+			s.res.keep(info, s.cfg.KeepAlive)
+		}
 	}
 	if err != nil {
 		s.q.release()
@@ -130,15 +124,7 @@ func (j *job) done() {
 	if j.req.KeepAlive != nil {
 		ka = *j.req.KeepAlive
 	}
-	if ka == 0 && j.s.q.n > 1 {
-		// Unloading now: wait until no other request runs on the model.
-		j.s.q.release()
-		j.s.q.take()
-		j.s.res.keep(0)
-		j.s.q.releaseAll(0)
-		return
-	}
-	j.s.res.keep(ka)
+	j.s.res.keep(j.info, ka) // 0: unloaded once no other request uses it
 	j.s.q.release()
 }
 
@@ -226,6 +212,11 @@ func (j *job) run(ctx context.Context, onEvent func(engine.Event)) (engine.Resul
 	case ctx.Err() != nil:
 		j.s.log.Info("request cancelled", "model", j.info.Name, "generated", len(res.Tokens))
 		return res, ctx.Err()
+	case errors.Is(err, engine.ErrSlowReader):
+		// Only a stream can fall behind; the error chunk reaches a client
+		// that reads again.
+		j.s.log.Warn("stream cancelled: the client did not read", "model", j.info.Name, "generated", len(res.Tokens))
+		return res, canon.New(canon.Busy, "the stream was cancelled because the client did not read it for %s while its buffer was full: read the stream as it comes", engine.DefaultStallTimeout)
 	case res.Finish == engine.FinishError || res.Finish == "":
 		if errors.Is(err, engine.ErrEmptyPrompt) {
 			return res, canon.Errorf("prompt", "the prompt is empty")
@@ -239,8 +230,17 @@ func (j *job) run(ctx context.Context, onEvent func(engine.Event)) (engine.Resul
 	return res, nil
 }
 
+// StreamWriteTimeout bounds one write of a streamed response: a client that
+// takes no data for that long is treated as gone (its generation is
+// cancelled). The engine's batcher already pauses a request whose client
+// reads slowly, and cancels it after engine.DefaultStallTimeout; this
+// deadline frees the handler (and its queue slot) when a write blocks.
+const StreamWriteTimeout = time.Minute
+
 // streamWriter frames chunks for a streamed response and notices a client
-// that has gone.
+// that has gone. Events are written from the engine's delivery goroutine
+// for the request, never from its batcher, so a slow client delays only
+// its own stream.
 type streamWriter struct {
 	w      http.ResponseWriter
 	rc     *http.ResponseController
@@ -266,6 +266,9 @@ func (s *streamWriter) send(payload []byte) {
 	if s.failed {
 		return
 	}
+	// Not every ResponseWriter has deadlines (an error then changes
+	// nothing).
+	_ = s.rc.SetWriteDeadline(time.Now().Add(StreamWriteTimeout))
 	var err error
 	if s.sse {
 		_, err = fmt.Fprintf(s.w, "data: %s\n\n", payload)
@@ -278,6 +281,14 @@ func (s *streamWriter) send(payload []byte) {
 	if err != nil {
 		s.failed = true
 		s.cancel() // the client is gone: stop generating
+	}
+}
+
+// close clears the write deadline, so that a kept-alive connection's next
+// response has none.
+func (s *streamWriter) close() {
+	if !s.failed {
+		_ = s.rc.SetWriteDeadline(time.Time{})
 	}
 }
 

@@ -45,6 +45,7 @@ func (s *Server) ollamaRun(w http.ResponseWriter, r *http.Request, decode func([
 		return
 	}
 	sw := newStream(w, false, cancel)
+	defer sw.close()
 	res, err := j.run(ctx, func(ev engine.Event) {
 		sw.send(marshal(enc.Event(ev, time.Now())))
 	})
@@ -115,12 +116,17 @@ func (s *Server) ollamaShow(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) ollamaPS(w http.ResponseWriter, r *http.Request) {
 	out := ollama.PS{Models: []ollama.Running{}}
-	if m, exp, ok := s.res.loaded(); ok {
-		e := ""
-		if !exp.IsZero() {
-			e = exp.UTC().Format(time.RFC3339Nano)
+	for _, m := range s.res.list() {
+		if m.kind != kindLLM || m.loading {
+			continue
 		}
-		out.Models = append(out.Models, ollama.Running{ModelEntry: entry(m), ExpiresAt: e})
+		e := ""
+		if !m.expires.IsZero() {
+			e = m.expires.UTC().Format(time.RFC3339Nano)
+		}
+		r := ollama.Running{ModelEntry: entry(m.info), ExpiresAt: e}
+		r.Size = m.need // Ollama's size here is the memory the loaded model takes
+		out.Models = append(out.Models, r)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -45,7 +45,14 @@ func (s *Server) openaiGenerate(w http.ResponseWriter, r *http.Request, decode f
 		return
 	}
 	sw := newStream(w, true, cancel)
-	enc := &openai.Stream{ID: id, Model: req.Model, Created: created, Chat: isChat}
+	defer sw.close()
+	n := 0
+	if isChat {
+		n = req.Chat.N
+	} else {
+		n = req.Completion.N
+	}
+	enc := &openai.Stream{ID: id, Model: req.Model, Created: created, Chat: isChat, N: n}
 	for _, c := range enc.Start() {
 		sw.send(openai.Marshal(c))
 	}

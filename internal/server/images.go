@@ -19,6 +19,7 @@ import (
 	_ "golang.org/x/image/webp"
 
 	"mica/internal/compute/cpu"
+	"mica/internal/diffusion/infotext"
 	"mica/internal/format/pngtext"
 	"mica/internal/imagegen"
 	"mica/internal/jobs"
@@ -27,19 +28,15 @@ import (
 )
 
 // images is the image half of the server: Stable Diffusion checkpoints in
-// the models folder, the persistent job queue every generation goes
-// through, and the one image model kept loaded.
+// the models folder and the persistent job queue every generation goes
+// through. Image models are loaded within the server's memory budget, as
+// LLMs are (runner.go's residency).
 type images struct {
-	s    *Server
-	q    *jobs.Queue
-	data string
-	lim  imagegen.Limits
-
-	mu      sync.Mutex
-	model   *imagegen.Model
-	name    string
-	backend *cpu.Backend
-	lastUse time.Time
+	s      *Server
+	q      *jobs.Queue
+	data   string
+	lim    imagegen.Limits
+	hashes *hashCache // checkpoint SHA-256s (modelhash.go)
 
 	omu     sync.Mutex
 	options map[string]any // A1111's settings (GET/POST /sdapi/v1/options), persisted
@@ -54,7 +51,7 @@ type images struct {
 type imageModel struct {
 	Name string // file stem or folder name
 	Path string
-	Size int64
+	Size int64 // the file, or the sum of a folder's files
 }
 
 // openImages opens the job queue under the data folder; queued jobs of a
@@ -74,11 +71,19 @@ func openImages(s *Server) (*images, error) {
 	im.q = q
 	im.owner, im.active = map[string]string{}, map[string]int{}
 	events, stop := q.Subscribe("")
-	stopIdle := make(chan struct{})
-	im.done = func() { stop(); close(stopIdle) }
+	im.hashes = openHashCache(s.cfg.DataDir, s.log)
+	im.done = func() { stop(); im.hashes.close() }
 	go im.watchEnds(events)
-	go im.unloadIdle(stopIdle)
+	im.hashAll()
 	return im, nil
+}
+
+// hashAll has the checkpoints' hashes computed in the background.
+func (im *images) hashAll() {
+	ms, _ := im.list()
+	for _, m := range ms {
+		im.hashes.sha256(m.Path)
+	}
 }
 
 // watchEnds releases a key's job slot when its job ends.
@@ -142,21 +147,11 @@ func (im *images) own(key, id string) {
 	}
 }
 
+// close stops the job queue (running jobs are re-queued for the next
+// start); the residency unloads the models.
 func (im *images) close() error {
 	im.done()
-	err := im.q.Close()
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	im.unloadLocked()
-	return err
-}
-
-func (im *images) unloadLocked() {
-	if im.model != nil {
-		im.model.Close()
-		im.backend.Close()
-		im.model, im.backend, im.name = nil, nil, ""
-	}
+	return im.q.Close()
 }
 
 // list returns the image checkpoints of the models folder: .safetensors
@@ -172,7 +167,7 @@ func (im *images) list() ([]imageModel, error) {
 		switch {
 		case e.IsDir():
 			if _, err := os.Stat(filepath.Join(p, "model_index.json")); err == nil {
-				out = append(out, imageModel{Name: e.Name(), Path: p})
+				out = append(out, imageModel{Name: e.Name(), Path: p, Size: pathSize(p)})
 			}
 		case strings.HasSuffix(strings.ToLower(e.Name()), ".safetensors"):
 			fi, err := e.Info()
@@ -225,19 +220,57 @@ func (im *images) resolve(model string) (jobs.Runner, error) {
 	return jobs.RunnerFunc(im.run), nil
 }
 
-// load makes model the loaded image model (one at a time).
-func (im *images) load(name string) (*imagegen.Model, error) {
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	im.lastUse = time.Now()
-	if im.model != nil && im.name == name {
-		return im.model, nil
+// loadedImage is a loaded image model and its backend.
+type loadedImage struct {
+	model   *imagegen.Model
+	backend *cpu.Backend
+}
+
+// imageSpec says how to load checkpoint m within the memory budget.
+func (im *images) imageSpec(m imageModel) loadSpec {
+	var version time.Time
+	if st, err := os.Stat(m.Path); err == nil {
+		version = st.ModTime()
 	}
+	return loadSpec{kind: kindImage, name: m.Name, path: m.Path, version: version, need: imageNeed(m.Size),
+		load: func() (any, func() error, func() int64, error) {
+			li, err := im.loadModel(m)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			closeFn := func() error {
+				err := li.model.Close()
+				li.backend.Close()
+				return err
+			}
+			measure := func() int64 {
+				st := li.backend.Memory()
+				return st.Wrapped + st.Peak
+			}
+			return li, closeFn, measure, nil
+		}}
+}
+
+// acquire returns the image model name ("": the default) in use, loading
+// it when needed; the caller must release it.
+func (im *images) acquire(ctx context.Context, name string) (*imagegen.Model, *resident, error) {
 	m, err := im.lookup(name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	im.unloadLocked()
+	res, _, err := im.s.res.acquire(ctx, im.imageSpec(m))
+	if err != nil {
+		return nil, nil, err
+	}
+	return res.value.(*loadedImage).model, res, nil
+}
+
+// release ends a job's use of an image model: it stays loaded for the
+// server's keep-alive.
+func (im *images) release(res *resident) { im.s.res.release(res, im.s.cfg.KeepAlive) }
+
+// loadModel loads checkpoint m on a backend of its own.
+func (im *images) loadModel(m imageModel) (*loadedImage, error) {
 	b := cpu.New(im.s.cfg.Threads)
 	o := imagegen.Options{Tokenizer: im.s.cfg.CLIPTokenizer, TokenizerSearch: []string{filepath.Join(im.data, "tokenizers", "clip")}}
 	model, err := imagegen.Load(b, m.Path, o)
@@ -255,9 +288,8 @@ func (im *images) load(name string) (*imagegen.Model, error) {
 		b.Close()
 		return nil, err
 	}
-	im.s.log.Info("image model loaded", "model", name, "kind", model.Kind.String())
-	im.model, im.backend, im.name = model, b, name
-	return model, nil
+	im.s.log.Info("image model loaded", "model", m.Name, "kind", model.Kind.String())
+	return &loadedImage{model: model, backend: b}, nil
 }
 
 // request converts a decoded A1111 request into the pipeline's, decoding
@@ -348,45 +380,19 @@ func invert(m image.Image) image.Image {
 	return out
 }
 
+// loaded reports the loaded image models' names.
+func (im *images) loaded() []string {
+	var out []string
+	for _, m := range im.s.res.list() {
+		if m.kind == kindImage && !m.loading {
+			out = append(out, m.name)
+		}
+	}
+	return out
+}
+
 // run is the job runner: one generation request of one model.
-// unloadIdle unloads the image model once it has been idle (no job of its
-// running) for the server's keep-alive, as LLMs are: its weights are mapped
-// files, but the loaded tensors and the page cache it pins are not free.
-func (im *images) unloadIdle(stop <-chan struct{}) {
-	keep := im.s.cfg.KeepAlive
-	if keep < 0 {
-		return
-	}
-	tick := time.NewTicker(min(keep/4+time.Millisecond, 10*time.Second))
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-		im.mu.Lock()
-		if im.model != nil && len(im.q.Running()) == 0 && time.Since(im.lastUse) >= keep {
-			im.s.log.Info("image model unloaded after idling", "model", im.name, "keep_alive", keep)
-			im.unloadLocked()
-		}
-		im.mu.Unlock()
-	}
-}
-
-// loaded reports the loaded image model's name ("" for none).
-func (im *images) loaded() string {
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	return im.name
-}
-
 func (im *images) run(ctx context.Context, j *jobs.Job, p jobs.Progress) (jobs.Result, error) {
-	defer func() {
-		im.mu.Lock()
-		im.lastUse = time.Now()
-		im.mu.Unlock()
-	}()
 	req, err := sdapi.Decode(j.Params, j.Kind == "img2img", im.apiLimits())
 	if err != nil {
 		return jobs.Result{}, err
@@ -396,10 +402,11 @@ func (im *images) run(ctx context.Context, j *jobs.Job, p jobs.Progress) (jobs.R
 		return jobs.Result{}, err
 	}
 	p.Text("loading " + j.Model)
-	m, err := im.load(j.Model)
+	m, lease, err := im.acquire(ctx, j.Model)
 	if err != nil {
 		return jobs.Result{}, err
 	}
+	defer im.release(lease)
 	p.Text("")
 	started := time.Now()
 	current := -1
@@ -426,15 +433,26 @@ func (im *images) run(ctx context.Context, j *jobs.Job, p jobs.Progress) (jobs.R
 	var out jobs.Result
 	info := sdapi.NewInfo(req, started)
 	info.SDModelName = j.Model
+	hash := ""
+	if cm, err := im.lookup(j.Model); err == nil {
+		hash = shortHash(im.hashes.sha256(cm.Path))
+	}
+	info.SDModelHash = hash
 	info.Version = "mica " + im.s.cfg.Version
 	if res != nil {
 		for i, img := range res.Images {
+			img.Infotext = withModelHash(img.Infotext, hash)
 			var buf bytes.Buffer
 			if err := pngtext.Encode(&buf, img.RGBA, []pngtext.KV{{Key: "parameters", Value: img.Infotext}}); err != nil {
 				return out, err
 			}
 			name := fmt.Sprintf("%s-%d-%d.png", started.Format("150405"), img.Seed, i)
-			path, err := p.SaveImage(name, buf.Bytes(), img.Infotext)
+			var path string
+			if req.SaveImages {
+				path, err = p.SaveImage(name, buf.Bytes(), img.Infotext)
+			} else {
+				path, err = p.KeepImage(name, buf.Bytes()) // not in the outputs or the history
+			}
 			if err != nil {
 				return out, err
 			}
@@ -455,6 +473,31 @@ func (im *images) run(ctx context.Context, j *jobs.Job, p jobs.Progress) (jobs.R
 		out.Info = b
 	}
 	return out, genErr
+}
+
+// withModelHash adds "Model hash: HASH" before "Model:" in an infotext,
+// as A1111 writes it (unchanged when the hash is not known yet).
+func withModelHash(text, hash string) string {
+	if hash == "" {
+		return text
+	}
+	p, err := infotext.Parse(text)
+	if err != nil {
+		return text
+	}
+	if _, ok := p.Get("Model hash"); ok {
+		return text
+	}
+	kv := infotext.KV{Key: "Model hash", Value: hash}
+	at := len(p.Settings)
+	for i, s := range p.Settings {
+		if s.Key == "Model" {
+			at = i
+			break
+		}
+	}
+	p.Settings = append(p.Settings[:at], append([]infotext.KV{kv}, p.Settings[at:]...)...)
+	return infotext.Format(p)
 }
 
 func (im *images) apiLimits() sdapi.Limits {

@@ -19,6 +19,7 @@ import (
 	"mica/internal/format/jpegexif"
 	"mica/internal/format/pngtext"
 	"mica/internal/jobs"
+	"mica/internal/server/canon"
 	"mica/internal/server/sdapi"
 )
 
@@ -32,7 +33,12 @@ func (s *Server) imageRoutes(h func(pattern, method string, f http.HandlerFunc))
 	h("/sdapi/v1/skip", http.MethodPost, s.sdSkip)
 	s.mux.HandleFunc("/sdapi/v1/options", s.sdOptions)
 	h("/sdapi/v1/sd-models", http.MethodGet, s.sdModels)
-	h("/sdapi/v1/refresh-checkpoints", http.MethodPost, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, nil) })
+	h("/sdapi/v1/refresh-checkpoints", http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
+		if s.imagesReady(w, r) {
+			s.img.hashAll() // new files are hashed in the background
+			writeJSON(w, http.StatusOK, nil)
+		}
+	})
 	h("/sdapi/v1/samplers", http.MethodGet, s.sdSamplers)
 	h("/sdapi/v1/schedulers", http.MethodGet, s.sdSchedulers)
 	h("/sdapi/v1/upscalers", http.MethodGet, s.sdUpscalers)
@@ -50,6 +56,10 @@ func (s *Server) sdFail(w http.ResponseWriter, r *http.Request, status int, err 
 	if errors.As(err, &ve) {
 		writeJSON(w, http.StatusUnprocessableEntity, ve)
 		return
+	}
+	var ce *canon.Error
+	if errors.As(err, &ce) && ce.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((ce.RetryAfter+time.Second-1)/time.Second)))
 	}
 	if status >= 500 {
 		s.log.Error("image request failed", "path", r.URL.Path, "err", err)
@@ -77,8 +87,20 @@ func (s *Server) readImageBody(w http.ResponseWriter, r *http.Request) ([]byte, 
 }
 
 // submitImage validates a request and queues it; the error is the
-// client's (422) when the request itself is wrong.
-func (s *Server) submitImage(key string, body []byte, img2img bool, priority int) (jobs.Job, *sdapi.Request, int, error) {
+// client's (422) when the request itself is wrong. save is what a request
+// without save_images means: false on A1111's endpoints (its default),
+// true for the job API and OpenAI's endpoints, whose results are fetched
+// from the outputs.
+//
+// save_images false: the images are kept in the data folder's temporary
+// area (jobs.KeepImage), never in the outputs or the history, for the
+// job's clients: a blocking request deletes them once it has answered;
+// otherwise they go with the job (DELETE) or after an hour.
+func (s *Server) submitImage(key string, body []byte, img2img bool, priority int, save bool) (jobs.Job, *sdapi.Request, int, error) {
+	body, err := withDefault(body, "save_images", save)
+	if err != nil {
+		return jobs.Job{}, nil, http.StatusUnprocessableEntity, &sdapi.ValidationError{Detail: []sdapi.FieldError{{Loc: []any{"body"}, Msg: "body is not a JSON object: " + err.Error(), Type: "value_error.jsondecode"}}}
+	}
 	req, err := sdapi.Decode(body, img2img, s.img.apiLimits())
 	if err != nil {
 		return jobs.Job{}, nil, http.StatusUnprocessableEntity, err
@@ -97,6 +119,9 @@ func (s *Server) submitImage(key string, body []byte, img2img bool, priority int
 	if err != nil {
 		return jobs.Job{}, nil, http.StatusNotFound, err
 	}
+	if need := imageNeed(m.Size); !s.res.fits(need) {
+		return jobs.Job{}, nil, http.StatusServiceUnavailable, s.res.tooBig(kindImage, m.Name, need)
+	}
 	kind := "txt2img"
 	if img2img {
 		kind = "img2img"
@@ -113,6 +138,26 @@ func (s *Server) submitImage(key string, body []byte, img2img bool, priority int
 		return j, req, http.StatusInternalServerError, err
 	}
 	return j, req, 0, nil
+}
+
+// withDefault sets a field of a JSON object body when it is absent.
+func withDefault(body []byte, field string, v any) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, errors.New("null")
+	}
+	if _, ok := m[field]; ok {
+		return body, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	m[field] = b
+	return json.Marshal(m)
 }
 
 // waitJob waits for a job to end; if the client goes away first, the job is
@@ -133,7 +178,15 @@ func (s *Server) waitJob(ctx context.Context, id string) (jobs.Job, error) {
 	}
 }
 
-// readOutputs loads a job's images from the outputs folder.
+// dropTemp deletes a job's temporary images (save_images false) once a
+// blocking request has delivered them.
+func (s *Server) dropTemp(j jobs.Job) {
+	if err := jobs.RemoveTemp(s.img.data, j.Result.Images); err != nil {
+		s.log.Warn("deleting delivered temporary images", "job", j.ID, "err", err)
+	}
+}
+
+// readOutputs loads a job's images from the outputs (or temporary) folder.
 func (s *Server) readOutputs(j jobs.Job) ([][]byte, error) {
 	var out [][]byte
 	for _, rel := range j.Result.Images {
@@ -159,7 +212,7 @@ func (s *Server) sdGenerate(w http.ResponseWriter, r *http.Request, img2img bool
 	if !ok {
 		return
 	}
-	j, req, status, err := s.submitImage(keyName(r), body, img2img, 0)
+	j, req, status, err := s.submitImage(keyName(r), body, img2img, 0, false)
 	if err != nil {
 		s.sdFail(w, r, status, err)
 		return
@@ -173,6 +226,7 @@ func (s *Server) sdGenerate(w http.ResponseWriter, r *http.Request, img2img bool
 		return
 	}
 	pngs, err := s.readOutputs(j)
+	s.dropTemp(j) // delivered
 	if err != nil {
 		s.sdFail(w, r, http.StatusInternalServerError, err)
 		return
@@ -297,7 +351,14 @@ func (s *Server) sdModels(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(m.Path, ".safetensors") {
 			title += ".safetensors"
 		}
-		out = append(out, sdapi.Model{Title: title, ModelName: m.Name, Filename: m.Path})
+		e := sdapi.Model{Title: title, ModelName: m.Name, Filename: m.Path}
+		// Computed in the background: null until known (never waited for).
+		if sha := s.img.hashes.sha256(m.Path); sha != "" {
+			short := shortHash(sha)
+			e.SHA256, e.Hash = &sha, &short
+			e.Title += " [" + short + "]"
+		}
+		out = append(out, e)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -440,5 +501,8 @@ func (s *Server) sdMemory(w http.ResponseWriter, r *http.Request) {
 		ram["total"], ram["free"] = vals["MemTotal"], vals["MemAvailable"]
 		ram["used"] = vals["MemTotal"] - vals["MemAvailable"]
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ram": ram, "cuda": map[string]any{"error": "mica runs on the CPU"}})
+	// "budget" is mica's: the memory budget every loaded model shares
+	// (budget_bytes 0: no limit) and what the loaded ones take of it.
+	writeJSON(w, http.StatusOK, map[string]any{"ram": ram, "cuda": map[string]any{"error": "mica runs on the CPU"},
+		"budget": s.memoryState()})
 }

@@ -21,10 +21,11 @@ func BenchmarkImageJobOverhead(b *testing.B) {
 	if code, _, out := post(b, url+"/sdapi/v1/txt2img", body); code != 200 { // loads the model
 		b.Fatalf("%d %s", code, out)
 	}
-	m, err := s.img.load("sd-test")
+	m, lease, err := s.img.acquire(context.Background(), "sd-test")
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer s.img.release(lease)
 	direct := time.Duration(0)
 	var total time.Duration
 	for b.Loop() {

@@ -105,7 +105,9 @@ func (s *Server) jobFail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // jobSubmit: {"kind": "txt2img"|"img2img", "priority": n, "params": {A1111
-// request}} → 202 with the queued job.
+// request}} → 202 with the queued job. Unlike A1111's endpoints, params
+// without save_images save the images (the UI's history); with
+// save_images false they are temporary ("temp/…" paths, see submitImage).
 func (s *Server) jobSubmit(w http.ResponseWriter, r *http.Request) {
 	if !s.imagesReady(w, r) {
 		return
@@ -127,7 +129,7 @@ func (s *Server) jobSubmit(w http.ResponseWriter, r *http.Request) {
 		s.sdFail(w, r, http.StatusUnprocessableEntity, &sdapi.ValidationError{Detail: []sdapi.FieldError{{Loc: []any{"body", "kind"}, Msg: "kind must be txt2img or img2img", Type: "value_error"}}})
 		return
 	}
-	j, _, status, err := s.submitImage(keyName(r), in.Params, in.Kind == "img2img", in.Priority)
+	j, _, status, err := s.submitImage(keyName(r), in.Params, in.Kind == "img2img", in.Priority, true)
 	if err != nil {
 		s.sdFail(w, r, status, err)
 		return

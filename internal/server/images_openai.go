@@ -204,8 +204,13 @@ func openaiMaskToA1111(b []byte) ([]byte, error) {
 
 func (s *Server) openaiImageJob(w http.ResponseWriter, r *http.Request, in *openaiImageRequest, body map[string]any, img2img bool) {
 	raw, _ := json.Marshal(body)
-	j, _, status, err := s.submitImage(keyName(r), raw, img2img, 0)
+	j, _, status, err := s.submitImage(keyName(r), raw, img2img, 0, true)
 	if err != nil {
+		var ce *canon.Error
+		if errors.As(err, &ce) {
+			s.fail(w, r, ce)
+			return
+		}
 		kind := canon.Invalid
 		switch status {
 		case http.StatusNotFound:

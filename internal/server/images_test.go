@@ -447,11 +447,11 @@ func TestImageModelUnloadsWhenIdle(t *testing.T) {
 	if code, _, b := post(t, ts.URL+"/sdapi/v1/txt2img", `{"prompt":"x","steps":1,"width":64,"height":64}`); code != 200 {
 		t.Fatalf("%d %s", code, b)
 	}
-	if s.img.loaded() != "sd-test" {
+	if l := s.img.loaded(); len(l) != 1 || l[0] != "sd-test" {
 		t.Fatal("the model is not loaded after a request")
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for s.img.loaded() != "" {
+	for len(s.img.loaded()) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the image model stayed loaded past its keep-alive")
 		}

@@ -60,17 +60,27 @@ type metrics struct {
 
 // Descriptions of the values read at scrape time.
 var (
+	descBudget = prometheus.NewDesc("mica_memory_budget_bytes",
+		"The memory all loaded models together may use (absent: no limit).", nil, nil)
+	descBudgetUsed = prometheus.NewDesc("mica_memory_used_bytes",
+		"The memory the loaded and loading models take from the budget.", nil, nil)
+	descModelMemory = prometheus.NewDesc("mica_model_memory_bytes",
+		"What a loaded model takes from the budget: the larger of its estimate and its backend's measured use.",
+		[]string{"model", "kind"}, nil)
 	descLoaded = prometheus.NewDesc("mica_model_loaded",
-		"The loaded model: 1, labelled with its name and family; absent when none is loaded.",
+		"A loaded LLM: 1, labelled with its name and family; absent when none is loaded.",
 		[]string{"model", "family"}, nil)
 	descKVCap = prometheus.NewDesc("mica_kv_cache_capacity_positions",
-		"Positions the loaded model's KV cache holds per sequence (the context of one request).",
+		"Positions a loaded LLM's KV cache holds per sequence (the context of one request).",
 		[]string{"model"}, nil)
 	descKVUsed = prometheus.NewDesc("mica_kv_cache_used_positions",
 		"KV cache positions filled by the live sequences (without batching: the cached sequence kept for prefix reuse).",
 		[]string{"model"}, nil)
 	descKVReserved = prometheus.NewDesc("mica_kv_cache_reserved_positions",
 		"KV cache positions reserved by the live sequences (their capacities).",
+		[]string{"model"}, nil)
+	descReused = prometheus.NewDesc("mica_prompt_reused_tokens_total",
+		"Prompt positions the loaded model took from a KV cache (its cached sequence, another request's, a finished one kept for reuse, or the first of n choices) instead of computing them; since the model was loaded.",
 		[]string{"model"}, nil)
 	descKVBudget = prometheus.NewDesc("mica_kv_cache_budget_positions",
 		"The batcher's KV budget in positions (absent: no budget).",
@@ -186,42 +196,54 @@ func (m *metrics) generation(model string, u engine.Usage, wait time.Duration) {
 	}
 }
 
-// residentCollector reports the loaded model at scrape time.
+// residentCollector reports the loaded models at scrape time.
 type residentCollector struct{ r *residency }
 
 func (c residentCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descBudget
+	ch <- descBudgetUsed
+	ch <- descModelMemory
 	ch <- descLoaded
 	ch <- descKVCap
 	ch <- descKVUsed
 	ch <- descKVReserved
 	ch <- descKVBudget
+	ch <- descReused
 }
 
-// Collect does not wait for a model that is being loaded (residency holds
-// its lock for the whole load): the model's series are absent from that
-// scrape instead of the scrape hanging.
+// Collect reports every loaded LLM, and the memory budget with what each
+// loaded model (LLM or image) takes of it.
 func (c residentCollector) Collect(ch chan<- prometheus.Metric) {
-	if !c.r.mu.TryLock() {
-		return
+	if c.r.budget > 0 {
+		ch <- prometheus.MustNewConstMetric(descBudget, prometheus.GaugeValue, float64(c.r.budget))
 	}
-	cur := c.r.cur
-	var name, family string
-	var capacity int
-	if cur != nil {
-		name, family, capacity = cur.info.Name, cur.runner.Family(), cur.runner.Context()
+	var used int64
+	for _, m := range c.r.list() {
+		used += m.need
+		if m.loading {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descModelMemory, prometheus.GaugeValue, float64(m.need), m.name, m.kind)
 	}
-	c.r.mu.Unlock()
-	if cur == nil {
-		return
+	ch <- prometheus.MustNewConstMetric(descBudgetUsed, prometheus.GaugeValue, float64(used))
+	for _, run := range c.r.runners() {
+		c.collectLLM(ch, run)
 	}
-	ch <- prometheus.MustNewConstMetric(descLoaded, prometheus.GaugeValue, 1, name, family)
-	ch <- prometheus.MustNewConstMetric(descKVCap, prometheus.GaugeValue, float64(capacity), name)
-	if k, ok := cur.runner.(kvReporter); ok {
+}
+
+func (c residentCollector) collectLLM(ch chan<- prometheus.Metric, run Runner) {
+	name := c.r.nameOf(run)
+	ch <- prometheus.MustNewConstMetric(descLoaded, prometheus.GaugeValue, 1, name, run.Family())
+	ch <- prometheus.MustNewConstMetric(descKVCap, prometheus.GaugeValue, float64(run.Context()), name)
+	if k, ok := run.(kvReporter); ok {
 		filled, reserved, budget := k.KVUse()
 		ch <- prometheus.MustNewConstMetric(descKVUsed, prometheus.GaugeValue, float64(filled), name)
 		ch <- prometheus.MustNewConstMetric(descKVReserved, prometheus.GaugeValue, float64(reserved), name)
 		if budget > 0 {
 			ch <- prometheus.MustNewConstMetric(descKVBudget, prometheus.GaugeValue, float64(budget), name)
 		}
+	}
+	if r, ok := run.(interface{ ReusedTokens() int64 }); ok {
+		ch <- prometheus.MustNewConstMetric(descReused, prometheus.CounterValue, float64(r.ReusedTokens()), name)
 	}
 }

@@ -320,7 +320,10 @@ func TestMetricsRealEngine(t *testing.T) {
 }
 
 // TestMetricsKVBatched: with the continuous batcher the KV use is that of
-// the live sequences, so it falls back to zero when the requests end.
+// the live sequences and of the finished ones kept for prefix reuse: after
+// a request, its kept sequence (prompt and answer, within its
+// reservation); a second request with the same prompt reuses it, which
+// mica_prompt_reused_tokens_total counts.
 func TestMetricsKVBatched(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads the synthetic model")
@@ -330,16 +333,19 @@ func TestMetricsKVBatched(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		fams := scrape(t, ts.URL)
-		if value(t, fams, "mica_kv_cache_used_positions", "model=tiny") == 0 &&
-			value(t, fams, "mica_kv_cache_reserved_positions", "model=tiny") == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("KV use did not return to zero after the request")
-		}
-		time.Sleep(10 * time.Millisecond)
+	fams := scrape(t, ts.URL)
+	used := value(t, fams, "mica_kv_cache_used_positions", "model=tiny")
+	reserved := value(t, fams, "mica_kv_cache_reserved_positions", "model=tiny")
+	if used < 3 || used > reserved || reserved > 512 {
+		t.Fatalf("after the request: KV used %v, reserved %v", used, reserved)
+	}
+	if r := value(t, fams, "mica_prompt_reused_tokens_total", "model=tiny"); r != 0 {
+		t.Fatalf("reused %v positions before any request could", r)
+	}
+	if code, _, body := post(t, ts.URL+"/v1/completions", `{"model":"tiny","prompt":"Hello there","max_tokens":4,"temperature":0}`); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if r := value(t, scrape(t, ts.URL), "mica_prompt_reused_tokens_total", "model=tiny"); r < 2 {
+		t.Fatalf("the same prompt again reused %v positions", r)
 	}
 }

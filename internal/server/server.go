@@ -1,9 +1,10 @@
 // Package server is mica's HTTP edge: the mux for the OpenAI- and
 // Ollama-compatible APIs, request limits, streaming (SSE and NDJSON), the
-// mapping of errors to statuses, and which model is loaded. The dialects'
-// request and response shapes live in the codecs server/openai and
-// server/ollama; the canonical request and the error catalogue in
-// server/canon.
+// mapping of errors to statuses, and which models are loaded: LLMs and
+// image models share one memory budget (runner.go, memory.go; managed
+// through /mica/v1/models, models_admin.go). The dialects' request and
+// response shapes live in the codecs server/openai and server/ollama; the
+// canonical request and the error catalogue in server/canon.
 //
 // Requests to the engine pass one queue: Config.Batch run at once (with
 // Batch > 1 the engine's continuous batcher feeds them through the model
@@ -53,8 +54,13 @@ type Config struct {
 	// cached sequence that reuses the previous prompt's prefix.
 	Batch int
 	// KeepAlive is how long a model stays loaded after its last request
-	// (default 5m; negative: forever).
+	// (default 5m; negative: until its memory is needed).
 	KeepAlive time.Duration
+	// MemoryBudget is the memory every loaded model together (LLMs and
+	// image models) may use, in bytes: 0 is DefaultMemoryBudget (the
+	// machine's memory less 2 GiB), NoBudget no limit. Loading a model
+	// that does not fit unloads idle ones, least recently used first.
+	MemoryBudget int64
 	// Version is reported by /api/version.
 	Version string
 	Logger  *slog.Logger
@@ -130,6 +136,9 @@ func New(cfg Config) (*Server, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("server: models folder %s is not a folder", cfg.ModelsDir)
 	}
+	if cfg.MemoryBudget == 0 {
+		cfg.MemoryBudget = DefaultMemoryBudget()
+	}
 	if cfg.Threads < 0 || cfg.Context < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxQueue < 0 || cfg.Batch < 0 {
 		return nil, fmt.Errorf("server: threads %d, context %d, body limit %d, queue %d and batch %d must not be negative",
 			cfg.Threads, cfg.Context, cfg.MaxBodyBytes, cfg.MaxQueue, cfg.Batch)
@@ -160,8 +169,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, cat: &catalog{dir: cfg.ModelsDir, cache: map[string]ModelInfo{}},
 		q: newQueue(cfg.MaxQueue, cfg.Batch), mux: http.NewServeMux()}
-	s.res = &residency{load: cfg.Loader, opts: LoadOptions{Threads: cfg.Threads, Context: cfg.Context, Batch: cfg.Batch}, q: s.q,
-		logf: func(msg string, args ...any) { s.log.Info(msg, args...) }}
+	s.res = newResidency(cfg.Loader, LoadOptions{Threads: cfg.Threads, Context: cfg.Context, Batch: cfg.Batch}, cfg.MemoryBudget,
+		func(msg string, args ...any) { s.log.Info(msg, args...) })
 	s.met = newMetrics(s)
 	if cfg.Batch > 1 {
 		s.met.batched = true
@@ -179,8 +188,12 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Close waits for the running request, if any, then unloads the model and
-// refuses further loads.
+// MemoryBudget is the bytes every loaded model together may use (≤ 0: no
+// limit).
+func (s *Server) MemoryBudget() int64 { return s.res.budget }
+
+// Close waits for the running requests and jobs, then unloads the models
+// and refuses further loads.
 func (s *Server) Close() error {
 	var ierr error
 	if s.img != nil {
@@ -306,6 +319,7 @@ func (s *Server) routes() {
 	h("/api/ps", http.MethodGet, s.ollamaPS)
 	h("/api/version", http.MethodGet, s.ollamaVersion)
 	s.imageRoutes(h)
+	s.modelRoutes(h) // models_admin.go
 	s.conversationRoutes(h)
 	web.Register(s.mux) // the browser UI: GET / and its pages, /assets/
 	s.mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -318,13 +332,21 @@ func (s *Server) routes() {
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	body := map[string]any{"status": "ok", "busy": len(s.q.slot) > 0, "queued": s.q.waiting.Load()}
-	if m, _, ok := s.res.loaded(); ok {
-		body["loaded"] = m.Name
+	var llms []string
+	for _, m := range s.res.list() {
+		switch {
+		case m.loading:
+		case m.kind == kindLLM:
+			llms = append(llms, m.name)
+		case m.kind == kindImage && body["image_model"] == nil:
+			body["image_model"] = m.name
+		}
+	}
+	if len(llms) > 0 {
+		body["loaded"] = llms[0] // the first loaded, as before several could be
+		body["loaded_models"] = llms
 	}
 	if s.img != nil {
-		if name := s.img.loaded(); name != "" {
-			body["image_model"] = name
-		}
 		body["image_jobs_running"] = len(s.img.q.Running())
 	}
 	writeJSON(w, http.StatusOK, body)
@@ -340,7 +362,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Kind == canon.Internal {
 		s.log.Error("request failed", "path", r.URL.Path, "err", err)
 	}
-	if e.Kind == canon.Busy && e.RetryAfter > 0 {
+	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}
 	var body any = openai.Error(e)

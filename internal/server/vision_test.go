@@ -65,12 +65,11 @@ func devPNG(t testing.TB) []byte {
 
 // loadedEngine is the server's loaded engine.
 func loadedEngine(t testing.TB, s *Server) *engine.Engine {
-	s.res.mu.Lock()
-	defer s.res.mu.Unlock()
-	if s.res.cur == nil {
+	rs := s.res.runners()
+	if len(rs) == 0 {
 		t.Fatal("no model is loaded")
 	}
-	return s.res.cur.runner.(*engineRunner).Engine
+	return rs[0].(*engineRunner).Engine
 }
 
 // refArgmax is the reference's greedy first token, as text.

@@ -3,9 +3,10 @@
 // Conversations are kept on the server (/mica/v1/conversations) when it has
 // a data folder, else in this browser (localStorage).
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, getJSON, postJSON, send as request, streamSSE } from './api';
+import { ApiError, getJSON, send as request, streamSSE } from './api';
 import { admit, content, fitsTotal, imageTypes, readDataURL, tooMuchInTotal } from './attachments';
 import { Icon, clip } from './icons';
+import { chatModels, hasVision } from './llm';
 import { Markdown } from './markdown';
 import { fail, load, loadRaw, notify, save } from './store';
 
@@ -205,9 +206,8 @@ export function Chat() {
   const conv = convs.find((c) => c.id === current);
 
   useEffect(() => {
-    getJSON<{ data: { id: string }[] }>('/v1/models')
-      .then((r) => {
-        const ids = r.data.map((m) => m.id);
+    chatModels()
+      .then((ids) => {
         setModels(ids);
         if (!ids.includes(model) && ids.length > 0) setModel(ids[0]);
       })
@@ -217,8 +217,8 @@ export function Chat() {
   useEffect(() => save('mica.chatModel', model), [model]);
   useEffect(() => {
     if (!model || model in vision) return;
-    postJSON<{ capabilities?: string[] }>('/api/show', { model })
-      .then((r) => setVision((v) => ({ ...v, [model]: (r?.capabilities ?? []).includes('vision') })))
+    hasVision(model)
+      .then((yes) => setVision((v) => ({ ...v, [model]: yes })))
       .catch(() => setVision((v) => ({ ...v, [model]: false })));
   }, [model]);
   useEffect(() => {

@@ -1,8 +1,10 @@
 // The gallery: every image mica made (/mica/v1/history), newest first,
-// with its parameters to recall, copy or send to img2img / inpainting.
+// with its parameters to recall, copy, send to img2img / inpainting, or
+// have a model with vision describe as a prompt.
 import { useEffect, useState } from 'preact/hooks';
 import { getJSON, type HistoryEntry, type Scheduler } from './api';
-import { Img, Viewer, urlToDataURL } from './images';
+import { Img, Viewer, downloadImage, urlToDataURL } from './images';
+import { DescribeButton } from './prompttools';
 import { applyInfotext, studioImage, studioMode, type Mode } from './studio';
 import { fail, jobs, navigate, notify, useValue, watchJobs } from './store';
 
@@ -70,7 +72,8 @@ export function Gallery() {
             <button type="button" onClick={() => send(open, 'img2img')}>Send to img2img</button>
             <button type="button" onClick={() => send(open, 'inpaint')}>Send to inpaint</button>
             <button type="button" onClick={() => { navigator.clipboard?.writeText(open.infotext); notify('Infotext copied.'); }}>Copy infotext</button>
-            <a class="button" href={open.image} download>Download</a>
+            <button type="button" onClick={() => downloadImage(open.image).catch(fail)}>Download</button>
+            <DescribeButton image={open.image} after={() => navigate('/ui/studio')} />
           </div>
         </Viewer>
       )}

@@ -17,6 +17,34 @@ export async function urlToDataURL(url: string): Promise<string> {
   return readDataURL(await (await send(url)).blob());
 }
 
+// downloadImage saves one of mica's images. It fetches the picture (with
+// the API key, which a bare <a href download> could not send) and saves the
+// blob under the file's own name.
+export async function downloadImage(url: string) {
+  const b = await (await send(url)).blob();
+  const href = URL.createObjectURL(b);
+  const a = document.createElement('a');
+  a.href = href;
+  a.download = downloadName(url);
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 60000);
+}
+
+// downloadName is the file name to save an image URL under: its last path
+// part, or mica.png.
+export function downloadName(url: string): string {
+  let name = url.split(/[?#]/)[0].split('/').pop() ?? '';
+  try {
+    name = decodeURIComponent(name);
+  } catch {
+    /* not %-encoded after all */
+  }
+  name = name.replace(/[\\/:*?"<>|\x00-\x1f]/g, '_');
+  return name && name !== '.' && name !== '..' ? name : 'mica.png';
+}
+
 // Img shows an image from mica's API. With an API key set, the picture is
 // fetched with the key (an <img> cannot send one) and shown from a blob.
 export function Img(props: { src: string; alt: string; class?: string; style?: Record<string, string>; loading?: 'lazy' }) {

@@ -129,6 +129,7 @@ export function formatInfotext(p: Params): string {
   if (p.scheduler && p.scheduler !== 'automatic') kv.push(`Schedule type: ${p.scheduler}`);
   kv.push(`CFG scale: ${p.cfg}`, `Seed: ${p.seed}`, `Size: ${p.width}x${p.height}`);
   if (p.model) kv.push(`Model: ${p.model}`);
+  if (p.clipSkip > 1) kv.push(`Clip skip: ${p.clipSkip}`);
   let s = p.prompt;
   if (p.negative) s += `\nNegative prompt: ${p.negative}`;
   return `${s}\n${kv.join(', ')}`;

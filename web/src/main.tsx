@@ -6,6 +6,7 @@ import './style.css';
 import { apiKey, setApiKey } from './api';
 import { Chat } from './chat';
 import { Gallery } from './gallery';
+import { Models } from './models';
 import { Studio } from './studio';
 import { dismiss, navigate, notices, route, save, loadRaw, useValue } from './store';
 
@@ -57,7 +58,7 @@ function App() {
   const [theme, setTheme] = useState<Theme>(initialTheme);
   const [settings, setSettings] = useState(false);
   applyTheme(theme);
-  const page = path.startsWith('/ui/studio') ? 'studio' : path.startsWith('/ui/gallery') ? 'gallery' : 'chat';
+  const page = path.startsWith('/ui/studio') ? 'studio' : path.startsWith('/ui/gallery') ? 'gallery' : path.startsWith('/ui/models') ? 'models' : 'chat';
   const tab = (p: string, label: string) => (
     <a href={'/ui/' + p} class={page === p ? 'tab on' : 'tab'} aria-current={page === p ? 'page' : undefined}
       onClick={(e) => {
@@ -76,6 +77,7 @@ function App() {
           {tab('chat', 'Chat')}
           {tab('studio', 'Images')}
           {tab('gallery', 'Gallery')}
+          {tab('models', 'Models')}
         </nav>
         <span class="grow" />
         <button type="button" class="icon" title={theme === 'dark' ? 'Light theme' : 'Dark theme'} aria-label="Toggle theme"
@@ -92,6 +94,7 @@ function App() {
         {page === 'chat' && <Chat />}
         {page === 'studio' && <Studio />}
         {page === 'gallery' && <Gallery />}
+        {page === 'models' && <Models />}
       </main>
       <div class="notices" role="status" aria-live="polite">
         {list.map((n) => (

@@ -92,7 +92,8 @@ function put(j: Job) {
   jobs.set(m);
 }
 
-async function refresh(id: string) {
+// refresh reads one job again (a queued job's answer has its position).
+export async function refresh(id: string) {
   try {
     put(await getJSON<Job>(`/mica/v1/jobs/${id}`));
   } catch {
@@ -106,6 +107,8 @@ export async function loadQueue() {
     const m = new Map(jobs.get());
     for (const j of r.jobs) m.set(j.id, j);
     jobs.set(m);
+    // The list has no positions in the queue; each job's own answer has.
+    for (const j of r.jobs.filter((j) => j.state === 'queued').slice(0, 50)) refresh(j.id);
   } catch {
     /* the image API may be off; the studio says so when used */
   }

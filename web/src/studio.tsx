@@ -4,7 +4,9 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { getJSON, postJSON, type Job, type SDModel, type Sampler, type Scheduler } from './api';
 import { defaults, formatInfotext, parseInfotext, type Params } from './infotext';
 import { Icon, dice, recycle } from './icons';
-import { DropZone, Img, MaskEditor, Viewer, readDataURL, imageFrom, urlToDataURL } from './images';
+import { DropZone, Img, MaskEditor, Viewer, downloadImage, readDataURL, imageFrom, urlToDataURL } from './images';
+import { DescribeButton, PromptTools, assistBusy, stopAssist } from './prompttools';
+import { Queue } from './queue';
 import { Value, fail, jobs, load, notify, previewURL, save, useValue, watchJobs } from './store';
 
 export type Mode = 'txt2img' | 'img2img' | 'inpaint';
@@ -172,20 +174,6 @@ export function Studio() {
       fail(e);
     }
   }
-  async function moveUp(id: string) {
-    const ids = queue.filter((j) => j.state === 'queued').map((j) => j.id);
-    const i = ids.indexOf(id);
-    if (i <= 0) return;
-    [ids[i - 1], ids[i]] = [ids[i], ids[i - 1]];
-    try {
-      await postJSON('/mica/v1/jobs/reorder', { ids });
-      const m = new Map(jobs.get());
-      ids.forEach((x, k) => { const j = m.get(x); if (j) m.set(x, { ...j, position: k + 1 }); });
-      jobs.set(m);
-    } catch (e) {
-      fail(e);
-    }
-  }
   const lastSeed = (): number | undefined => {
     const info = lastDone?.info;
     return info?.all_seeds?.[0] ?? info?.seed;
@@ -193,9 +181,9 @@ export function Studio() {
   async function fromPNG(f: File) {
     try {
       const r = await postJSON<{ info: string }>('/sdapi/v1/png-info', { image: await readDataURL(f) });
-      if (!r.info) throw new Error('That PNG carries no generation parameters.');
+      if (!r.info) throw new Error(`${f.name || 'That picture'} carries no generation parameters.`);
       applyInfotext(r.info, schedulers);
-      notify('Settings filled from the PNG.');
+      notify('Settings filled from the picture.');
     } catch (e) {
       fail(e);
     }
@@ -207,6 +195,9 @@ export function Studio() {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
       e.preventDefault();
       generate();
+    } else if (e.key === 'Escape' && assistBusy() && !viewing) {
+      e.preventDefault();
+      stopAssist();
     } else if (e.key === 'Escape' && current && (current.state === 'running' || current.state === 'queued') && !viewing) {
       e.preventDefault();
       cancel(current.id);
@@ -230,7 +221,14 @@ export function Studio() {
           ))}
         </div>
         <label class="full"
-          onDrop={(e) => { const f = imageFrom(e.dataTransfer); if (f && f.type === 'image/png') { e.preventDefault(); fromPNG(f); } }}>
+          onDragOver={(e) => { if (e.dataTransfer?.types.includes('Files')) e.preventDefault(); }}
+          onDrop={(e) => {
+            const f = imageFrom(e.dataTransfer);
+            if (!f && !e.dataTransfer?.types.includes('Files')) return; // dropped text goes into the prompt
+            e.preventDefault();
+            if (f) fromPNG(f);
+            else notify('Drop a PNG or JPEG made by mica, A1111 or SD.Next here to read its settings.', 'error');
+          }}>
           Prompt
           <textarea rows={4} value={p.prompt} placeholder="What to draw (drop a PNG here to read its settings)" onInput={(e) => set({ prompt: e.currentTarget.value })} />
         </label>
@@ -238,6 +236,7 @@ export function Studio() {
           Negative prompt
           <textarea rows={2} value={p.negative} placeholder="What to avoid" onInput={(e) => set({ negative: e.currentTarget.value })} />
         </label>
+        <PromptTools image={mode !== 'txt2img' ? image : ''} />
         {mode !== 'txt2img' && (
           <div class="full">
             {mode === 'inpaint' && image ? (
@@ -278,6 +277,7 @@ export function Studio() {
                 disabled={lastSeed() === undefined} onClick={() => { const s = lastSeed(); if (s !== undefined) set({ seed: s }); }}><Icon d={recycle} /></button>
             </span>
           </label>
+          <Num label="Clip skip" value={p.clipSkip} min={1} max={12} step={1} onChange={(v) => set({ clipSkip: v })} />
           <Num label="Batch size" value={p.batch} min={1} max={8} step={1} onChange={(v) => set({ batch: v })} />
           <Num label="Batch count" value={p.iterations} min={1} max={100} step={1} onChange={(v) => set({ iterations: v })} />
           <label>
@@ -345,27 +345,13 @@ export function Studio() {
         ) : (
           !current && <div class="empty"><h2>Images appear here</h2><p class="hint">Write a prompt and press Generate (<kbd>Ctrl</kbd>+<kbd>Enter</kbd>).</p></div>
         )}
-        {queue.length > 0 && (
-          <div class="queue">
-            <h3>Queue</h3>
-            <ul>
-              {queue.map((j) => (
-                <li data-job={j.id} data-state={j.state}>
-                  <span class="state">{j.state}</span>
-                  <span class="grow">{j.kind || 'job'} · {j.model} · {j.id.slice(-6)}</span>
-                  {j.state === 'running' && <span class="small">{Math.round(j.progress.progress * 100)}%</span>}
-                  {j.state === 'queued' && <button type="button" class="icon" title="Move up" aria-label="Move up" onClick={() => moveUp(j.id)}>↑</button>}
-                  <button type="button" class="link" onClick={() => cancel(j.id)}>Cancel</button>
-                </li>
-              ))}
-            </ul>
-          </div>
-        )}
+        {queue.length > 0 && <Queue queue={queue} onCancel={cancel} />}
       </section>
       {viewing && (
         <Viewer src={viewing} onClose={() => setViewing('')}>
           <div class="row">
-            <a class="button" href={viewing} download>Download</a>
+            <button type="button" onClick={() => downloadImage(viewing).catch(fail)}>Download</button>
+            <DescribeButton image={viewing} after={() => setViewing('')} />
             <button type="button" onClick={() => urlToDataURL(viewing).then((d) => { studioImage.set(d); studioMode.set('img2img'); setViewing(''); }, fail)}>Send to img2img</button>
             <button type="button" onClick={() => urlToDataURL(viewing).then((d) => { studioImage.set(d); studioMode.set('inpaint'); setViewing(''); }, fail)}>Send to inpaint</button>
           </div>

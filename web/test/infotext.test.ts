@@ -22,9 +22,9 @@ test('parseInfotext: no parameters line, hires fix, quoted values', () => {
 });
 
 test('formatInfotext and parseInfotext agree', () => {
-  const p = { ...defaults, prompt: 'a cat', negative: 'dog', sampler: 'Euler a', scheduler: 'karras', steps: 12, cfg: 5, seed: 42, width: 640, height: 384, model: 'm' };
+  const p = { ...defaults, prompt: 'a cat', negative: 'dog', sampler: 'Euler a', scheduler: 'karras', steps: 12, cfg: 5, seed: 42, width: 640, height: 384, model: 'm', clipSkip: 2 };
   const back = parseInfotext(formatInfotext(p));
-  for (const k of ['prompt', 'negative', 'sampler', 'scheduler', 'steps', 'cfg', 'seed', 'width', 'height', 'model'] as const) {
+  for (const k of ['prompt', 'negative', 'sampler', 'scheduler', 'steps', 'cfg', 'seed', 'width', 'height', 'model', 'clipSkip'] as const) {
     assert.equal(back[k], p[k], k);
   }
 });

@@ -83,10 +83,6 @@ func TestChatPromptTokens(t *testing.T) {
 // running the model.
 func forced(t *testing.T, e *Engine, stop []string, ids []int32) (*generation, *collector) {
 	t.Helper()
-	parser, err := chat.NewParser(e.Family())
-	if err != nil {
-		t.Fatal(err)
-	}
 	seq, err := e.Model().NewSequence(gemma.SequenceOptions{Capacity: 256})
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +90,7 @@ func forced(t *testing.T, e *Engine, stop []string, ids []int32) (*generation, *
 	t.Cleanup(seq.Free)
 	smp, _ := sample.New(sample.Greedy(), e.Model().Config.NVocab)
 	c := &collector{t: t}
-	g := e.newGeneration(seq, tokenPlan([]int32{2}), 1, smp, genOptions{sampling: sample.Greedy(), stop: stop, parser: parser}, c.add, time.Now())
+	g := e.newGeneration(seq, tokenPlan([]int32{2}), 1, smp, genOptions{sampling: sample.Greedy(), stop: stop, chat: true}, c.add, time.Now())
 	logits := make([]float32, e.Model().Config.NVocab)
 	for _, id := range ids {
 		if g.done {

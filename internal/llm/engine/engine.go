@@ -10,7 +10,11 @@
 // two calls, "which tokens to feed next" and "here are the logits" (see
 // generation.pending / consume): the single-sequence loop (run) and the
 // batcher, which feeds many generations through one Model.ForwardLast call,
-// share everything else.
+// share everything else. The batcher copies shared prompt prefixes between
+// sequences (prefix.go), runs the N answers of one request on one prefill
+// (choices.go), and hands events to each request's own delivery goroutine
+// through a bounded outbox, so that a slow reader pauses only its own
+// request (outbox.go).
 //
 // Images (images.go): with a vision projector (OpenVision), chat and raw
 // prompts may hold images. A prompt is then a plan of token runs and
@@ -29,6 +33,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"mica/internal/compute"
 	"mica/internal/format/gguf"
@@ -53,8 +58,22 @@ type Options struct {
 	// (one goroutine that feeds every active request through one forward
 	// call per step, each on a sequence of its own). 0 or 1: requests run
 	// one at a time on one cached sequence that keeps the previous
-	// request's prompt prefix (the batcher does not reuse prefixes).
+	// request's prompt prefix. The batcher reuses prompt prefixes too
+	// (prefix.go): a joining request copies the longest prefix of its
+	// prompt that a running or recently finished sequence holds.
 	Batch int
+	// PrefixCache is the most finished sequences the batcher keeps for
+	// prefix reuse (0: DefaultPrefixCache; negative: none). Running and
+	// kept sequences together never exceed Batch; kept ones count against
+	// KVBudget and are dropped, oldest first, when a request needs their
+	// room.
+	PrefixCache int
+	// StreamBuffer is the most events a batched request's callback may
+	// fall behind before the request pauses (0: DefaultStreamBuffer);
+	// StallTimeout is how long it may stay paused before it is cancelled
+	// with ErrSlowReader (0: DefaultStallTimeout). See outbox.go.
+	StreamBuffer int
+	StallTimeout time.Duration
 	// Budget is the most tokens one batched step feeds: each decoding
 	// request's token, then prompt chunks of joining requests (0:
 	// DefaultBudget).
@@ -115,6 +134,9 @@ type Engine struct {
 	// KV cache use, for metrics (KVUse): positions filled and reserved
 	// by the live sequences.
 	kvFilled, kvReserved atomic.Int64
+	// reused counts prompt positions taken from a KV cache instead of
+	// being computed (ReusedTokens).
+	reused atomic.Int64
 
 	sched *scheduler // the continuous batcher (Options.Batch > 1)
 
@@ -159,6 +181,18 @@ func New(m *gemma.Model, tok *tokenizer.Tokenizer, o Options) (*Engine, error) {
 	c := m.Config
 	if tok.VocabSize() > c.NVocab {
 		return nil, fmt.Errorf("engine: the tokenizer has %d tokens but the model's embedding only %d rows", tok.VocabSize(), c.NVocab)
+	}
+	if o.StreamBuffer < 0 || o.StallTimeout < 0 {
+		return nil, fmt.Errorf("engine: stream buffer %d and stall timeout %s must not be negative", o.StreamBuffer, o.StallTimeout)
+	}
+	if o.StreamBuffer == 0 {
+		o.StreamBuffer = DefaultStreamBuffer
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = DefaultStallTimeout
+	}
+	if o.PrefixCache == 0 {
+		o.PrefixCache = DefaultPrefixCache
 	}
 	if o.Context < 0 || o.Step < 0 || o.Batch < 0 || o.Budget < 0 || o.KVBudget < 0 || o.MaxImages < 0 || o.ImageCacheBytes < 0 {
 		return nil, fmt.Errorf("engine: context %d, step %d, batch %d, budget %d, KV budget %d, max images %d and image cache %d must not be negative",
@@ -235,10 +269,17 @@ func (e *Engine) Close() error {
 
 // KVUse reports the KV cache positions the live sequences hold (filled)
 // and have reserved, and the batcher's budget (0: none). Without batching
-// it is the one cached sequence's, kept between requests for prefix reuse.
+// it is the one cached sequence's, kept between requests for prefix reuse;
+// with batching, the running requests' and the finished ones kept for
+// prefix reuse (Options.PrefixCache).
 func (e *Engine) KVUse() (filled, reserved, budget int) {
 	return int(e.kvFilled.Load()), int(e.kvReserved.Load()), e.opts.KVBudget
 }
+
+// ReusedTokens is the number of prompt positions taken so far from a KV
+// cache (the cached sequence, a running request's sequence or a finished
+// one kept for reuse) instead of being computed.
+func (e *Engine) ReusedTokens() int64 { return e.reused.Load() }
 
 // Model is the model the engine runs.
 func (e *Engine) Model() *gemma.Model { return e.model }
@@ -264,11 +305,7 @@ func (e *Engine) isStop(id int32) bool { return e.tok.IsEOG(id) || e.stopIDs[id]
 func (e *Engine) sequence(p *plan) (*gemma.Sequence, int, error) {
 	prompt := p.keys
 	if e.seq == nil {
-		kv := tensor.F16
-		if e.opts.F32KV {
-			kv = tensor.F32
-		}
-		s, err := e.model.NewSequence(gemma.SequenceOptions{Capacity: e.opts.Context, KV: kv, Step: e.opts.Step})
+		s, err := e.model.NewSequence(gemma.SequenceOptions{Capacity: e.opts.Context, KV: e.kvType(), Step: e.opts.Step})
 		if err != nil {
 			return nil, 0, err
 		}
@@ -289,4 +326,42 @@ func (e *Engine) sequence(p *plan) (*gemma.Sequence, int, error) {
 	}
 	e.cached = e.cached[:n]
 	return e.seq, n, nil
+}
+
+// snapshot copies the first n positions of seq into a new sequence of
+// their size.
+func (e *Engine) snapshot(seq *gemma.Sequence, n int) (*gemma.Sequence, error) {
+	s, err := e.model.NewSequence(gemma.SequenceOptions{Capacity: n, KV: e.kvType(), Step: e.opts.Step})
+	if err != nil {
+		return nil, err
+	}
+	if err := seq.CopyPrefix(s, n); err != nil {
+		s.Free()
+		return nil, err
+	}
+	return s, nil
+}
+
+// restore makes the cached sequence hold snap's positions (the first
+// snap.Len() of prompt) and returns it as sequence does. Call with e.mu
+// held, after sequence has made the cached sequence.
+func (e *Engine) restore(p *plan, snap *gemma.Sequence) (*gemma.Sequence, int, error) {
+	n := snap.Len()
+	if err := e.seq.Truncate(0); err != nil {
+		return nil, 0, err
+	}
+	e.cached = e.cached[:0]
+	if err := snap.CopyPrefix(e.seq, n); err != nil {
+		return nil, 0, err
+	}
+	e.cached = append(e.cached, p.keys[:n]...)
+	return e.seq, n, nil
+}
+
+// kvType is the KV cache's type (Options.F32KV).
+func (e *Engine) kvType() tensor.DType {
+	if e.opts.F32KV {
+		return tensor.F32
+	}
+	return tensor.F16
 }

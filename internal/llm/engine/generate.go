@@ -31,6 +31,9 @@ type Event struct {
 	Kind EventKind
 	Text string
 	Call chat.ToolCall
+	// Choice is the index of the answer the event belongs to (0 unless
+	// the request asked for several: ChatRequest.N).
+	Choice int
 }
 
 // Finish says why a generation ended.
@@ -98,6 +101,15 @@ type Result struct {
 	// (FinishStopString).
 	StopString string
 	Usage      Usage
+	// Choices holds every answer, in order, when the request asked for
+	// more than one (ChatRequest.N > 1); nil otherwise. The Result itself
+	// then carries the first answer's text, tokens and finish, and the
+	// usage of the whole request: the prompt counted once (PromptTokens,
+	// and CachedTokens as the first answer found them), the generated
+	// tokens and decode steps of all answers summed. Each answer's own
+	// Usage counts the prompt positions it copied from the first as
+	// cached.
+	Choices []Result
 }
 
 // Chat answers a conversation in the model's chat format, streaming events
@@ -114,11 +126,10 @@ func (e *Engine) Chat(ctx context.Context, r ChatRequest, onEvent func(Event)) (
 	if r.Think && r.Grammar != nil {
 		return Result{}, ErrThinkGrammar
 	}
-	parser, err := chat.NewParser(e.family)
-	if err != nil {
+	if _, err := chat.NewParser(e.family); err != nil {
 		return Result{}, err
 	}
-	return e.generate(ctx, start, prompt, genOptions{r.Sampling, r.MaxTokens, r.Stop, parser, r.Grammar, r.MarkerGrammar}, onEvent)
+	return e.generate(ctx, start, prompt, genOptions{r.Sampling, r.MaxTokens, r.Stop, true, r.Grammar, r.MarkerGrammar, r.N}, onEvent)
 }
 
 // Complete continues a prompt without a chat format. Special tokens the model
@@ -129,16 +140,17 @@ func (e *Engine) Complete(ctx context.Context, r CompletionRequest, onEvent func
 	if err != nil {
 		return Result{}, err
 	}
-	return e.generate(ctx, start, prompt, genOptions{r.Sampling, r.MaxTokens, r.Stop, nil, r.Grammar, false}, onEvent)
+	return e.generate(ctx, start, prompt, genOptions{r.Sampling, r.MaxTokens, r.Stop, false, r.Grammar, false, r.N}, onEvent)
 }
 
 type genOptions struct {
 	sampling  sample.Params
 	maxTokens int
 	stop      []string
-	parser    *chat.Parser // nil: raw completion
+	chat      bool // parse the output as a chat answer (else a raw completion)
 	grammar   *grammar.Grammar
 	markers   bool // the grammar spells the tool-call markers
+	n         int  // answers (0 or 1: one)
 }
 
 // generation is one request's state. A driver calls pending for the tokens to
@@ -152,6 +164,7 @@ type generation struct {
 	ri, ro    int           // the next run to feed and the offset in it
 	fed       int           // prompt positions in the sequence
 	step      int
+	choice    int // the answer's index (ChatRequest.N)
 	sampler   *sample.Sampler
 	dec       *tokenizer.Decoder
 	parser    *chat.Parser
@@ -159,6 +172,9 @@ type generation struct {
 	maxTokens int
 	onEvent   func(Event)
 	cons      *constraint // nil: unconstrained
+	// atPrompt, if set, is called once the whole prompt is fed, before
+	// the first token is sampled.
+	atPrompt func() error
 
 	held     string // decoded text that may be the start of a stop string
 	next     int32  // the last sampled token, to be fed
@@ -188,30 +204,86 @@ func (e *Engine) generate(ctx context.Context, start time.Time, prompt *plan, o 
 			return Result{}, fmt.Errorf("engine: empty stop string")
 		}
 	}
-	smp, err := sample.New(o.sampling, e.model.Config.NVocab)
-	if err != nil {
-		return Result{}, err
+	choices := max(o.n, 1)
+	if o.n < 0 || choices > MaxChoices {
+		return Result{}, fmt.Errorf("engine: %d answers requested: between 1 and %d are possible", o.n, MaxChoices)
 	}
-	for _, id := range prompt.text {
-		if err := smp.Accept(id); err != nil {
+	smps := make([]*sample.Sampler, choices)
+	for i := range smps {
+		smp, err := sample.New(choiceParams(o.sampling, i), e.model.Config.NVocab)
+		if err != nil {
 			return Result{}, err
 		}
+		for _, id := range prompt.text {
+			if err := smp.Accept(id); err != nil {
+				return Result{}, err
+			}
+		}
+		smps[i] = smp
 	}
 	if e.sched != nil {
 		// The scheduler's goroutine encodes the images (prepare): it owns
 		// the backend.
-		return e.sched.submit(ctx, e.newGeneration(nil, prompt, 0, smp, o, onEvent, start))
+		gens := make([]*generation, choices)
+		for i := range gens {
+			gens[i] = e.newGeneration(nil, prompt, 0, smps[i], o, nil, start)
+			gens[i].choice = i
+		}
+		res, err := e.sched.submit(ctx, gens, onEvent)
+		return combine(res), err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	seq, cached, err := e.sequence(prompt)
+	// Later answers restart from a copy of the prompt but its last
+	// position (snap), taken when the first answer has fed the prompt: the
+	// cached sequence's sliding-window rings may not hold it any more
+	// after an answer.
+	var snap *gemma.Sequence
+	defer func() {
+		if snap != nil {
+			snap.Free()
+		}
+	}()
+	var res []Result
+	for i := range choices {
+		r, err := e.runOne(ctx, prompt, smps[i], o, onEvent, start, i, &snap, choices > 1)
+		res = append(res, r)
+		if err != nil {
+			return combine(res), err
+		}
+	}
+	return combine(res), nil
+}
+
+// runOne runs one answer on the cached sequence (single-sequence mode).
+// With several answers (fork), the first one leaves a copy of the prompt
+// but its last position in *snap, and the later ones start from it. Call
+// with e.mu held.
+func (e *Engine) runOne(ctx context.Context, prompt *plan, smp *sample.Sampler, o genOptions, onEvent func(Event), start time.Time, choice int, snap **gemma.Sequence, fork bool) (Result, error) {
+	var seq *gemma.Sequence
+	var cached int
+	var err error
+	if *snap != nil {
+		seq, cached, err = e.restore(prompt, *snap)
+	} else {
+		seq, cached, err = e.sequence(prompt)
+	}
 	if err != nil {
 		return Result{}, err
 	}
 	g := e.newGeneration(seq, prompt, cached, smp, o, onEvent, start)
+	g.choice = choice
+	if n := prompt.imageStart(len(prompt.keys) - 1); fork && *snap == nil && n > 0 {
+		g.atPrompt = func() error {
+			var err error
+			*snap, err = e.snapshot(seq, n)
+			return err
+		}
+	}
 	if err := g.prepare(); err != nil {
 		return Result{}, err
 	}
+	e.reused.Add(int64(cached))
 	e.kvReserved.Store(int64(seq.Cap()))
 	defer func() { e.kvFilled.Store(int64(seq.Len())) }()
 	return e.run(ctx, g)
@@ -221,7 +293,11 @@ func (e *Engine) generate(ctx context.Context, start time.Time, prompt *plan, o 
 // cached positions of prompt.
 func (e *Engine) newGeneration(seq *gemma.Sequence, prompt *plan, cached int, smp *sample.Sampler, o genOptions, onEvent func(Event), start time.Time) *generation {
 	g := &generation{e: e, seq: seq, prompt: prompt, fed: cached, step: e.opts.Step, sampler: smp,
-		dec: e.tok.NewDecoder(), parser: o.parser, stop: o.stop, maxTokens: o.maxTokens, onEvent: onEvent, start: start}
+		dec: e.tok.NewDecoder(), stop: o.stop, maxTokens: o.maxTokens, onEvent: onEvent, start: start}
+	if o.chat {
+		// Each answer parses its own output (Chat checked the family).
+		g.parser, _ = chat.NewParser(e.family)
+	}
 	g.dec.SkipSpecial = true // the parser's markers are passed by consume
 	if o.grammar != nil {
 		g.cons = newConstraint(e, o.grammar, o.markers)
@@ -305,6 +381,12 @@ func (g *generation) consume(n int, logits []float32) error {
 			return nil
 		}
 		u.Prefill = time.Since(g.tPrefill)
+		if f := g.atPrompt; f != nil {
+			g.atPrompt = nil
+			if err := f(); err != nil {
+				return err
+			}
+		}
 	}
 	if h := g.e.firstLogits; h != nil && u.GeneratedTokens == 0 && u.DecodeSteps == 0 {
 		h(logits)
@@ -442,6 +524,7 @@ func (g *generation) event(ev Event) {
 		g.res.ToolCalls = append(g.res.ToolCalls, ev.Call)
 	}
 	if g.onEvent != nil {
+		ev.Choice = g.choice
 		g.onEvent(ev)
 	}
 }

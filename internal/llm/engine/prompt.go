@@ -35,6 +35,10 @@ type ChatRequest struct {
 	// is complete and allows nothing more. It cannot be combined with
 	// Think, and the model cannot call tools while it is set.
 	Grammar *grammar.Grammar
+	// N is the number of answers (choices) to generate for the prompt (0
+	// or 1: one). They share the prompt's computation; see Result.Choices
+	// and the seed rule there.
+	N int
 	// MarkerGrammar says that Grammar spells Gemma 4's tool-call markers
 	// (<|tool_call>, <tool_call|> and <|"|>, as ToolCallGBNF writes), which
 	// then match their special tokens; ordinary tokens holding '<' are not
@@ -64,6 +68,8 @@ type CompletionRequest struct {
 	// Grammar, when not nil, constrains the continuation (see
 	// ChatRequest.Grammar).
 	Grammar *grammar.Grammar
+	// N is the number of continuations (see ChatRequest.N).
+	N int
 }
 
 // ErrEmptyPrompt is returned for a request with nothing to continue.

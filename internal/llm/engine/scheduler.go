@@ -31,12 +31,21 @@ type BatchStats struct {
 	Duration time.Duration
 }
 
-// slot is a request handed to the scheduler.
+// slot is one answer of a request handed to the scheduler.
 type slot struct {
 	ctx  context.Context
 	g    *generation
 	err  error
 	done chan struct{}
+	// leader is the request's first answer when it asked for several:
+	// this one joins once the leader has fed the prompt but its last
+	// position, and copies it (choices.go).
+	leader *slot
+	out    *outbox // nil: no callback
+	ended  bool
+	// pausedAt is when the slot was first found with a full outbox
+	// (zero: not paused).
+	pausedAt time.Time
 }
 
 // scheduler is the continuous batcher: one goroutine owns the model and
@@ -44,14 +53,20 @@ type slot struct {
 // step. Requests join and leave between steps.
 type scheduler struct {
 	e     *Engine
-	joins chan *slot
+	joins chan []*slot
 	quit  chan struct{}
 	exit  chan struct{}
-	once  sync.Once
+	// wake (1 buffered) rouses a loop with nothing to feed: an outbox
+	// drained, a request was cancelled.
+	wake chan struct{}
+	once sync.Once
+	idle []idleSeq // finished sequences kept for prefix reuse, oldest first
+	kv   tensor.DType
 }
 
 func (e *Engine) startScheduler() {
-	s := &scheduler{e: e, joins: make(chan *slot), quit: make(chan struct{}), exit: make(chan struct{})}
+	s := &scheduler{e: e, joins: make(chan []*slot), quit: make(chan struct{}), exit: make(chan struct{}),
+		wake: make(chan struct{}, 1), kv: e.kvType()}
 	e.sched = s
 	go s.loop()
 }
@@ -62,22 +77,61 @@ func (s *scheduler) stop() {
 	<-s.exit
 }
 
-// submit runs g through the scheduler and waits for its end.
-func (s *scheduler) submit(ctx context.Context, g *generation) (Result, error) {
-	sl := &slot{ctx: ctx, g: g, done: make(chan struct{})}
+// submit runs a request's answers through the scheduler and waits for
+// their end. Events go to onEvent through an outbox (outbox.go), so a slow
+// callback never holds up the batch.
+func (s *scheduler) submit(ctx context.Context, gens []*generation, onEvent func(Event)) ([]Result, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var out *outbox
+	if onEvent != nil {
+		out = newOutbox(onEvent, s.e.opts.StreamBuffer, s.wake, cancel)
+		defer func() {
+			if ctx.Err() != nil {
+				out.discard() // cancelled: nobody reads the rest
+			}
+			out.close()
+			out.wait()
+		}()
+	}
+	slots := make([]*slot, len(gens))
+	for i, g := range gens {
+		slots[i] = &slot{ctx: ctx, g: g, done: make(chan struct{}), out: out}
+		if i > 0 {
+			slots[i].leader = slots[0]
+		}
+		if out != nil {
+			g.onEvent = out.put
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { signal(s.wake) })
+	defer stop()
 	select {
-	case s.joins <- sl:
+	case s.joins <- slots:
 	case <-s.quit:
-		return Result{}, ErrClosed
+		return nil, ErrClosed
 	}
-	<-sl.done
-	if sl.err != nil {
-		return g.res, sl.err
+	res := make([]Result, len(slots))
+	var err error
+	for i, sl := range slots {
+		<-sl.done
+		res[i] = sl.g.res
+		if err == nil {
+			err = sl.err
+		}
 	}
-	return g.res, g.parseErr()
+	if err == nil {
+		for _, sl := range slots {
+			if err = sl.g.parseErr(); err != nil {
+				break
+			}
+		}
+	}
+	return res, err
 }
 
-// end finishes a slot: frees its sequence and wakes its caller.
+// end finishes a slot: keeps its sequence for prefix reuse (or frees it)
+// and wakes its caller.
 func (s *scheduler) end(sl *slot, why Finish, err error) {
 	func() {
 		defer func() {
@@ -87,12 +141,26 @@ func (s *scheduler) end(sl *slot, why Finish, err error) {
 		}()
 		sl.g.finish(why)
 	}()
-	if sl.g.seq != nil {
-		sl.g.seq.Free()
+	if seq := sl.g.seq; seq != nil {
 		sl.g.seq = nil
+		if err == nil || why == FinishCancelled {
+			s.keep(seq, sl.g)
+		} else {
+			seq.Free()
+		}
 	}
-	sl.err = err
+	sl.err, sl.ended = err, true
 	close(sl.done)
+}
+
+// cancelled returns why a slot's context ended: a panic in its callback
+// (FinishError) or the caller's cancellation.
+func cancelled(sl *slot) (Finish, error) {
+	err := context.Cause(sl.ctx)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return FinishCancelled, err
+	}
+	return FinishError, err
 }
 
 // capacity is the positions a request's sequence needs: the prompt plus its
@@ -105,37 +173,53 @@ func (s *scheduler) capacity(g *generation) int {
 	return c
 }
 
-// publishKV records the KV use of the active sequences (Engine.KVUse).
-func (s *scheduler) publishKV(active []*slot, reserved int) {
-	filled := 0
+// kvUse sums the positions the active and the kept sequences fill and
+// reserve.
+func (s *scheduler) kvUse(active []*slot) (filled, reserved int) {
 	for _, sl := range active {
-		filled += sl.g.seq.Len()
+		filled, reserved = filled+sl.g.seq.Len(), reserved+sl.g.seq.Cap()
 	}
+	for _, is := range s.idle {
+		filled, reserved = filled+is.seq.Len(), reserved+is.seq.Cap()
+	}
+	return filled, reserved
+}
+
+// publishKV records the KV use (Engine.KVUse).
+func (s *scheduler) publishKV(active []*slot) {
+	filled, reserved := s.kvUse(active)
 	s.e.kvFilled.Store(int64(filled))
 	s.e.kvReserved.Store(int64(reserved))
+}
+
+// ready reports whether a waiting slot may join: an answer after the first
+// waits until the first has fed all of the prompt but its last position.
+func ready(sl *slot) bool {
+	l := sl.leader
+	return l == nil || l.ended || (l.g.seq != nil && l.g.fed >= len(l.g.prompt.keys)-1)
 }
 
 func (s *scheduler) loop() {
 	defer close(s.exit)
 	e := s.e
 	var active, waiting []*slot
-	kvUsed := 0 // positions reserved by the active sequences
 	defer func() {
 		for _, sl := range append(active, waiting...) {
 			s.end(sl, FinishError, ErrClosed)
 		}
+		for _, is := range s.idle {
+			is.seq.Free()
+		}
+		s.idle = nil
+		s.publishKV(nil)
 	}()
-	kv := tensor.F16
-	if e.opts.F32KV {
-		kv = tensor.F32
-	}
 	for {
 		// Wait for work when idle, else take whatever joined.
 		if len(active) == 0 && len(waiting) == 0 {
-			s.publishKV(nil, 0)
+			s.publishKV(nil)
 			select {
-			case sl := <-s.joins:
-				waiting = append(waiting, sl)
+			case sls := <-s.joins:
+				waiting = append(waiting, sls...)
 			case <-s.quit:
 				return
 			}
@@ -143,8 +227,8 @@ func (s *scheduler) loop() {
 	drain:
 		for {
 			select {
-			case sl := <-s.joins:
-				waiting = append(waiting, sl)
+			case sls := <-s.joins:
+				waiting = append(waiting, sls...)
 			case <-s.quit:
 				return
 			default:
@@ -154,8 +238,9 @@ func (s *scheduler) loop() {
 		// Cancelled requests leave (waiting ones without ever running).
 		keep := waiting[:0]
 		for _, sl := range waiting {
-			if err := sl.ctx.Err(); err != nil {
-				s.end(sl, FinishCancelled, err)
+			if sl.ctx.Err() != nil {
+				why, err := cancelled(sl)
+				s.end(sl, why, err)
 			} else {
 				keep = append(keep, sl)
 			}
@@ -163,60 +248,81 @@ func (s *scheduler) loop() {
 		waiting = keep
 		keep = active[:0]
 		for _, sl := range active {
-			if err := sl.ctx.Err(); err != nil {
-				kvUsed -= sl.g.seq.Cap()
-				s.end(sl, FinishCancelled, err)
+			if sl.ctx.Err() != nil {
+				why, err := cancelled(sl)
+				s.end(sl, why, err)
 			} else {
 				keep = append(keep, sl)
 			}
 		}
 		active = keep
 		// Admission: a free slot and room in the KV budget, first come
-		// first served (an oversized request waits until it runs alone).
-		for len(waiting) > 0 && len(active) < e.opts.Batch {
-			sl := waiting[0]
-			c := s.capacity(sl.g)
-			if len(active) > 0 && e.opts.KVBudget > 0 && kvUsed+c > e.opts.KVBudget {
+		// first served (an oversized request waits until it runs alone);
+		// later answers of a request wait for the first one's prefill, and
+		// a request whose prompt starts like one being prefilled waits for
+		// that part (prefix.go).
+		keep = waiting[:0]
+		for i, sl := range waiting {
+			if len(active) >= e.opts.Batch {
+				keep = append(keep, waiting[i:]...)
 				break
 			}
-			waiting = waiting[1:]
-			seq, err := e.model.NewSequence(gemma.SequenceOptions{Capacity: c, KV: kv, Step: e.opts.Step})
+			if !ready(sl) || s.soon(sl, active) {
+				keep = append(keep, sl)
+				continue
+			}
+			ok, err := s.admit(sl, active)
 			if err != nil {
 				s.end(sl, FinishError, err)
 				continue
 			}
-			sl.g.seq = seq
-			kvUsed += c
-			if err := sl.g.prepare(); err != nil {
-				// Encoding an image failed: this request ends, the
-				// others go on.
-				kvUsed -= c
-				s.end(sl, FinishError, err)
-				continue
+			if !ok {
+				keep = append(keep, waiting[i:]...)
+				break
 			}
 			active = append(active, sl)
 		}
-		s.publishKV(active, kvUsed)
+		waiting = keep
+		s.publishKV(active)
 		if len(active) == 0 {
 			continue
 		}
 		// Gather: every decoding generation's token first, then prompt
 		// chunks within the step's token budget, oldest request first.
 		// An image is fed whole (its rows attend to each other), even
-		// past the budget.
+		// past the budget. A request whose reader is behind (a full
+		// outbox) is paused, and cancelled once paused for too long.
 		budget := e.opts.Budget
 		d := e.model.Config.NEmbd
 		var seqs []*gemma.Sequence
 		var ins []gemma.Input
-		var fed []*slot
+		var fed, stalled []*slot
+		var nextStall time.Duration
+		now := time.Now()
+		paused := func(sl *slot) bool {
+			if sl.out == nil || !sl.out.full() {
+				sl.pausedAt = time.Time{}
+				return false
+			}
+			if sl.pausedAt.IsZero() {
+				sl.pausedAt = now
+			}
+			left := e.opts.StallTimeout - now.Sub(sl.pausedAt)
+			if left <= 0 {
+				stalled = append(stalled, sl)
+			} else if nextStall == 0 || left < nextStall {
+				nextStall = left
+			}
+			return true
+		}
 		for _, sl := range active {
-			if sl.g.fed >= len(sl.g.prompt.keys) {
+			if sl.g.fed >= len(sl.g.prompt.keys) && !paused(sl) {
 				seqs, ins, fed = append(seqs, sl.g.seq), append(ins, sl.g.pending()), append(fed, sl)
 				budget--
 			}
 		}
 		for _, sl := range active {
-			if sl.g.fed < len(sl.g.prompt.keys) && (budget > 0 || len(fed) == 0) {
+			if sl.g.fed < len(sl.g.prompt.keys) && (budget > 0 || len(fed) == 0) && !paused(sl) {
 				in := sl.g.pending()
 				if len(in.Tokens) > max(budget, 1) {
 					in.Tokens = in.Tokens[:max(budget, 1)]
@@ -224,6 +330,36 @@ func (s *scheduler) loop() {
 				budget -= in.Len(d)
 				seqs, ins, fed = append(seqs, sl.g.seq), append(ins, in), append(fed, sl)
 			}
+		}
+		for _, sl := range stalled {
+			s.end(sl, FinishCancelled, ErrSlowReader)
+		}
+		active = without(active, stalled)
+		if len(fed) == 0 {
+			// Every running request is paused: wait for a reader, a
+			// cancellation, a new request or the next stall deadline.
+			var timer <-chan time.Time
+			var t *time.Timer
+			if nextStall > 0 {
+				t = time.NewTimer(nextStall)
+				timer = t.C
+			}
+			quit := false
+			select {
+			case sls := <-s.joins:
+				waiting = append(waiting, sls...)
+			case <-s.wake:
+			case <-timer:
+			case <-s.quit:
+				quit = true
+			}
+			if t != nil {
+				t.Stop()
+			}
+			if quit {
+				return
+			}
+			continue
 		}
 		t0 := time.Now()
 		logits, err := e.model.ForwardInputs(seqs, ins, false)
@@ -237,7 +373,6 @@ func (s *scheduler) loop() {
 		if err != nil {
 			// The sequences may be inconsistent: end every fed request.
 			for _, sl := range fed {
-				kvUsed -= sl.g.seq.Cap()
 				s.end(sl, FinishError, err)
 			}
 			active = without(active, fed)
@@ -246,11 +381,9 @@ func (s *scheduler) loop() {
 		var gone []*slot
 		for i, sl := range fed {
 			if err := safeConsume(sl.g, ins[i].Len(d), logits[i]); err != nil {
-				kvUsed -= sl.g.seq.Cap()
 				s.end(sl, FinishError, err)
 				gone = append(gone, sl)
 			} else if sl.g.done {
-				kvUsed -= sl.g.seq.Cap()
 				s.end(sl, sl.g.res.Finish, nil)
 				gone = append(gone, sl)
 			}

@@ -193,3 +193,64 @@ func TestDecodeImageParts(t *testing.T) {
 		t.Errorf("image in a system message: %v", err)
 	}
 }
+
+// TestChoices: n becomes the engine request's N (1..MaxChoices, a 400
+// naming n beyond); responses and stream chunks carry one choice per
+// answer with its index, and the usage counts the prompt once.
+func TestChoices(t *testing.T) {
+	r, err := DecodeChat([]byte(`{"model":"m","messages":[{"role":"user","content":"x"}],"n":3}`))
+	if err != nil || r.Chat.N != 3 {
+		t.Fatalf("chat n=3: %+v %v", r, err)
+	}
+	c, err := DecodeCompletion([]byte(`{"model":"m","prompt":"x","n":2}`))
+	if err != nil || c.Completion.N != 2 {
+		t.Fatalf("completion n=2: %+v %v", c, err)
+	}
+	for _, body := range []string{`{"model":"m","messages":[{"role":"user","content":"x"}],"n":9}`, `{"model":"m","prompt":"x","n":100}`} {
+		decode := DecodeChat
+		if strings.Contains(body, "prompt") {
+			decode = DecodeCompletion
+		}
+		_, err := decode([]byte(body))
+		if e := canon.As(err); err == nil || e.Kind != canon.Invalid || e.Param != "n" || !strings.Contains(e.Msg, "8") {
+			t.Errorf("%s: %v", body, err)
+		}
+	}
+	res := engine.Result{Text: "a", Usage: engine.Usage{PromptTokens: 5, GeneratedTokens: 3},
+		Choices: []engine.Result{{Text: "a", Finish: engine.FinishStop}, {Text: "bc", Finish: engine.FinishLength}}}
+	got := string(Marshal(ChatResponse("id", "m", 1, res)))
+	if !strings.Contains(got, `"choices":[{"index":0,"message":{"role":"assistant","content":"a"},"logprobs":null,"finish_reason":"stop"},{"index":1,"message":{"role":"assistant","content":"bc"},"logprobs":null,"finish_reason":"length"}]`) ||
+		!strings.Contains(got, `"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8`) {
+		t.Errorf("chat response %s", got)
+	}
+	got = string(Marshal(TextResponse("id", "m", 1, res)))
+	if !strings.Contains(got, `"choices":[{"index":0,"text":"a","logprobs":null,"finish_reason":"stop"},{"index":1,"text":"bc","logprobs":null,"finish_reason":"length"}]`) {
+		t.Errorf("text response %s", got)
+	}
+	s := &Stream{ID: "x", Model: "m", Chat: true, N: 2}
+	var out []Completion
+	out = append(out, s.Event(engine.Event{Kind: engine.ContentEvent, Text: "b", Choice: 1})...)
+	out = append(out, s.Event(engine.Event{Kind: engine.ToolCallEvent, Call: chat.ToolCall{Name: "f"}, Choice: 1})...)
+	out = append(out, s.Event(engine.Event{Kind: engine.ToolCallEvent, Call: chat.ToolCall{Name: "g"}, Choice: 0})...)
+	out = append(out, s.Finish(res, true)...)
+	var idx []string
+	for _, c := range out {
+		b := string(Marshal(c))
+		b = b[strings.Index(b, `"choices"`):]
+		if i := strings.Index(b, `"id":"call_`); i >= 0 {
+			b = b[:i] + b[i+strings.Index(b[i+6:], `"`)+7:]
+		}
+		idx = append(idx, b)
+	}
+	want := `"choices":[{"index":0,"delta":{"role":"assistant"},"logprobs":null,"finish_reason":null}]}
+"choices":[{"index":1,"delta":{"role":"assistant"},"logprobs":null,"finish_reason":null}]}
+"choices":[{"index":1,"delta":{"content":"b"},"logprobs":null,"finish_reason":null}]}
+"choices":[{"index":1,"delta":{"tool_calls":[{"index":0,,"type":"function","function":{"name":"f","arguments":"{}"}}]},"logprobs":null,"finish_reason":null}]}
+"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,,"type":"function","function":{"name":"g","arguments":"{}"}}]},"logprobs":null,"finish_reason":null}]}
+"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}
+"choices":[{"index":1,"delta":{},"logprobs":null,"finish_reason":"length"}]}
+"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":0}}}`
+	if g := strings.Join(idx, "\n"); g != want {
+		t.Errorf("chunks\n%s\nwant\n%s", g, want)
+	}
+}

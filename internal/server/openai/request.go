@@ -19,6 +19,10 @@ import (
 // MaxStops is the most stop strings a request may give.
 const MaxStops = 16
 
+// MaxChoices is the most choices (n) a request may ask for. They share the
+// prompt's computation but each takes a sequence of the batch.
+const MaxChoices = 8
+
 // sampling holds the fields chat and legacy completions share.
 type sampling struct {
 	Model            string             `json:"model"`
@@ -132,7 +136,7 @@ func DecodeChat(body []byte) (*canon.Request, error) {
 		}
 		req.maxTokens = *r.MaxCompletionTokens
 	}
-	cr.MaxTokens, cr.Stop = req.maxTokens, req.stop
+	cr.MaxTokens, cr.Stop, cr.N = req.maxTokens, req.stop, req.n
 	if cr.Think, err = thinking(r.ReasoningEffort, r.ChatTemplateKwargs); err != nil {
 		return nil, err
 	}
@@ -358,6 +362,7 @@ type decoded struct {
 	stop         []string
 	includeUsage bool
 	format       *canon.Format
+	n            int // choices (0: one)
 }
 
 func checkMaxTokens(n int, name string) error {
@@ -375,11 +380,14 @@ func (s *sampling) decode() (decoded, error) {
 	if s.Grammar != nil && *s.Grammar != "" {
 		d.format = &canon.Format{Kind: canon.FormatGBNF, Text: *s.Grammar, Param: "grammar"}
 	}
-	if s.N != nil && *s.N != 1 {
-		if *s.N < 1 {
+	if s.N != nil {
+		switch {
+		case *s.N < 1:
 			return d, canon.Errorf("n", "n %d must be at least 1", *s.N)
+		case *s.N > MaxChoices:
+			return d, canon.Errorf("n", "n %d is more than the %d choices one request may ask for: send several requests", *s.N, MaxChoices)
 		}
-		return d, canon.Unsupported("n", "more than one choice")
+		d.n = *s.N
 	}
 	if s.StreamOptions != nil {
 		if !s.Stream {
@@ -478,5 +486,5 @@ func DecodeCompletion(body []byte) (*canon.Request, error) {
 		d.maxTokens = DefaultCompletionTokens
 	}
 	return &canon.Request{Model: r.Model, Stream: r.Stream, IncludeUsage: d.includeUsage, Format: d.format,
-		Completion: &engine.CompletionRequest{Prompt: prompt, Sampling: d.params, MaxTokens: d.maxTokens, Stop: d.stop}}, nil
+		Completion: &engine.CompletionRequest{Prompt: prompt, Sampling: d.params, MaxTokens: d.maxTokens, Stop: d.stop, N: d.n}}, nil
 }

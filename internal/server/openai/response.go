@@ -114,38 +114,59 @@ func toolCalls(calls []chat.ToolCall, ids []string) []ToolCall {
 	return out
 }
 
-// ChatResponse encodes a finished chat completion.
+// answers are a result's choices: its Choices (n > 1), or itself.
+func answers(res engine.Result) []engine.Result {
+	if len(res.Choices) > 0 {
+		return res.Choices
+	}
+	return []engine.Result{res}
+}
+
+// ChatResponse encodes a finished chat completion: one choice per answer,
+// and the usage of the whole request (the prompt counted once).
 func ChatResponse(id, model string, created int64, res engine.Result) Completion {
-	ids := make([]string, len(res.ToolCalls))
-	for i := range ids {
-		ids[i] = callID()
+	out := Completion{ID: id, Object: "chat.completion", Created: created, Model: model, SystemFingerprint: Fingerprint,
+		Choices: []Choice{}, Usage: usage(res.Usage)}
+	for i, r := range answers(res) {
+		ids := make([]string, len(r.ToolCalls))
+		for i := range ids {
+			ids[i] = callID()
+		}
+		msg := &Message{Role: "assistant", ReasoningContent: r.Thinking, ToolCalls: toolCalls(r.ToolCalls, ids)}
+		if r.Text != "" || len(r.ToolCalls) == 0 {
+			text := r.Text
+			msg.Content = &text
+		}
+		fr := FinishReason(r)
+		out.Choices = append(out.Choices, Choice{Index: i, Message: msg, FinishReason: &fr})
 	}
-	msg := &Message{Role: "assistant", ReasoningContent: res.Thinking, ToolCalls: toolCalls(res.ToolCalls, ids)}
-	if res.Text != "" || len(res.ToolCalls) == 0 {
-		text := res.Text
-		msg.Content = &text
-	}
-	fr := FinishReason(res)
-	return Completion{ID: id, Object: "chat.completion", Created: created, Model: model, SystemFingerprint: Fingerprint,
-		Choices: []Choice{{Message: msg, FinishReason: &fr}}, Usage: usage(res.Usage)}
+	return out
 }
 
-// TextResponse encodes a finished legacy completion.
+// TextResponse encodes a finished legacy completion (see ChatResponse).
 func TextResponse(id, model string, created int64, res engine.Result) Completion {
-	fr := FinishReason(res)
-	text := res.Text
-	return Completion{ID: id, Object: "text_completion", Created: created, Model: model, SystemFingerprint: Fingerprint,
-		Choices: []Choice{{Text: &text, FinishReason: &fr}}, Usage: usage(res.Usage)}
+	out := Completion{ID: id, Object: "text_completion", Created: created, Model: model, SystemFingerprint: Fingerprint,
+		Choices: []Choice{}, Usage: usage(res.Usage)}
+	for i, r := range answers(res) {
+		fr := FinishReason(r)
+		text := r.Text
+		out.Choices = append(out.Choices, Choice{Index: i, Text: &text, FinishReason: &fr})
+	}
+	return out
 }
 
-// Stream encodes engine events as stream chunks for one response.
+// Stream encodes engine events as stream chunks for one response. With
+// several choices, each chunk carries one choice, its index that of the
+// event's answer (engine.Event.Choice); their chunks interleave.
 type Stream struct {
 	ID      string
 	Model   string
 	Created int64
 	// Chat: chat.completion.chunk objects; otherwise text_completion.
-	Chat  bool
-	calls int
+	Chat bool
+	// N is the number of choices (0 or 1: one).
+	N     int
+	calls map[int]int // tool calls so far, by choice
 	begun bool
 }
 
@@ -157,13 +178,18 @@ func (s *Stream) chunk(c Choice) Completion {
 	return Completion{ID: s.ID, Object: obj, Created: s.Created, Model: s.Model, SystemFingerprint: Fingerprint, Choices: []Choice{c}}
 }
 
-// Start returns the chunks a chat stream opens with (the assistant role).
+// Start returns the chunks a chat stream opens with (the assistant role,
+// for each choice).
 func (s *Stream) Start() []Completion {
 	if !s.Chat || s.begun {
 		return nil
 	}
 	s.begun = true
-	return []Completion{s.chunk(Choice{Delta: &Delta{Role: "assistant"}})}
+	var out []Completion
+	for i := range max(s.N, 1) {
+		out = append(out, s.chunk(Choice{Index: i, Delta: &Delta{Role: "assistant"}}))
+	}
+	return out
 }
 
 // Event returns the chunk for one engine event.
@@ -171,7 +197,7 @@ func (s *Stream) Event(ev engine.Event) []Completion {
 	out := s.Start()
 	if !s.Chat {
 		t := ev.Text
-		return append(out, s.chunk(Choice{Text: &t}))
+		return append(out, s.chunk(Choice{Index: ev.Choice, Text: &t}))
 	}
 	d := &Delta{}
 	switch ev.Kind {
@@ -180,28 +206,34 @@ func (s *Stream) Event(ev engine.Event) []Completion {
 	case engine.ThinkingEvent:
 		d.ReasoningContent = ev.Text
 	case engine.ToolCallEvent:
-		i := s.calls
-		s.calls++
+		if s.calls == nil {
+			s.calls = map[int]int{}
+		}
+		i := s.calls[ev.Choice]
+		s.calls[ev.Choice]++
 		tc := toolCalls([]chat.ToolCall{ev.Call}, []string{callID()})[0]
 		tc.Index = &i
 		d.ToolCalls = []ToolCall{tc}
 	}
-	return append(out, s.chunk(Choice{Delta: d}))
+	return append(out, s.chunk(Choice{Index: ev.Choice, Delta: d}))
 }
 
-// Finish returns the closing chunks: the finish reason, then the usage when
-// asked for (a chunk with no choices, as OpenAI sends it).
+// Finish returns the closing chunks: each choice's finish reason, then the
+// usage when asked for (a chunk with no choices, as OpenAI sends it; the
+// prompt counted once).
 func (s *Stream) Finish(res engine.Result, includeUsage bool) []Completion {
 	out := s.Start()
-	fr := FinishReason(res)
-	c := Choice{FinishReason: &fr}
-	if s.Chat {
-		c.Delta = &Delta{}
-	} else {
-		empty := ""
-		c.Text = &empty
+	for i, r := range answers(res) {
+		fr := FinishReason(r)
+		c := Choice{Index: i, FinishReason: &fr}
+		if s.Chat {
+			c.Delta = &Delta{}
+		} else {
+			empty := ""
+			c.Text = &empty
+		}
+		out = append(out, s.chunk(c))
 	}
-	out = append(out, s.chunk(c))
 	if includeUsage {
 		u := s.chunk(Choice{})
 		u.Choices = []Choice{}

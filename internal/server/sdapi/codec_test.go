@@ -163,3 +163,30 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestUnsupportedFields: SD.Next features mica cannot honour are refused
+// by name (422) when set, and accepted at their defaults, as clients send
+// them on every request.
+func TestUnsupportedFields(t *testing.T) {
+	defaults := `{"prompt":"x","detailer_enabled":false,"ip_adapter":[],"control_units":null,"face":{},"extra":{},
+	  "hdr_mode":0,"hdr_clamp":false,"hdr_boundary":4,"grading_gamma":1.0,"grading_color_temp":6500,"grading_lut_file":"",
+	  "vae_type":"Full","cfg_end":1,"cfg_rescale":0,"refiner_start":0,"tiling":false,"restore_faces":false,
+	  "script_name":"None","alwayson_scripts":{},"hr_checkpoint_name":"Use same checkpoint","detailer_steps":10}`
+	if _, err := Decode([]byte(defaults), false, lim); err != nil {
+		t.Fatalf("defaults refused: %v", err)
+	}
+	for field, val := range map[string]string{
+		"detailer_enabled": "true", "ip_adapter": `[{"adapter":"Base","images":["x"]}]`,
+		"control_units": `[{"model":"canny"}]`, "face": `{"mode":"FaceID"}`, "hdr_mode": "1",
+		"grading_gamma": "1.2", "grading_color_temp": "5000", "vae_type": `"Tiny"`, "cfg_rescale": "0.7",
+		"tiling": "true", "restore_faces": "true", "alwayson_scripts": `{"ADetailer":{"args":[]}}`,
+		"script_name": `"x/y/z plot"`, "hidiffusion": "true", "init_control": `["abc"]`,
+	} {
+		_, err := Decode([]byte(`{"prompt":"x","`+field+`":`+val+`}`), false, lim)
+		var ve *ValidationError
+		if !errors.As(err, &ve) || len(ve.Detail) != 1 || ve.Detail[0].Loc[1] != field ||
+			ve.Detail[0].Type != "value_error.unsupported" || !strings.Contains(ve.Detail[0].Msg, "not supported") {
+			t.Errorf("%s=%s: %v", field, val, err)
+		}
+	}
+}

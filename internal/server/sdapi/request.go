@@ -250,8 +250,10 @@ type Limits struct {
 }
 
 // Decode parses a txt2img (img2img false) or img2img body. Unknown fields
-// are ignored, as both servers do; wrong types and impossible values are
-// a *ValidationError.
+// are ignored, as both servers do; wrong types, impossible values and
+// features mica cannot honour set to anything but their default
+// (unsupported.go: SD.Next's detailer, ControlNet, IP-Adapter, …) are a
+// *ValidationError.
 func Decode(body []byte, img2img bool, lim Limits) (*Request, error) {
 	f := &fields{}
 	if err := json.Unmarshal(body, &f.raw); err != nil {
@@ -337,6 +339,7 @@ func Decode(body []byte, img2img bool, lim Limits) (*Request, error) {
 		}
 	}
 	r.validate(f, lim)
+	f.checkUnsupported()
 	if len(f.errs) > 0 {
 		return nil, &ValidationError{Detail: f.errs}
 	}
