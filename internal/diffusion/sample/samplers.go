@@ -6,8 +6,10 @@ import "math"
 // element-wise float32; every product that feeds an addition is wrapped in
 // float32(...) so the Go compiler cannot fuse it into an FMA.
 
-// euler: d = (x − D)/σ, x ← x + d·(σ_next − σ) (sd.cpp sample_euler).
-func euler(r *runner) error {
+// steps is k-diffusion's sampling loop: for each i, D = model(x, σ_i), then
+// step(i, σ_i, σ_{i+1}, D) updates r.x, then the step callback. It stops at
+// the first error and when the context is done.
+func (r *runner) steps(step func(i int, s, sn float32, den []float32) error) error {
 	for i := 0; i < r.n; i++ {
 		if err := r.check(); err != nil {
 			return err
@@ -17,29 +19,31 @@ func euler(r *runner) error {
 		if err != nil {
 			return err
 		}
-		dt := r.sigmas[i+1] - s
-		for j, xj := range r.x {
-			d := (xj - den[j]) / s
-			r.x[j] = xj + float32(d*dt)
+		if err := step(i, s, r.sigmas[i+1], den); err != nil {
+			return err
 		}
 		r.stepDone(i, den)
 	}
 	return nil
 }
 
+// euler: d = (x − D)/σ, x ← x + d·(σ_next − σ) (sd.cpp sample_euler).
+func euler(r *runner) error {
+	return r.steps(func(i int, s, sn float32, den []float32) error {
+		dt := sn - s
+		for j, xj := range r.x {
+			d := (xj - den[j]) / s
+			r.x[j] = xj + float32(d*dt)
+		}
+		return nil
+	})
+}
+
 // eulerAncestral is sd.cpp's sample_euler_ancestral (also its DDIM, which is
 // this update with η = 0): x ← (σ_down/σ)·x + (1 − σ_down/σ)·D, then
 // x ← x + σ_up·noise; the step to σ = 0 sets x ← D.
 func eulerAncestral(r *runner) error {
-	for i := 0; i < r.n; i++ {
-		if err := r.check(); err != nil {
-			return err
-		}
-		s, sn := r.sigmas[i], r.sigmas[i+1]
-		den, err := r.denoise(r.x, s, i)
-		if err != nil {
-			return err
-		}
+	return r.steps(func(i int, s, sn float32, den []float32) error {
 		switch {
 		case sn == 0:
 			copy(r.x, den)
@@ -49,14 +53,11 @@ func eulerAncestral(r *runner) error {
 			down, up := ancestral(s, sn, r.eta)
 			blend(r.x, down/s, den)
 			if up > 0 {
-				if err := r.addNoise(up); err != nil {
-					return err
-				}
+				return r.addNoise(up)
 			}
 		}
-		r.stepDone(i, den)
-	}
-	return nil
+		return nil
+	})
 }
 
 // blend sets x ← ratio·x + (1 − ratio)·den.
@@ -72,15 +73,7 @@ func blend(x []float32, ratio float32, den []float32) {
 func heun(r *runner) error {
 	d := make([]float32, len(r.x))
 	x2 := make([]float32, len(r.x))
-	for i := 0; i < r.n; i++ {
-		if err := r.check(); err != nil {
-			return err
-		}
-		s, sn := r.sigmas[i], r.sigmas[i+1]
-		den, err := r.denoise(r.x, s, i)
-		if err != nil {
-			return err
-		}
+	return r.steps(func(i int, s, sn float32, den []float32) error {
 		dt := sn - s
 		for j, xj := range r.x {
 			d[j] = (xj - den[j]) / s
@@ -89,8 +82,7 @@ func heun(r *runner) error {
 			for j := range r.x {
 				r.x[j] += float32(d[j] * dt)
 			}
-			r.stepDone(i, den)
-			continue
+			return nil
 		}
 		for j, xj := range r.x {
 			x2[j] = xj + float32(d[j]*dt)
@@ -103,9 +95,8 @@ func heun(r *runner) error {
 			dj := (d[j] + (x2[j]-den2[j])/sn) / 2
 			r.x[j] += float32(dj * dt)
 		}
-		r.stepDone(i, den)
-	}
-	return nil
+		return nil
+	})
 }
 
 // dpm2 is sd.cpp's sample_dpm2 (k-diffusion's DPM-Solver-2 with the
@@ -113,15 +104,7 @@ func heun(r *runner) error {
 func dpm2(r *runner) error {
 	d := make([]float32, len(r.x))
 	x2 := make([]float32, len(r.x))
-	for i := 0; i < r.n; i++ {
-		if err := r.check(); err != nil {
-			return err
-		}
-		s, sn := r.sigmas[i], r.sigmas[i+1]
-		den, err := r.denoise(r.x, s, i)
-		if err != nil {
-			return err
-		}
+	return r.steps(func(i int, s, sn float32, den []float32) error {
 		for j, xj := range r.x {
 			d[j] = (xj - den[j]) / s
 		}
@@ -130,8 +113,7 @@ func dpm2(r *runner) error {
 			for j := range r.x {
 				r.x[j] += float32(d[j] * dt)
 			}
-			r.stepDone(i, den)
-			continue
+			return nil
 		}
 		mid := float32(math.Exp(0.5 * (math.Log(float64(s)) + math.Log(float64(sn)))))
 		dt1, dt2 := mid-s, sn-s
@@ -146,9 +128,8 @@ func dpm2(r *runner) error {
 			d2 := (x2[j] - den2[j]) / mid
 			r.x[j] += float32(d2 * dt2)
 		}
-		r.stepDone(i, den)
-	}
-	return nil
+		return nil
+	})
 }
 
 // tOf and sigmaOf are sd.cpp's t_fn = −log σ and sigma_fn = exp(−t): the
@@ -164,15 +145,7 @@ func expm1d(x float32) float32 { return float32(math.Exp(float64(x)) - 1) }
 // step to σ_down, then σ_up of noise.
 func dpmpp2sAncestral(r *runner) error {
 	x2 := make([]float32, len(r.x))
-	for i := 0; i < r.n; i++ {
-		if err := r.check(); err != nil {
-			return err
-		}
-		s, sn := r.sigmas[i], r.sigmas[i+1]
-		den, err := r.denoise(r.x, s, i)
-		if err != nil {
-			return err
-		}
+	return r.steps(func(i int, s, sn float32, den []float32) error {
 		down, up := ancestral(s, sn, r.eta)
 		if down == 0 {
 			copy(r.x, den)
@@ -195,13 +168,10 @@ func dpmpp2sAncestral(r *runner) error {
 			}
 		}
 		if sn > 0 && r.eta > 0 {
-			if err := r.addNoise(up); err != nil {
-				return err
-			}
+			return r.addNoise(up)
 		}
-		r.stepDone(i, den)
-	}
-	return nil
+		return nil
+	})
 }
 
 // dpmpp2m is k-diffusion's sample_dpmpp_2m with sd.cpp's precisions:
@@ -210,15 +180,7 @@ func dpmpp2sAncestral(r *runner) error {
 func dpmpp2m(r *runner) error {
 	var old []float32
 	dd := make([]float32, len(r.x))
-	for i := 0; i < r.n; i++ {
-		if err := r.check(); err != nil {
-			return err
-		}
-		s, sn := r.sigmas[i], r.sigmas[i+1]
-		den, err := r.denoise(r.x, s, i)
-		if err != nil {
-			return err
-		}
+	return r.steps(func(i int, s, sn float32, den []float32) error {
 		t, tNext := tOf(s), tOf(sn)
 		h := tNext - t
 		a := sn / s
@@ -240,9 +202,8 @@ func dpmpp2m(r *runner) error {
 			}
 		}
 		old = den
-		r.stepDone(i, den)
-	}
-	return nil
+		return nil
+	})
 }
 
 // dpmpp2mSDE is sd.cpp's sample_dpmpp_2m_sde (k-diffusion's midpoint
@@ -251,15 +212,7 @@ func dpmpp2m(r *runner) error {
 func dpmpp2mSDE(r *runner) error {
 	var old []float32
 	var hLast float32
-	for i := 0; i < r.n; i++ {
-		if err := r.check(); err != nil {
-			return err
-		}
-		s, sn := r.sigmas[i], r.sigmas[i+1]
-		den, err := r.denoise(r.x, s, i)
-		if err != nil {
-			return err
-		}
+	return r.steps(func(i int, s, sn float32, den []float32) error {
 		if sn == 0 {
 			copy(r.x, den)
 		} else {
@@ -290,9 +243,8 @@ func dpmpp2mSDE(r *runner) error {
 			hLast = h
 		}
 		old = den
-		r.stepDone(i, den)
-	}
-	return nil
+		return nil
+	})
 }
 
 // dpmppSDE is k-diffusion's sample_dpmpp_sde (DPM-Solver++ stochastic,
@@ -305,23 +257,14 @@ func dpmppSDE(r *runner) error {
 	x2 := make([]float32, len(r.x))
 	dd := make([]float32, len(r.x))
 	eta := float64(r.eta)
-	for i := 0; i < r.n; i++ {
-		if err := r.check(); err != nil {
-			return err
-		}
-		s, sn := r.sigmas[i], r.sigmas[i+1]
-		den, err := r.denoise(r.x, s, i)
-		if err != nil {
-			return err
-		}
+	return r.steps(func(i int, s, sn float32, den []float32) error {
 		if sn == 0 { // Euler to 0
 			dt := sn - s
 			for j, xj := range r.x {
 				d := (xj - den[j]) / s
 				r.x[j] = xj + float32(d*dt)
 			}
-			r.stepDone(i, den)
-			continue
+			return nil
 		}
 		s64, sn64 := float64(s), float64(sn)
 		t := -math.Log(s64)
@@ -369,9 +312,8 @@ func dpmppSDE(r *runner) error {
 				r.x[j] += float32(z[j] * float32(up))
 			}
 		}
-		r.stepDone(i, den)
-	}
-	return nil
+		return nil
+	})
 }
 
 // ancestral64 is get_ancestral_step in float64.
@@ -385,24 +327,13 @@ func ancestral64(from, to, eta float64) (down, up float64) {
 
 // lcm is sd.cpp's sample_lcm: x ← D, then fresh noise at σ_next.
 func lcm(r *runner) error {
-	for i := 0; i < r.n; i++ {
-		if err := r.check(); err != nil {
-			return err
-		}
-		sn := r.sigmas[i+1]
-		den, err := r.denoise(r.x, r.sigmas[i], i)
-		if err != nil {
-			return err
-		}
+	return r.steps(func(i int, s, sn float32, den []float32) error {
 		copy(r.x, den)
 		if sn > 0 {
-			if err := r.addNoise(sn); err != nil {
-				return err
-			}
+			return r.addNoise(sn)
 		}
-		r.stepDone(i, den)
-	}
-	return nil
+		return nil
+	})
 }
 
 // The float32 functions of the C library (logf, expf, expm1f), correctly

@@ -10,9 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"sync"
 
+	"mica/internal/format/internal/tensorfile"
 	"mica/internal/format/mmap"
 	"mica/internal/tensor"
 )
@@ -39,9 +38,7 @@ type File struct {
 	headerSize int64          // bytes of header parsed (before data padding)
 	headerRead int64          // bytes Open read from the file to parse it
 
-	mu   sync.Mutex
-	file *os.File // nil for a File from ParseHeader
-	m    *mmap.Map
+	data tensorfile.Data // no file for a File from ParseHeader
 }
 
 // TensorInfo describes one tensor of the table.
@@ -77,70 +74,42 @@ func (c *countingReader) Read(b []byte) (int, error) {
 // Open reads the header and tensor table of the GGUF file at path with
 // buffered reads; tensor data is mapped on first use, never read or copied.
 func Open(path string) (*File, error) {
-	fd, err := os.Open(path)
+	fd, size, err := tensorfile.OpenRegular("gguf", path)
 	if err != nil {
-		return nil, fmt.Errorf("gguf: %w", err)
-	}
-	st, err := fd.Stat()
-	if err != nil {
-		fd.Close()
-		return nil, fmt.Errorf("gguf: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		fd.Close()
-		return nil, fmt.Errorf("gguf: %s: not a regular file", path)
+		return nil, err
 	}
 	cr := &countingReader{r: fd}
-	f, err := ParseHeader(cr, st.Size(), path)
+	f, err := ParseHeader(cr, size, path)
 	if err != nil {
 		fd.Close()
 		return nil, err
 	}
 	f.headerRead = cr.n
-	f.file = fd
+	f.data.Attach(fd)
 	return f, nil
+}
+
+// OpenWith opens the GGUF file at path and builds on it with load (a model
+// that keeps the file open); the file is closed when load fails.
+func OpenWith[T any](path string, load func(*File) (T, error)) (T, error) {
+	f, err := Open(path)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	v, err := load(f)
+	if err != nil {
+		f.Close()
+	}
+	return v, err
 }
 
 // Close releases the mapping and the file. Slices from TensorData must not
 // be used afterwards.
-func (f *File) Close() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var err error
-	if f.m != nil {
-		err = f.m.Close()
-		f.m = nil
-	}
-	if f.file != nil {
-		if cerr := f.file.Close(); err == nil {
-			err = cerr
-		}
-		f.file = nil
-	}
-	return err
-}
+func (f *File) Close() error { return f.data.Close() }
 
 // mapping maps the file on first use.
-func (f *File) mapping() (*mmap.Map, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.m != nil {
-		return f.m, nil
-	}
-	if f.file == nil {
-		return nil, fmt.Errorf("gguf: %s: file is closed or was not opened with Open", f.Path)
-	}
-	m, err := mmap.OpenFile(f.file)
-	if err != nil {
-		return nil, fmt.Errorf("gguf: %w", err)
-	}
-	if int64(m.Len()) < f.DataOffset {
-		m.Close()
-		return nil, fmt.Errorf("gguf: %s: file shrank after it was opened", f.Path)
-	}
-	f.m = m
-	return m, nil
-}
+func (f *File) mapping() (*mmap.Map, error) { return f.data.Map("gguf", f.Path, f.DataOffset) }
 
 // Tensor finds a tensor by name.
 func (f *File) Tensor(name string) (*TensorInfo, bool) {
@@ -151,6 +120,16 @@ func (f *File) Tensor(name string) (*TensorInfo, bool) {
 	return &f.Tensors[i], true
 }
 
+// TensorShape returns the named tensor's type and GGUF-order shape (shared
+// with the File: do not modify), or false when there is no such tensor.
+func (f *File) TensorShape(name string) (tensor.DType, []int64, bool) {
+	t, ok := f.Tensor(name)
+	if !ok {
+		return 0, nil, false
+	}
+	return t.Type, t.Shape, true
+}
+
 // TensorData returns the bytes of the named tensor: a zero-copy slice of the
 // read-only mapping, valid until Close. Writing to it faults.
 func (f *File) TensorData(name string) ([]byte, error) {
@@ -158,16 +137,8 @@ func (f *File) TensorData(name string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("gguf: %s: tensor %q: %w", f.Path, name, ErrTensorNotFound)
 	}
-	m, err := f.mapping()
-	if err != nil {
-		return nil, err
-	}
-	b := m.Bytes()
 	start := f.DataOffset + t.Offset
-	if start+t.Size > int64(len(b)) {
-		return nil, fmt.Errorf("gguf: %s: tensor %q lies past the end of the file (was it truncated?)", f.Path, name)
-	}
-	return b[start : start+t.Size : start+t.Size], nil
+	return f.data.Slice("gguf", f.Path, name, f.DataOffset, start, start+t.Size)
 }
 
 // Data returns the whole mapped file (header included), valid until Close;
@@ -187,11 +158,7 @@ func (f *File) Advise(name string, advice mmap.Advice) error {
 	if !ok {
 		return fmt.Errorf("gguf: %s: tensor %q: %w", f.Path, name, ErrTensorNotFound)
 	}
-	m, err := f.mapping()
-	if err != nil {
-		return err
-	}
-	return m.Advise(f.DataOffset+t.Offset, t.Size, advice)
+	return f.data.Advise("gguf", f.Path, f.DataOffset, f.DataOffset+t.Offset, t.Size, advice)
 }
 
 // Get finds a metadata value by key.

@@ -1,15 +1,14 @@
 package gguf
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"mica/internal/atomicfile"
 
+	"mica/internal/format/internal/tensorfile"
 	"mica/internal/tensor"
 )
 
@@ -19,16 +18,10 @@ import (
 // destination directory and renamed into place by Close only when complete;
 // on any error, or Abort, the temporary file is removed.
 type Writer struct {
-	path       string
-	f          *atomicfile.File
-	bw         *bufio.Writer
+	s          *tensorfile.Stream
 	tensors    []TensorInfo
-	next       int // index of the next tensor to write
 	alignment  int64
-	pos        int64 // bytes written so far
 	dataOffset int64
-	err        error // sticky
-	done       bool
 }
 
 // Create starts writing a GGUF file at path. version must be 2 or 3;
@@ -44,7 +37,7 @@ func Create(path string, version uint32, alignment int64, meta []KV, tensors []T
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{path: path, alignment: alignment, tensors: make([]TensorInfo, len(tensors))}
+	w := &Writer{alignment: alignment, tensors: make([]TensorInfo, len(tensors))}
 	seen := make(map[string]bool, len(tensors))
 	var off int64
 	for i, t := range tensors {
@@ -67,17 +60,18 @@ func Create(path string, version uint32, alignment int64, meta []KV, tensors []T
 		return nil, fmt.Errorf("gguf: %s: %w", path, err)
 	}
 
-	f, err := atomicfile.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("gguf: %w", err)
+	names := make([]string, len(tensors))
+	for i, t := range tensors {
+		names[i] = t.Name
 	}
-	w.f = f
-	w.bw = bufio.NewWriterSize(f, 1<<20)
-	w.write(head)
+	if w.s, err = tensorfile.Create("gguf", path, names); err != nil {
+		return nil, err
+	}
+	w.s.Write(head)
 	w.pad() // always, as ggml does (readers skip it when there are no tensors)
-	w.dataOffset = w.pos
-	if w.err != nil {
-		err := w.err
+	w.dataOffset = w.s.Pos
+	if w.s.Err != nil {
+		err := w.s.Err
 		w.Abort()
 		return nil, err
 	}
@@ -289,122 +283,50 @@ func (w *Writer) Tensors() []TensorInfo { return w.tensors }
 // DataOffset is the absolute offset of the data section in the file.
 func (w *Writer) DataOffset() int64 { return w.dataOffset }
 
-func (w *Writer) write(b []byte) {
-	if w.err != nil {
-		return
-	}
-	n, err := w.bw.Write(b)
-	w.pos += int64(n)
-	if err != nil {
-		w.err = fmt.Errorf("gguf: %s: write: %w", w.path, err)
-	}
-}
-
 var zeros [4096]byte
 
 func (w *Writer) pad() {
-	for w.err == nil && w.pos%w.alignment != 0 {
-		k := min(w.alignment-w.pos%w.alignment, int64(len(zeros)))
-		w.write(zeros[:k])
+	for w.s.Err == nil && w.s.Pos%w.alignment != 0 {
+		k := min(w.alignment-w.s.Pos%w.alignment, int64(len(zeros)))
+		w.s.Write(zeros[:k])
 	}
-}
-
-// expect checks that name is the next tensor and returns it.
-func (w *Writer) expect(name string) (*TensorInfo, error) {
-	if w.err != nil {
-		return nil, w.err
-	}
-	if w.done {
-		return nil, fmt.Errorf("gguf: %s: writer is closed", w.path)
-	}
-	if w.next >= len(w.tensors) {
-		return nil, fmt.Errorf("gguf: %s: tensor %q: all %d declared tensors are already written", w.path, name, len(w.tensors))
-	}
-	t := &w.tensors[w.next]
-	if t.Name != name {
-		return nil, fmt.Errorf("gguf: %s: tensor %q written out of order: next is %q", w.path, name, t.Name)
-	}
-	return t, nil
 }
 
 // WriteTensor writes the data of the next declared tensor; data must be
 // exactly its size.
 func (w *Writer) WriteTensor(name string, data []byte) error {
-	t, err := w.expect(name)
+	i, err := w.s.Next(name)
 	if err != nil {
 		return err
 	}
-	if int64(len(data)) != t.Size {
-		return fmt.Errorf("gguf: %s: tensor %q: got %d bytes, want %d (%s %v)", w.path, name, len(data), t.Size, t.Type, t.Shape)
+	if t := &w.tensors[i]; int64(len(data)) != t.Size {
+		return fmt.Errorf("gguf: %s: tensor %q: got %d bytes, want %d (%s %v)", w.s.Path, name, len(data), t.Size, t.Type, t.Shape)
 	}
-	w.write(data)
+	w.s.Write(data)
 	return w.finishTensor()
 }
 
 // WriteTensorFrom copies exactly the next declared tensor's size from r.
 func (w *Writer) WriteTensorFrom(name string, r io.Reader) error {
-	t, err := w.expect(name)
+	i, err := w.s.Next(name)
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(w.bw, io.LimitReader(r, t.Size))
-	w.pos += n
-	if err != nil {
-		w.err = fmt.Errorf("gguf: %s: tensor %q: %w", w.path, name, err)
-		return w.err
-	}
-	if n != t.Size {
-		w.err = fmt.Errorf("gguf: %s: tensor %q: reader gave %d bytes, want %d", w.path, name, n, t.Size)
-		return w.err
+	if err := w.s.Copy(name, r, w.tensors[i].Size); err != nil {
+		return err
 	}
 	return w.finishTensor()
 }
 
 func (w *Writer) finishTensor() error {
 	w.pad()
-	w.next++
-	return w.err
+	return w.s.Done()
 }
 
 // Close finishes the file: it fails (and removes the temporary file) if a
 // declared tensor was not written or a write failed; otherwise it flushes,
 // syncs and renames the file into place.
-func (w *Writer) Close() error {
-	if w.done {
-		return w.err
-	}
-	if w.err == nil && w.next < len(w.tensors) {
-		w.err = fmt.Errorf("gguf: %s: closed after %d of %d tensors; tensor %q was not written",
-			w.path, w.next, len(w.tensors), w.tensors[w.next].Name)
-	}
-	if w.err == nil {
-		if err := w.bw.Flush(); err != nil {
-			w.err = fmt.Errorf("gguf: %s: %w", w.path, err)
-		}
-	}
-	if w.err != nil {
-		w.Abort()
-		return w.err
-	}
-	w.done = true
-	if err := w.f.Commit(); err != nil {
-		w.err = fmt.Errorf("gguf: %s: %w", w.path, err)
-		return w.err
-	}
-	return nil
-}
+func (w *Writer) Close() error { return w.s.Close() }
 
 // Abort discards the file. It is harmless after Close.
-func (w *Writer) Abort() error {
-	if w.done {
-		return nil
-	}
-	w.done = true
-	if w.err == nil {
-		w.err = fmt.Errorf("gguf: %s: writer aborted", w.path)
-	}
-	if err := w.f.Abort(); err != nil {
-		return fmt.Errorf("gguf: %w", err)
-	}
-	return nil
-}
+func (w *Writer) Abort() error { return w.s.Abort() }

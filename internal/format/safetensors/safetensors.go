@@ -20,9 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"sync"
 
+	"mica/internal/format/internal/tensorfile"
 	"mica/internal/format/mmap"
 	"mica/internal/tensor"
 )
@@ -107,10 +106,7 @@ type File struct {
 	DataOffset int64             // absolute offset of the data section: 8 + header length
 
 	index map[string]int
-
-	mu   sync.Mutex
-	file *os.File
-	m    *mmap.Map
+	data  tensorfile.Data // no file for a File from ParseHeader
 }
 
 // TensorInfo describes one tensor.
@@ -138,63 +134,22 @@ func (t *TensorInfo) Elements() int64 {
 // Open reads and validates the header of the safetensors file at path; the
 // data is mapped on first use, never read or copied.
 func Open(path string) (*File, error) {
-	fd, err := os.Open(path)
+	fd, size, err := tensorfile.OpenRegular("safetensors", path)
 	if err != nil {
-		return nil, fmt.Errorf("safetensors: %w", err)
+		return nil, err
 	}
-	st, err := fd.Stat()
-	if err != nil {
-		fd.Close()
-		return nil, fmt.Errorf("safetensors: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		fd.Close()
-		return nil, fmt.Errorf("safetensors: %s: not a regular file", path)
-	}
-	f, err := ParseHeader(fd, st.Size(), path)
+	f, err := ParseHeader(fd, size, path)
 	if err != nil {
 		fd.Close()
 		return nil, err
 	}
-	f.file = fd
+	f.data.Attach(fd)
 	return f, nil
 }
 
 // Close releases the mapping and the file; slices from TensorData must not
 // be used afterwards.
-func (f *File) Close() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var err error
-	if f.m != nil {
-		err = f.m.Close()
-		f.m = nil
-	}
-	if f.file != nil {
-		if cerr := f.file.Close(); err == nil {
-			err = cerr
-		}
-		f.file = nil
-	}
-	return err
-}
-
-func (f *File) mapping() (*mmap.Map, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.m != nil {
-		return f.m, nil
-	}
-	if f.file == nil {
-		return nil, fmt.Errorf("safetensors: %s: file is closed or was not opened with Open", f.Path)
-	}
-	m, err := mmap.OpenFile(f.file)
-	if err != nil {
-		return nil, fmt.Errorf("safetensors: %w", err)
-	}
-	f.m = m
-	return m, nil
-}
+func (f *File) Close() error { return f.data.Close() }
 
 // Tensor finds a tensor by name.
 func (f *File) Tensor(name string) (*TensorInfo, bool) {
@@ -225,16 +180,7 @@ func (f *File) RawTensorData(name string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("safetensors: %s: tensor %q: %w", f.Path, name, ErrTensorNotFound)
 	}
-	m, err := f.mapping()
-	if err != nil {
-		return nil, err
-	}
-	b := m.Bytes()
-	start, end := f.DataOffset+t.Begin, f.DataOffset+t.End
-	if end > int64(len(b)) {
-		return nil, fmt.Errorf("safetensors: %s: tensor %q lies past the end of the file (was it truncated?)", f.Path, name)
-	}
-	return b[start:end:end], nil
+	return f.data.Slice("safetensors", f.Path, name, 0, f.DataOffset+t.Begin, f.DataOffset+t.End)
 }
 
 // Advise passes an access hint for the named tensor's bytes to the OS.
@@ -243,9 +189,5 @@ func (f *File) Advise(name string, advice mmap.Advice) error {
 	if !ok {
 		return fmt.Errorf("safetensors: %s: tensor %q: %w", f.Path, name, ErrTensorNotFound)
 	}
-	m, err := f.mapping()
-	if err != nil {
-		return err
-	}
-	return m.Advise(f.DataOffset+t.Begin, t.Size(), advice)
+	return f.data.Advise("safetensors", f.Path, 0, f.DataOffset+t.Begin, t.Size(), advice)
 }

@@ -1,16 +1,16 @@
 package safetensors
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"mica/internal/atomicfile"
 	"sort"
 	"strconv"
+
+	"mica/internal/format/internal/tensorfile"
 )
 
 // Writer streams a safetensors file: Create writes the header, WriteTensor
@@ -22,13 +22,8 @@ import (
 // requires (no gaps); declare wider dtypes first to keep every tensor
 // naturally aligned.
 type Writer struct {
-	path    string
-	f       *atomicfile.File
-	bw      *bufio.Writer
+	s       *tensorfile.Stream
 	tensors []TensorInfo
-	next    int
-	err     error
-	done    bool
 }
 
 // Create starts writing a safetensors file at path. metadata may be nil.
@@ -37,22 +32,23 @@ type Writer struct {
 // Begin and End, stored both in the Writer (see Tensors) and in the
 // caller's slice.
 func Create(path string, metadata map[string]string, tensors []TensorInfo) (*Writer, error) {
-	w := &Writer{path: path}
+	w := &Writer{}
 	var head []byte
 	var err error
 	if w.tensors, head, err = layout(metadata, tensors); err != nil {
 		return nil, fmt.Errorf("safetensors: %s: %w", path, err)
 	}
-	f, err := atomicfile.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("safetensors: %w", err)
+	names := make([]string, len(w.tensors))
+	for i, t := range w.tensors {
+		names[i] = t.Name
 	}
-	w.f = f
-	w.bw = bufio.NewWriterSize(f, 1<<20)
-	w.write(binary.LittleEndian.AppendUint64(nil, uint64(len(head))))
-	w.write(head)
-	if w.err != nil {
-		err := w.err
+	if w.s, err = tensorfile.Create("safetensors", path, names); err != nil {
+		return nil, err
+	}
+	w.s.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(head))))
+	w.s.Write(head)
+	if w.s.Err != nil {
+		err := w.s.Err
 		w.Abort()
 		return nil, err
 	}
@@ -206,103 +202,35 @@ func encodeHeader(metadata map[string]string, tensors []TensorInfo) ([]byte, err
 // Tensors returns the declared tensors with Begin and End filled in.
 func (w *Writer) Tensors() []TensorInfo { return w.tensors }
 
-func (w *Writer) write(b []byte) {
-	if w.err != nil {
-		return
-	}
-	if _, err := w.bw.Write(b); err != nil {
-		w.err = fmt.Errorf("safetensors: %s: write: %w", w.path, err)
-	}
-}
-
-func (w *Writer) expect(name string) (*TensorInfo, error) {
-	if w.err != nil {
-		return nil, w.err
-	}
-	if w.done {
-		return nil, fmt.Errorf("safetensors: %s: writer is closed", w.path)
-	}
-	if w.next >= len(w.tensors) {
-		return nil, fmt.Errorf("safetensors: %s: tensor %q: all %d declared tensors are already written", w.path, name, len(w.tensors))
-	}
-	t := &w.tensors[w.next]
-	if t.Name != name {
-		return nil, fmt.Errorf("safetensors: %s: tensor %q written out of order: next is %q", w.path, name, t.Name)
-	}
-	return t, nil
-}
-
 // WriteTensor writes the next declared tensor; data must be exactly its size.
 func (w *Writer) WriteTensor(name string, data []byte) error {
-	t, err := w.expect(name)
+	i, err := w.s.Next(name)
 	if err != nil {
 		return err
 	}
-	if int64(len(data)) != t.Size() {
-		return fmt.Errorf("safetensors: %s: tensor %q: got %d bytes, want %d (%s %v)", w.path, name, len(data), t.Size(), t.RawDType, t.Shape)
+	if t := &w.tensors[i]; int64(len(data)) != t.Size() {
+		return fmt.Errorf("safetensors: %s: tensor %q: got %d bytes, want %d (%s %v)", w.s.Path, name, len(data), t.Size(), t.RawDType, t.Shape)
 	}
-	w.write(data)
-	w.next++
-	return w.err
+	w.s.Write(data)
+	return w.s.Done()
 }
 
 // WriteTensorFrom copies exactly the next declared tensor's size from r.
 func (w *Writer) WriteTensorFrom(name string, r io.Reader) error {
-	t, err := w.expect(name)
+	i, err := w.s.Next(name)
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(w.bw, io.LimitReader(r, t.Size()))
-	if err == nil && n != t.Size() {
-		err = fmt.Errorf("reader gave %d bytes, want %d", n, t.Size())
+	if err := w.s.Copy(name, r, w.tensors[i].Size()); err != nil {
+		return err
 	}
-	if err != nil {
-		w.err = fmt.Errorf("safetensors: %s: tensor %q: %w", w.path, name, err)
-		return w.err
-	}
-	w.next++
-	return nil
+	return w.s.Done()
 }
 
 // Close completes the file: it fails (removing the temporary file) if a
 // declared tensor is missing or a write failed; otherwise it flushes, syncs
 // and renames the file into place.
-func (w *Writer) Close() error {
-	if w.done {
-		return w.err
-	}
-	if w.err == nil && w.next < len(w.tensors) {
-		w.err = fmt.Errorf("safetensors: %s: closed after %d of %d tensors; tensor %q was not written",
-			w.path, w.next, len(w.tensors), w.tensors[w.next].Name)
-	}
-	if w.err == nil {
-		if err := w.bw.Flush(); err != nil {
-			w.err = fmt.Errorf("safetensors: %s: %w", w.path, err)
-		}
-	}
-	if w.err != nil {
-		w.Abort()
-		return w.err
-	}
-	w.done = true
-	if err := w.f.Commit(); err != nil {
-		w.err = fmt.Errorf("safetensors: %s: %w", w.path, err)
-		return w.err
-	}
-	return nil
-}
+func (w *Writer) Close() error { return w.s.Close() }
 
 // Abort discards the file; harmless after Close.
-func (w *Writer) Abort() error {
-	if w.done {
-		return nil
-	}
-	w.done = true
-	if w.err == nil {
-		w.err = fmt.Errorf("safetensors: %s: writer aborted", w.path)
-	}
-	if err := w.f.Abort(); err != nil {
-		return fmt.Errorf("safetensors: %w", err)
-	}
-	return nil
-}
+func (w *Writer) Abort() error { return w.s.Abort() }

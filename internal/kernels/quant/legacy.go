@@ -49,13 +49,7 @@ func QuantizeQ4_0(src []float32, dst []byte) {
 	for ib := 0; ib < len(src)/qk; ib++ {
 		x := src[ib*qk:][:qk]
 		b := dst[ib*q4_0Bytes:][:q4_0Bytes]
-		_, vmax := absMax(x)
-		d := vmax / -8
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
-		putFP16(b, d)
+		id := putSignedScale(b, x, -8)
 		qs := b[2:]
 		for j := 0; j < qk/2; j++ {
 			x0 := float32(x[j] * id)
@@ -85,14 +79,7 @@ func QuantizeQ4_1(src []float32, dst []byte) {
 	for ib := 0; ib < len(src)/qk; ib++ {
 		x := src[ib*qk:][:qk]
 		b := dst[ib*q4_1Bytes:][:q4_1Bytes]
-		lo, hi := minMax(x)
-		d := (hi - lo) / 15
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
-		putFP16(b, d)
-		putFP16(b[2:], lo)
+		lo, id := putMinScale(b, x, 15)
 		qs := b[4:]
 		for j := 0; j < qk/2; j++ {
 			x0 := float32((x[j] - lo) * id)
@@ -125,13 +112,7 @@ func QuantizeQ5_0(src []float32, dst []byte) {
 	for ib := 0; ib < len(src)/qk; ib++ {
 		x := src[ib*qk:][:qk]
 		b := dst[ib*q5_0Bytes:][:q5_0Bytes]
-		_, vmax := absMax(x)
-		d := vmax / -16
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
-		putFP16(b, d)
+		id := putSignedScale(b, x, -16)
 		var qh uint32
 		qs := b[6:]
 		for j := 0; j < qk/2; j++ {
@@ -168,14 +149,7 @@ func QuantizeQ5_1(src []float32, dst []byte) {
 	for ib := 0; ib < len(src)/qk; ib++ {
 		x := src[ib*qk:][:qk]
 		b := dst[ib*q5_1Bytes:][:q5_1Bytes]
-		lo, hi := minMax(x)
-		d := (hi - lo) / 31
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
-		putFP16(b, d)
-		putFP16(b[2:], lo)
+		lo, id := putMinScale(b, x, 31)
 		var qh uint32
 		qs := b[8:]
 		for j := 0; j < qk/2; j++ {
@@ -194,10 +168,7 @@ func DequantizeQ8_0(src []byte, dst []float32) {
 	for ib := 0; ib < len(dst)/qk; ib++ {
 		b := src[ib*q8_0Bytes:][:q8_0Bytes]
 		y := dst[ib*qk:][:qk]
-		d := fp16(b)
-		for j, q := range b[2:] {
-			y[j] = float32(int8(q)) * d
-		}
+		dequantizeQ8(b[2:], fp16(b), y)
 	}
 }
 
@@ -208,16 +179,8 @@ func QuantizeQ8_0(src []float32, dst []byte) {
 	for ib := 0; ib < len(src)/qk; ib++ {
 		x := src[ib*qk:][:qk]
 		b := dst[ib*q8_0Bytes:][:q8_0Bytes]
-		amax, _ := absMax(x)
-		d := amax / 127
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
+		d, _ := quantizeQ8(x, b[2:])
 		putFP16(b, d)
-		for j, v := range x {
-			b[2+j] = byte(roundInt8(v * id))
-		}
 	}
 }
 
@@ -226,10 +189,7 @@ func DequantizeQ8_1(src []byte, dst []float32) {
 	for ib := 0; ib < len(dst)/qk; ib++ {
 		b := src[ib*q8_1Bytes:][:q8_1Bytes]
 		y := dst[ib*qk:][:qk]
-		d := fp16(b)
-		for j, q := range b[4:] {
-			y[j] = float32(int8(q)) * d
-		}
+		dequantizeQ8(b[4:], fp16(b), y)
 	}
 }
 
@@ -239,20 +199,58 @@ func QuantizeQ8_1(src []float32, dst []byte) {
 	for ib := 0; ib < len(src)/qk; ib++ {
 		x := src[ib*qk:][:qk]
 		b := dst[ib*q8_1Bytes:][:q8_1Bytes]
-		amax, _ := absMax(x)
-		d := amax / 127
-		var id float32
-		if d != 0 {
-			id = 1 / d
-		}
+		d, sum := quantizeQ8(x, b[4:])
 		putFP16(b, d)
-		sum := 0
-		for j, v := range x {
-			q := roundInt8(v * id)
-			b[4+j] = byte(q)
-			sum += int(q)
-		}
 		putFP16(b[2:], float32(sum)*d)
+	}
+}
+
+// inverse is ggml's id = d ? 1/d : 0 (an all-zero block has d = 0).
+func inverse(d float32) float32 {
+	if d == 0 {
+		return 0
+	}
+	return 1 / d
+}
+
+// putSignedScale is the scale of Q4_0 and Q5_0: d = vmax/div, where vmax is
+// the element of largest magnitude (sign kept) and div is −2^(bits−1); it
+// stores d in fp16 at b and returns 1/d for quantizing (of the float32 d).
+func putSignedScale(b []byte, x []float32, div float32) (id float32) {
+	_, vmax := absMax(x)
+	d := vmax / div
+	putFP16(b, d)
+	return inverse(d)
+}
+
+// putMinScale is the scale and minimum of Q4_1 and Q5_1: d = (max−min)/levels,
+// m = min, stored in fp16 at b and b[2:]; it returns min and 1/d.
+func putMinScale(b []byte, x []float32, levels float32) (lo, id float32) {
+	lo, hi := minMax(x)
+	d := (hi - lo) / levels
+	putFP16(b, d)
+	putFP16(b[2:], lo)
+	return lo, inverse(d)
+}
+
+// quantizeQ8 is the body of ggml's Q8_0 and Q8_1 quantizers: d = amax/127,
+// qs[j] = round(x[j]/d) with halves away from zero; it returns d and Σq.
+func quantizeQ8(x []float32, qs []byte) (d float32, sum int) {
+	amax, _ := absMax(x)
+	d = amax / 127
+	id := inverse(d)
+	for j, v := range x {
+		q := roundInt8(v * id)
+		qs[j] = byte(q)
+		sum += int(q)
+	}
+	return d, sum
+}
+
+// dequantizeQ8 sets y[j] = q[j]·d for int8 q.
+func dequantizeQ8(qs []byte, d float32, y []float32) {
+	for j, q := range qs {
+		y[j] = float32(int8(q)) * d
 	}
 }
 

@@ -1,6 +1,10 @@
 package gemma
 
-import "fmt"
+import (
+	"fmt"
+
+	"mica/internal/nn"
+)
 
 // CanShare reports whether s still holds everything a sequence continuing
 // after its first n positions needs (0 < n ≤ Len): global layers keep every
@@ -46,8 +50,8 @@ func (s *Sequence) CopyPrefix(dst *Sequence, n int) error {
 	if s.ring < s.cap {
 		have = max(0, s.pos-s.ring)
 	}
-	p := &pass{be: s.m.be}
-	defer p.free()
+	p := &nn.Pass{B: s.m.be}
+	defer p.Free()
 	for il, l := range s.m.Config.Layers {
 		if s.k[il] == nil {
 			continue
@@ -56,21 +60,21 @@ func (s *Sequence) CopyPrefix(dst *Sequence, n int) error {
 			return fmt.Errorf("gemma: copy prefix: layer %d: KV type %s into %s", il, s.k[il].DType, dst.k[il].DType)
 		}
 		if !l.Sliding {
-			p.copyTo(p.rows(s.k[il], 0, n), p.rows(dst.k[il], 0, n))
-			p.copyTo(p.rows(s.v[il], 0, n), p.rows(dst.v[il], 0, n))
+			p.Copy(p.Rows(s.k[il], 0, n), p.Rows(dst.k[il], 0, n))
+			p.Copy(p.Rows(s.v[il], 0, n), p.Rows(dst.v[il], 0, n))
 			continue
 		}
 		// Runs of positions contiguous in both rings.
-		for q := max(from, have); q < n && p.err == nil; {
+		for q := max(from, have); q < n && p.Err == nil; {
 			a, b := q%s.ring, q%dst.ring
 			run := min(n-q, s.ring-a, dst.ring-b)
-			p.copyTo(p.rows(s.k[il], a, a+run), p.rows(dst.k[il], b, b+run))
-			p.copyTo(p.rows(s.v[il], a, a+run), p.rows(dst.v[il], b, b+run))
+			p.Copy(p.Rows(s.k[il], a, a+run), p.Rows(dst.k[il], b, b+run))
+			p.Copy(p.Rows(s.v[il], a, a+run), p.Rows(dst.v[il], b, b+run))
 			q += run
 		}
 	}
-	if p.err != nil {
-		return fmt.Errorf("gemma: copy prefix: %w", p.err)
+	if p.Err != nil {
+		return fmt.Errorf("gemma: copy prefix: %w", p.Err)
 	}
 	for i := range dst.slot {
 		dst.slot[i] = masked

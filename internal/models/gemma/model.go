@@ -3,10 +3,10 @@ package gemma
 import (
 	"fmt"
 	"math"
-	"unsafe"
 
 	"mica/internal/compute"
 	"mica/internal/format/gguf"
+	"mica/internal/nn"
 	"mica/internal/tensor"
 )
 
@@ -16,27 +16,22 @@ import (
 type Model struct {
 	Config *Config
 
-	be       compute.Backend
-	file     *gguf.File
-	ownsFile bool
-	w        *weights
-	owned    []*compute.Tensor
-	kpos     []int32 // 0, 1, 2, … (cache slot positions)
+	be   compute.Backend
+	file *gguf.File
+	w    *weights
+	res  nn.Resources // converted weights; the file when Open opened it
+	kpos []int32      // 0, 1, 2, … (cache slot positions)
 }
 
 // Open loads the GGUF file at path; Close releases it.
 func Open(path string, be compute.Backend) (*Model, error) {
-	f, err := gguf.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	m, err := Load(f, be)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	m.ownsFile = true
-	return m, nil
+	return gguf.OpenWith(path, func(f *gguf.File) (*Model, error) {
+		m, err := Load(f, be)
+		if err == nil {
+			m.res.File = f
+		}
+		return m, err
+	})
 }
 
 // Load builds a model over an open file, which must stay open while the
@@ -50,21 +45,11 @@ func Load(f *gguf.File, be compute.Backend) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Model{Config: c, be: be, file: f, w: w, owned: owned}, nil
+	return &Model{Config: c, be: be, file: f, w: w, res: nn.Resources{B: be, Tensors: owned}}, nil
 }
 
 // Close frees what the model allocated and, for Open, closes the file.
-func (m *Model) Close() error {
-	for _, t := range m.owned {
-		m.be.Free(t)
-	}
-	m.owned = nil
-	if m.ownsFile {
-		m.ownsFile = false
-		return m.file.Close()
-	}
-	return nil
-}
+func (m *Model) Close() error { return m.res.Close() }
 
 // Backend is the backend the model computes on.
 func (m *Model) Backend() compute.Backend { return m.be }
@@ -270,8 +255,8 @@ func (b *batch) add(s *Sequence, in *Input, from, n, d int, out bool) {
 // rows (nil where not wanted); on success the sequences advance.
 func (m *Model) step(b *batch) ([][]float32, error) {
 	c, w := m.Config, m.w
-	p := &pass{be: m.be}
-	defer p.free()
+	p := newFwd(m.be, c.Eps)
+	defer p.Free()
 	n := len(b.ids)
 	b.slots = make([][]int32, len(b.seqs))
 	b.used = make([]int, len(b.seqs))
@@ -280,19 +265,13 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 	}
 
 	// Token embeddings, scaled by √d.
-	x := p.new(n, c.NEmbd)
-	if p.err == nil {
-		p.check(compute.GetRows(w.tokEmbd, b.ids, x))
-	}
-	p.scale(x, float32(math.Sqrt(float64(c.NEmbd))))
+	x := p.New(n, c.NEmbd)
+	p.GetRows(w.tokEmbd, b.ids, x)
+	p.Scale(x, float32(math.Sqrt(float64(c.NEmbd))))
 	// Embedding runs (images) replace their rows as given, unscaled.
 	for k, e := range b.embd {
-		if e != nil && p.err == nil {
-			rows := p.new(b.count[k], c.NEmbd)
-			if rows != nil {
-				p.check(m.be.Write(rows, unsafe.Slice((*byte)(unsafe.Pointer(&e[0])), 4*len(e))))
-			}
-			p.copyTo(rows, p.rows(x, b.start[k], b.start[k]+b.count[k]))
+		if e != nil && p.Err == nil {
+			p.Copy(p.Upload(e, b.count[k], c.NEmbd), p.Rows(x, b.start[k], b.start[k]+b.count[k]))
 		}
 	}
 
@@ -302,11 +281,11 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 	}
 
 	for il := range c.Layers {
-		mark := p.mark()
+		mark := p.Mark()
 		m.layer(p, il, x, ple, b)
-		p.freeFrom(mark)
-		if p.err != nil {
-			return nil, fmt.Errorf("gemma: layer %d: %w", il, p.err)
+		p.FreeFrom(mark)
+		if p.Err != nil {
+			return nil, fmt.Errorf("gemma: layer %d: %w", il, p.Err)
 		}
 	}
 
@@ -330,23 +309,21 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 	}
 	logits := make([][]float32, len(b.seqs))
 	if len(rows) > 0 {
-		h := p.norm(x, w.outputNorm, c.Eps)
+		h := p.RMSNorm(x, w.outputNorm)
 		if len(rows) < n {
-			sel := p.new(len(rows), c.NEmbd)
-			if p.err == nil {
-				p.check(compute.GetRows(h, rows, sel))
-			}
+			sel := p.New(len(rows), c.NEmbd)
+			p.GetRows(h, rows, sel)
 			h = sel
 		}
-		z := p.matmul(w.output, h)
-		if c.FinalSoftcap > 0 && p.err == nil {
-			p.check(compute.Unary(compute.Softcap, z, z, c.FinalSoftcap))
+		z := p.MatMul(w.output, h)
+		if c.FinalSoftcap > 0 && p.Err == nil {
+			p.Check(compute.Unary(compute.Softcap, z, z, c.FinalSoftcap))
 		}
-		if p.err != nil {
-			return nil, fmt.Errorf("gemma: output: %w", p.err)
+		if p.Err != nil {
+			return nil, fmt.Errorf("gemma: output: %w", p.Err)
 		}
 		flat := make([]float32, z.Elems())
-		if err := m.be.Read(z, unsafe.Slice((*byte)(unsafe.Pointer(&flat[0])), 4*len(flat))); err != nil {
+		if err := m.be.Read(z, nn.F32Bytes(flat)); err != nil {
 			return nil, fmt.Errorf("gemma: reading logits: %w", err)
 		}
 		V, off := c.NVocab, 0
@@ -367,7 +344,7 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 }
 
 // layer runs block il on the residual stream x[n, d] in place.
-func (m *Model) layer(p *pass, il int, x, ple *compute.Tensor, b *batch) {
+func (m *Model) layer(p *fwd, il int, x, ple *compute.Tensor, b *batch) {
 	c, l, lw := m.Config, &m.Config.Layers[il], &m.w.layers[il]
 	n := len(b.ids)
 	var freqs *compute.Tensor
@@ -376,65 +353,65 @@ func (m *Model) layer(p *pass, il int, x, ple *compute.Tensor, b *batch) {
 	}
 
 	// Attention: q/k normed per head, rotated; V raw-K when there is no V.
-	h := p.norm(x, lw.attnNorm, c.Eps)
-	q := p.view(p.matmul(lw.q, h), n, l.NHead, l.HeadDim)
-	p.normInPlace(q, lw.qNorm, c.Eps)
+	h := p.RMSNorm(x, lw.attnNorm)
+	q := p.View(p.MatMul(lw.q, h), n, l.NHead, l.HeadDim)
+	p.RMSNormInPlace(q, lw.qNorm)
 	p.rope(q, l, b.pos, freqs)
 	if c.QueryScale != 1 {
-		p.scale(q, c.QueryScale)
+		p.Scale(q, c.QueryScale)
 	}
 	if c.OwnsKV(il) {
-		kProj := p.matmul(lw.k, h)
+		kProj := p.MatMul(lw.k, h)
 		vProj := kProj
 		if lw.v != nil {
-			vProj = p.matmul(lw.v, h)
+			vProj = p.MatMul(lw.v, h)
 		}
-		k := p.view(kProj, n, l.NHeadKV, l.HeadDim)
-		v := p.view(vProj, n, l.NHeadKV, l.HeadDim)
+		k := p.View(kProj, n, l.NHeadKV, l.HeadDim)
+		v := p.View(vProj, n, l.NHeadKV, l.HeadDim)
 		switch {
 		case c.VNorm: // weightless, per head, into a new tensor (K is normed in place below)
-			v = p.norm(v, nil, c.Eps)
+			v = p.RMSNorm(v, nil)
 		case lw.v == nil: // V = K before its norm: keep a copy
-			raw := p.new(n, l.NHeadKV, l.HeadDim)
-			p.copyTo(v, raw)
+			raw := p.New(n, l.NHeadKV, l.HeadDim)
+			p.Copy(v, raw)
 			v = raw
 		}
-		p.normInPlace(k, lw.kNorm, c.Eps)
+		p.RMSNormInPlace(k, lw.kNorm)
 		p.rope(k, l, b.pos, freqs)
 		m.store(p, il, k, v, b)
 	}
-	att := p.new(n, l.NHead, l.HeadDim)
+	att := p.New(n, l.NHead, l.HeadDim)
 	m.attend(p, il, q, att, b)
-	o := p.matmul(lw.o, p.view(att, n, l.NHead*l.HeadDim))
-	p.normInPlace(o, lw.postAttnNorm, c.Eps)
-	p.add(x, o)
+	o := p.MatMul(lw.o, p.View(att, n, l.NHead*l.HeadDim))
+	p.RMSNormInPlace(o, lw.postAttnNorm)
+	p.Add(x, o)
 
 	// Feed-forward: dense GeGLU, or dense + routed experts.
 	var f *compute.Tensor
 	if lw.router != nil {
 		f = m.moe(p, il, x)
 	} else {
-		f = p.geglu(p.norm(x, lw.ffnNorm, c.Eps), lw.gate, lw.up, lw.down)
+		f = p.geglu(p.RMSNorm(x, lw.ffnNorm), lw.gate, lw.up, lw.down)
 	}
-	p.normInPlace(f, lw.postFFNNorm, c.Eps)
-	p.add(x, f)
+	p.RMSNormInPlace(f, lw.postFFNNorm)
+	p.Add(x, f)
 
 	// Per-layer embedding: x += N(proj(gelu(gate·x) ⊙ ple[l])).
 	if ple != nil {
-		g := p.matmul(lw.pleGate, x)
-		p.gelu(g)
-		p.mul(g, p.view(p.rows(ple, il, il+1), n, c.EmbdPerLayer))
-		e := p.matmul(lw.pleProj, g)
-		p.normInPlace(e, lw.plePostNorm, c.Eps)
-		p.add(x, e)
+		g := p.MatMul(lw.pleGate, x)
+		p.Unary(compute.GELU, g)
+		p.Mul(g, p.View(p.Rows(ple, il, il+1), n, c.EmbdPerLayer))
+		e := p.MatMul(lw.pleProj, g)
+		p.RMSNormInPlace(e, lw.plePostNorm)
+		p.Add(x, e)
 	}
 	if lw.outScale != 1 {
-		p.scale(x, lw.outScale)
+		p.Scale(x, lw.outScale)
 	}
 }
 
 // store writes the new rows of K and V into each sequence's cache.
-func (m *Model) store(p *pass, il int, k, v *compute.Tensor, b *batch) {
+func (m *Model) store(p *fwd, il int, k, v *compute.Tensor, b *batch) {
 	for i, s := range b.seqs {
 		s.store(p, il, k, v, b.start[i], b.count[i])
 	}
@@ -457,10 +434,10 @@ func (m *Model) store(p *pass, il int, k, v *compute.Tensor, b *batch) {
 // bits and with them some F16 roundings of the weights (the parity test's
 // ring run: up to 8e-4 from llama.cpp's logits, against 6e-6 unwrapped).
 // An F32 cache keeps the streaming F32 softmax.
-func (m *Model) attend(p *pass, il int, q, out *compute.Tensor, b *batch) {
+func (m *Model) attend(p *fwd, il int, q, out *compute.Tensor, b *batch) {
 	l := &m.Config.Layers[il]
 	for i, s := range b.seqs {
-		if p.err != nil {
+		if p.Err != nil {
 			return
 		}
 		r0, r1 := b.start[i], b.start[i]+b.count[i]
@@ -471,9 +448,9 @@ func (m *Model) attend(p *pass, il int, q, out *compute.Tensor, b *batch) {
 				nk, kpos = b.used[i], b.slots[i]
 			}
 		}
-		p.check(compute.Attention(compute.AttentionOp{
-			Q: p.rows(q, r0, r1), K: p.rows(s.k[l.KVLayer], 0, nk), V: p.rows(s.v[l.KVLayer], 0, nk),
-			Out: p.rows(out, r0, r1), QPos: b.pos[r0:r1], KPos: kpos[:nk],
+		p.Check(compute.Attention(compute.AttentionOp{
+			Q: p.Rows(q, r0, r1), K: p.Rows(s.k[l.KVLayer], 0, nk), V: p.Rows(s.v[l.KVLayer], 0, nk),
+			Out: p.Rows(out, r0, r1), QPos: b.pos[r0:r1], KPos: kpos[:nk],
 			Scale: 1, Causal: !b.nonCausal[i], Window: window, GGML: s.k[l.KVLayer].DType == tensor.F16,
 		}))
 	}
@@ -481,24 +458,18 @@ func (m *Model) attend(p *pass, il int, q, out *compute.Tensor, b *batch) {
 
 // perLayerInputs computes Gemma 4's per-layer embeddings for the batch:
 // ple = (N(W·x0/√d) + E_ple[tok]·√P)/√2, laid out [layer, n, P].
-func (m *Model) perLayerInputs(p *pass, x0 *compute.Tensor, b *batch) *compute.Tensor {
+func (m *Model) perLayerInputs(p *fwd, x0 *compute.Tensor, b *batch) *compute.Tensor {
 	c, w := m.Config, m.w
 	n, L, P := len(b.ids), c.NLayer, c.EmbdPerLayer
-	tok := p.new(n, L*P)
-	if p.err == nil {
-		p.check(compute.GetRows(w.pleTokEmbd, b.ids, tok))
-	}
-	p.scale(tok, float32(math.Sqrt(float64(P))))
-	proj := p.matmul(w.pleProj, x0)
-	p.scale(proj, 1/float32(math.Sqrt(float64(c.NEmbd))))
-	p.normInPlace(p.view(proj, n*L, P), w.pleProjNorm, c.Eps)
-	p.add(proj, tok)
-	p.scale(proj, 1/float32(math.Sqrt(2)))
-	out := p.new(L, n, P)
-	if p.err == nil {
-		perm, err := compute.Permute(p.view(proj, n, L, P), 1, 0, 2)
-		p.check(err)
-		p.copyTo(perm, out)
-	}
+	tok := p.New(n, L*P)
+	p.GetRows(w.pleTokEmbd, b.ids, tok)
+	p.Scale(tok, float32(math.Sqrt(float64(P))))
+	proj := p.MatMul(w.pleProj, x0)
+	p.Scale(proj, 1/float32(math.Sqrt(float64(c.NEmbd))))
+	p.RMSNormInPlace(p.View(proj, n*L, P), w.pleProjNorm)
+	p.Add(proj, tok)
+	p.Scale(proj, 1/float32(math.Sqrt(2)))
+	out := p.New(L, n, P)
+	p.Copy(p.Permute(p.View(proj, n, L, P), 1, 0, 2), out)
 	return out
 }

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"unsafe"
 
 	"mica/internal/compute"
+	"mica/internal/nn"
 )
 
 // moe is Gemma 4's mixture-of-experts feed-forward on the residual x[n, d]:
@@ -20,35 +20,35 @@ import (
 // post-FFN norm and the residual add). Routing needs the probabilities on
 // the host; the experts' maths runs on the backend, one expert at a time
 // over the tokens routed to it.
-func (m *Model) moe(p *pass, il int, x *compute.Tensor) *compute.Tensor {
+func (m *Model) moe(p *fwd, il int, x *compute.Tensor) *compute.Tensor {
 	c, lw := m.Config, &m.w.layers[il]
 	n, d, K, E := x.Rows(), c.NEmbd, c.NExpertUsed, c.NExpert
 
-	dense := p.geglu(p.norm(x, lw.ffnNorm, c.Eps), lw.gate, lw.up, lw.down)
-	p.normInPlace(dense, lw.postFFNNorm1, c.Eps)
+	dense := p.geglu(p.RMSNorm(x, lw.ffnNorm), lw.gate, lw.up, lw.down)
+	p.RMSNormInPlace(dense, lw.postFFNNorm1)
 
-	r := p.norm(x, nil, c.Eps)
-	p.scale(r, 1/float32(math.Sqrt(float64(d))))
-	p.mul(r, lw.routerScale)
-	probs := p.matmul(lw.router, r)
-	if p.err == nil {
-		p.check(compute.Softmax(probs, probs, 1))
+	r := p.RMSNorm(x, nil)
+	p.Scale(r, 1/float32(math.Sqrt(float64(d))))
+	p.Mul(r, lw.routerScale)
+	probs := p.MatMul(lw.router, r)
+	if p.Err == nil {
+		p.Check(compute.Softmax(probs, probs, 1))
 	}
-	if p.err != nil {
+	if p.Err != nil {
 		return nil
 	}
 	host := make([]float32, n*E)
-	if err := m.be.Read(probs, unsafe.Slice((*byte)(unsafe.Pointer(&host[0])), 4*len(host))); err != nil {
-		p.check(fmt.Errorf("reading router probabilities: %w", err))
+	if err := m.be.Read(probs, nn.F32Bytes(host)); err != nil {
+		p.Check(fmt.Errorf("reading router probabilities: %w", err))
 		return nil
 	}
 	sel, wts := route(host, n, E, K)
 
 	// Expert outputs land in out[k] (rank k of every token), then are summed
 	// in rank order like llama.cpp.
-	x2 := p.norm(x, lw.preFFNNorm2, c.Eps)
-	out := p.new(K, n, d)
-	for e := 0; e < E && p.err == nil; e++ {
+	x2 := p.RMSNorm(x, lw.preFFNNorm2)
+	out := p.New(K, n, d)
+	for e := 0; e < E && p.Err == nil; e++ {
 		var toks []int32
 		var slots []int // destination row k*n+t in out
 		var ws []float32
@@ -62,25 +62,23 @@ func (m *Model) moe(p *pass, il int, x *compute.Tensor) *compute.Tensor {
 		if len(toks) == 0 {
 			continue
 		}
-		xe := p.new(len(toks), d)
-		if p.err == nil {
-			p.check(compute.GetRows(x2, toks, xe))
-		}
+		xe := p.New(len(toks), d)
+		p.GetRows(x2, toks, xe)
 		y := p.geglu(xe, lw.expGate[e], lw.expUp[e], lw.expDown[e])
-		p.scale(y, lw.expScale[e])
+		p.Scale(y, lw.expScale[e])
 		for j, slot := range slots {
-			if p.err == nil {
-				p.check(compute.Scale(p.rows(y, j, j+1), ws[j], p.rows(p.view(out, K*n, d), slot, slot+1)))
+			if p.Err == nil {
+				p.Check(compute.Scale(p.Rows(y, j, j+1), ws[j], p.Rows(p.View(out, K*n, d), slot, slot+1)))
 			}
 		}
 	}
-	flat := p.view(out, K*n, d)
-	routed := p.rows(flat, 0, n)
+	flat := p.View(out, K*n, d)
+	routed := p.Rows(flat, 0, n)
 	for k := 1; k < K; k++ {
-		p.add(routed, p.rows(flat, k*n, (k+1)*n))
+		p.Add(routed, p.Rows(flat, k*n, (k+1)*n))
 	}
-	p.normInPlace(routed, lw.postFFNNorm2, c.Eps)
-	p.add(dense, routed)
+	p.RMSNormInPlace(routed, lw.postFFNNorm2)
+	p.Add(dense, routed)
 	return dense
 }
 

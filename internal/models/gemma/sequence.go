@@ -145,16 +145,16 @@ func (s *Sequence) stepSlots(n int) (slots []int32, used int) {
 
 // store writes rows [r0, r0+n) of k and v (the step's new positions) into
 // layer il's cache: at their positions, or wrapped around the ring.
-func (s *Sequence) store(p *pass, il int, k, v *compute.Tensor, r0, n int) {
+func (s *Sequence) store(p *fwd, il int, k, v *compute.Tensor, r0, n int) {
 	rows := s.cap
 	if s.m.Config.Layers[il].Sliding {
 		rows = s.ring
 	}
-	for j := 0; j < n && p.err == nil; {
+	for j := 0; j < n && p.Err == nil; {
 		dst := (s.pos + j) % rows
 		run := min(n-j, rows-dst)
-		p.copyTo(p.rows(k, r0+j, r0+j+run), p.rows(s.k[il], dst, dst+run))
-		p.copyTo(p.rows(v, r0+j, r0+j+run), p.rows(s.v[il], dst, dst+run))
+		p.Copy(p.Rows(k, r0+j, r0+j+run), p.Rows(s.k[il], dst, dst+run))
+		p.Copy(p.Rows(v, r0+j, r0+j+run), p.Rows(s.v[il], dst, dst+run))
 		j += run
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"mica/internal/compute/cpu"
+	"mica/internal/nn"
 )
 
 // TestAttentionOracle: the tower's attention equals a plain float64
@@ -26,15 +27,12 @@ func TestAttentionOracle(t *testing.T) {
 	qv, kv, vv := mk(), mk(), mk()
 	scale := float32(1 / math.Sqrt(float64(d)))
 	run := func() []float32 {
-		ps := &pass{be: be}
-		defer ps.free()
-		out := ps.attention(ps.upload(qv, n, H*d), ps.upload(kv, n, H*d), ps.upload(vv, n, H*d), H, scale)
-		if ps.err != nil {
-			t.Fatal(ps.err)
-		}
-		res := make([]float32, n*H*d)
-		if err := be.Read(out, f32Bytes(res)); err != nil {
-			t.Fatal(err)
+		ps := &pass{nn.Pass{B: be}}
+		defer ps.Free()
+		out := ps.attention(ps.Upload(qv, n, H*d), ps.Upload(kv, n, H*d), ps.Upload(vv, n, H*d), H, scale)
+		res := ps.Read(out)
+		if ps.Err != nil {
+			t.Fatal(ps.Err)
 		}
 		return res
 	}

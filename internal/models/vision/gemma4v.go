@@ -15,56 +15,55 @@ func (p *Projector) gemma4v(ps *pass, in *Input) *compute.Tensor {
 	cols, rows := patchColsRows(in.NX, in.NY)
 
 	// Patch embedding of 2v − 1 (no bias), plus pos_x[col] + pos_y[row].
-	x := ps.upload(c.patches(in, 2, -1), n, 3*c.PatchSize*c.PatchSize)
-	h := ps.linear(linear{w: w.patch, inMin: -math.MaxFloat32, inMax: math.MaxFloat32,
-		outMin: -math.MaxFloat32, outMax: math.MaxFloat32}, x)
-	ps.add(h, ps.positions(w.pos, 0, cols, E))
-	ps.add(h, ps.positions(w.pos, 1, rows, E))
+	x := ps.Upload(c.patches(in, 2, -1), n, 3*c.PatchSize*c.PatchSize)
+	h := ps.linear(unclamped(w.patch, nil), x)
+	ps.Add(h, ps.positions(w.pos, 0, cols, E))
+	ps.Add(h, ps.positions(w.pos, 1, rows, E))
 	ropePos := ropePositions(cols, rows, H)
 
 	for il := range w.layers {
 		l := &w.layers[il]
-		mark := ps.mark()
+		mark := ps.Mark()
 
 		// Attention, with q/k/v normed per head and q/k rotated in 2-D:
 		// h += N(L_out(softmax(q·kᵀ)·v))·attn_post_norm.
-		a := ps.rmsNorm(h, l.ln1)
+		a := ps.RMSNorm(h, l.ln1)
 		q, k, v := ps.linear(l.q, a), ps.linear(l.k, a), ps.linear(l.v, a)
-		ps.rmsNormInPlace(ps.view(q, n*H, d), l.qNorm)
-		ps.rmsNormInPlace(ps.view(k, n*H, d), l.kNorm)
-		ps.rmsNormInPlace(ps.view(v, n*H, d), nil)
+		ps.RMSNormInPlace(ps.View(q, n*H, d), l.qNorm)
+		ps.RMSNormInPlace(ps.View(k, n*H, d), l.kNorm)
+		ps.RMSNormInPlace(ps.View(v, n*H, d), nil)
 		ps.rope2D(q, ropePos, d)
 		ps.rope2D(k, ropePos, d)
 		o := ps.linear(l.o, ps.attention(q, k, v, H, 1))
-		ps.rmsNormInPlace(o, l.attnPost)
-		ps.add(h, o)
+		ps.RMSNormInPlace(o, l.attnPost)
+		ps.Add(h, o)
 
 		// Gated FFN: h = (h + N(L_down(act(L_gate(c)) ⊙ L_up(c)))·ffn_post_norm)·out_scale.
 		// (up before gate: llama.cpp's order, which matters for in-place input clamps.)
-		f := ps.rmsNorm(h, l.ln2)
+		f := ps.RMSNorm(h, l.ln2)
 		u := ps.linear(l.up, f)
 		g := ps.linear(l.gate, f)
-		ps.act(c.Act, g)
-		ps.mul(g, u)
+		ps.Unary(c.Act, g)
+		ps.Mul(g, u)
 		down := ps.linear(l.down, g)
-		ps.rmsNormInPlace(down, l.ffnPost)
-		ps.add(h, down)
+		ps.RMSNormInPlace(down, l.ffnPost)
+		ps.Add(h, down)
 		if l.outScale != 1 {
-			ps.scale(h, l.outScale)
+			ps.Scale(h, l.outScale)
 		}
 
-		ps.freeSince(mark)
+		ps.FreeFrom(mark)
 	}
 
 	// Pool merge×merge patches, scale by √E, standardise, RMS-normalise
 	// (no weight) and project with clamps.
 	t := ps.avgPool(h, in.NX, in.NY, c.Merge)
-	ps.scale(t, float32(math.Sqrt(float64(E))))
+	ps.Scale(t, float32(math.Sqrt(float64(E))))
 	if w.negStdBias != nil {
-		ps.add(t, w.negStdBias)
-		ps.mul(t, w.stdScale)
+		ps.Add(t, w.negStdBias)
+		ps.Mul(t, w.stdScale)
 	}
-	ps.rmsNormInPlace(t, nil)
+	ps.RMSNormInPlace(t, nil)
 	return ps.linear(w.proj, t)
 }
 
@@ -94,23 +93,13 @@ func ropePositions(cols, rows []int32, heads int) []int32 {
 
 // positions looks up rows ids of position table i of pos [2, size, E].
 func (p *pass) positions(pos *compute.Tensor, i int, ids []int32, E int) *compute.Tensor {
-	if p.err != nil {
-		return nil
-	}
-	table, err := compute.Rows(pos, i, i+1)
-	p.check(err)
-	out := p.new(len(ids), E)
-	if out != nil {
-		p.check(compute.GetRows(p.view(table, pos.Shape[1], E), ids, out))
-	}
+	out := p.New(len(ids), E)
+	p.GetRows(p.View(p.Rows(pos, i, i+1), pos.Shape[1], E), ids, out)
 	return out
 }
 
 // rope2D rotates x [n, heads·d] in place: NeoX pairs (i, i+d/4) within each
 // half-head of d/2 dimensions, base 100, angle pos·100^(−2i/(d/2)).
 func (p *pass) rope2D(x *compute.Tensor, pos []int32, d int) {
-	if p.err == nil {
-		p.check(compute.RoPE(compute.RoPEOp{X: p.view(x, len(pos), 1, d/2), Pos: pos,
-			NRot: d / 2, Base: 100, NeoX: true}))
-	}
+	p.RoPE(compute.RoPEOp{X: p.View(x, len(pos), 1, d/2), Pos: pos, NRot: d / 2, Base: 100, NeoX: true})
 }

@@ -14,33 +14,32 @@ func (p *Projector) gemma3(ps *pass, in *Input) *compute.Tensor {
 	n, H := in.NX*in.NY, c.Heads
 
 	// Patch embedding: h_p = W·vec(patch_p) + b, plus the learned position p.
-	x := ps.upload(c.patches(in, 1, 0), n, 3*c.PatchSize*c.PatchSize)
-	h := ps.linear(linear{w: w.patch, b: w.patchBias, inMin: -math.MaxFloat32, inMax: math.MaxFloat32,
-		outMin: -math.MaxFloat32, outMax: math.MaxFloat32}, x)
-	ps.add(h, w.pos)
+	x := ps.Upload(c.patches(in, 1, 0), n, 3*c.PatchSize*c.PatchSize)
+	h := ps.linear(unclamped(w.patch, w.patchBias), x)
+	ps.Add(h, w.pos)
 
 	for il := range w.layers {
 		l := &w.layers[il]
-		mark := ps.mark()
+		mark := ps.Mark()
 
 		// Attention: h += W_out·softmax(q·kᵀ/√d)·v + b_out.
-		a := ps.layerNorm(h, l.ln1, l.ln1b)
+		a := ps.LayerNorm(h, l.ln1, l.ln1b)
 		q, k, v := ps.linear(l.q, a), ps.linear(l.k, a), ps.linear(l.v, a)
 		att := ps.attention(q, k, v, H, 1/float32(math.Sqrt(float64(c.HeadDim()))))
-		ps.add(h, ps.linear(l.o, att))
+		ps.Add(h, ps.linear(l.o, att))
 
 		// MLP: h += W_down·act(W_up·LN(h) + b_up) + b_down.
-		f := ps.linear(l.up, ps.layerNorm(h, l.ln2, l.ln2b))
-		ps.act(c.Act, f)
-		ps.add(h, ps.linear(l.down, f))
+		f := ps.linear(l.up, ps.LayerNorm(h, l.ln2, l.ln2b))
+		ps.Unary(c.Act, f)
+		ps.Add(h, ps.linear(l.down, f))
 
-		ps.freeSince(mark)
+		ps.FreeFrom(mark)
 	}
-	h = ps.layerNorm(h, w.postLN[0], w.postLN[1])
+	h = ps.LayerNorm(h, w.postLN[0], w.postLN[1])
 
 	// Projector: average-pool the patch grid, RMSNorm with the soft
 	// embedding norm, then project: out = x·P.
 	t := ps.avgPool(h, in.NX, in.NY, c.Merge)
-	t = ps.rmsNorm(t, w.softEmbNorm)
+	t = ps.RMSNorm(t, w.softEmbNorm)
 	return ps.linear(w.proj, t)
 }

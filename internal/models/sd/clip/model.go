@@ -5,7 +5,7 @@ import (
 
 	"mica/internal/compute"
 	"mica/internal/models/sd/param"
-	"mica/internal/tensor"
+	"mica/internal/nn"
 )
 
 // Model is a loaded text encoder.
@@ -33,7 +33,7 @@ type block struct {
 }
 
 // linear is y = x·Wᵀ + b.
-type linear struct{ w, b *compute.Tensor }
+type linear = nn.Linear
 
 // Load binds a text encoder's weights under prefix (see Flavor for what the
 // prefix names). position_ids and logit_scale, which checkpoints carry, are
@@ -46,8 +46,8 @@ func Load(src param.Source, prefix string, cfg Config) (*Model, error) {
 	C, F := cfg.Hidden, cfg.MLP
 	lin := func(name string, out, in int) linear {
 		return linear{
-			w: src.Tensor(name+".weight", param.Linear, out, in),
-			b: src.Tensor(name+".bias", param.Bias, out),
+			W: src.Tensor(name+".weight", param.Linear, out, in),
+			B: src.Tensor(name+".bias", param.Bias, out),
 		}
 	}
 	m := &Model{Config: cfg}
@@ -74,7 +74,7 @@ func Load(src param.Source, prefix string, cfg Config) (*Model, error) {
 			w := src.Tensor(p+n.inProj+"weight", param.Linear, 3*C, C)
 			bias := src.Tensor(p+n.inProj+"bias", param.Bias, 3*C)
 			for j, l := range []*linear{&b.q, &b.k, &b.v} {
-				l.w, l.b = rows(w, j*C, (j+1)*C), rows(bias, j*C, (j+1)*C)
+				l.W, l.B = rows(w, j*C, (j+1)*C), rows(bias, j*C, (j+1)*C)
 			}
 		} else {
 			b.q, b.k, b.v = lin(p+n.q, C, C), lin(p+n.k, C, C), lin(p+n.v, C, C)
@@ -119,35 +119,13 @@ func Load(src param.Source, prefix string, cfg Config) (*Model, error) {
 // weight: it is widened to F32 first, then SGM's T [Hidden, ProjDim] is
 // transposed (an F32 permuted view copied); a Linear weight is only
 // widened.
-func (m *Model) loadProjection(t *compute.Tensor) error {
-	be := m.be
-	wide, err := be.Alloc(tensor.F32, t.Shape...)
-	if err != nil {
-		return err
-	}
-	if err := compute.Copy(t, wide); err != nil {
-		be.Free(wide)
-		return err
-	}
+func (m *Model) loadProjection(t *compute.Tensor) (err error) {
 	if m.Config.ProjTransposed {
-		m.projW = wide
-		return nil
+		m.projW, err = nn.ToF32(m.be, t)
+	} else {
+		m.projW, err = nn.TransposeF32(m.be, t)
 	}
-	defer be.Free(wide)
-	view, err := compute.Permute(wide, 1, 0)
-	if err != nil {
-		return err
-	}
-	w, err := be.Alloc(tensor.F32, m.Config.ProjDim, m.Config.Hidden)
-	if err != nil {
-		return err
-	}
-	if err := compute.Copy(view, w); err != nil {
-		be.Free(w)
-		return err
-	}
-	m.projW = w
-	return nil
+	return err
 }
 
 // Close releases what the model allocated (the bound weights belong to the
