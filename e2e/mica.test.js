@@ -389,3 +389,40 @@ test('images: openai image_url and ollama images agree (greedy); bad images are 
     assert.ok(ok.done);
   });
 });
+
+test('images: detail and image_tokens set the image token budget (Gemma 4); bad budgets are 400s naming the field', { skip: visionSkip }, async () => {
+  const png = readFileSync(path.join(visionRef, 'dev-512x384.png'));
+  const url = `data:image/png;base64,${png.toString('base64')}`;
+  await withVisionServer(async (oa, ol) => {
+    const ask = async (imageURL, extra = {}) => {
+      const res = await oa.chat.completions.create({ model: 'vision', max_tokens: 1, temperature: 0, ...extra,
+        messages: user([{ type: 'image_url', image_url: imageURL }, { type: 'text', text: 'What is this?' }]) });
+      return res.usage.prompt_tokens;
+    };
+    // 512×384 takes 88 tokens by default (11×8 tokens of 48×48 pixels);
+    // "low" caps it at 70; "high" allows up to 1120, which this small image
+    // does not need.
+    const auto = await ask({ url, detail: 'auto' });
+    const low = await ask({ url, detail: 'low' });
+    const high = await ask({ url, detail: 'high' });
+    assert.equal(await ask({ url }), auto);
+    assert.ok(auto - low >= 18, `low ${low} positions, auto ${auto}: want at most 70 image tokens`);
+    assert.equal(high, auto);
+    // mica's extension: image_tokens in the body or in the image part.
+    const forty = await ask({ url }, { image_tokens: 40 });
+    assert.ok(forty <= auto - 48, `image_tokens 40: ${forty} positions, auto ${auto}`);
+    assert.equal(await ask({ url, image_tokens: 40 }), forty);
+    await assert.rejects(ask({ url }, { image_tokens: 5000 }),
+      (e) => e instanceof OpenAI.BadRequestError && e.param === 'image_tokens' && /1…1120/.test(e.message));
+    await assert.rejects(ask({ url, image_tokens: 0 }),
+      (e) => e.status === 400 && e.param === 'messages[0].content[0].image_url.image_tokens');
+    await assert.rejects(ask({ url, detail: 'ultra' }),
+      (e) => e.status === 400 && e.param === 'messages[0].content[0].image_url.detail');
+    // Ollama: options.image_tokens.
+    const o = await ol.chat({ model: 'vision', messages: [{ role: 'user', content: 'What is this?', images: [new Uint8Array(png)] }],
+      options: { temperature: 0, num_predict: 1, image_tokens: 40 } });
+    assert.equal(o.prompt_eval_count, forty);
+    await assert.rejects(ol.chat({ model: 'vision', messages: [{ role: 'user', content: 'x', images: [new Uint8Array(png)] }],
+      options: { image_tokens: 2000 } }), (e) => e.status_code === 400 && /options\.image_tokens/.test(e.error));
+  });
+});

@@ -180,7 +180,15 @@ func imageParam(req *canon.Request) string {
 // imageError turns the engine's image errors into client errors (nil for
 // other errors).
 func imageError(req *canon.Request, err error) *canon.Error {
+	var be *engine.BudgetError
 	switch {
+	case errors.As(err, &be):
+		param := be.Param
+		if param == "" {
+			param = imageParam(req)
+		}
+		return &canon.Error{Kind: canon.Invalid, Param: param, Code: "invalid_image_tokens",
+			Msg: fmt.Sprintf("%s: image %d: %v", param, be.Image+1, be.Err)}
 	case errors.Is(err, engine.ErrNoVision):
 		return &canon.Error{Kind: canon.Invalid, Param: imageParam(req), Code: "model_without_vision",
 			Msg: fmt.Sprintf("model %q cannot read images: %s", req.Model, cleanImageMsg(err))}

@@ -255,6 +255,14 @@ func TestVisionErrors(t *testing.T) {
 		{"ollama mismatched pair", "/api/chat", ol("gemma4", b64(png), 1), "cannot read images", 400},
 		{"ollama generate", "/api/generate", fmt.Sprintf(`{"model":"gemma3","prompt":"x <__media__> <__media__>","raw":true,"stream":false,"images":[%q]}`, b64(png)), "marks 2", 400},
 		{"projector as model", "/api/chat", ol("mmproj-gemma3", b64(png), 1), "vision projector", 404},
+		{"budget top-level", "/v1/chat/completions", strings.Replace(oa("gemma3", "data:image/png;base64,"+b64(png), 1), `"max_tokens":2`, `"max_tokens":2,"image_tokens":280`, 1),
+			"image_tokens: image 1: gemma3 images always take 256 tokens", 400},
+		{"budget per part", "/v1/chat/completions", strings.Replace(oa("gemma3", "data:image/png;base64,"+b64(png), 1), `"}}`, `","image_tokens":70}}`, 1),
+			"messages[0].content[0].image_url.image_tokens: image 1:", 400},
+		{"budget not positive", "/v1/chat/completions", strings.Replace(oa("gemma3", "data:image/png;base64,"+b64(png), 1), `"max_tokens":2`, `"max_tokens":2,"image_tokens":0`, 1),
+			"image_tokens 0 must be a positive", 400},
+		{"ollama budget", "/api/chat", strings.Replace(ol("gemma3", b64(png), 1), `"num_predict":2`, `"num_predict":2,"image_tokens":1120`, 1),
+			"options.image_tokens: image 1: gemma3 images always take 256", 400},
 	} {
 		code, _, body := post(t, ts.URL+c.path, c.body)
 		var e struct {
@@ -286,6 +294,13 @@ func TestVisionErrors(t *testing.T) {
 	code, _, body := post(t, ts.URL+"/api/chat", ol("gemma3", b64(png), 1))
 	if code != http.StatusOK {
 		t.Errorf("after bad requests: %d %s", code, body)
+	}
+	// Gemma 3 ignores detail (its canvas is fixed) and takes its own 256.
+	for _, extra := range []string{`","detail":"high"}}`, `","detail":"low","image_tokens":256}}`} {
+		body := strings.Replace(oa("gemma3", "data:image/png;base64,"+b64(png), 1), `"}}`, extra, 1)
+		if code, _, resp := post(t, ts.URL+"/v1/chat/completions", body); code != http.StatusOK {
+			t.Errorf("gemma3 with %s: %d %s", extra, code, resp)
+		}
 	}
 	// The catalogue lists models, not projectors, and shows vision.
 	_, tags := get(t, ts.URL+"/api/tags")

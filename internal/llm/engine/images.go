@@ -18,14 +18,48 @@ import (
 // first frame or WebP), decoded with its EXIF orientation applied.
 type Image struct {
 	Data []byte
-	// MinTokens and MaxTokens override a Gemma 4 projector's image token
-	// budget for this image (0: the projector's default); Gemma 3 takes no
-	// budget.
+	// Tokens is the most image tokens the image may take (Gemma 4's token
+	// budget, 1…vision.Gemma4MaxTokensLimit; 0: Detail decides). Gemma 3
+	// images always take 256 tokens and accept only 0 or 256.
+	Tokens int
+	// Detail is OpenAI's image_url.detail: "" or "auto" (the projector's
+	// default budget), "low" or "high" (vision.Config.Budget); Gemma 3
+	// ignores it.
+	Detail string
+	// Param names the request field that set Tokens or Detail; errors about
+	// the budget name it (BudgetError).
+	Param string
+	// MinTokens and MaxTokens, when either is set, bound a Gemma 4 image's
+	// token count directly, as llama.cpp's --image-min-tokens and
+	// --image-max-tokens do (0: the projector's default for that bound);
+	// they override Tokens and Detail. Gemma 3 takes neither.
 	MinTokens, MaxTokens int
 	// IgnoreOrientation keeps JPEG pixels as stored (llama.cpp ignores the
 	// EXIF orientation).
 	IgnoreOrientation bool
 }
+
+// ImagePlace marks an image's place inside a message's text body
+// (chat.Text), one per image in order, the way llama.cpp's server flattens
+// an OpenAI message that holds images (see flattenParts in the server's
+// codecs). Its bytes are not UTF-8, so no text decoded from JSON (where
+// invalid UTF-8 becomes U+FFFD) can hold it by accident.
+const ImagePlace = "\xff\xfeimage\xfe\xff"
+
+// BudgetError is an image token budget the model cannot take; it wraps
+// ErrImage.
+type BudgetError struct {
+	Image int    // the image's index in the request (0-based)
+	Param string // the request field that set the budget ("" if none)
+	Err   error
+}
+
+func (e *BudgetError) Error() string {
+	return fmt.Sprintf("%v: image %d: %v", ErrImage, e.Image+1, e.Err)
+}
+
+// Unwrap returns ErrImage and the cause.
+func (e *BudgetError) Unwrap() []error { return []error{ErrImage, e.Err} }
 
 // ImageToken stands for an image position in the prompts ChatPrompt and
 // CompletionPrompt return (it is no token id: such a prompt cannot be fed
@@ -79,10 +113,10 @@ func (e *Engine) openVision(path string) error {
 	if e.vis.proj != nil {
 		return fmt.Errorf("engine: a vision projector is already loaded (%s)", e.vis.proj.Path)
 	}
+	// Models with per-layer embeddings (Gemma 4 E2B/E4B) read images too:
+	// at an image position the per-layer input takes the pad token's row
+	// (id 0) and the projection of the image embedding (gemma.Input).
 	c := e.model.Config
-	if c.EmbdPerLayer > 0 {
-		return fmt.Errorf("the model has per-layer embeddings (Gemma 4 E2B/E4B style), which mica cannot combine with image embeddings yet")
-	}
 	p, err := vision.Open(path, e.model.Backend())
 	if err != nil {
 		return err
@@ -274,16 +308,19 @@ func (e *Engine) preprocess(images []Image) ([]*planImage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: image %d: %v", ErrImage, i+1, err)
 		}
-		if p.Config.Projector == vision.Gemma4V {
-			if bad := im.MinTokens < 0 || im.MaxTokens < 0 || im.MaxTokens > vision.Gemma4MaxTokensLimit ||
-				(im.MaxTokens > 0 && im.MinTokens > im.MaxTokens); bad {
-				return nil, fmt.Errorf("%w: image %d: token budget %d..%d is outside 1..%d", ErrImage, i+1, im.MinTokens, im.MaxTokens, vision.Gemma4MaxTokensLimit)
-			}
-		} else if im.MinTokens != 0 || im.MaxTokens != 0 {
-			return nil, fmt.Errorf("%w: image %d: a token budget applies to Gemma 4 only (Gemma 3 always uses 256 image tokens)", ErrImage, i+1)
-		}
-		in, err := p.Preprocess(img, vision.PreprocessOptions{MinTokens: im.MinTokens, MaxTokens: im.MaxTokens})
+		opts, err := p.Config.Budget(im.Detail, im.Tokens)
 		if err != nil {
+			return nil, &BudgetError{Image: i, Param: im.Param, Err: err}
+		}
+		if im.MinTokens != 0 || im.MaxTokens != 0 {
+			opts = vision.PreprocessOptions{MinTokens: im.MinTokens, MaxTokens: im.MaxTokens}
+		}
+		in, err := p.Preprocess(img, opts)
+		if err != nil {
+			if opts != (vision.PreprocessOptions{}) {
+				// e.g. a budget too large for the position table
+				return nil, &BudgetError{Image: i, Param: im.Param, Err: err}
+			}
 			return nil, fmt.Errorf("%w: image %d: %v", ErrImage, i+1, err)
 		}
 		out[i] = &planImage{in: in, key: p.Key(in)}
@@ -294,10 +331,15 @@ func (e *Engine) preprocess(images []Image) ([]*planImage, error) {
 // imagePlaceholders are the markup the chat formats render for an image.
 var imagePlaceholders = map[string]string{"gemma3": chat.Gemma3Image, "gemma4": chat.ImagePlaceholder}
 
-// segmentPlan lays out rendered chat segments whose markup holds one image
-// placeholder per image: each becomes the projector's begin marker, the
-// image and the end marker, as mtmd lays out an image; text between images
-// is tokenized as TokenizeSegments does.
+// segmentPlan lays out rendered chat segments that show one image place per
+// image, in order: the chat format's image placeholder in markup (a
+// chat.Part of type "image") or ImagePlace in text (a flattened message).
+// Each becomes the projector's begin marker, the image and the end marker,
+// as mtmd lays out an image (ggml-org/llama.cpp tools/mtmd/mtmd.cpp:
+// "<start_of_image>" / "<end_of_image>" for gemma3, "<|image>" /
+// "<image|>" for gemma4v, no newlines added); the text between images is
+// tokenized as TokenizeSegments does, each piece on its own as mtmd
+// tokenizes the text around a media marker.
 func (e *Engine) segmentPlan(segs []chat.Segment, images []Image) (*plan, error) {
 	imgs, err := e.preprocess(images)
 	if err != nil {
@@ -320,11 +362,15 @@ func (e *Engine) segmentPlan(segs []chat.Segment, images []Image) (*plan, error)
 		return nil
 	}
 	for _, seg := range segs {
-		if !seg.Markup || ph == "" {
+		sep := ImagePlace // an image in a flattened message's text
+		if seg.Markup {
+			sep = ph // an image part the chat format rendered
+		}
+		if sep == "" || !strings.Contains(seg.Text, sep) {
 			group = append(group, seg)
 			continue
 		}
-		parts := strings.Split(seg.Text, ph)
+		parts := strings.Split(seg.Text, sep)
 		for i, part := range parts {
 			if i > 0 {
 				if n >= len(imgs) {
@@ -338,7 +384,7 @@ func (e *Engine) segmentPlan(segs []chat.Segment, images []Image) (*plan, error)
 				n++
 			}
 			if part != "" {
-				group = append(group, chat.Segment{Markup: true, Text: part})
+				group = append(group, chat.Segment{Markup: seg.Markup, Text: part})
 			}
 		}
 	}

@@ -248,7 +248,7 @@ func TestImageErrors(t *testing.T) {
 		"too many":    {ChatRequest{Messages: []chat.Message{imageTurn("What?", 3)}, Images: []Image{img, img, img}}, ErrImage},
 		"missing":     {ChatRequest{Messages: []chat.Message{imageTurn("What?", 2)}, Images: []Image{img}}, ErrImage},
 		"extra":       {ChatRequest{Messages: msg, Images: []Image{img, img}}, ErrImage},
-		"budget":      {ChatRequest{Messages: msg, Images: []Image{{Data: img.Data, MaxTokens: 70}}}, ErrImage},
+		"budget":      {ChatRequest{Messages: msg, Images: []Image{{Data: img.Data, Tokens: 70}}}, ErrImage},
 	} {
 		if _, err := e.ChatPrompt(c.req); !errors.Is(err, c.want) {
 			t.Errorf("%s: ChatPrompt error %v, want %v", name, err, c.want)
@@ -268,11 +268,6 @@ func TestImageErrors(t *testing.T) {
 		t.Errorf("after a refused pair: %v", err2)
 	} else {
 		t.Logf("refused pair: %v", err2)
-	}
-	// Per-layer embeddings: refused clearly.
-	ple := openEngine(t, refModel(t, "gemma4-ple-f32.gguf"), 2, Options{})
-	if err := ple.OpenVision(testenv.Shared(t, "reference", "vision", "mmproj-gemma4-tiny-f32.gguf")); err == nil {
-		t.Error("a projector was paired with a per-layer-embedding model")
 	}
 	// The engine still answers.
 	if _, err := e.Chat(context.Background(), ChatRequest{Messages: msg, Images: []Image{img}, Sampling: sample.Greedy(), MaxTokens: 2}, nil); err != nil {

@@ -17,6 +17,8 @@ type ChatRequest struct {
 	Tools    []chat.Tool
 	// Images are the conversation's images, one per "image" part of the
 	// messages, in order (the model needs a vision projector: OpenVision).
+	// A message's text marks each image's place with ImagePlace, as the
+	// server's codecs write it when they flatten text and image parts.
 	Images []Image
 	// System, when not empty, is put first as a system message.
 	System string

@@ -147,8 +147,6 @@ func (m *Model) validate(seqs []*Sequence, inputs []Input) error {
 			return fmt.Errorf("gemma: forward: sequence %d: %d embedding values are not whole rows of %d", i, len(inputs[i].Embd), d)
 		case inputs[i].Len(d) == 0:
 			return fmt.Errorf("gemma: forward: sequence %d has no tokens", i)
-		case len(inputs[i].Embd) > 0 && m.Config.EmbdPerLayer > 0:
-			return fmt.Errorf("gemma: forward: sequence %d: embedding input to a model with per-layer embeddings is not supported yet", i)
 		case s.pos+inputs[i].Len(d) > s.cap:
 			return fmt.Errorf("gemma: forward: sequence %d: %d tokens after %d positions exceed its context of %d", i, inputs[i].Len(d), s.pos, s.cap)
 		}

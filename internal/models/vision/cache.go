@@ -8,18 +8,23 @@ import (
 	"sync"
 )
 
-// CacheKey identifies an image's embeddings: the projector and the exact
-// canvas the encoder sees (so the token budget and orientation are part of
-// it, and the same picture sent twice in a conversation hits).
+// CacheKey identifies an image's embeddings: the projector, the token
+// budget and the exact canvas the encoder sees (so orientation is part of
+// it, and the same picture sent twice in a conversation hits). The canvas
+// already follows from the budget; the budget is hashed as well so that a
+// budget never shares an entry with another even where a change to the
+// encoder makes it matter beyond the canvas size.
 type CacheKey [32]byte
 
 // Key is the cache key of in for this projector.
 func (p *Projector) Key(in *Input) CacheKey {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%d\x00%+v\x00", p.Path, p.file.DataOffset, *p.Config)
-	var dims [16]byte
+	var dims [32]byte
 	binary.LittleEndian.PutUint64(dims[:], uint64(in.Width))
 	binary.LittleEndian.PutUint64(dims[8:], uint64(in.Height))
+	binary.LittleEndian.PutUint64(dims[16:], uint64(in.MinTokens))
+	binary.LittleEndian.PutUint64(dims[24:], uint64(in.MaxTokens))
 	h.Write(dims[:])
 	h.Write(in.RGB)
 	var k CacheKey

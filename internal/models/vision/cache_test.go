@@ -55,6 +55,18 @@ func TestEncodeCached(t *testing.T) {
 	if p.Key(in2) == p.Key(in) {
 		t.Error("a different token budget gave the same key")
 	}
+	// A larger budget that leaves this small image's canvas as it is still
+	// keys apart: the budget is part of the key.
+	in3, err := p.Preprocess(loadPNG(t, "dev-512x384.png"), PreprocessOptions{MaxTokens: 560})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in3.Width != in.Width || in3.Height != in.Height {
+		t.Fatalf("budget 560 changed the 512×384 canvas: %d×%d vs %d×%d", in3.Width, in3.Height, in.Width, in.Height)
+	}
+	if p.Key(in3) == p.Key(in) {
+		t.Error("budgets 280 and 560 gave the same key")
+	}
 	if _, _, hits, misses := c.Stats(); hits != 1 || misses != 1 {
 		t.Errorf("%d hits, %d misses", hits, misses)
 	}

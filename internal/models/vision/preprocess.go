@@ -17,6 +17,9 @@ type Input struct {
 	Content       image.Rectangle
 	NX, NY        int // patch grid: columns, rows
 	GridW, GridH  int // image token grid after pooling: columns, rows
+	// MinTokens and MaxTokens are the token budget the canvas was sized
+	// for (Gemma 4; zero for Gemma 3). They are part of the cache key.
+	MinTokens, MaxTokens int
 }
 
 // Tokens is the number of image embeddings the encoder produces.
@@ -56,14 +59,14 @@ func (c *Config) Preprocess(img image.Image, o PreprocessOptions) (*Input, error
 	if int64(W)*int64(H) > MaxSourcePixels {
 		return nil, fmt.Errorf("vision: image of %d×%d pixels exceeds the limit of %d pixels", W, H, MaxSourcePixels)
 	}
-	tw, th, err := c.targetSize(W, H, o)
+	tw, th, lo, hi, err := c.targetSize(W, H, o)
 	if err != nil {
 		return nil, err
 	}
 	src := rgbOf(img)
 	canvas, content := letterbox(src, W, H, tw, th)
 	in := &Input{Width: tw, Height: th, RGB: canvas, Content: content,
-		NX: tw / c.PatchSize, NY: th / c.PatchSize}
+		NX: tw / c.PatchSize, NY: th / c.PatchSize, MinTokens: lo, MaxTokens: hi}
 	in.GridW, in.GridH = in.NX/c.Merge, in.NY/c.Merge
 	if c.Projector == Gemma4V && max(in.NX, in.NY) > c.PosSize {
 		return nil, fmt.Errorf("vision: a %d×%d image needs %d×%d patches; the position table has %d (lower the token budget)",
@@ -72,15 +75,16 @@ func (c *Config) Preprocess(img image.Image, o PreprocessOptions) (*Input, error
 	return in, nil
 }
 
-// targetSize is the canvas for a W×H source.
-func (c *Config) targetSize(W, H int, o PreprocessOptions) (int, int, error) {
+// targetSize is the canvas for a W×H source and the token budget it was
+// sized for.
+func (c *Config) targetSize(W, H int, o PreprocessOptions) (w, h, lo, hi int, err error) {
 	if c.Projector == Gemma3 {
 		if o.MinTokens != 0 || o.MaxTokens != 0 {
-			return 0, 0, fmt.Errorf("vision: gemma3 images always take %d tokens; a token budget cannot be set", c.gemma3Tokens())
+			return 0, 0, 0, 0, fmt.Errorf("vision: gemma3 images always take %d tokens; a token budget cannot be set", c.gemma3Tokens())
 		}
-		return c.ImageSize, c.ImageSize, nil
+		return c.ImageSize, c.ImageSize, 0, 0, nil
 	}
-	lo, hi := c.MinTokens, c.MaxTokens
+	lo, hi = c.MinTokens, c.MaxTokens
 	if o.MinTokens != 0 {
 		lo = o.MinTokens
 	}
@@ -88,11 +92,69 @@ func (c *Config) targetSize(W, H int, o PreprocessOptions) (int, int, error) {
 		hi = o.MaxTokens
 	}
 	if lo < 1 || hi < 1 || lo > hi || hi > Gemma4MaxTokensLimit || lo > Gemma4MaxTokensLimit {
-		return 0, 0, fmt.Errorf("vision: image token budget %d…%d is invalid: want 1 ≤ min ≤ max ≤ %d", lo, hi, Gemma4MaxTokensLimit)
+		return 0, 0, 0, 0, fmt.Errorf("vision: image token budget %d…%d is invalid: want 1 ≤ min ≤ max ≤ %d", lo, hi, Gemma4MaxTokensLimit)
 	}
 	a := c.PatchSize * c.Merge
-	w, h := sizeForBudget(W, H, a, lo*a*a, hi*a*a)
-	return w, h, nil
+	w, h = sizeForBudget(W, H, a, lo*a*a, hi*a*a)
+	return w, h, lo, hi, nil
+}
+
+// Image detail levels: OpenAI's image_url.detail.
+const (
+	DetailAuto = "auto"
+	DetailLow  = "low"
+	DetailHigh = "high"
+)
+
+// The Gemma 4 budgets the detail levels map to. Gemma 4's published
+// budgets are 70, 140, 280, 560 and 1120 soft tokens per image, 280 by
+// default (HF transformers, src/transformers/models/gemma4/
+// image_processing_gemma4.py, max_soft_tokens). llama.cpp bounds an image
+// by a minimum and a maximum token count instead (ggml-org/llama.cpp,
+// tools/mtmd/clip.cpp, the GEMMA4V hparams: 40…280 in the builds the
+// reference data comes from, 70…1120 in later ones; --image-min-tokens
+// and --image-max-tokens replace them). So "auto" keeps the projector's
+// default, "low" caps an image at the smallest published budget and "high"
+// at the largest; the minimum stays the projector's (never above the cap).
+const (
+	DetailLowTokens  = 70
+	DetailHighTokens = Gemma4MaxTokensLimit
+)
+
+// Budget resolves a request's image token budget: tokens, when not zero,
+// is the most image tokens an image may take (the request's explicit
+// field); otherwise detail ("", "auto", "low", "high") picks one. Gemma 3
+// images always take 256 tokens on a fixed 896×896 canvas: detail is a
+// hint it ignores (clients send it routinely), and tokens must be 256 or
+// zero. The error says what is allowed.
+func (c *Config) Budget(detail string, tokens int) (PreprocessOptions, error) {
+	switch detail {
+	case "", DetailAuto, DetailLow, DetailHigh:
+	default:
+		return PreprocessOptions{}, fmt.Errorf("detail %q is not one of auto, low, high", detail)
+	}
+	if c.Projector == Gemma3 {
+		if tokens != 0 && tokens != c.gemma3Tokens() {
+			return PreprocessOptions{}, fmt.Errorf("%s images always take %d tokens: the budget cannot be %d (omit it or give %d)",
+				c.Projector, c.gemma3Tokens(), tokens, c.gemma3Tokens())
+		}
+		return PreprocessOptions{}, nil
+	}
+	if tokens == 0 {
+		switch detail {
+		case DetailLow:
+			tokens = DetailLowTokens
+		case DetailHigh:
+			tokens = DetailHighTokens
+		default:
+			return PreprocessOptions{}, nil
+		}
+	}
+	if tokens < 1 || tokens > Gemma4MaxTokensLimit {
+		return PreprocessOptions{}, fmt.Errorf("an image token budget of %d is outside 1…%d (Gemma 4's budgets: 70, 140, 280, 560, 1120; default %d)",
+			tokens, Gemma4MaxTokensLimit, c.MaxTokens)
+	}
+	return PreprocessOptions{MinTokens: min(c.MinTokens, tokens), MaxTokens: tokens}, nil
 }
 
 // sizeForBudget is llama.cpp's calc_size_preserved_ratio: both sides

@@ -143,3 +143,59 @@ func TestBadFiles(t *testing.T) {
 		t.Error("gemma3 encoded a gemma4 input")
 	}
 }
+
+// TestBudget: OpenAI's detail and the explicit image token budget map to
+// Gemma 4's budgets within its limits; Gemma 3 ignores detail and takes
+// only its own 256.
+func TestBudget(t *testing.T) {
+	g3 := &Config{Projector: Gemma3, ImageSize: 896, PatchSize: 14, Merge: 4}
+	g4 := &Config{Projector: Gemma4V, PatchSize: 16, Merge: 3, MinTokens: 40, MaxTokens: 280, PosSize: 1024}
+	for _, c := range []struct {
+		c      *Config
+		detail string
+		tokens int
+		want   PreprocessOptions
+		err    string // a piece of the error, "" for none
+	}{
+		{g4, "", 0, PreprocessOptions{}, ""},
+		{g4, "auto", 0, PreprocessOptions{}, ""},
+		{g4, "low", 0, PreprocessOptions{MinTokens: 40, MaxTokens: 70}, ""},
+		{g4, "high", 0, PreprocessOptions{MinTokens: 40, MaxTokens: 1120}, ""},
+		{g4, "high", 560, PreprocessOptions{MinTokens: 40, MaxTokens: 560}, ""}, // the explicit budget wins
+		{g4, "", 20, PreprocessOptions{MinTokens: 20, MaxTokens: 20}, ""},       // the minimum never exceeds the cap
+		{g4, "", 1121, PreprocessOptions{}, "outside 1…1120"},
+		{g4, "", -3, PreprocessOptions{}, "outside 1…1120"},
+		{g4, "medium", 0, PreprocessOptions{}, `detail "medium"`},
+		{g3, "low", 0, PreprocessOptions{}, ""},
+		{g3, "high", 0, PreprocessOptions{}, ""},
+		{g3, "", 256, PreprocessOptions{}, ""},
+		{g3, "", 280, PreprocessOptions{}, "always take 256 tokens"},
+		{g3, "sharp", 0, PreprocessOptions{}, `detail "sharp"`},
+	} {
+		got, err := c.c.Budget(c.detail, c.tokens)
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("%s detail %q tokens %d: %v", c.c.Projector, c.detail, c.tokens, err)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%s detail %q tokens %d: error %v, want one saying %q", c.c.Projector, c.detail, c.tokens, err, c.err)
+		case got != c.want:
+			t.Errorf("%s detail %q tokens %d: %+v, want %+v", c.c.Projector, c.detail, c.tokens, got, c.want)
+		}
+	}
+	// A budget that picks a larger canvas gives more tokens, and the input
+	// records the budget it was sized for (the cache key hashes it).
+	img := image.NewNRGBA(image.Rect(0, 0, 4000, 3000))
+	o, _ := g4.Budget("low", 0)
+	low, err := g4.Preprocess(img, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ = g4.Budget("high", 0)
+	high, err := g4.Preprocess(img, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if low.Tokens() > 70 || high.Tokens() <= 280 || high.Tokens() > 1120 || low.MaxTokens != 70 || high.MaxTokens != 1120 {
+		t.Errorf("4000×3000: low %d tokens (budget %d), high %d tokens (budget %d)", low.Tokens(), low.MaxTokens, high.Tokens(), high.MaxTokens)
+	}
+}

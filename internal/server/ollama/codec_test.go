@@ -2,11 +2,13 @@ package ollama
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"mica/internal/llm/engine"
+	"mica/internal/models/gemma/chat"
 	"mica/internal/server/canon"
 )
 
@@ -119,7 +121,22 @@ func TestDecodeImages(t *testing.T) {
 	if im := r.Chat.Images; len(im) != 3 || string(im[0].Data) != "GIF89a" || string(im[2].Data) != "hi" || r.ImagesParam != "messages" {
 		t.Fatalf("%+v", r.Chat.Images)
 	}
-	g, err := DecodeGenerate([]byte(`{"model":"m","prompt":"x <__media__> y","raw":true,"images":["aGk="]}`))
+	P := engine.ImagePlace
+	if c := r.Chat.Messages; !reflect.DeepEqual(c[0].Content, chat.Text(P+"a")) || !reflect.DeepEqual(c[2].Content, chat.Text(P+P+"c")) {
+		t.Errorf("contents %+v", c)
+	}
+	if im := r.Chat.Images; im[0].Tokens != 0 || im[0].Param != "" {
+		t.Errorf("a budget without options.image_tokens: %+v", im[0])
+	}
+	r, err = DecodeChat([]byte(`{"model":"m","options":{"image_tokens":140},"messages":[{"role":"user","content":"a","images":["aGk=","aGk="]}]}`))
+	if err != nil || r.Chat.Images[1].Tokens != 140 || r.Chat.Images[1].Param != "options.image_tokens" {
+		t.Fatalf("options.image_tokens: %v %+v", err, r)
+	}
+	g, err := DecodeGenerate([]byte(`{"model":"m","prompt":"what?","options":{"image_tokens":70},"images":["aGk="]}`))
+	if err != nil || g.Chat.Images[0].Tokens != 70 {
+		t.Fatalf("options.image_tokens in generate: %v %+v", err, g)
+	}
+	g, err = DecodeGenerate([]byte(`{"model":"m","prompt":"x <__media__> y","raw":true,"images":["aGk="]}`))
 	if err != nil || g.Completion == nil || len(g.Completion.Images) != 1 || g.Completion.Prompt != "x <__media__> y" || g.ImagesParam != "images" {
 		t.Fatalf("%v %+v", err, g)
 	}
@@ -132,6 +149,8 @@ func TestDecodeImages(t *testing.T) {
 		`{"model":"m","messages":[{"role":"system","content":"a","images":["aGk="]}]}`: "messages[0].images",
 		`{"model":"m","prompt":"","images":["aGk="]}`:                                  "prompt",
 		`{"model":"m","prompt":"x","images":["aGk=","?"]}`:                             "images[1]",
+		`{"model":"m","prompt":"x","options":{"image_tokens":0},"images":["aGk="]}`:    "options.image_tokens",
+		`{"model":"m","prompt":"x","options":{"image_tokens":1.5},"images":["aGk="]}`:  "options.image_tokens",
 	} {
 		var err error
 		if strings.Contains(body, `"messages"`) {

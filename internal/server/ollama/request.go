@@ -161,6 +161,7 @@ func DecodeChat(body []byte) (*canon.Request, error) {
 		}
 		cr.Tools = append(cr.Tools, chat.Tool{Name: t.Function.Name, Description: t.Function.Description, Parameters: params})
 	}
+	setImageTokens(images.List, o.imageTokens)
 	cr.Images, req.RemoteImages = images.List, images.Remote
 	req.ImagesParam = "messages"
 	req.Chat = cr
@@ -197,6 +198,7 @@ func DecodeGenerate(body []byte) (*canon.Request, error) {
 			return nil, err
 		}
 		req.RemoteImages, req.ImagesParam = images.Remote, "images"
+		setImageTokens(images.List, o.imageTokens)
 	}
 	if r.Prompt == "" && r.System == "" {
 		req.LoadOnly = true
@@ -217,19 +219,30 @@ func DecodeGenerate(body []byte) (*canon.Request, error) {
 }
 
 // imageContent adds a message's base64 images and returns its body: the
-// images first, then the text (as Ollama's templates place them).
+// images first, then the text (as Ollama's templates place them), as one
+// string with engine.ImagePlace at each image, the way llama.cpp's server
+// flattens a message holding images (no newline next to an image; the
+// template trims the string as a whole).
 func imageContent(images *canon.Images, list []string, text, p string) (chat.Content, error) {
-	parts := make([]chat.Part, 0, len(list)+1)
+	var b strings.Builder
 	for j, s := range list {
 		if err := images.AddBase64(s, fmt.Sprintf("%s[%d]", p, j)); err != nil {
 			return chat.Content{}, err
 		}
-		parts = append(parts, chat.Part{Type: "image"})
+		b.WriteString(engine.ImagePlace)
 	}
-	if text != "" {
-		parts = append(parts, chat.Part{Type: "text", Text: text})
+	b.WriteString(text)
+	return chat.Text(b.String()), nil
+}
+
+// setImageTokens applies options.image_tokens to every image.
+func setImageTokens(images []engine.Image, n int) {
+	if n == 0 {
+		return
 	}
-	return chat.Parts(parts...), nil
+	for i := range images {
+		images[i].Tokens, images[i].Param = n, "options.image_tokens"
+	}
 }
 
 type decoded struct {
@@ -237,6 +250,10 @@ type decoded struct {
 	maxTokens int
 	stop      []string
 	think     bool
+	// imageTokens is options.image_tokens, mica's extension: the most
+	// tokens each image may take (Gemma 4's image token budget); 0: the
+	// model's default.
+	imageTokens int
 }
 
 // loadOptions are Ollama options that configure how a model is loaded, not
@@ -306,7 +323,7 @@ func (c *common) decode() (*canon.Request, decoded, error) {
 			}
 			*map[string]*float32{"temperature": &p.Temperature, "top_p": &p.TopP, "min_p": &p.MinP, "typical_p": &p.TypicalP,
 				"repeat_penalty": &p.RepeatPenalty, "presence_penalty": &p.PresencePenalty, "frequency_penalty": &p.FrequencyPenalty}[k] = float32(f)
-		case "top_k", "repeat_last_n", "seed", "num_predict", "num_ctx":
+		case "top_k", "repeat_last_n", "seed", "num_predict", "num_ctx", "image_tokens":
 			if n, err = integer(); err != nil {
 				return nil, d, err
 			}
@@ -331,6 +348,11 @@ func (c *common) decode() (*canon.Request, decoded, error) {
 					return nil, d, canon.Errorf(name, "%s %d must be positive", name, n)
 				}
 				req.NumCtx = int(n)
+			case "image_tokens":
+				if n < 1 || n > 1<<20 {
+					return nil, d, canon.Errorf(name, "%s %d must be a positive number of tokens per image", name, n)
+				}
+				d.imageTokens = int(n)
 			}
 		case "stop":
 			if d.stop, err = canon.Stops(v, name, MaxStops); err != nil {

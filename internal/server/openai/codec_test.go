@@ -173,7 +173,8 @@ func TestDecodeImageParts(t *testing.T) {
 		r.RemoteImages[0].Index != 1 || r.RemoteImages[0].Param != "messages[0].content[2].image_url" {
 		t.Fatalf("%+v %+v", im, r.RemoteImages)
 	}
-	want := chat.Parts(chat.Part{Type: "text", Text: "look"}, chat.Part{Type: "image"}, chat.Part{Type: "image"})
+	// A message holding images is flattened as llama.cpp's server does.
+	want := chat.Text("look" + engine.ImagePlace + engine.ImagePlace)
 	if !reflect.DeepEqual(r.Chat.Messages[0].Content, want) {
 		t.Errorf("content %+v", r.Chat.Messages[0].Content)
 	}
@@ -252,5 +253,72 @@ func TestChoices(t *testing.T) {
 "choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":0}}}`
 	if g := strings.Join(idx, "\n"); g != want {
 		t.Errorf("chunks\n%s\nwant\n%s", g, want)
+	}
+}
+
+// TestFlattenParts: text and image parts become one string as llama.cpp's
+// server lays out a message with media: text parts joined with "\n", no
+// newline next to an image, nothing trimmed (the template trims the whole).
+func TestFlattenParts(t *testing.T) {
+	txt := func(s string) chat.Part { return chat.Part{Type: "text", Text: s} }
+	img := chat.Part{Type: "image"}
+	P := engine.ImagePlace
+	for _, c := range []struct {
+		parts []chat.Part
+		want  string
+	}{
+		{[]chat.Part{txt("a"), img, txt("b")}, "a" + P + "b"},
+		{[]chat.Part{img, txt("a"), txt("b")}, P + "a\nb"},
+		{[]chat.Part{txt("a "), txt(" b"), img, img, txt(" c\n")}, "a \n b" + P + P + " c\n"},
+		{[]chat.Part{img}, P},
+		{[]chat.Part{txt(""), img, txt("")}, P},
+		{[]chat.Part{txt("x"), txt(""), img}, "x\n" + P},
+	} {
+		if got := flattenParts(c.parts); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.parts, got, c.want)
+		}
+	}
+}
+
+// TestDecodeImageBudget: image_url.detail and the image_tokens extension
+// (per part, or for every image at the top) set each image's budget and
+// the field errors name; bad values are a 400 naming the field.
+func TestDecodeImageBudget(t *testing.T) {
+	const u = `"url":"data:image/png;base64,aGk="`
+	r, err := DecodeChat([]byte(`{"model":"m","image_tokens":560,"messages":[{"role":"user","content":[
+		{"type":"image_url","image_url":{` + u + `,"detail":"low"}},
+		{"type":"image_url","image_url":{` + u + `,"image_tokens":140,"detail":"high"}},
+		{"type":"image_url","image_url":{` + u + `,"detail":"auto"}},
+		{"type":"image_url","image_url":{` + u + `}}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type b struct {
+		detail string
+		tokens int
+		param  string
+	}
+	var got []b
+	for _, im := range r.Chat.Images {
+		got = append(got, b{im.Detail, im.Tokens, im.Param})
+	}
+	want := []b{
+		{"low", 0, "messages[0].content[0].image_url.detail"},
+		{"high", 140, "messages[0].content[1].image_url.image_tokens"},
+		{"", 560, "image_tokens"},
+		{"", 560, "image_tokens"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("budgets %+v, want %+v", got, want)
+	}
+	for body, param := range map[string]string{
+		`{"model":"m","image_tokens":0,"messages":[{"role":"user","content":"x"}]}`:                                             "image_tokens",
+		`{"model":"m","image_tokens":"many","messages":[{"role":"user","content":"x"}]}`:                                        "image_tokens",
+		`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{` + u + `,"image_tokens":-1}}]}]}`: "messages[0].content[0].image_url.image_tokens",
+	} {
+		_, err := DecodeChat([]byte(body))
+		if err == nil || canon.As(err).Param != param || canon.As(err).Kind != canon.Invalid {
+			t.Errorf("%s: %v, want an error about %s", body, err, param)
+		}
 	}
 }

@@ -62,6 +62,10 @@ type chatRequest struct {
 	Logprobs            *bool                      `json:"logprobs"`
 	TopLogprobs         *int                       `json:"top_logprobs"`
 	ResponseFormat      json.RawMessage            `json:"response_format"`
+	// ImageTokens is mica's extension: the most tokens each image may take
+	// (Gemma 4's image token budget; engine.Image.Tokens). An image part's
+	// own image_url.image_tokens or a low/high detail overrides it.
+	ImageTokens *int `json:"image_tokens"`
 }
 
 type message struct {
@@ -126,6 +130,17 @@ func DecodeChat(body []byte) (*canon.Request, error) {
 			return nil, err
 		}
 		cr.Messages = append(cr.Messages, cm)
+	}
+	if r.ImageTokens != nil {
+		if *r.ImageTokens < 1 {
+			return nil, canon.Errorf("image_tokens", "image_tokens %d must be a positive number of tokens per image", *r.ImageTokens)
+		}
+		for i := range images.List {
+			im := &images.List[i]
+			if im.Tokens == 0 && (im.Detail == "" || im.Detail == "auto") {
+				im.Tokens, im.Detail, im.Param = *r.ImageTokens, "", "image_tokens"
+			}
+		}
 	}
 	if r.MaxCompletionTokens != nil {
 		if r.MaxTokens != nil && *r.MaxTokens != *r.MaxCompletionTokens {
@@ -281,7 +296,8 @@ func decodeMessage(m message, p string, images *canon.Images) (chat.Message, err
 
 // decodeContent reads a string, null, or an array of parts. System text
 // parts are joined into one string (the template would print the list).
-// Image parts are added to images in order.
+// Image parts are added to images in order, and a body that holds images
+// is flattened as llama.cpp's server does (flattenParts).
 func decodeContent(raw json.RawMessage, p string, join bool, images *canon.Images) (chat.Content, error) {
 	if canon.IsNull(raw) {
 		return chat.Content{}, nil
@@ -296,6 +312,7 @@ func decodeContent(raw json.RawMessage, p string, join bool, images *canon.Image
 	}
 	var out []chat.Part
 	var texts []string
+	hasImage := false
 	for i, pt := range parts {
 		q := fmt.Sprintf("%s[%d]", p, i)
 		switch pt.Type {
@@ -307,14 +324,17 @@ func decodeContent(raw json.RawMessage, p string, join bool, images *canon.Image
 				return chat.Content{}, &canon.Error{Kind: canon.Invalid, Param: q, Code: "unsupported_content",
 					Msg: fmt.Sprintf("%s: a system message cannot hold images; put them in a user message", q)}
 			}
-			url, err := imageURL(pt.ImageURL, q+".image_url")
+			img, err := imageURL(pt.ImageURL, q+".image_url")
 			if err != nil {
 				return chat.Content{}, err
 			}
-			if err := images.AddURL(url, q+".image_url"); err != nil {
+			if err := images.AddURL(img.url, q+".image_url"); err != nil {
 				return chat.Content{}, err
 			}
+			im := &images.List[len(images.List)-1]
+			im.Tokens, im.Detail, im.Param = img.tokens, img.detail, img.param
 			out = append(out, chat.Part{Type: "image"})
+			hasImage = true
 		case "input_audio", "audio":
 			return chat.Content{}, &canon.Error{Kind: canon.Invalid, Param: q, Code: "unsupported_content",
 				Msg: fmt.Sprintf("%s: audio is not supported yet; send text only", q)}
@@ -327,32 +347,81 @@ func decodeContent(raw json.RawMessage, p string, join bool, images *canon.Image
 	if join {
 		return chat.Text(strings.Join(texts, "\n")), nil
 	}
+	if hasImage {
+		return chat.Text(flattenParts(out)), nil
+	}
 	return chat.Parts(out...), nil
 }
 
-// imageURL reads an image_url: {"url": "...", "detail": "..."} or a
-// plain string (the Responses API's input_image).
-func imageURL(raw json.RawMessage, p string) (string, error) {
+// flattenParts lays a body of text and image parts out as one string, as
+// llama.cpp's server does for a message that holds media: each image part
+// becomes a media marker (ggml-org/llama.cpp tools/server/server-common.cpp,
+// oaicompat_chat_params_parse: an image_url part turns into a
+// "media_marker" part whose text is the marker), and the parts are joined
+// with "\n" except next to a marker (common/chat.cpp,
+// common_chat_msg::to_json_oaicompat; no newline beside a marker since
+// ggml-org/llama.cpp PR 19595, and a message holding a marker is always
+// flattened, whatever content types the template takes, since PR 22634).
+// The chat template then sees one string, which it trims as a whole, so
+// the spaces and newlines beside an image are kept. Here the marker is
+// engine.ImagePlace, which no client text can hold.
+func flattenParts(parts []chat.Part) string {
+	var b strings.Builder
+	lastImage := false
+	for _, pt := range parts {
+		if pt.Type == "image" {
+			b.WriteString(engine.ImagePlace)
+			lastImage = true
+			continue
+		}
+		if !lastImage && b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(pt.Text)
+		lastImage = false
+	}
+	return b.String()
+}
+
+// imagePart is what an image part says besides its bytes.
+type imagePart struct {
+	url    string
+	detail string
+	tokens int    // image_url.image_tokens (mica's extension); 0 if absent
+	param  string // the field that set tokens or detail
+}
+
+// imageURL reads an image_url: {"url": "...", "detail": "...",
+// "image_tokens": N} or a plain string (the Responses API's input_image).
+func imageURL(raw json.RawMessage, p string) (imagePart, error) {
 	if canon.IsNull(raw) {
-		return "", canon.Errorf(p, "%s is missing: give {\"url\": \"data:image/png;base64,...\"}", p)
+		return imagePart{}, canon.Errorf(p, "%s is missing: give {\"url\": \"data:image/png;base64,...\"}", p)
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
+		return imagePart{url: s}, nil
 	}
 	var obj struct {
-		URL    string `json:"url"`
-		Detail string `json:"detail"`
+		URL         string `json:"url"`
+		Detail      string `json:"detail"`
+		ImageTokens *int   `json:"image_tokens"`
 	}
 	if err := json.Unmarshal(raw, &obj); err != nil {
-		return "", canon.Errorf(p, "%s must be an object {\"url\": ...} or a URL string", p)
+		return imagePart{}, canon.Errorf(p, "%s must be an object {\"url\": ...} or a URL string", p)
 	}
+	out := imagePart{url: obj.URL, detail: obj.Detail, param: p + ".detail"}
 	switch obj.Detail {
 	case "", "auto", "low", "high":
 	default:
-		return "", canon.Errorf(p+".detail", "%s.detail %q is not one of auto, low, high", p, obj.Detail)
+		return imagePart{}, canon.Errorf(p+".detail", "%s.detail %q is not one of auto, low, high", p, obj.Detail)
 	}
-	return obj.URL, nil
+	if obj.ImageTokens != nil {
+		if *obj.ImageTokens < 1 {
+			return imagePart{}, canon.Errorf(p+".image_tokens", "%s.image_tokens %d must be a positive number of tokens", p, *obj.ImageTokens)
+		}
+		out.tokens, out.param = *obj.ImageTokens, p+".image_tokens"
+	}
+	return out, nil
 }
 
 // decoded is what the shared fields give.

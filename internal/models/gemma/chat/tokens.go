@@ -82,8 +82,10 @@ const (
 	Gemma3TurnStart = "<start_of_turn>"
 	// Gemma3TurnEnd closes a turn (id 106); a stop token.
 	Gemma3TurnEnd = "<end_of_turn>"
-	// Gemma3Image stands for one image in a prompt (id 255999); the front end
-	// expands it to "\n\n<start_of_image>", the soft tokens, "<end_of_image>\n\n".
+	// Gemma3Image stands for one image in a prompt (id 255999); mica, as
+	// llama.cpp's mtmd, expands it to "<start_of_image>", the soft tokens,
+	// "<end_of_image>" with no newlines added (HF's processor adds "\n\n"
+	// around it).
 	Gemma3Image = "<start_of_image>"
 	// Gemma3ImageEnd ends an expanded image (id 256000).
 	Gemma3ImageEnd = "<end_of_image>"
