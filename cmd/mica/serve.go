@@ -14,6 +14,7 @@ import (
 
 	"mica/internal/imagegen"
 	"mica/internal/jobs"
+	"mica/internal/llm/engine"
 	"mica/internal/server"
 )
 
@@ -23,6 +24,9 @@ type serveFlags struct {
 	threads, ctx int
 	maxQueue     int
 	batch        int
+	prefixCache  int
+	streamBuffer int
+	stallTimeout time.Duration
 	maxBody      int64
 	keepAlive    time.Duration
 	memBudget    string
@@ -54,6 +58,7 @@ var serveEnv = map[string]string{
 	"max-jobs-per-key": "MICA_MAX_JOBS_PER_KEY",
 	"mmproj":           "MICA_MMPROJ", "remote-images": "MICA_REMOTE_IMAGES", "image-fetch-timeout": "MICA_IMAGE_FETCH_TIMEOUT",
 	"max-image-bytes": "MICA_MAX_IMAGE_BYTES", "max-chat-images": "MICA_MAX_CHAT_IMAGES",
+	"prefix-cache": "MICA_PREFIX_CACHE", "stream-buffer": "MICA_STREAM_BUFFER", "stall-timeout": "MICA_STALL_TIMEOUT",
 }
 
 // newServeCmd is `mica serve`: the OpenAI- and Ollama-compatible HTTP API.
@@ -72,7 +77,11 @@ first unloads idle ones, least recently used first; a model in use is never
 unloaded (the load waits), and one that can never fit is refused with 503.
 A model's need is estimated from its file (weights, KV cache for --ctx and
 --batch, buffers). Up to --batch requests run at once (--max-queue wait,
-then 429).
+then 429). With --batch > 1 a model keeps up to --prefix-cache finished
+requests' KV caches so that a request repeating their prompt's start skips
+it; a client that reads its stream slowly falls --stream-buffer events behind
+at most, then its request pauses, and after --stall-timeout paused it is
+cancelled (the others run on).
 
 Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models
 (OpenAI); POST /api/chat, POST /api/generate, GET /api/tags, POST /api/show,
@@ -107,7 +116,8 @@ MICA_MAX_QUEUE, MICA_MAX_BODY, MICA_KEEP_ALIVE, MICA_BATCH, MICA_MEMORY_BUDGET, 
 MICA_CLIP_TOKENIZER, MICA_MAX_STEPS, MICA_MAX_PIXELS, MICA_MAX_IMAGES,
 MICA_API_KEYS (comma-separated), MICA_API_KEYS_FILE, MICA_RATE_LIMIT,
 MICA_MAX_JOBS_PER_KEY, MICA_MMPROJ, MICA_REMOTE_IMAGES, MICA_IMAGE_FETCH_TIMEOUT,
-MICA_MAX_IMAGE_BYTES, MICA_MAX_CHAT_IMAGES.
+MICA_MAX_IMAGE_BYTES, MICA_MAX_CHAT_IMAGES, MICA_PREFIX_CACHE, MICA_STREAM_BUFFER,
+MICA_STALL_TIMEOUT.
 
 Chat requests may carry images (OpenAI image_url parts with data: URLs,
 Ollama "images") for Gemma models with a vision file (mmproj).`,
@@ -137,7 +147,8 @@ Ollama "images") for Gemma models with a vision file (mmproj).`,
 			s, err := server.New(server.Config{Vision: server.VisionConfig{Projectors: proj, RemoteImages: f.remoteImages,
 				RemoteTimeout: f.fetchTimeout, MaxImageBytes: f.maxImgBytes, MaxImages: f.chatImages},
 				APIKeys: keys, RateLimit: f.rateLimit, MaxJobsPerKey: f.jobsPerKey, ModelsDir: f.models, Threads: f.threads, Context: f.ctx,
-				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, Batch: f.batch, KeepAlive: f.keepAlive, MemoryBudget: budget, Version: version, Logger: log,
+				MaxBodyBytes: f.maxBody, MaxQueue: f.maxQueue, Batch: f.batch, PrefixCache: f.prefixCacheConfig(),
+				StreamBuffer: f.streamBuffer, StallTimeout: f.stallTimeout, KeepAlive: f.keepAlive, MemoryBudget: budget, Version: version, Logger: log,
 				DataDir: f.data, CLIPTokenizer: f.clipTok, Offline: os.Getenv("MICA_OFFLINE") != "",
 				ImageLimits: imagegen.Limits{MaxSteps: f.maxSteps, MaxPixels: f.maxPixels, MaxBatch: f.maxImages}})
 			if err != nil {
@@ -163,6 +174,9 @@ Ollama "images") for Gemma models with a vision file (mmproj).`,
 	fl.IntVar(&f.ctx, "ctx", 0, "context size per request in tokens (0: the model's, at most 8192)")
 	fl.IntVar(&f.maxQueue, "max-queue", server.DefaultMaxQueue, "requests that may wait for the engine before 429")
 	fl.IntVar(&f.batch, "batch", server.DefaultBatch, "requests a model runs together by continuous batching (1: one at a time, reusing the previous prompt's prefix)")
+	fl.IntVar(&f.prefixCache, "prefix-cache", engine.DefaultPrefixCache, "finished requests whose KV cache a batching model keeps for prefix reuse (0: none; they share --batch's caches)")
+	fl.IntVar(&f.streamBuffer, "stream-buffer", engine.DefaultStreamBuffer, "events a batched request may fall behind a slow client before it pauses")
+	fl.DurationVar(&f.stallTimeout, "stall-timeout", engine.DefaultStallTimeout, "how long a batched request may stay paused for a slow client before it is cancelled")
 	fl.Int64Var(&f.maxBody, "max-body", server.DefaultMaxBody, "largest request body in bytes (then 413)")
 	fl.DurationVar(&f.keepAlive, "keep-alive", server.DefaultKeepAlive, "unload a model after this long idle (negative: only when its memory is needed)")
 	fl.StringVar(&f.memBudget, "memory-budget", "auto", "memory all loaded models share: bytes with a unit (16GiB, 12G), a share of RAM (75%), auto (RAM less 2 GiB) or none")
@@ -211,6 +225,9 @@ func serveFromEnv(cmd *cobra.Command, f *serveFlags) error {
 	if f.threads < 0 || f.ctx < 0 || f.maxQueue < 1 || f.maxBody < 1 || f.batch < 1 {
 		return fmt.Errorf("--threads %d and --ctx %d must not be negative; --max-queue %d, --max-body %d and --batch %d must be positive",
 			f.threads, f.ctx, f.maxQueue, f.maxBody, f.batch)
+	}
+	if f.prefixCache < 0 || f.streamBuffer < 1 || f.stallTimeout <= 0 {
+		return fmt.Errorf("--prefix-cache %d must not be negative; --stream-buffer %d and --stall-timeout %s must be positive", f.prefixCache, f.streamBuffer, f.stallTimeout)
 	}
 	if f.maxSteps < 1 || f.maxPixels < 64*64 || f.maxImages < 1 {
 		return fmt.Errorf("--max-steps %d, --max-pixels %d and --max-images %d must be positive (pixels at least 4096)", f.maxSteps, f.maxPixels, f.maxImages)
@@ -264,6 +281,15 @@ func applyConfigFile(cmd *cobra.Command, path string, fromEnv map[string]bool) e
 		}
 	}
 	return nil
+}
+
+// prefixCacheConfig is --prefix-cache as server.Config takes it: there 0
+// means the engine's default and a negative number none.
+func (f *serveFlags) prefixCacheConfig() int {
+	if f.prefixCache == 0 {
+		return -1
+	}
+	return f.prefixCache
 }
 
 // keys gathers the API keys from the flag (and MICA_API_KEYS) and the file.

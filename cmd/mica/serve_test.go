@@ -71,6 +71,10 @@ func TestServeFlagsAndEnv(t *testing.T) {
 		{"MICA_CTX", "-5", []string{"--models", "."}, "--ctx -5"},
 		{"MICA_MODELS", "/nonexistent/mica-models", []string{}, "models folder"},
 		{"MICA_MEMORY_BUDGET", "lots", []string{"--models", "."}, "--memory-budget"},
+		{"MICA_PREFIX_CACHE", "-2", []string{"--models", "."}, "--prefix-cache -2"},
+		{"MICA_STREAM_BUFFER", "0", []string{"--models", "."}, "--stream-buffer 0"},
+		{"MICA_STALL_TIMEOUT", "soon", []string{"--models", "."}, `MICA_STALL_TIMEOUT="soon"`},
+		{"MICA_STALL_TIMEOUT", "0s", []string{"--models", "."}, "--stall-timeout 0s"},
 	} {
 		t.Run(c.env, func(t *testing.T) {
 			t.Setenv(c.env, c.val)
@@ -123,5 +127,16 @@ func TestServeConfigFileAndAuthRules(t *testing.T) {
 	// A short key is refused by the server.
 	if err := run("--models", dir, "--api-key", "abc", "--data", t.TempDir()); err == nil || !strings.Contains(err.Error(), "shorter than 8") {
 		t.Fatalf("short key: %v", err)
+	}
+}
+
+// TestServePrefixCacheFlag: --prefix-cache 0 turns prefix reuse off (the
+// server's Config takes a negative number for that; its 0 is the default).
+func TestServePrefixCacheFlag(t *testing.T) {
+	for flag, want := range map[int]int{0: -1, 1: 1, 4: 4} {
+		f := serveFlags{prefixCache: flag}
+		if got := f.prefixCacheConfig(); got != want {
+			t.Errorf("--prefix-cache %d: Config.PrefixCache %d, want %d", flag, got, want)
+		}
 	}
 }

@@ -323,10 +323,19 @@ test('queue: drag a waiting job to reorder it; arrow keys and buttons too', { sk
   await page.locator(`.queue li[data-job="${a}"][data-state="running"]`).waitFor();
   for (const id of [b, c, d]) await page.locator(`.queue li[data-job="${id}"][data-state="queued"]`).waitFor();
   const shown = () => page.locator('.queue li[data-state="queued"]').evaluateAll((rs) => rs.map((r) => r.dataset.job));
-  // The server's order: each queued job's position (the list has none).
-  const serverOrder = async () => (await Promise.all([b, c, d].map((id) => api(url, `/mica/v1/jobs/${id}`))))
-    .sort((x, y) => (x.position ?? 0) - (y.position ?? 0)).map((j) => j.id);
+  // The server's order: the listing gives each queued job its position.
+  const serverOrder = async () => (await api(url, '/mica/v1/jobs?state=queued')).jobs
+    .sort((x, y) => x.position - y.position).map((j) => j.id);
   assert.deepEqual(await serverOrder(), [b, c, d]);
+  // A second open page: it reads the positions from the listing (no request
+  // per job) and follows every reorder from the server's events.
+  const other = await context.newPage();
+  const perJob = [];
+  other.on('request', (r) => { if (/\/mica\/v1\/jobs\/[^/?]+$/.test(new URL(r.url()).pathname)) perJob.push(r.url()); });
+  await other.goto(url + '/ui/studio');
+  const otherOrder = (want) => other.waitForFunction((w) => [...document.querySelectorAll('.queue li[data-state="queued"]')].map((r) => r.dataset.job).join() === w, want.join());
+  await otherOrder([b, c, d]);
+  assert.deepEqual(perJob, [], 'the queue was read one job at a time');
   // Drag d's handle above b.
   const h = await li(d).locator('.handle').boundingBox();
   const tb = await li(b).boundingBox();
@@ -341,6 +350,7 @@ test('queue: drag a waiting job to reorder it; arrow keys and buttons too', { sk
   assert.deepEqual((await reorder).postDataJSON().ids, [d, b, c]);
   await page.waitForFunction((want) => [...document.querySelectorAll('.queue li[data-state="queued"]')].map((r) => r.dataset.job).join() === want, [d, b, c].join());
   assert.deepEqual(await serverOrder(), [d, b, c]);
+  await otherOrder([d, b, c]);
   // The keyboard: the handle takes ↑ ↓ Home End and keeps the focus.
   await li(c).locator('.handle').focus();
   await page.keyboard.press('ArrowUp');
@@ -354,6 +364,10 @@ test('queue: drag a waiting job to reorder it; arrow keys and buttons too', { sk
   assert.deepEqual(await shown(), [d, c, b]);
   assert.deepEqual(await serverOrder(), [d, c, b]);
   assert.equal(await li(d).getByRole('button', { name: 'Move up' }).isDisabled(), true);
+  // A priority change elsewhere (the API) reaches the other page too.
+  await api(url, `/mica/v1/jobs/${b}/priority`, { method: 'POST', body: '{"priority":3}' });
+  await otherOrder([b, d, c]);
+  await other.close();
   for (const id of [b, c, d, a]) await fetch(`${url}/mica/v1/jobs/${id}/cancel`, { method: 'POST', body: '{}' });
   for (const id of ids) await waitJob(url, id, ['cancelled', 'interrupted']);
 });

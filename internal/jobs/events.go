@@ -17,6 +17,10 @@ const (
 	EventCancelled   EventType = "cancelled"
 	EventInterrupted EventType = "interrupted"
 	EventDeleted     EventType = "deleted"
+	// EventReordered: the order of a model's queued jobs changed (Reorder,
+	// SetPriority); Positions holds the new places of those that moved. It
+	// goes to all-jobs subscribers only (JobID is "").
+	EventReordered EventType = "reordered"
 )
 
 // terminal reports whether no further event of the job follows (except deleted).
@@ -36,6 +40,15 @@ type Event struct {
 	Error    string        // failed, cancelled, interrupted: why
 	Result   *Result       // finished and interrupted
 	Dropped  int           // events this subscriber lost to overflow since the previous one it received
+	// Positions holds the new positions (as Job.Position: from 0, per
+	// model) of the queued jobs of Model that a change moved other than by
+	// a job leaving the queue: on queued events, the job itself and any
+	// of lower priority it went ahead of; on reordered events, the jobs
+	// whose place changed. A job that leaves the queue (started, or
+	// cancelled while queued) moves every job after it up one place, which
+	// no event spells out. Nil on other events, and when the store could
+	// not be read (logged).
+	Positions map[string]int
 }
 
 // broker fans events out to subscribers without ever blocking the

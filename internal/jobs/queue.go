@@ -295,7 +295,7 @@ func (q *Queue) Submit(r Request) (Job, error) {
 	q.seq = seq
 	q.queued[j.Model]++
 	q.nqueued++
-	q.events.publish(Event{Type: EventQueued, JobID: j.ID, Model: j.Model, State: Queued, Time: now})
+	q.events.publish(Event{Type: EventQueued, JobID: j.ID, Model: j.Model, State: Queued, Time: now, Positions: q.inserted(j)})
 	q.kick()
 	return j, nil
 }
@@ -357,6 +357,90 @@ func (q *Queue) Get(id string) (Job, error) {
 		}
 	}
 	return j, nil
+}
+
+// inserted gives the positions a newly queued job j moved (Event.Positions):
+// its own, after every queued job of its model of equal or higher priority
+// (it arrived last), and those of the lower-priority ones it went ahead of
+// (usually none, so that this costs one index look, not a scan of the
+// queue). The caller holds wmu and has counted j in q.queued.
+func (q *Queue) inserted(j Job) map[string]int {
+	rows, err := q.st.behind.Query(j.Model, j.Priority)
+	if err != nil {
+		q.opt.Logger.Error("jobs: reading queue positions", "model", j.Model, "err", err)
+		return nil
+	}
+	defer rows.Close()
+	var behind []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			q.opt.Logger.Error("jobs: reading queue positions", "model", j.Model, "err", err)
+			return nil
+		}
+		behind = append(behind, id)
+	}
+	if err := rows.Err(); err != nil {
+		q.opt.Logger.Error("jobs: reading queue positions", "model", j.Model, "err", err)
+		return nil
+	}
+	at := q.queued[j.Model] - 1 - len(behind)
+	out := map[string]int{j.ID: at}
+	for i, id := range behind {
+		out[id] = at + 1 + i
+	}
+	return out
+}
+
+// moved returns the positions of model's queued jobs that differ from
+// before (a positions result taken before a change), for reordered events.
+func (q *Queue) moved(model string, before map[string]int) map[string]int {
+	after := q.positions(model)
+	if after == nil {
+		return nil
+	}
+	out := map[string]int{}
+	for id, p := range after {
+		if b, ok := before[id]; !ok || b != p {
+			out[id] = p
+		}
+	}
+	return out
+}
+
+// positions maps every queued job of model to its position (as
+// Job.Position); nil (logged) when the store cannot be read.
+func (q *Queue) positions(model string) map[string]int {
+	rows, err := q.st.positions.Query(model)
+	return q.scanPositions(model, rows, err)
+}
+
+// positionsTx is positions within transaction tx.
+func (q *Queue) positionsTx(tx *sql.Tx, model string) map[string]int {
+	rows, err := tx.Stmt(q.st.positions).Query(model)
+	return q.scanPositions(model, rows, err)
+}
+
+func (q *Queue) scanPositions(model string, rows *sql.Rows, err error) map[string]int {
+	if err != nil {
+		q.opt.Logger.Error("jobs: reading queue positions", "model", model, "err", err)
+		return nil
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			q.opt.Logger.Error("jobs: reading queue positions", "model", model, "err", err)
+			return nil
+		}
+		out[id] = len(out)
+	}
+	if err := rows.Err(); err != nil {
+		q.opt.Logger.Error("jobs: reading queue positions", "model", model, "err", err)
+		return nil
+	}
+	return out
 }
 
 // position counts the queued jobs of the same model that run before id.
@@ -424,6 +508,18 @@ func (q *Queue) List(f Filter, cursor string, limit int) (jobs []Job, next strin
 		next = strconv.FormatInt(seqs[limit-1], 10)
 	}
 	q.overlay(jobs)
+	// Queued jobs get their positions: one look per model on the page.
+	pos := map[string]map[string]int{}
+	for i := range jobs {
+		if jobs[i].State != Queued {
+			continue
+		}
+		m := jobs[i].Model
+		if _, ok := pos[m]; !ok {
+			pos[m] = q.positions(m)
+		}
+		jobs[i].Position = pos[m][jobs[i].ID]
+	}
 	return jobs, next, nil
 }
 
@@ -576,11 +672,17 @@ func (q *Queue) flag(id string, f func(*run)) error {
 func (q *Queue) SetPriority(id string, priority int) error {
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
+	var before map[string]int
+	_, model, err := q.stateOf(id)
+	if err == nil {
+		before = q.positions(model)
+	}
 	res, err := q.db.Exec(`UPDATE jobs SET priority = ? WHERE id = ? AND state = ?`, priority, id, Queued)
 	if err != nil {
 		return fmt.Errorf("jobs: set priority of %s: %w", id, err)
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
+		q.reordered(model, before)
 		return nil
 	}
 	state, _, err := q.stateOf(id)
@@ -604,14 +706,15 @@ func (q *Queue) Reorder(ids []string) error {
 	defer tx.Rollback()
 	ords := make([]int64, 0, len(ids))
 	seen := map[string]bool{}
+	before := map[string]map[string]int{} // by model
 	for _, id := range ids {
 		if seen[id] {
 			return fmt.Errorf("jobs: reorder: %w: %s listed twice", ErrBadRequest, id)
 		}
 		seen[id] = true
 		var ord int64
-		var state string
-		err := tx.QueryRow(`SELECT ord, state FROM jobs WHERE id = ?`, id).Scan(&ord, &state)
+		var state, model string
+		err := tx.QueryRow(`SELECT ord, state, model FROM jobs WHERE id = ?`, id).Scan(&ord, &state, &model)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("jobs: reorder: %w: %q", ErrNotFound, id)
 		}
@@ -622,6 +725,9 @@ func (q *Queue) Reorder(ids []string) error {
 			return fmt.Errorf("jobs: reorder %s: %w (%s)", id, ErrNotQueued, state)
 		}
 		ords = append(ords, ord)
+		if _, ok := before[model]; !ok {
+			before[model] = q.positionsTx(tx, model)
+		}
 	}
 	slices.Sort(ords)
 	for i, id := range ids {
@@ -632,7 +738,21 @@ func (q *Queue) Reorder(ids []string) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("jobs: reorder: %w", err)
 	}
+	for m, b := range before {
+		q.reordered(m, b)
+	}
 	return nil
+}
+
+// reordered tells all-jobs subscribers the new positions of model's queued
+// jobs that moved since before; the caller holds wmu.
+func (q *Queue) reordered(model string, before map[string]int) {
+	if before == nil {
+		return // the store could not be read (logged)
+	}
+	if moved := q.moved(model, before); len(moved) > 0 {
+		q.events.publish(Event{Type: EventReordered, Model: model, Time: time.Now(), Positions: moved})
+	}
 }
 
 // sweeper deletes expired temporary images while the queue is open.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -162,6 +163,119 @@ func TestPriorityThenArrival(t *testing.T) {
 	if err := q.Reorder([]string{"01ARZ3NDEKTSV4RRFFQ69G5FAV"}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Reorder of an unknown job: %v", err)
 	}
+}
+
+// TestPositionsInListAndEvents: List gives every queued job its position
+// (0 included), and the events that move queued jobs other than by one
+// leaving the queue carry the new positions of those that moved.
+func TestPositionsInListAndEvents(t *testing.T) {
+	q := openTest(t, "", Options{})
+	g := newGate()
+	q.Register("m", g)
+	events, stop := q.Subscribe("")
+	defer stop()
+	first := submit(t, q, "m", 0)
+	g.waitStart(t)
+	a, b, c := submit(t, q, "m", 0), submit(t, q, "m", 0), submit(t, q, "m", 0)
+	// next returns the next event of type typ (skipping others).
+	next := func(typ EventType) Event {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case e := <-events:
+				if e.Type == typ {
+					return e
+				}
+			case <-timeout:
+				t.Fatalf("no %s event", typ)
+			}
+		}
+	}
+	if e := next(EventStarted); e.JobID != first.ID || e.Positions != nil {
+		t.Errorf("started: %+v, want no positions", e)
+	}
+	for _, want := range []map[string]int{{a.ID: 0}, {b.ID: 1}, {c.ID: 2}} {
+		if e := next(EventQueued); !maps.Equal(e.Positions, want) {
+			t.Errorf("queued %s: positions %v, want %v", e.JobID, e.Positions, want)
+		}
+	}
+	listed := func() map[string]int {
+		t.Helper()
+		list, _, err := q.List(Filter{States: []State{Queued, Running}}, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, j := range list {
+			if j.State == Queued {
+				out[j.ID] = j.Position
+			}
+		}
+		return out
+	}
+	if got, want := listed(), map[string]int{a.ID: 0, b.ID: 1, c.ID: 2}; !maps.Equal(got, want) {
+		t.Errorf("listed positions %v, want %v", got, want)
+	}
+	// c and a swap places; b stays where it is.
+	if err := q.Reorder([]string{c.ID, a.ID}); err != nil {
+		t.Fatal(err)
+	}
+	e := next(EventReordered)
+	if want := map[string]int{c.ID: 0, a.ID: 2}; e.Model != "m" || e.JobID != "" || !maps.Equal(e.Positions, want) {
+		t.Errorf("reordered: %+v, want positions %v", e, want)
+	}
+	if got, want := listed(), map[string]int{c.ID: 0, b.ID: 1, a.ID: 2}; !maps.Equal(got, want) {
+		t.Errorf("listed after reorder %v, want %v", got, want)
+	}
+	if err := q.SetPriority(a.ID, 3); err != nil {
+		t.Fatal(err)
+	}
+	if e, want := next(EventReordered), map[string]int{a.ID: 0, c.ID: 1, b.ID: 2}; !maps.Equal(e.Positions, want) {
+		t.Errorf("priority change: positions %v, want %v", e.Positions, want)
+	}
+	// Leaving the queue moves the others up without positions.
+	if err := q.Cancel(c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(EventCancelled); e.Positions != nil {
+		t.Errorf("cancel: positions %v", e.Positions)
+	}
+	if got, want := listed(), map[string]int{a.ID: 0, b.ID: 1}; !maps.Equal(got, want) {
+		t.Errorf("listed after cancel %v, want %v", got, want)
+	}
+	// A job of higher priority goes ahead of b, one of lower goes last.
+	x := submit(t, q, "m", 2)
+	if e, want := next(EventQueued), map[string]int{x.ID: 1, b.ID: 2}; !maps.Equal(e.Positions, want) {
+		t.Errorf("queued ahead: positions %v, want %v", e.Positions, want)
+	}
+	y := submit(t, q, "m", -1)
+	if e, want := next(EventQueued), map[string]int{y.ID: 3}; !maps.Equal(e.Positions, want) {
+		t.Errorf("queued last: positions %v, want %v", e.Positions, want)
+	}
+	// A priority change that moves nothing says nothing; one-job streams
+	// never get reordered events.
+	one, stopOne := q.Subscribe(b.ID)
+	defer stopOne()
+	<-one // its current state
+	if err := q.SetPriority(b.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.SetPriority(b.ID, 9); err != nil {
+		t.Fatal(err)
+	}
+	if e, want := next(EventReordered), map[string]int{b.ID: 0, a.ID: 1, x.ID: 2}; !maps.Equal(e.Positions, want) {
+		t.Errorf("priority change: positions %v, want %v", e.Positions, want)
+	}
+	select {
+	case e := <-one:
+		t.Errorf("one-job stream got %+v", e)
+	case <-time.After(50 * time.Millisecond):
+	}
+	for range 5 {
+		g.release <- struct{}{}
+	}
+	wait(t, q, y.ID)
 }
 
 func TestCancel(t *testing.T) {

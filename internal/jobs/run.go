@@ -199,7 +199,9 @@ func (q *Queue) finish(r *run, res Result, runErr, cause error) {
 	}
 	now := time.Now()
 	var err error
+	var before map[string]int
 	if state == Queued {
+		before = q.positions(r.job.Model)
 		if _, err = q.st.requeue.Exec(r.job.ID); err == nil {
 			q.queued[r.job.Model]++
 			q.nqueued++
@@ -221,6 +223,9 @@ func (q *Queue) finish(r *run, res Result, runErr, cause error) {
 	e := Event{JobID: r.job.ID, Model: r.job.Model, State: state, Time: now, Progress: prog, Error: msg}
 	if state == Queued {
 		e.Type = EventQueued
+		if before != nil {
+			e.Positions = q.moved(r.job.Model, before)
+		}
 	} else {
 		e.Type = terminalEvent(state)
 	}

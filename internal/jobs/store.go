@@ -184,7 +184,7 @@ func nanos(t time.Time) int64 {
 // statements are the prepared forms of the queries on the hot paths
 // (submit, dispatch, finish, get); preparing is most of a small query's cost.
 type statements struct {
-	insert, get, head, start, finish, requeue, position, stateOf, cancel, history *sql.Stmt
+	insert, get, head, start, finish, requeue, position, behind, positions, stateOf, cancel, history *sql.Stmt
 }
 
 func prepare(db *sql.DB) (*statements, error) {
@@ -207,6 +207,8 @@ func prepare(db *sql.DB) (*statements, error) {
 		{&s.position, `SELECT COUNT(*) FROM jobs AS o, jobs AS j
 			WHERE j.id = ? AND o.state = 'queued' AND o.model = j.model
 			AND (o.priority > j.priority OR (o.priority = j.priority AND o.ord < j.ord))`},
+		{&s.behind, `SELECT id FROM jobs WHERE state = 'queued' AND model = ? AND priority < ? ORDER BY priority DESC, ord`},
+		{&s.positions, `SELECT id FROM jobs WHERE state = 'queued' AND model = ? ORDER BY priority DESC, ord`},
 		{&s.stateOf, `SELECT state, model FROM jobs WHERE id = ?`},
 		{&s.cancel, `UPDATE jobs SET state = 'cancelled', finished_ns = ?, error = ? WHERE id = ? AND state = 'queued'`},
 		{&s.history, `INSERT INTO history (job_id, path, infotext, created_ns) VALUES (?, ?, ?, ?)`},
@@ -222,7 +224,7 @@ func prepare(db *sql.DB) (*statements, error) {
 }
 
 func (s *statements) close() {
-	for _, st := range []*sql.Stmt{s.insert, s.get, s.head, s.start, s.finish, s.requeue, s.position, s.stateOf, s.cancel, s.history} {
+	for _, st := range []*sql.Stmt{s.insert, s.get, s.head, s.start, s.finish, s.requeue, s.position, s.behind, s.positions, s.stateOf, s.cancel, s.history} {
 		if st != nil {
 			st.Close()
 		}

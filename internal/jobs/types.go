@@ -76,7 +76,7 @@ type Job struct {
 	State    State
 	Attempts int           // how many times a runner started it (a crash while running counts)
 	Timeout  time.Duration // the effective limit per attempt; 0: none
-	Position int           // queued jobs, from Get and Queued: how many jobs of the same model run before it
+	Position int           // queued jobs, from Get, List and Queued: how many jobs of the same model run before it
 
 	Created  time.Time
 	Started  time.Time // zero until started (the latest attempt)

@@ -265,6 +265,31 @@ func (im *images) acquire(ctx context.Context, name string) (*imagegen.Model, *r
 	return res.value.(*loadedImage).model, res, nil
 }
 
+// acquireRefiner returns the refiner checkpoint called name, in use beside
+// base (which the caller holds); a nil resident when it is base itself. Both must fit in
+// the budget together: the refiner's load unloads idle models, never base
+// (in use), and waits while models in use by others leave too little. Image
+// jobs run one at a time (jobs.Options.MaxParallel 1), so no other job can
+// hold a model this one waits for while waiting for this one's.
+func (im *images) acquireRefiner(ctx context.Context, base *resident, name string) (*imagegen.Model, *resident, error) {
+	rm, err := im.lookup(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("refiner_checkpoint: %w", err)
+	}
+	if rm.Path == base.path {
+		return nil, nil, nil
+	}
+	sp := im.imageSpec(rm)
+	if held := im.s.res.needOf(base); !im.s.res.fits(held + sp.need) {
+		return nil, nil, im.s.res.tooBigPair(base.name, held, rm.Name, sp.need)
+	}
+	res, _, err := im.s.res.acquire(ctx, sp)
+	if err != nil {
+		return nil, nil, fmt.Errorf("refiner %s: %w", rm.Name, err)
+	}
+	return res.value.(*loadedImage).model, res, nil
+}
+
 // release ends a job's use of an image model: it stays loaded for the
 // server's keep-alive.
 func (im *images) release(res *resident) { im.s.res.release(res, im.s.cfg.KeepAlive) }
@@ -300,6 +325,7 @@ func toImagegen(r *sdapi.Request) (imagegen.Request, error) {
 		CFG: float32(r.CFG), Sampler: r.Sampler, Scheduler: r.Scheduler, Seed: r.Seed,
 		Subseed: r.Subseed, SubseedStrength: float32(r.SubseedStrength), ClipSkip: r.ClipSkip,
 		BatchSize: r.BatchSize, BatchCount: r.NIter,
+		RefinerCheckpoint: r.RefinerCheckpoint, RefinerSwitchAt: float32(r.RefinerSwitchAt),
 	}
 	if ir.Sampler == "Default" {
 		ir.Sampler = ""
@@ -407,13 +433,35 @@ func (im *images) run(ctx context.Context, j *jobs.Job, p jobs.Progress) (jobs.R
 		return jobs.Result{}, err
 	}
 	defer im.release(lease)
+	if req.RefinerCheckpoint != "" {
+		p.Text("loading the refiner " + req.RefinerCheckpoint)
+		rm, rlease, err := im.acquireRefiner(ctx, lease, req.RefinerCheckpoint)
+		if err != nil {
+			return jobs.Result{}, err
+		}
+		if rlease != nil {
+			defer im.release(rlease)
+			ir.Refiner = rm
+		} else {
+			ir.Refiner = m // the refiner is the model itself: nothing to switch to (A1111)
+		}
+	}
 	p.Text("")
 	started := time.Now()
-	current := -1
+	current, stepModel := -1, m.Name
 	res, genErr := m.Generate(ctx, ir, im.lim, func(pr imagegen.Progress) imagegen.Action {
 		if pr.Image != current {
 			p.Batch(pr.Image, pr.Images)
 			current = pr.Image
+		}
+		if pr.Model != "" && pr.Model != stepModel {
+			// The refiner took over (or the next image starts on the base again).
+			stepModel = pr.Model
+			if stepModel == m.Name {
+				p.Text("")
+			} else {
+				p.Text("refiner: " + stepModel)
+			}
 		}
 		p.Step(pr.Step, pr.Steps)
 		if pr.Latent != nil {
@@ -430,6 +478,11 @@ func (im *images) run(ctx context.Context, j *jobs.Job, p jobs.Progress) (jobs.R
 		}
 		return imagegen.Continue
 	})
+	if res != nil {
+		for _, n := range res.Notices {
+			im.s.log.Info("image job notice", "job", j.ID, "model", j.Model, "notice", string(n))
+		}
+	}
 	var out jobs.Result
 	info := sdapi.NewInfo(req, started)
 	info.SDModelName = j.Model

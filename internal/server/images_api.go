@@ -122,6 +122,16 @@ func (s *Server) submitImage(key string, body []byte, img2img bool, priority int
 	if need := imageNeed(m.Size); !s.res.fits(need) {
 		return jobs.Job{}, nil, http.StatusServiceUnavailable, s.res.tooBig(kindImage, m.Name, need)
 	}
+	if req.RefinerCheckpoint != "" {
+		// The refiner is loaded beside the model for the job: both must fit.
+		rm, err := s.img.lookup(req.RefinerCheckpoint)
+		if err != nil {
+			return jobs.Job{}, nil, http.StatusNotFound, fmt.Errorf("refiner_checkpoint: %w", err)
+		}
+		if need, rneed := imageNeed(m.Size), imageNeed(rm.Size); rm.Path != m.Path && !s.res.fits(need+rneed) {
+			return jobs.Job{}, nil, http.StatusServiceUnavailable, s.res.tooBigPair(m.Name, need, rm.Name, rneed)
+		}
+	}
 	kind := "txt2img"
 	if img2img {
 		kind = "img2img"

@@ -44,7 +44,7 @@ type jobJSON struct {
 	Model    string          `json:"model"`
 	State    jobs.State      `json:"state"`
 	Priority int             `json:"priority"`
-	Position int             `json:"position,omitempty"`
+	Position *int            `json:"position,omitempty"` // queued jobs only (always, 0 included): how many jobs of the same model run first
 	Attempts int             `json:"attempts"`
 	Created  time.Time       `json:"created"`
 	Started  *time.Time      `json:"started,omitempty"`
@@ -74,9 +74,13 @@ func toProgressJSON(p jobs.ProgressState) progressJSON {
 }
 
 func toJobJSON(j jobs.Job) jobJSON {
-	out := jobJSON{ID: j.ID, Kind: j.Kind, Model: j.Model, State: j.State, Priority: j.Priority, Position: j.Position,
+	out := jobJSON{ID: j.ID, Kind: j.Kind, Model: j.Model, State: j.State, Priority: j.Priority,
 		Attempts: j.Attempts, Created: j.Created, Error: j.Error, Images: []string{}, Info: j.Result.Info,
 		Progress: toProgressJSON(j.Progress)}
+	if j.State == jobs.Queued {
+		pos := j.Position
+		out.Position = &pos
+	}
 	if !j.Started.IsZero() {
 		t := j.Started
 		out.Started = &t
@@ -333,6 +337,9 @@ func eventJSON(e jobs.Event) map[string]any {
 	}
 	if e.Dropped > 0 {
 		out["dropped"] = e.Dropped
+	}
+	if e.Positions != nil {
+		out["positions"] = e.Positions // the model's queued jobs, after the change
 	}
 	return out
 }

@@ -74,10 +74,10 @@ var (
 		"Positions a loaded LLM's KV cache holds per sequence (the context of one request).",
 		[]string{"model"}, nil)
 	descKVUsed = prometheus.NewDesc("mica_kv_cache_used_positions",
-		"KV cache positions filled by the live sequences (without batching: the cached sequence kept for prefix reuse).",
+		"KV cache positions filled by the live sequences: with batching, the running requests' and the finished ones kept for prefix reuse (--prefix-cache); without, the one cached sequence kept for prefix reuse.",
 		[]string{"model"}, nil)
 	descKVReserved = prometheus.NewDesc("mica_kv_cache_reserved_positions",
-		"KV cache positions reserved by the live sequences (their capacities).",
+		"KV cache positions reserved by the live sequences (their capacities): with batching, the running requests' and the finished ones kept for prefix reuse (--prefix-cache), which are dropped, oldest first, when a request needs their room.",
 		[]string{"model"}, nil)
 	descReused = prometheus.NewDesc("mica_prompt_reused_tokens_total",
 		"Prompt positions the loaded model took from a KV cache (its cached sequence, another request's, a finished one kept for reuse, or the first of n choices) instead of computing them; since the model was loaded.",

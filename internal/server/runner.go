@@ -48,6 +48,16 @@ type LoadOptions struct {
 	// MaxImages is the most images one request may hold (0: the engine's
 	// default).
 	MaxImages int
+	// PrefixCache is the most finished sequences a batching model keeps
+	// for prefix reuse (engine.Options.PrefixCache: 0 the engine's default,
+	// negative none).
+	PrefixCache int
+	// StreamBuffer and StallTimeout bound a slow client of a batching
+	// model (engine.Options): the events its request may fall behind
+	// before it pauses, and how long it may stay paused before it is
+	// cancelled (0: the engine's defaults).
+	StreamBuffer int
+	StallTimeout time.Duration
 }
 
 // Loader loads the model file at path.
@@ -56,7 +66,8 @@ type Loader func(path string, o LoadOptions) (Runner, error)
 // EngineLoader loads a model with mica's engine on a CPU backend of its own.
 func EngineLoader(path string, o LoadOptions) (Runner, error) {
 	be := cpu.New(o.Threads)
-	e, err := engine.Open(path, be, engine.Options{Context: o.Context, Batch: o.Batch, OnBatch: o.OnBatch, MaxImages: o.MaxImages})
+	e, err := engine.Open(path, be, engine.Options{Context: o.Context, Batch: o.Batch, OnBatch: o.OnBatch, MaxImages: o.MaxImages,
+		PrefixCache: o.PrefixCache, StreamBuffer: o.StreamBuffer, StallTimeout: o.StallTimeout})
 	if err != nil {
 		be.Close()
 		return nil, err
@@ -222,6 +233,21 @@ func (r *residency) tooBig(kind, name string, need int64) error {
 	return &canon.Error{Kind: canon.Unavailable, RetryAfter: time.Minute, Code: "model_too_large",
 		Msg: fmt.Sprintf("%s %q needs about %s (weights, caches and buffers) but the memory budget is %s: raise --memory-budget (MICA_MEMORY_BUDGET) or use a smaller model or context",
 			map[string]string{kindLLM: "LLM", kindImage: "image model"}[kind], name, gib(need), gib(r.budget))}
+}
+
+// tooBigPair is the error of a second model (an SDXL refiner) that cannot
+// fit beside the first, in use, even in an otherwise empty budget.
+func (r *residency) tooBigPair(first string, firstNeed int64, second string, secondNeed int64) error {
+	return &canon.Error{Kind: canon.Unavailable, RetryAfter: time.Minute, Code: "model_too_large",
+		Msg: fmt.Sprintf("image model %q (about %s) and its refiner %q (about %s) must be loaded together but the memory budget is %s: raise --memory-budget (MICA_MEMORY_BUDGET) or leave out refiner_checkpoint",
+			first, gib(firstNeed), second, gib(secondNeed), gib(r.budget))}
+}
+
+// needOf is what loaded model m takes of the budget now.
+func (r *residency) needOf(m *resident) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return m.need
 }
 
 // fits reports whether a model needing need bytes can ever be loaded.

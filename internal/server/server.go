@@ -53,6 +53,14 @@ type Config struct {
 	// batching (engine.Options.Batch); 0 or 1: one at a time, on one
 	// cached sequence that reuses the previous prompt's prefix.
 	Batch int
+	// PrefixCache is how many finished sequences a batching model keeps for
+	// prefix reuse (0: engine.DefaultPrefixCache; negative: none).
+	// StreamBuffer is how many events a batched request may fall behind its
+	// client before it pauses, and StallTimeout how long it may stay paused
+	// before it is cancelled (0: the engine's defaults; see engine.Options).
+	PrefixCache  int
+	StreamBuffer int
+	StallTimeout time.Duration
 	// KeepAlive is how long a model stays loaded after its last request
 	// (default 5m; negative: until its memory is needed).
 	KeepAlive time.Duration
@@ -143,6 +151,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: threads %d, context %d, body limit %d, queue %d and batch %d must not be negative",
 			cfg.Threads, cfg.Context, cfg.MaxBodyBytes, cfg.MaxQueue, cfg.Batch)
 	}
+	if cfg.StreamBuffer < 0 || cfg.StallTimeout < 0 {
+		return nil, fmt.Errorf("server: stream buffer %d and stall timeout %s must not be negative", cfg.StreamBuffer, cfg.StallTimeout)
+	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBody
 	}
@@ -169,7 +180,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, cat: &catalog{dir: cfg.ModelsDir, cache: map[string]ModelInfo{}},
 		q: newQueue(cfg.MaxQueue, cfg.Batch), mux: http.NewServeMux()}
-	s.res = newResidency(cfg.Loader, LoadOptions{Threads: cfg.Threads, Context: cfg.Context, Batch: cfg.Batch}, cfg.MemoryBudget,
+	s.res = newResidency(cfg.Loader, LoadOptions{Threads: cfg.Threads, Context: cfg.Context, Batch: cfg.Batch,
+		PrefixCache: cfg.PrefixCache, StreamBuffer: cfg.StreamBuffer, StallTimeout: cfg.StallTimeout}, cfg.MemoryBudget,
 		func(msg string, args ...any) { s.log.Info(msg, args...) })
 	s.met = newMetrics(s)
 	if cfg.Batch > 1 {

@@ -5,10 +5,11 @@
 import { useRef, useState } from 'preact/hooks';
 import { postJSON, type Job } from './api';
 import { dropIndex, moveItem } from './queueorder';
-import { fail, jobs, refresh } from './store';
+import { fail, jobs } from './store';
 
-// reorder asks the server for this order of the waiting jobs, shows it at
-// once, then reads the positions the server gives them.
+// reorder asks the server for this order of the waiting jobs and shows it
+// at once; the server's "reordered" event (store.ts), which every open page
+// gets, then brings the positions it gave them.
 export async function reorder(ids: string[]) {
   await postJSON('/mica/v1/jobs/reorder', { ids });
   const m = new Map(jobs.get());
@@ -18,7 +19,6 @@ export async function reorder(ids: string[]) {
     if (j) m.set(x, { ...j, position: first + k });
   });
   jobs.set(m);
-  for (const x of ids) refresh(x);
 }
 
 interface Drag {

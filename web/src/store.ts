@@ -92,7 +92,7 @@ function put(j: Job) {
   jobs.set(m);
 }
 
-// refresh reads one job again (a queued job's answer has its position).
+// refresh reads one job again (a new one's kind, an ended one's result).
 export async function refresh(id: string) {
   try {
     put(await getJSON<Job>(`/mica/v1/jobs/${id}`));
@@ -101,16 +101,40 @@ export async function refresh(id: string) {
   }
 }
 
+// loadQueue reads the waiting and running jobs; the listing gives each
+// waiting job its position in its model's queue.
 export async function loadQueue() {
   try {
     const r = await getJSON<{ jobs: Job[] }>('/mica/v1/jobs?state=queued,running&limit=100');
     const m = new Map(jobs.get());
     for (const j of r.jobs) m.set(j.id, j);
     jobs.set(m);
-    // The list has no positions in the queue; each job's own answer has.
-    for (const j of r.jobs.filter((j) => j.state === 'queued').slice(0, 50)) refresh(j.id);
   } catch {
     /* the image API may be off; the studio says so when used */
+  }
+}
+
+// Queue positions (from 0, per model) come from the listing, then from the
+// events: queued and reordered events carry the new positions of the jobs
+// they moved; a job that leaves the queue (it starts, or is cancelled while
+// waiting) moves every job after it up one place, which no event spells out.
+type QueueEvent = JobEvent & { positions?: Record<string, number>; dropped?: number };
+
+function applyPositions(m: Map<string, Job>, positions: Record<string, number>) {
+  for (const [id, p] of Object.entries(positions)) {
+    const j = m.get(id);
+    if (j && j.state === 'queued' && j.position !== p) m.set(id, { ...j, position: p });
+  }
+}
+
+// left moves up the waiting jobs behind one that left its model's queue.
+function left(m: Map<string, Job>, gone: Job) {
+  const at = gone.position;
+  if (at === undefined) return;
+  for (const [id, j] of m) {
+    if (id !== gone.id && j.model === gone.model && j.state === 'queued' && j.position !== undefined && j.position > at) {
+      m.set(id, { ...j, position: j.position - 1 });
+    }
   }
 }
 
@@ -142,10 +166,20 @@ export function watchJobs() {
     }
   })();
   function on(data: string) {
-    let ev: JobEvent;
+    let ev: QueueEvent;
     try {
       ev = JSON.parse(data);
     } catch {
+      return;
+    }
+    if (ev.dropped) loadQueue(); // events were lost: positions may be stale
+    if (ev.type === 'reordered') {
+      // Another page (or this one) changed the order of a model's queue.
+      if (ev.positions) {
+        const m = new Map(jobs.get());
+        applyPositions(m, ev.positions);
+        jobs.set(m);
+      }
       return;
     }
     const old = jobs.get().get(ev.job);
@@ -160,7 +194,12 @@ export function watchJobs() {
       : { id: ev.job, kind: '', model: ev.model, state: ev.state, priority: 0, created: new Date().toISOString(), progress: ev.progress, images: [] };
     if (ev.error) j.error = ev.error;
     if (ev.images) j.images = ev.images;
-    put(j);
+    if (ev.state !== 'queued') delete j.position;
+    const m = new Map(jobs.get());
+    m.set(j.id, j);
+    if (old?.state === 'queued' && ev.state !== 'queued') left(m, old);
+    if (ev.positions) applyPositions(m, ev.positions);
+    jobs.set(m);
     if (ev.type === 'queued' && !old) refresh(ev.job);
     if (['finished', 'failed', 'cancelled', 'interrupted'].includes(ev.type)) refresh(ev.job);
   }

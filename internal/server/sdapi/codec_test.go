@@ -190,3 +190,37 @@ func TestUnsupportedFields(t *testing.T) {
 		}
 	}
 }
+
+// TestRefinerFields: A1111's refiner_checkpoint and refiner_switch_at are
+// read ("None" and null mean none); SD.Next's refiner pass (refiner_start,
+// override_settings.sd_model_refiner) is refused by name.
+func TestRefinerFields(t *testing.T) {
+	r, err := Decode([]byte(`{"prompt":"x","refiner_checkpoint":"xl-refiner.safetensors [0123456789]","refiner_switch_at":0.6,"refiner_steps":20}`), false, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RefinerCheckpoint != "xl-refiner.safetensors [0123456789]" || r.RefinerSwitchAt != 0.6 {
+		t.Errorf("refiner %q at %v", r.RefinerCheckpoint, r.RefinerSwitchAt)
+	}
+	for _, none := range []string{`"None"`, `""`, `null`, `" none "`} {
+		r, err := Decode([]byte(`{"prompt":"x","refiner_checkpoint":`+none+`,"refiner_switch_at":7}`), false, lim)
+		if err != nil || r.RefinerCheckpoint != "" {
+			t.Errorf("refiner_checkpoint %s: %q, %v", none, r.RefinerCheckpoint, err)
+		}
+	}
+	for body, field := range map[string]string{
+		`{"refiner_checkpoint":"r","refiner_switch_at":1.5}`:      "refiner_switch_at",
+		`{"refiner_checkpoint":"r","refiner_switch_at":-0.2}`:     "refiner_switch_at",
+		`{"refiner_checkpoint":3}`:                                "refiner_checkpoint",
+		`{"refiner_start":0.8}`:                                   "refiner_start",
+		`{"override_settings":{"sd_model_refiner":"xl-refiner"}}`: "override_settings",
+	} {
+		_, err := Decode([]byte(body), false, lim)
+		var ve *ValidationError
+		if !errors.As(err, &ve) || len(ve.Detail) != 1 || ve.Detail[0].Loc[1] != field {
+			t.Errorf("%s: %v, want a 422 naming %s", body, err, field)
+		} else if field == "refiner_start" && !strings.Contains(ve.Detail[0].Msg, "refiner_checkpoint") {
+			t.Errorf("%s: %s does not point to refiner_checkpoint", body, ve.Detail[0].Msg)
+		}
+	}
+}

@@ -51,6 +51,13 @@ type Request struct {
 	InpaintFill    int // 0 fill, 1 original, 2 latent noise, 3 latent nothing
 	ResizeMode     int
 
+	// RefinerCheckpoint is A1111's refiner_checkpoint: a checkpoint name or
+	// title ("name.safetensors [hash]"); "" when none ("None" and null
+	// mean none). RefinerSwitchAt is refiner_switch_at, 0 when not given
+	// (the pipeline's default, 0.8, as A1111's UI).
+	RefinerCheckpoint string
+	RefinerSwitchAt   float64
+
 	Model            string // override_settings.sd_model_checkpoint
 	OverrideSettings map[string]any
 	SendImages       bool
@@ -290,6 +297,11 @@ func Decode(body []byte, img2img bool, lim Limits) (*Request, error) {
 	f.integer("hr_second_pass_steps", &r.HRSteps)
 	f.float("hr_denoising_strength", &r.HRDenoise) // SD.Next
 	r.DenoiseGiven = f.float("denoising_strength", &r.Denoise)
+	f.str("refiner_checkpoint", &r.RefinerCheckpoint)
+	if n := strings.TrimSpace(r.RefinerCheckpoint); n == "" || strings.EqualFold(n, "none") {
+		r.RefinerCheckpoint = ""
+	}
+	f.float("refiner_switch_at", &r.RefinerSwitchAt)
 	f.boolean("send_images", &r.SendImages)
 	f.boolean("save_images", &r.SaveImages)
 	if f.has("override_settings") {
@@ -299,6 +311,9 @@ func Decode(body []byte, img2img bool, lim Limits) (*Request, error) {
 	}
 	if s, ok := r.OverrideSettings["sd_model_checkpoint"].(string); ok {
 		r.Model = s
+	}
+	if v, ok := r.OverrideSettings["sd_model_refiner"]; ok && !isOff(v, "") {
+		f.bad("override_settings", "sd_model_refiner (SD.Next's refiner pass) is not supported by mica: use A1111's refiner_checkpoint and refiner_switch_at", "value_error.unsupported")
 	}
 	if s, ok := r.OverrideSettings["randn_source"].(string); ok {
 		r.RNG = s
@@ -379,6 +394,9 @@ func (r *Request) validate(f *fields, lim Limits) {
 	}
 	if r.EnableHR && (r.HRScale < 1 || r.HRScale > 8) && r.HRResizeX == 0 {
 		f.bad("hr_scale", "hr_scale must be between 1 and 8", "value_error.number.not_in_range")
+	}
+	if r.RefinerCheckpoint != "" && r.RefinerSwitchAt != 0 && !(r.RefinerSwitchAt > 0 && r.RefinerSwitchAt <= 1) {
+		f.bad("refiner_switch_at", "refiner_switch_at must be in (0, 1]: the fraction of the sampling done before the refiner takes over", "value_error.number.not_in_range")
 	}
 	if r.HRSteps < 0 || (lim.MaxSteps > 0 && r.HRSteps > lim.MaxSteps) {
 		f.bad("hr_second_pass_steps", fmt.Sprintf("hr_second_pass_steps must be between 0 and %d", lim.MaxSteps), "value_error.number.not_in_range")

@@ -51,7 +51,12 @@ var unsupported = []struct {
 	{"cfg_end", "SD.Next's CFG end", 1.0},
 	{"cfg_rescale", "CFG rescale", 0.0},
 	{"guidance_rescale", "CFG rescale", 0.0},
-	{"refiner_start", "SD.Next's refiner", 0.0},
+	// SD.Next's refiner is a model chosen by a server option
+	// (sd_model_refiner) run as a second pass of its own with refiner_steps
+	// steps; it does not map onto A1111's switch within one schedule, which
+	// mica does (refiner_checkpoint, refiner_switch_at). refiner_steps alone
+	// only tunes that pass, which never runs without a refiner model.
+	{"refiner_start", "SD.Next's refiner pass; use A1111's refiner_checkpoint and refiner_switch_at", 0.0},
 	{"freeu_enabled", "FreeU", false},
 	{"hypertile_unet_enabled", "HyperTile", false},
 	{"hypertile_vae_enabled", "HyperTile", false},
@@ -60,7 +65,6 @@ var unsupported = []struct {
 	{"restore_faces", "face restoration", false},
 	{"script_name", "scripts", ""},
 	{"alwayson_scripts", "always-on scripts (extensions)", nil},
-	{"refiner_checkpoint", "A1111's refiner", ""},
 	{"hr_checkpoint_name", "a separate hires checkpoint", ""},
 }
 
