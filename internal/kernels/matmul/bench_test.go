@@ -74,3 +74,49 @@ func BenchmarkGEMM(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBatchDecode: small batches of decode rows (continuous batching:
+// n streams, one token each) on Gemma-3-270m shapes: the tied output
+// projection 262144×640 and the FFN (gate/up 2048×640, down 640×2048;
+// super-block types, whose rows must be whole 256-blocks: the down
+// projections 640×2048 and Gemma-3-1B's 1152×6912).
+// Compare ns/op of n = 4, 8, 16 with n = 1 in the same run: the batch
+// kernels read each weight block once for all n rows, so n = 8 should cost
+// well under 8× n = 1. cpu-ns/op is the CPU time of both threads together
+// per product, steadier than ns/op when other jobs share the cores.
+// go test -run '^$' -bench BatchDecode ./internal/kernels/matmul
+func BenchmarkBatchDecode(b *testing.B) {
+	for _, wt := range []tensor.DType{tensor.Q8_0, tensor.Q4_0, tensor.Q4_K, tensor.Q6_K, tensor.F16} {
+		shapes := [][2]int{{262144, 640}, {2048, 640}, {640, 2048}}
+		if wt.BlockSize() == 256 { // 640 columns are not whole super-blocks: Gemma-3-1B's FFN down
+			shapes = [][2]int{{640, 2048}, {1152, 6912}}
+		}
+		for _, sh := range shapes {
+			rows, cols := sh[0], sh[1]
+			rng := rand.New(rand.NewPCG(5, 6))
+			w, err := RandomWeights(wt, rows, cols, rng)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, n := range []int{1, 4, 8, 16} {
+				b.Run(fmt.Sprintf("%v/%dx%d/n=%d", wt, rows, cols, n), func(b *testing.B) {
+					x := RandomActivations(n, cols, rng)
+					y := make([]float32, n*rows)
+					var p Prepared
+					b.SetBytes(int64(len(w)))
+					b.ResetTimer()
+					cpu0 := processCPU()
+					for range b.N {
+						if err := PrepareInto(&p, wt, x, n, cols); err != nil {
+							b.Fatal(err)
+						}
+						if err := mulParallel(wt, w, rows, cols, &p, y, benchThreads); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric((processCPU()-cpu0)*1e9/float64(b.N), "cpu-ns/op")
+				})
+			}
+		}
+	}
+}

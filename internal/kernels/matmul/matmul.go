@@ -39,13 +39,17 @@
 // tiles add each block's term d_w·d_x·isum into the same eight float lanes
 // in the same order (Q4_0: two blocks per multiply-add, see mv_q4_0) and
 // reduce them with the same tree, so a row's outputs do not depend on n or
-// its position in the batch. The quantized reference sums blocks
-// sequentially in one float and agrees with the fast paths within fastTol
-// (matmul_test.go), not bit for bit.
+// its position in the batch. Decode batches (small n) have dedicated
+// kernels (qkern_batch*.h: Q4_0 at every level; Q8_0, Q4_K, Q5_K and Q6_K
+// in the AVX2 build) that unpack each weight block once for up to eight
+// activation rows and keep to that same per-element sequence. The
+// quantized reference sums blocks sequentially in one float and agrees with
+// the fast paths within fastTol (matmul_test.go), not bit for bit.
 //
-// Benchmarks: go test -bench . ./internal/kernels/matmul, and for the table
-// of `mica bench kernels` with the machine's limits measured alongside,
-// MICA_BENCH_REPORT=1 go test -run BenchReport -v ./internal/kernels/matmul.
+// Benchmarks: go test -bench . ./internal/kernels/matmul (BatchDecode:
+// small batches on Gemma shapes), and for the table of `mica bench kernels`
+// with the machine's limits measured alongside, MICA_BENCH_REPORT=1 go test
+// -run BenchReport -v ./internal/kernels/matmul.
 package matmul
 
 import (

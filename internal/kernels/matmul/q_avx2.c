@@ -20,6 +20,11 @@
 #define QSDOT_U(a, v, sc) _mm256_madd_epi16(_mm256_maddubs_epi16(a, v), sc)
 #define QSDOT_S(a, v, sc) _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(v, a)), sc)
 #define QDOT_U2(a0, y0, a1, y1) _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(a0, y0), _mm256_maddubs_epi16(a1, y1)), _mm256_set1_epi16(1))
+// The AVX2 build also has the Q8_0 batch kernel on int16 products
+// (qkern_batch.h: on AVX2 the byte dot product's vpsignb/vpmaddubsw/
+// vpmaddwd costs more than two vpmaddwd) and the K-quant batch kernel
+// (qkern_batchk.h).
+#define QK_BATCH_WIDE 1
 #include "qkern.h"
 
 #pragma GCC pop_options

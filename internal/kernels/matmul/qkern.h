@@ -413,6 +413,11 @@ QINLINE void QFN(tilek)(int T, int RM, int RN, const uint8_t *w, size_t wrb, con
 }
 
 #include "qkern_fused.h"
+#ifdef QK_BATCH_WIDE
+#include "qkern_batch.h"
+#include "qkern_batchk.h"
+#endif
+#include "qkern_batch4.h"
 
 // ---------------------------------------------------------------- drivers
 
@@ -483,6 +488,18 @@ void QFN(mica_qmul)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_
 		QFN(mv_kfused)(T, w, wrb, x, nb, y, r0, r1);
 		return;
 	}
+	// batches: the dedicated kernels (qkern_batch*.h) where there is one;
+	// each gives the same values as the generic tiles below
+	if (n > 1 && T == T_Q4_0 && QFN(batch_q4_0)(w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
+		return;
+#ifdef QK_BATCH_WIDE
+	if (n > 1 && (T == T_Q4_K || T == T_Q5_K || T == T_Q6_K)) {
+		QFN(batch_k)(T, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
+		return;
+	}
+	if (n > 1 && T == T_Q8_0 && QFN(batch_q8_0)(w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
+		return;
+#endif
 	if (n == 1 && (T == T_Q8_0 || T == T_Q4_0)) {
 		QFN(mv32)(T, w, wrb, x, nb, y, r0, r1);
 		return;

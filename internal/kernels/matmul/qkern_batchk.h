@@ -1,0 +1,157 @@
+// Batch kernel (n > 1) for Q4_K, Q5_K and Q6_K weights, part of qkern.h
+// (AVX2 build; uses its macros and qkern_fused.h's scale unpacking).
+//
+// A tile is one weight row × up to eight activation rows. Each super-block
+// is unpacked once per tile, with the fused matrix-vector kernels' register
+// code (dot_q45k, dot_q6k): its 256 values to an aligned buffer and its
+// scales to eight vectors of int16 (one per 32 values), all stored whole so
+// that reading them back never waits on a partial store; then each
+// activation row's super-block dot product reads them from L1. Per output
+// element the float operations are those of the n = 1 kernels and tilek:
+//   acc  = fma(broadcast(d·dy),    float(int32x8 exact sums), acc)
+//   accm = fma(broadcast(dmin·dy), float(Σ bsums·mins),       accm)
+// and hsum(acc) − hsum(accm), so the outputs do not depend on n, the tile
+// or the row split.
+
+typedef struct {
+	int8_t a[256] __attribute__((aligned(32)));
+	__m256i sc[8];  // int16 scale of each value pair of chunk c (32 values)
+	__m256i m16;    // Q4_K/Q5_K: min per 16-group; Q6_K: scale per 16-group
+	float d, dmin;
+} QFN(bkblk);
+
+// Unpack one super-block (T_Q4_K, T_Q5_K or T_Q6_K).
+QINLINE void QFN(bkdec)(int T, const uint8_t *blk, QFN(bkblk) *k) {
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	if (T == T_Q6_K) {
+		const __m256i m3 = _mm256_set1_epi8(3);
+		k->d = QFN(h2f)(blk + 208);
+		k->dmin = 0;
+		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
+		k->m16 = sc16;
+		#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++) {
+			const __m256i l0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
+			const __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
+			const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+			__m256i v[4];
+			v[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+			v[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2));
+			v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
+			v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+				_mm256_and_si256(_mm256_srli_epi16(qh, 2), _mm256_set1_epi8(0x30)));
+			#pragma GCC unroll 4
+			for (int t = 0; t < 4; t++) {
+				_mm256_store_si256((__m256i *)(k->a + 32 * (4 * h + t)), v[t]);
+				k->sc[4 * h + t] = QFN(pair_scales)(sc16, 4 * h + t);
+			}
+		}
+		return;
+	}
+	const int five = T == T_Q5_K;
+	const __m256i one = _mm256_set1_epi8(1);
+	k->d = QFN(h2f)(blk);
+	k->dmin = QFN(h2f)(blk + 2);
+	__m128i sc, mn;
+	QFN(q4k_scales)(blk + 4, &sc, &mn);
+	k->m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_packus_epi16(mn, mn),
+		_mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+	const __m256i scv = _mm256_set_m128i(sc, sc);
+	const uint8_t *qs = blk + (five ? 48 : 16);
+	const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
+	#pragma GCC unroll 4
+	for (int c = 0; c < 4; c++) {
+		const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+		__m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+		if (five) {
+			lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
+			hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
+		}
+		_mm256_store_si256((__m256i *)(k->a + 64 * c), lo);
+		_mm256_store_si256((__m256i *)(k->a + 64 * c + 32), hi);
+		k->sc[2 * c] = _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)(((4 * c + 1) << 8) | (4 * c))));
+		k->sc[2 * c + 1] = _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)(((4 * c + 3) << 8) | (4 * c + 2))));
+	}
+}
+
+QINLINE void QFN(bktile)(int T, int RN, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int nb,
+	float *y, size_t ldy) {
+	const int bs = QFN(bsize)(T), q6 = T == T_Q6_K;
+	__m256 acc[8], accm[8];
+	QFN(bkblk) kb;
+	#pragma GCC unroll 8
+	for (int j = 0; j < RN; j++) {
+		acc[j] = _mm256_setzero_ps();
+		accm[j] = _mm256_setzero_ps();
+	}
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *blk = w + (size_t)b * bs;
+		_mm_prefetch((const char *)(blk + QB_PF), _MM_HINT_T0);
+		_mm_prefetch((const char *)(blk + QB_PF + 64), _MM_HINT_T0);
+		_mm_prefetch((const char *)(blk + QB_PF + 128), _MM_HINT_T0);
+		_mm_prefetch((const char *)(blk + QB_PF + bs - 1), _MM_HINT_T0);
+		QFN(bkdec)(T, blk, &kb);
+		#pragma GCC unroll 8
+		for (int j = 0; j < RN; j++) {
+			const uint8_t *yb = x + j * xrb + (size_t)b * 292;
+			float dy;
+			memcpy(&dy, yb, 4);
+			const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
+			// Q6_K values are stored +32: start from −32·Σ scale·bsum (exact)
+			__m256i s = q6 ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, kb.m16), 5))
+				: _mm256_setzero_si256();
+			#pragma GCC unroll 8
+			for (int c = 0; c < 8; c++) {
+				const __m256i a = _mm256_load_si256((const __m256i *)(kb.a + 32 * c));
+				const __m256i v = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
+				s = _mm256_add_epi32(s, QSDOT_UW(a, v, kb.sc[c]));
+			}
+			acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.d * dy), _mm256_cvtepi32_ps(s), acc[j]);
+			if (!q6)
+				accm[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.dmin * dy),
+					_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, kb.m16)), accm[j]);
+		}
+	}
+	#pragma GCC unroll 8
+	for (int j = 0; j < RN; j++)
+		y[j * ldy] = q6 ? QFN(hsum)(acc[j]) : QFN(hsum)(acc[j]) - QFN(hsum)(accm[j]);
+}
+
+#define QBK_FN(RN)                                                                                    \
+	static __attribute__((noinline)) void QCAT(QFN(bk), RN)(int T, const uint8_t *w, size_t wrb,      \
+		const uint8_t *x, size_t xrb, int nb, float *y, size_t ldy) {                                 \
+		switch (T) {                                                                                  \
+		case T_Q4_K: QFN(bktile)(T_Q4_K, RN, w, wrb, x, xrb, nb, y, ldy); break;                      \
+		case T_Q5_K: QFN(bktile)(T_Q5_K, RN, w, wrb, x, xrb, nb, y, ldy); break;                      \
+		case T_Q6_K: QFN(bktile)(T_Q6_K, RN, w, wrb, x, xrb, nb, y, ldy); break;                      \
+		}                                                                                             \
+	}
+QBK_FN(8)
+QBK_FN(4)
+QBK_FN(2)
+QBK_FN(1)
+
+// Q4_K, Q5_K and Q6_K weights, n > 1 activation rows: each weight row with
+// the activation rows eight (then four, two, one) at a time.
+static __attribute__((noinline)) void QFN(batch_k)(int T, const uint8_t *w, size_t wrb, const uint8_t *x,
+	size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1) {
+	typedef void (*fn)(int, const uint8_t *, size_t, const uint8_t *, size_t, int, float *, size_t);
+	const fn f[4] = {QCAT(QFN(bk), 8), QCAT(QFN(bk), 4), QCAT(QFN(bk), 2), QCAT(QFN(bk), 1)};
+	const int cw[4] = {8, 4, 2, 1};
+	// activation rows in groups of about 128 KiB, so a group stays in L2
+	// while the weight rows stream past it
+	int jb = (int)((128 << 10) / xrb) / 8 * 8;
+	if (jb < 8)
+		jb = 8;
+	for (int j0 = 0; j0 < n; j0 += jb) {
+		const int j1 = n - j0 < jb ? n : j0 + jb;
+		for (int r = r0; r < r1; r++)
+			for (int j = j0; j < j1;) {
+				int k = 0;
+				while (j + cw[k] > j1)
+					k++;
+				f[k](T, w + (size_t)r * wrb, wrb, x + (size_t)j * xrb, xrb, nb, y + (size_t)j * ldy + r, ldy);
+				j += cw[k];
+			}
+	}
+}
