@@ -247,3 +247,41 @@ func TestHostF32RoundTrip(t *testing.T) {
 		t.Fatal("a short write must fail")
 	}
 }
+
+// TestAllocReuse: a freed buffer is handed out again for the same size,
+// zeroed, and the accounting ignores the cache.
+func TestAllocReuse(t *testing.T) {
+	b := New(1)
+	defer b.Close()
+	a, err := b.Alloc(tensor.F32, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := make([]float32, 4096)
+	for i := range vals {
+		vals[i] = float32(i + 1)
+	}
+	if err := b.Write(a, f32Bytes(vals)); err != nil {
+		t.Fatal(err)
+	}
+	first := &a.Storage.(*storage).data[0]
+	b.Free(a)
+	if m := b.Memory(); m.Allocated != 0 {
+		t.Fatalf("allocated %d after free", m.Allocated)
+	}
+	c, err := b.Alloc(tensor.F32, 64, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &c.Storage.(*storage).data[0] != first {
+		t.Error("the freed buffer of the same size was not reused")
+	}
+	for i, v := range readF32(t, b, c) {
+		if v != 0 {
+			t.Fatalf("reused buffer not zeroed: [%d] = %v", i, v)
+		}
+	}
+	if m := b.Memory(); m.Allocated != 4096*4 {
+		t.Fatalf("allocated %d, want %d", m.Allocated, 4096*4)
+	}
+}
