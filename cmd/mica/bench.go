@@ -22,7 +22,7 @@ func newBenchCmd() *cobra.Command {
 machine's own limits. Record figures in docs/BENCHMARKS.md with the command
 that produced them.`,
 	}
-	cmd.AddCommand(newBenchKernelsCmd(), newBenchLLMCmd(), newBenchSDCmd())
+	cmd.AddCommand(newBenchKernelsCmd(), newBenchLLMCmd(), newBenchSDCmd(), newBenchVisionCmd())
 	return cmd
 }
 

@@ -35,6 +35,15 @@ export function synthModels(models) {
   assert.equal(r.status, 0, `mica dev synth sd-test failed: ${r.stderr}`);
 }
 
+// synthSDXL writes the tiny SDXL base (xl) and refiner (xl-refiner) models.
+export function synthSDXL(models) {
+  mkdirSync(models, { recursive: true });
+  for (const [preset, name] of [['sdxl-test', 'xl'], ['sdxl-refiner-test', 'xl-refiner']]) {
+    const r = spawnSync(bin, ['dev', 'synth', preset, '-o', path.join(models, name + '.safetensors')], { encoding: 'utf8' });
+    assert.equal(r.status, 0, `mica dev synth ${preset} failed: ${r.stderr}`);
+  }
+}
+
 // serve runs mica serve on a models and a data folder and returns its URL
 // and a stop function.
 export async function serve(models, data, extra = []) {

@@ -25,6 +25,10 @@ export interface Params {
   hrSteps: number;
   hrDenoise: number;
   clipSkip: number;
+  // refiner is the SDXL refiner checkpoint's name ('' for none) and
+  // refinerSwitch the fraction of the steps done before it takes over.
+  refiner: string;
+  refinerSwitch: number;
 }
 
 export const defaults: Params = {
@@ -48,6 +52,8 @@ export const defaults: Params = {
   hrSteps: 0,
   hrDenoise: 0.5,
   clipSkip: 1,
+  refiner: '',
+  refinerSwitch: 0.8,
 };
 
 const pairRe = /\s*([\w][\w \-/]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)/g;
@@ -118,9 +124,23 @@ export function parseInfotext(text: string): Partial<Params> {
     set('hrDenoise', num(kv.get('Denoising strength')));
     delete out.denoise;
   }
+  if (kv.size > 0) {
+    // A parameters line without "Refiner" was made without one: recalling
+    // it turns the refiner off. A1111 writes the refiner as its short
+    // title, "NAME [hash]"; the picker knows it by NAME.
+    const r = kv.get('Refiner');
+    out.refiner = r === undefined || /^none$/i.test(r.trim()) ? '' : refinerName(r);
+    set('refinerSwitch', num(kv.get('Refiner switch at')));
+  }
   const batch = num(kv.get('Batch size'));
   if (batch !== undefined) out.batch = batch;
   return out;
+}
+
+// refinerName is a checkpoint's name from its title ("NAME [hash]" or
+// "NAME.safetensors [hash]").
+export function refinerName(title: string): string {
+  return title.trim().replace(/\s*\[[0-9a-fA-F]+\]$/, '').replace(/\.(safetensors|ckpt)$/i, '');
 }
 
 // formatInfotext writes fields back as an infotext (for copying).
@@ -130,6 +150,7 @@ export function formatInfotext(p: Params): string {
   kv.push(`CFG scale: ${p.cfg}`, `Seed: ${p.seed}`, `Size: ${p.width}x${p.height}`);
   if (p.model) kv.push(`Model: ${p.model}`);
   if (p.clipSkip > 1) kv.push(`Clip skip: ${p.clipSkip}`);
+  if (p.refiner) kv.push(`Refiner: ${p.refiner}`, `Refiner switch at: ${p.refinerSwitch}`);
   let s = p.prompt;
   if (p.negative) s += `\nNegative prompt: ${p.negative}`;
   return `${s}\n${kv.join(', ')}`;

@@ -3,13 +3,14 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { getJSON, postJSON, type Job, type SDModel, type Sampler, type Scheduler } from './api';
 import { defaults, formatInfotext, parseInfotext, type Params } from './infotext';
+import { requestParams, type Mode } from './request';
 import { Icon, dice, recycle } from './icons';
 import { DropZone, Img, MaskEditor, Viewer, downloadImage, readDataURL, imageFrom, urlToDataURL } from './images';
 import { DescribeButton, PromptTools, assistBusy, stopAssist } from './prompttools';
 import { Queue } from './queue';
 import { Value, fail, jobs, load, notify, previewURL, save, useValue, watchJobs } from './store';
 
-export type Mode = 'txt2img' | 'img2img' | 'inpaint';
+export type { Mode };
 
 // What the studio edits; the gallery writes here to recall settings.
 export const studio = new Value<Params>(load('mica.studio', defaults));
@@ -27,38 +28,6 @@ export function applyInfotext(text: string, schedulers: Scheduler[] = []) {
     if (s) p.scheduler = s.name;
   }
   studio.set({ ...studio.get(), ...p });
-}
-
-// requestParams is the A1111 request for the fields.
-export function requestParams(p: Params, mode: Mode, image: string, mask: string): Record<string, unknown> {
-  const r: Record<string, unknown> = {
-    prompt: p.prompt,
-    negative_prompt: p.negative,
-    sampler_name: p.sampler,
-    scheduler: p.scheduler,
-    steps: p.steps,
-    cfg_scale: p.cfg,
-    width: p.width,
-    height: p.height,
-    seed: p.seed,
-    batch_size: p.batch,
-    n_iter: p.iterations,
-  };
-  if (p.clipSkip > 1) r.clip_skip = p.clipSkip;
-  if (p.model) r.override_settings = { sd_model_checkpoint: p.model };
-  if (mode === 'txt2img' && p.hires) {
-    Object.assign(r, { enable_hr: true, hr_scale: p.hrScale, hr_second_pass_steps: p.hrSteps, hr_denoising_strength: p.hrDenoise });
-  }
-  if (mode !== 'txt2img') {
-    r.init_images = [image];
-    r.denoising_strength = p.denoise;
-  }
-  if (mode === 'inpaint') {
-    r.mask = mask;
-    r.mask_blur = p.maskBlur;
-    r.inpainting_fill = p.inpaintFill;
-  }
-  return r;
 }
 
 function Num(props: { label: string; value: number; min?: number; max?: number; step?: number; onChange: (v: number) => void; slider?: boolean }) {
@@ -313,6 +282,21 @@ export function Studio() {
             </div>
           </details>
         )}
+        <details class="full refiner" open={!!p.refiner}>
+          <summary>Refiner {p.refiner ? `(${p.refiner})` : ''}</summary>
+          <div class="grid">
+            <label>
+              Refiner
+              <select value={p.refiner} aria-label="Refiner" onChange={(e) => set({ refiner: e.currentTarget.value })}>
+                <option value="">None</option>
+                {models.map((m) => <option value={m.model_name}>{m.model_name}</option>)}
+                {p.refiner && !models.some((m) => m.model_name === p.refiner) && <option value={p.refiner}>{p.refiner} (not found)</option>}
+              </select>
+            </label>
+            <Num label="Switch at" value={p.refinerSwitch} min={0.01} max={1} step={0.01} slider onChange={(v) => set({ refinerSwitch: v })} />
+          </div>
+          <p class="hint small">An SDXL refiner finishes the last part of the sampling{mode === 'txt2img' && p.hires ? ' (here: of the hires pass)' : ''}: at {p.refinerSwitch} the model does the first {Math.round(p.refinerSwitch * 100)}% of the steps.</p>
+        </details>
         <details class="full">
           <summary>Paste parameters</summary>
           <textarea rows={4} value={infoText} aria-label="Infotext to apply" placeholder="Paste an A1111 infotext (the PNG “parameters”)" onInput={(e) => setInfoText(e.currentTarget.value)} />
