@@ -120,3 +120,43 @@ func BenchmarkBatchDecode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFloatGEMM: the F32/F16/BF16 GEMM shapes of the ggml comparison
+// (docs/BENCHMARKS.md, "GEMM"): Gemma-3-270m FFN, SD conv as GEMM and the
+// SigLIP-400M FFN and attention projections at 4096 tokens. Reported in
+// GFLOP/s; cpu-ns/op is both threads' CPU time and GFLOP/cpu-s the rate per
+// core of CPU time used, steadier on a shared host.
+// go test -run '^$' -bench FloatGEMM -benchtime 3x ./internal/kernels/matmul
+func BenchmarkFloatGEMM(b *testing.B) {
+	for _, wt := range []tensor.DType{tensor.F16, tensor.BF16, tensor.F32} {
+		for _, sh := range [][3]int{{512, 640, 2048}, {4096, 2880, 320}, {4096, 1152, 4304}, {4096, 4304, 1152}, {4096, 1152, 1152}} {
+			m, k, n := sh[0], sh[1], sh[2]
+			b.Run(fmt.Sprintf("%v/%dx%d/n=%d", wt, n, k, m), func(b *testing.B) {
+				rng := rand.New(rand.NewPCG(3, 4))
+				w, err := RandomWeights(wt, n, k, rng)
+				if err != nil {
+					b.Fatal(err)
+				}
+				x := RandomActivations(m, k, rng)
+				y := make([]float32, m*n)
+				var p Prepared
+				b.ResetTimer()
+				cpu0 := processCPU()
+				for range b.N {
+					if err := PrepareInto(&p, wt, x, m, k); err != nil {
+						b.Fatal(err)
+					}
+					if err := mulParallel(wt, w, n, k, &p, y, benchThreads); err != nil {
+						b.Fatal(err)
+					}
+				}
+				cpu := processCPU() - cpu0
+				flop := 2 * float64(m) * float64(n) * float64(k) * float64(b.N)
+				b.ReportMetric(flop/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				b.ReportMetric(cpu*1e9/float64(b.N), "cpu-ns/op")
+				// per core of CPU time actually used: ×2 estimates the 2-thread rate on a quiet host
+				b.ReportMetric(flop/cpu/1e9, "GFLOP/cpu-s")
+			})
+		}
+	}
+}

@@ -21,7 +21,8 @@
 // to a scratch buffer between column blocks (exact) and reloaded. Every
 // output goes through the same fma sequence on each lane whatever the tile
 // shape, block, row range or n, so all paths give identical bits — and the
-// plain-Go reference's.
+// plain-Go reference's. (On AVX2 this blocked path runs n ≤ FK_JB only;
+// larger n go to the AVX2 file's FK_GEMM, a kernel on half lanes.)
 //
 // FK_REG(v) pins a loaded vector in a register (an empty asm), so that the
 // compiler does not fold its load into every fma that uses it: the tiles
@@ -35,7 +36,8 @@
 // FK_RM×FK_RN (F32, widened F16), FK_RMB×FK_RNB (split BF16), FK_RMV
 // (matrix-vector) and
 // FK_TILES_<T>(X), which applies X(T, RM, RN) to every tile shape type T
-// needs (at most FK_MM × FK_MN).
+// needs (at most FK_MM × FK_MN). It may define FK_GEMM, a function with
+// mica_fmul's parameters that then runs the products with n > FK_JB.
 
 #define FCAT2(a, b) a##_##b
 #define FCAT(a, b) FCAT2(a, b)
@@ -267,6 +269,10 @@ int FFN(mica_fmul)(int T, const uint8_t *w, size_t wrb, const float *x, int n, i
 		}
 		return 0;
 	}
+#ifdef FK_GEMM
+	if (n > FK_JB) // more than one activation block: the including file's kernel
+		return FK_GEMM(T, w, wrb, x, n, cols, y, ldy, r0, r1);
+#endif
 	const FFN(tilefn)(*tab)[8] = T == FT_BF16 ? FFN(tab_31) : FFN(tab_0);
 	const int RM = T == FT_BF16 ? FK_RMB : FK_RM, RN = T == FT_BF16 ? FK_RNB : FK_RN;
 	// column blocks: as few as FK_KC allows, of equal size (multiples of step)

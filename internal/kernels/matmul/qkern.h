@@ -450,12 +450,10 @@ QINLINE void QFN(tilek)(int T, int RM, int RN, const uint8_t *w, size_t wrb, con
 		}                                                                                   \
 	}
 
-QTILE32_FN(4, 1)
 QTILE32_FN(2, 1)
 QTILE32_FN(1, 1)
 QTILE32_FN(2, 4)
 QTILE32_FN(1, 4)
-QTILEK_FN(2, 1)
 QTILEK_FN(1, 1)
 QTILEK_FN(1, 4)
 
@@ -466,16 +464,31 @@ typedef void (*QFN(tilefn))(int, const uint8_t *, size_t, const uint8_t *, size_
 void QFN(mica_qmul)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb,
 	float *y, size_t ldy, int r0, int r1) {
 	const int isk = T == T_Q2_K || T == T_Q3_K || T == T_Q4_K || T == T_Q5_K || T == T_Q6_K || T == T_IQ4_XS;
+	// matrix-vector: the fused kernels (qkern_fused.h), rows from separate
+	// sequential streams; each row's values equal a tile's
+	if (n == 1) {
+		if (isk)
+			QFN(mv_kfused)(T, w, wrb, x, nb, y, r0, r1);
+		else
+			QFN(mv32)(T, w, wrb, x, nb, y, r0, r1);
+		return;
+	}
+	// batches: the dedicated kernels (qkern_batch*.h) where there is one;
+	// each gives the same values as the generic tiles below
+	if (T == T_Q4_0 && QFN(batch_q4_0)(w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
+		return;
+#ifdef QK_BATCH_WIDE
+	if (T == T_Q4_K || T == T_Q5_K || T == T_Q6_K) {
+		QFN(batch_k)(T, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
+		return;
+	}
+	if (T == T_Q8_0 && QFN(batch_q8_0)(w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
+		return;
+#endif
 	// row tile, column tile, and their single-row / single-column edges
 	QFN(tilefn) f_main, f_rowedge, f_coledge, f_one;
 	int RM, RN;
-	if (n == 1) {
-		RN = 1;
-		if (isk) { RM = 2; f_main = QCAT(QFN(tk), 2x1); f_one = QCAT(QFN(tk), 1x1); }
-		else { RM = 4; f_main = QCAT(QFN(t32), 4x1); f_one = QCAT(QFN(t32), 1x1); }
-		f_rowedge = f_one;
-		f_coledge = f_main;
-	} else if (isk) {
+	if (isk) {
 		RM = 1; RN = 4;
 		f_main = QCAT(QFN(tk), 1x4); f_rowedge = f_main;
 		f_coledge = QCAT(QFN(tk), 1x1); f_one = f_coledge;
@@ -483,26 +496,6 @@ void QFN(mica_qmul)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_
 		RM = 2; RN = 4;
 		f_main = QCAT(QFN(t32), 2x4); f_rowedge = QCAT(QFN(t32), 1x4);
 		f_coledge = QCAT(QFN(t32), 2x1); f_one = QCAT(QFN(t32), 1x1);
-	}
-	if (n == 1 && isk) {
-		QFN(mv_kfused)(T, w, wrb, x, nb, y, r0, r1);
-		return;
-	}
-	// batches: the dedicated kernels (qkern_batch*.h) where there is one;
-	// each gives the same values as the generic tiles below
-	if (n > 1 && T == T_Q4_0 && QFN(batch_q4_0)(w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
-		return;
-#ifdef QK_BATCH_WIDE
-	if (n > 1 && (T == T_Q4_K || T == T_Q5_K || T == T_Q6_K)) {
-		QFN(batch_k)(T, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
-		return;
-	}
-	if (n > 1 && T == T_Q8_0 && QFN(batch_q8_0)(w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
-		return;
-#endif
-	if (n == 1 && (T == T_Q8_0 || T == T_Q4_0)) {
-		QFN(mv32)(T, w, wrb, x, nb, y, r0, r1);
-		return;
 	}
 	// Activation rows in blocks of about 128 KiB (a multiple of RN) so a
 	// block stays in L2 while all weight rows stream past it.

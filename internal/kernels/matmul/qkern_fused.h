@@ -1,11 +1,21 @@
-// Fused matrix-vector kernels for the super-block types, part of qkern.h
-// (compiled once per instruction set through it; uses its macros).
+// Fused matrix-vector kernels (n = 1) for every quantized type, part of
+// qkern.h (compiled once per instruction set through it; uses its macros).
+//
+// Row streams: a call's row range [r0, r1) is cut into S equal runs of
+// consecutive rows (the last (r1-r0) mod S rows are done alone); the kernels
+// take one row from each run at a time (rows r0+k, r0+len+k, ...) and keep
+// one accumulator chain per row. Each run is read strictly sequentially, so
+// the hardware and software prefetchers see S clean streams, and the S
+// independent multiply-add chains hide the latency that bounds one row
+// (interleaving S adjacent rows instead was up to 2x slower from DRAM on
+// Zen 3). A row's operations never depend on its stream partners, so every
+// row split (thread count) and every n gives identical values.
 
 // ---------------------------------------------------------------- fused matrix-vector K-quants
 
 // For n = 1 the super-block types skip the decoded copy: each super-block
-// is unpacked in registers and multiplied at once. One weight row at a time
-// (per-element sequence independent of the row range).
+// is unpacked in registers and multiplied at once (step_*: one super-block
+// of one row into its accumulators).
 
 // Unsigned bytes × signed bytes, pair sums weighted by int16 scales.
 #define QSDOT_UW(a, v, sc16) _mm256_madd_epi16(_mm256_maddubs_epi16(a, v), sc16)
@@ -24,236 +34,314 @@ QINLINE void QFN(q4k_scales)(const uint8_t *s, __m128i *sc, __m128i *mn) {
 	*mn = _mm_cvtepu8_epi16(_mm_set_epi32(0, 0, (int)mn47, (int)mn03));
 }
 
+// 16-bit lanes shifted left by k (right by -k when k < 0); k constant. The
+// K-quant steps use it to move one bit of each byte to another position
+// before a byte mask (the bit stays within its byte).
+QINLINE __m256i QFN(shl16)(__m256i v, int k) {
+	return k > 0 ? _mm256_slli_epi16(v, k) : k < 0 ? _mm256_srli_epi16(v, -k) : v;
+}
+
 // Q4_K (five = 0) and Q5_K (five = 1, fifth bit from qh).
 // pf is the prefetch distance in bytes (the row length: the same block of
 // the next row).
-QINLINE float QFN(dot_q45k)(int five, const uint8_t *w, size_t pf, const uint8_t *x, int nb) {
-	const int bs = five ? 176 : 144;
-	const __m256i one = _mm256_set1_epi8(1);
+QINLINE void QFN(step_q45k)(int five, const uint8_t *blk, size_t pf, const uint8_t *yb, __m256 *pacc, __m256 *paccm) {
+	const __m256i b4 = _mm256_set1_epi8(0x10);
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
-	__m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-	for (int b = 0; b < nb; b++) {
-		const uint8_t *blk = w + (size_t)b * bs, *yb = x + (size_t)b * 292;
-		_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
-		_mm_prefetch((const char *)(blk + pf + 64), _MM_HINT_T0);
-		_mm_prefetch((const char *)(blk + pf + 128), _MM_HINT_T0);
-		if (five)
-			_mm_prefetch((const char *)(blk + pf + 175), _MM_HINT_T0);
-		const uint8_t *qs = blk + (five ? 48 : 16);
-		const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
-		float dy;
-		memcpy(&dy, yb, 4);
-		__m128i sc, mn;
-		QFN(q4k_scales)(blk + 4, &sc, &mn);
-		// mins per 16-group: mn[g/2]
-		const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_packus_epi16(mn, mn),
-			_mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
-		const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
-		const __m256i scv = _mm256_set_m128i(sc, sc);
-		__m256i s = _mm256_setzero_si256();
+	_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 64), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 128), _MM_HINT_T0);
+	if (five)
+		_mm_prefetch((const char *)(blk + pf + 175), _MM_HINT_T0);
+	const uint8_t *qs = blk + (five ? 48 : 16);
+	const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
+	float dy;
+	memcpy(&dy, yb, 4);
+	// the 6-bit scales (bytes 0..7) and mins (bytes 8..15) of q4k_scales
+	uint32_t w0, w1, w2;
+	memcpy(&w0, blk + 4, 4);
+	memcpy(&w1, blk + 8, 4);
+	memcpy(&w2, blk + 12, 4);
+	const uint32_t lo6 = 0x3f3f3f3f, lo4 = 0x0f0f0f0f, lo2 = 0x03030303;
+	const __m128i raw = _mm_setr_epi32((int)(w0 & lo6), (int)((w2 & lo4) | (((w0 >> 6) & lo2) << 4)),
+		(int)(w1 & lo6), (int)(((w2 >> 4) & lo4) | (((w1 >> 6) & lo2) << 4)));
+	// mins per 16-group: mn[g/2]
+	const __m256i mins = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(raw,
+		_mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
+	const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
+	const __m256i scv = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(raw));
+	__m256i s = _mm256_setzero_si256();
 #pragma GCC unroll 4
-		for (int c = 0; c < 4; c++) {
-			const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-			__m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-			if (five) {
-				lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4));
-				hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4));
-			}
-			const __m256i s0 = _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)(((4 * c + 1) << 8) | (4 * c))));
-			const __m256i s1 = _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)(((4 * c + 3) << 8) | (4 * c + 2))));
-			const __m256i y0 = _mm256_loadu_si256((const __m256i *)(yb + 4 + 64 * c));
-			const __m256i y1 = _mm256_loadu_si256((const __m256i *)(yb + 4 + 64 * c + 32));
-			s = _mm256_add_epi32(s, QSDOT_UW(lo, y0, s0));
-			s = _mm256_add_epi32(s, QSDOT_UW(hi, y1, s1));
+	for (int c = 0; c < 4; c++) {
+		const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+		__m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+		if (five) { // bits 2c and 2c+1 of each qh byte moved to bit 4: one shift, one mask
+			lo = _mm256_or_si256(lo, _mm256_and_si256(QFN(shl16)(qh, 4 - 2 * c), b4));
+			hi = _mm256_or_si256(hi, _mm256_and_si256(QFN(shl16)(qh, 3 - 2 * c), b4));
 		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(blk) * dy), _mm256_cvtepi32_ps(s), acc);
-		accm = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(blk + 2) * dy),
-			_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mins)), accm);
+		const __m256i s0 = _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)(((4 * c + 1) << 8) | (4 * c))));
+		const __m256i s1 = _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)(((4 * c + 3) << 8) | (4 * c + 2))));
+		const __m256i y0 = _mm256_loadu_si256((const __m256i *)(yb + 4 + 64 * c));
+		const __m256i y1 = _mm256_loadu_si256((const __m256i *)(yb + 4 + 64 * c + 32));
+		s = _mm256_add_epi32(s, QSDOT_UW(lo, y0, s0));
+		s = _mm256_add_epi32(s, QSDOT_UW(hi, y1, s1));
 	}
-	return QFN(hsum)(acc) - QFN(hsum)(accm);
-}
-
-QINLINE float QFN(dot_q6k)(const uint8_t *w, size_t pf, const uint8_t *x, int nb) {
-	const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
-	__m256 acc = _mm256_setzero_ps();
-	for (int b = 0; b < nb; b++) {
-		const uint8_t *blk = w + (size_t)b * 210, *yb = x + (size_t)b * 292;
-		_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
-		_mm_prefetch((const char *)(blk + pf + 64), _MM_HINT_T0);
-		_mm_prefetch((const char *)(blk + pf + 128), _MM_HINT_T0);
-		_mm_prefetch((const char *)(blk + pf + 192), _MM_HINT_T0);
-		float dy;
-		memcpy(&dy, yb, 4);
-		// 16 signed scales as int16; word c holds the pair (scale 2c, 2c+1)
-		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
-		const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
-		// values are stored +32: subtract 32·Σ scale·bsum (exact integers)
-		__m256i s = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5));
-		const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
-			2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
-#pragma GCC unroll 2
-		for (int h = 0; h < 2; h++) {
-			const __m256i l0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
-			const __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
-			const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
-			__m256i v[4];
-			v[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
-			v[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2));
-			v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
-			v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-				_mm256_and_si256(_mm256_srli_epi16(qh, 2), _mm256_set1_epi8(0x30)));
-#pragma GCC unroll 4
-			for (int t = 0; t < 4; t++) {
-				const int c = 4 * h + t;
-				const __m256i scw = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(c)), pick);
-				const __m256i y = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
-				s = _mm256_add_epi32(s, QSDOT_UW(v[t], y, scw));
-			}
-		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(blk + 208) * dy), _mm256_cvtepi32_ps(s), acc);
-	}
-	return QFN(hsum)(acc);
+	// (d·d_y, dmin·d_y): both halves converted together, the same IEEE
+	// products as scalar ones
+	uint32_t hd;
+	memcpy(&hd, blk, 4);
+	const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)hd)), _mm_set1_ps(dy));
+	*pacc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(s), *pacc);
+	*paccm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)),
+		_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mins)), *paccm);
 }
 
 // Int16 scales for chunk c (32 values, groups 2c and 2c+1) from 16 int16
-// group scales: word c holds the pair; spread it over the two halves.
+// group scales: word c holds the pair; spread it over the two halves (used
+// by the batch kernels, qkern_batchk.h).
 QINLINE __m256i QFN(pair_scales)(__m256i sc16, int c) {
 	const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
 		2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3);
 	return _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(sc16, _mm256_set1_epi32(c)), pick);
 }
 
-QINLINE float QFN(dot_q2k)(const uint8_t *w, size_t pf, const uint8_t *x, int nb) {
-	const __m256i m3 = _mm256_set1_epi8(3);
-	__m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-	for (int b = 0; b < nb; b++) {
-		const uint8_t *blk = w + (size_t)b * 84, *yb = x + (size_t)b * 292;
-		_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
-		_mm_prefetch((const char *)(blk + pf + 83), _MM_HINT_T0);
-		float dy;
-		memcpy(&dy, yb, 4);
-		const __m128i sb = _mm_loadu_si128((const __m128i *)blk);
-		const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sb, _mm_set1_epi8(15)));
-		const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(15)));
-		const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
-		__m256i s = _mm256_setzero_si256();
-#pragma GCC unroll 2
-		for (int h = 0; h < 2; h++) {
-			const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * h));
-#pragma GCC unroll 4
-			for (int t = 0; t < 4; t++) {
-				const int c = 4 * h + t;
-				const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * t), m3);
-				const __m256i y = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
-				s = _mm256_add_epi32(s, QSDOT_UW(v, y, QFN(pair_scales)(sc16, c)));
-			}
-		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(blk + 80) * dy), _mm256_cvtepi32_ps(s), acc);
-		accm = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(blk + 82) * dy),
-			_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mn16)), accm);
-	}
-	return QFN(hsum)(acc) - QFN(hsum)(accm);
+// The same from scvh, which holds the half with groups 8h..8h+7 (h = c/4) in
+// both 128-bit lanes; one byte shuffle spreads group 2c over the low lane
+// and 2c+1 over the high lane.
+QINLINE __m256i QFN(pair_scales_h)(__m256i scvh, int c) {
+	const int t = c % 4;
+	return _mm256_shuffle_epi8(scvh, _mm256_set_m128i(_mm_set1_epi16((short)(((4 * t + 3) << 8) | (4 * t + 2))),
+		_mm_set1_epi16((short)(((4 * t + 1) << 8) | (4 * t)))));
 }
 
-QINLINE float QFN(dot_q3k)(const uint8_t *w, size_t pf, const uint8_t *x, int nb) {
-	const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
-	__m256 acc = _mm256_setzero_ps();
-	for (int b = 0; b < nb; b++) {
-		const uint8_t *blk = w + (size_t)b * 110, *yb = x + (size_t)b * 292;
-		_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
-		_mm_prefetch((const char *)(blk + pf + 64), _MM_HINT_T0);
-		_mm_prefetch((const char *)(blk + pf + 109), _MM_HINT_T0);
-		float dy;
-		memcpy(&dy, yb, 4);
-		// 16 six-bit scales: low 4 bits from bytes 0..7, high 2 from 8..11
-		uint32_t w0, w1, w2;
-		memcpy(&w0, blk + 96, 4);
-		memcpy(&w1, blk + 100, 4);
-		memcpy(&w2, blk + 104, 4);
-		const uint32_t lo4 = 0x0f0f0f0f, lo2 = 0x03030303;
-		const __m128i sb = _mm_setr_epi32((int)((w0 & lo4) | ((w2 & lo2) << 4)),
-			(int)((w1 & lo4) | (((w2 >> 2) & lo2) << 4)), (int)(((w0 >> 4) & lo4) | (((w2 >> 4) & lo2) << 4)),
-			(int)(((w1 >> 4) & lo4) | (((w2 >> 6) & lo2) << 4)));
-		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(sb, _mm_set1_epi8(32)));
-		const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
-		// values are stored q+4 (0..7): subtract 4·Σ scale·bsum
-		__m256i s = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 2));
-		const __m256i hm = _mm256_loadu_si256((const __m256i *)blk);
-#pragma GCC unroll 2
-		for (int h = 0; h < 2; h++) {
-			const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * h));
-#pragma GCC unroll 4
-			for (int t = 0; t < 4; t++) {
-				const int c = 4 * h + t;
-				const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, c), one);
-				const __m256i v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * t), m3), _mm256_slli_epi16(hb, 2));
-				const __m256i y = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
-				s = _mm256_add_epi32(s, QSDOT_UW(v, y, QFN(pair_scales)(sc16, c)));
-			}
-		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(blk + 108) * dy), _mm256_cvtepi32_ps(s), acc);
-	}
-	return QFN(hsum)(acc);
+// Half h of 16 int16 group scales in both lanes.
+QINLINE __m256i QFN(scale_half)(__m256i sc16, int h) {
+	return h ? _mm256_permute4x64_epi64(sc16, 0xee) : _mm256_permute4x64_epi64(sc16, 0x44);
 }
 
-QINLINE float QFN(dot_iq4xs)(const uint8_t *w, size_t pf, const uint8_t *x, int nb) {
-	const __m256i lut = QFN(iq4lut)();
-	__m256 acc = _mm256_setzero_ps();
-	for (int b = 0; b < nb; b++) {
-		const uint8_t *blk = w + (size_t)b * 136, *yb = x + (size_t)b * 292;
-		_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
-		_mm_prefetch((const char *)(blk + pf + 64), _MM_HINT_T0);
-		_mm_prefetch((const char *)(blk + pf + 135), _MM_HINT_T0);
-		float dy;
-		memcpy(&dy, yb, 4);
-		uint16_t h;
-		memcpy(&h, blk + 2, 2);
-		short ls[8];
-#pragma GCC unroll 8
-		for (int c = 0; c < 8; c++)
-			ls[c] = (short)((((blk[4 + c / 2] >> (4 * (c % 2))) & 15) | (((h >> (2 * c)) & 3) << 4)) - 32);
-		const __m128i l8 = _mm_setr_epi16(ls[0], ls[1], ls[2], ls[3], ls[4], ls[5], ls[6], ls[7]);
-		const __m256i scv = _mm256_set_m128i(l8, l8);
-		__m256i s = _mm256_setzero_si256();
-#pragma GCC unroll 8
-		for (int c = 0; c < 8; c++) {
-			const __m256i v = _mm256_shuffle_epi8(lut, QFN(nib32)(blk + 8 + 16 * c));
+QINLINE void QFN(step_q6k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m256 *pacc, __m256 *paccm) {
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+	_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 64), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 128), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 192), _MM_HINT_T0);
+	float dy;
+	memcpy(&dy, yb, 4);
+	// 16 signed scales as int16; word c holds the pair (scale 2c, 2c+1)
+	const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
+	const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
+	// values are stored +32: subtract 32·Σ scale·bsum (exact integers)
+	__m256i s = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5));
+#pragma GCC unroll 2
+	for (int h = 0; h < 2; h++) {
+		const __m256i scvh = QFN(scale_half)(sc16, h);
+		const __m256i l0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
+		const __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
+		const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+		__m256i v[4];
+		v[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+		v[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2));
+		v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
+		v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+			_mm256_and_si256(_mm256_srli_epi16(qh, 2), _mm256_set1_epi8(0x30)));
+#pragma GCC unroll 4
+		for (int t = 0; t < 4; t++) {
+			const int c = 4 * h + t;
+			const __m256i scw = QFN(pair_scales_h)(scvh, c);
 			const __m256i y = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
-			const __m256i scw = _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)(((2 * c + 1) << 8) | (2 * c))));
-			s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y, v)), scw));
+			s = _mm256_add_epi32(s, QSDOT_UW(v[t], y, scw));
 		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(blk) * dy), _mm256_cvtepi32_ps(s), acc);
 	}
-	return QFN(hsum)(acc);
+	*pacc = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(blk + 208) * dy), _mm256_cvtepi32_ps(s), *pacc);
+	(void)paccm;
+}
+
+QINLINE void QFN(step_q2k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m256 *pacc, __m256 *paccm) {
+	const __m256i m3 = _mm256_set1_epi8(3);
+	_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 83), _MM_HINT_T0);
+	float dy;
+	memcpy(&dy, yb, 4);
+	const __m128i sb = _mm_loadu_si128((const __m128i *)blk);
+	const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sb, _mm_set1_epi8(15)));
+	const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(15)));
+	const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
+	__m256i s = _mm256_setzero_si256();
+#pragma GCC unroll 2
+	for (int h = 0; h < 2; h++) {
+		const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * h));
+		const __m256i scvh = QFN(scale_half)(sc16, h);
+#pragma GCC unroll 4
+		for (int t = 0; t < 4; t++) {
+			const int c = 4 * h + t;
+			const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * t), m3);
+			const __m256i y = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
+			s = _mm256_add_epi32(s, QSDOT_UW(v, y, QFN(pair_scales_h)(scvh, c)));
+		}
+	}
+	uint32_t hd; // (d, dmin) converted together, as in step_q45k
+	memcpy(&hd, blk + 80, 4);
+	const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)hd)), _mm_set1_ps(dy));
+	*pacc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(s), *pacc);
+	*paccm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)),
+		_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mn16)), *paccm);
+}
+
+QINLINE void QFN(step_q3k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m256 *pacc, __m256 *paccm) {
+	const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+	_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 64), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 109), _MM_HINT_T0);
+	float dy;
+	memcpy(&dy, yb, 4);
+	// 16 six-bit scales: low 4 bits from bytes 0..7, high 2 from 8..11
+	uint32_t w0, w1, w2;
+	memcpy(&w0, blk + 96, 4);
+	memcpy(&w1, blk + 100, 4);
+	memcpy(&w2, blk + 104, 4);
+	const uint32_t lo4 = 0x0f0f0f0f, lo2 = 0x03030303;
+	const __m128i sb = _mm_setr_epi32((int)((w0 & lo4) | ((w2 & lo2) << 4)),
+		(int)((w1 & lo4) | (((w2 >> 2) & lo2) << 4)), (int)(((w0 >> 4) & lo4) | (((w2 >> 4) & lo2) << 4)),
+		(int)(((w1 >> 4) & lo4) | (((w2 >> 6) & lo2) << 4)));
+	const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(sb, _mm_set1_epi8(32)));
+	const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
+	// values are stored q+4 (0..7): subtract 4·Σ scale·bsum
+	__m256i s = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 2));
+	const __m256i hm = _mm256_loadu_si256((const __m256i *)blk);
+#pragma GCC unroll 2
+	for (int h = 0; h < 2; h++) {
+		const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * h));
+		const __m256i scvh = QFN(scale_half)(sc16, h);
+#pragma GCC unroll 4
+		for (int t = 0; t < 4; t++) {
+			const int c = 4 * h + t;
+			// bit c of each byte of hm moved to bit 2 (value 4): one shift
+			// and one mask (16-bit shifts keep each byte's bit in its byte)
+			const __m256i hb4 = _mm256_and_si256(QFN(shl16)(hm, 2 - c), four);
+			const __m256i v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * t), m3), hb4);
+			const __m256i y = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
+			s = _mm256_add_epi32(s, QSDOT_UW(v, y, QFN(pair_scales_h)(scvh, c)));
+		}
+	}
+	*pacc = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(blk + 108) * dy), _mm256_cvtepi32_ps(s), *pacc);
+	(void)paccm;
+}
+
+QINLINE void QFN(step_iq4xs)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m256 *pacc, __m256 *paccm) {
+	const __m256i lut = QFN(iq4lut)();
+	_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 64), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 135), _MM_HINT_T0);
+	float dy;
+	memcpy(&dy, yb, 4);
+	// the 8 six-bit scales: byte c = nibble c of bytes 4..7 | bits 2c, 2c+1
+	// of the 16-bit word at 2, shifted to bits 4..5 (bit-spreading on 64 bits)
+	uint16_t h;
+	uint32_t sl;
+	memcpy(&h, blk + 2, 2);
+	memcpy(&sl, blk + 4, 4);
+	uint64_t lo = sl, hi = h;
+	lo = (lo | lo << 16) & 0x0000ffff0000ffffULL;
+	lo = (lo | lo << 8) & 0x00ff00ff00ff00ffULL;
+	lo = (lo | lo << 4) & 0x0f0f0f0f0f0f0f0fULL;
+	hi = (hi | hi << 24) & 0x000000ff000000ffULL;
+	hi = (hi | hi << 12) & 0x000f000f000f000fULL;
+	hi = (hi | hi << 6) & 0x0303030303030303ULL;
+	const __m128i l8 = _mm_cvtepi8_epi16(_mm_sub_epi8(_mm_cvtsi64_si128((long long)(lo | hi << 4)), _mm_set1_epi8(32)));
+	const __m256i scv = _mm256_set_m128i(l8, l8);
+	__m256i s = _mm256_setzero_si256();
+#pragma GCC unroll 8
+	for (int c = 0; c < 8; c++) {
+		const __m256i v = _mm256_shuffle_epi8(lut, QFN(nib32)(blk + 8 + 16 * c));
+		const __m256i y = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
+		const __m256i scw = _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)(((2 * c + 1) << 8) | (2 * c))));
+		s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y, v)), scw));
+	}
+	*pacc = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(blk) * dy), _mm256_cvtepi32_ps(s), *pacc);
+	(void)paccm;
+}
+
+// RM rows (one per stream) of a K-quant type: per row the same block
+// sequence as one row alone; the rows' independent chains interleave.
+QINLINE void QFN(mvk)(int T, int RM, const uint8_t *const *wr, size_t pf, const uint8_t *x, int nb, float *const *yr) {
+	const int bs = QFN(bsize)(T);
+	__m256 acc[4], accm[4];
+	#pragma GCC unroll 4
+	for (int i = 0; i < RM; i++)
+		acc[i] = accm[i] = _mm256_setzero_ps();
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *yb = x + (size_t)b * 292;
+		#pragma GCC unroll 4
+		for (int i = 0; i < RM; i++) {
+			const uint8_t *blk = wr[i] + (size_t)b * bs;
+			switch (T) {
+			case T_Q4_K: QFN(step_q45k)(0, blk, pf, yb, &acc[i], &accm[i]); break;
+			case T_Q5_K: QFN(step_q45k)(1, blk, pf, yb, &acc[i], &accm[i]); break;
+			case T_Q6_K: QFN(step_q6k)(blk, pf, yb, &acc[i], &accm[i]); break;
+			case T_Q2_K: QFN(step_q2k)(blk, pf, yb, &acc[i], &accm[i]); break;
+			case T_Q3_K: QFN(step_q3k)(blk, pf, yb, &acc[i], &accm[i]); break;
+			default: QFN(step_iq4xs)(blk, pf, yb, &acc[i], &accm[i]); break;
+			}
+		}
+	}
+	#pragma GCC unroll 4
+	for (int i = 0; i < RM; i++)
+		*yr[i] = QFN(kmin)(T) ? QFN(hsum)(acc[i]) - QFN(hsum)(accm[i]) : QFN(hsum)(acc[i]);
+}
+
+#ifndef QMV_KS
+#define QMV_KS 2
+#endif
+
+// The rows in QMV_KS streams (2: Q6_K +5%, Q4_K level, one thread with the
+// weights in L2; 4 streams lost 8% on Q4_K), the rest one at a time; each
+// row prefetches the same block of the next row of its stream (pf = wrb).
+QINLINE void QFN(mvk_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
+	const int len = (r1 - r0) / QMV_KS;
+	for (int k = 0; k < len; k++) {
+		const uint8_t *wr[4];
+		float *yr[4];
+		for (int i = 0; i < QMV_KS; i++) {
+			wr[i] = w + (size_t)(r0 + i * len + k) * wrb;
+			yr[i] = y + r0 + i * len + k;
+		}
+		QFN(mvk)(T, QMV_KS, wr, wrb, x, nb, yr);
+	}
+	for (int r = r0 + QMV_KS * len; r < r1; r++) {
+		const uint8_t *wr = w + (size_t)r * wrb;
+		float *yr = y + r;
+		QFN(mvk)(T, 1, &wr, wrb, x, nb, &yr);
+	}
 }
 
 static __attribute__((noinline)) void QFN(mv_kfused)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb,
 	float *y, int r0, int r1) {
-	for (int r = r0; r < r1; r++) {
-		const uint8_t *wr = w + (size_t)r * wrb;
-		switch (T) {
-		case T_Q4_K: y[r] = QFN(dot_q45k)(0, wr, wrb, x, nb); break;
-		case T_Q5_K: y[r] = QFN(dot_q45k)(1, wr, wrb, x, nb); break;
-		case T_Q6_K: y[r] = QFN(dot_q6k)(wr, wrb, x, nb); break;
-		case T_Q2_K: y[r] = QFN(dot_q2k)(wr, wrb, x, nb); break;
-		case T_Q3_K: y[r] = QFN(dot_q3k)(wr, wrb, x, nb); break;
-		default: y[r] = QFN(dot_iq4xs)(wr, wrb, x, nb); break;
-		}
+	switch (T) {
+	case T_Q4_K: QFN(mvk_rows)(T_Q4_K, w, wrb, x, nb, y, r0, r1); break;
+	case T_Q5_K: QFN(mvk_rows)(T_Q5_K, w, wrb, x, nb, y, r0, r1); break;
+	case T_Q6_K: QFN(mvk_rows)(T_Q6_K, w, wrb, x, nb, y, r0, r1); break;
+	case T_Q2_K: QFN(mvk_rows)(T_Q2_K, w, wrb, x, nb, y, r0, r1); break;
+	case T_Q3_K: QFN(mvk_rows)(T_Q3_K, w, wrb, x, nb, y, r0, r1); break;
+	default: QFN(mvk_rows)(T_IQ4_XS, w, wrb, x, nb, y, r0, r1); break;
 	}
 }
 
 // ---------------------------------------------------------------- fused matrix-vector Q8_0 and Q4_0
 
-// For n = 1, Q8_0 and Q4_0 weights: 8-lane float accumulators per row,
-// reduced once at the end; blocks taken in pairs so a row's two weight
+// For n = 1, 32-element block types: 8-lane float accumulators per row,
+// reduced once at the end. Q8_0 takes blocks in pairs so a row's two weight
 // scales are converted and multiplied by the activation scales in one
 // vector operation. The per-row sequence does not depend on how many rows
 // a call does together, so every row split gives identical results.
 
-// Software prefetch distance of the Q8_0 row stream, in bytes (measured on
-// 262144×640: 2 KiB ≈ 4 KiB > 1 KiB, 8 KiB; none: much slower; prefetcht1
-// or prefetchnta no better).
+// Software prefetch distance of each row stream, in bytes (measured on
+// 262144×640 Q8_0: 2 KiB ≈ 4 KiB > 1 KiB, 8 KiB; none: much slower;
+// prefetcht1 or prefetchnta no better).
+#ifndef QMV_PF
 #define QMV_PF 2048
+#endif
+#ifndef QMV_RM8
+#define QMV_RM8 4
+#endif
 
 // dw (two halves at p and p+stride) times the activation scales dy2.
 QINLINE __m128 QFN(scale2)(const uint8_t *p, size_t stride, __m128 dy2) {
@@ -261,41 +349,56 @@ QINLINE __m128 QFN(scale2)(const uint8_t *p, size_t stride, __m128 dy2) {
 	return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h)), dy2);
 }
 
-// Q8_0: one row at a time, so the weights are read strictly sequentially
-// (with 4 interleaved row streams the hardware prefetcher kept up much
-// worse: 262144×640 streamed ~1.4× faster one row at a time). One 8-lane
-// accumulator updated block by block, as in the tile kernels (tile32), so
-// each output is the same float sequence whatever n is.
-// Every 64-byte line ahead is software-prefetched.
+// Q8_0: RM rows at a time, each with its own 8-lane accumulator updated
+// block by block, as in the tile kernels (tile32), so each output is the
+// same float sequence whatever n is or how many rows go together. The RM
+// rows come from RM separate sequential streams (row wr[i] + k of stream
+// i), so the weights are still read strictly sequentially per stream (with
+// adjacent rows interleaved the hardware prefetcher kept up much worse)
+// while the RM independent multiply-add chains hide the latency that bounds
+// one row. Every 64-byte line ahead is software-prefetched.
 // dyb: the activation scales as floats (NULL: converted here, the same values).
-QINLINE float QFN(mv_q8_0)(const uint8_t *w, const uint8_t *x, const float *dyb, int nb) {
-	__m256 acc = _mm256_setzero_ps();
+QINLINE void QFN(mv_q8_0)(int RM, const uint8_t *const *wr, const uint8_t *x, const float *dyb, int nb, float *const *yr) {
+	__m256 acc[4];
+	#pragma GCC unroll 4
+	for (int i = 0; i < RM; i++)
+		acc[i] = _mm256_setzero_ps();
 	const __m256i idx1 = _mm256_set1_epi32(1);
 	int b = 0;
-	#pragma GCC unroll 2
 	for (; b + 2 <= nb; b += 2) {
-		const uint8_t *xa = x + (size_t)b * 34, *wa = w + (size_t)b * 34;
-		_mm_prefetch((const char *)(wa + QMV_PF), _MM_HINT_T0);
-		_mm_prefetch((const char *)(wa + QMV_PF + 64), _MM_HINT_T0);
+		const uint8_t *xa = x + (size_t)b * 34;
 		const __m256i ya = _mm256_loadu_si256((const __m256i *)(xa + 2));
 		const __m256i yb = _mm256_loadu_si256((const __m256i *)(xa + 36));
 		const __m128 dy2 = dyb ? _mm_castpd_ps(_mm_load_sd((const double *)(dyb + b)))
 			: _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)QFN(ld16)(xa) | (uint32_t)QFN(ld16)(xa + 34) << 16)));
-		const __m128 s = QFN(scale2)(wa, 34, dy2);
-		const __m256 sa = _mm256_broadcastss_ps(s);
-		const __m256 sb = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s), idx1);
-		const __m256i qa = _mm256_loadu_si256((const __m256i *)(wa + 2));
-		const __m256i qb = _mm256_loadu_si256((const __m256i *)(wa + 36));
-		acc = _mm256_fmadd_ps(sa, _mm256_cvtepi32_ps(QDOT_S(qa, ya)), acc);
-		acc = _mm256_fmadd_ps(sb, _mm256_cvtepi32_ps(QDOT_S(qb, yb)), acc);
+		#pragma GCC unroll 4
+		for (int i = 0; i < RM; i++) {
+			const uint8_t *wa = wr[i] + (size_t)b * 34;
+			_mm_prefetch((const char *)(wa + QMV_PF), _MM_HINT_T0);
+			_mm_prefetch((const char *)(wa + QMV_PF + 64), _MM_HINT_T0);
+			const __m128 s = QFN(scale2)(wa, 34, dy2);
+			const __m256 sa = _mm256_broadcastss_ps(s);
+			const __m256 sb = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s), idx1);
+			const __m256i qa = _mm256_loadu_si256((const __m256i *)(wa + 2));
+			const __m256i qb = _mm256_loadu_si256((const __m256i *)(wa + 36));
+			acc[i] = _mm256_fmadd_ps(sa, _mm256_cvtepi32_ps(QDOT_S(qa, ya)), acc[i]);
+			acc[i] = _mm256_fmadd_ps(sb, _mm256_cvtepi32_ps(QDOT_S(qb, yb)), acc[i]);
+		}
 	}
 	if (b < nb) {
-		const uint8_t *xa = x + (size_t)b * 34, *wa = w + (size_t)b * 34;
+		const uint8_t *xa = x + (size_t)b * 34;
 		const __m256i ya = _mm256_loadu_si256((const __m256i *)(xa + 2));
-		const __m256i qa = _mm256_loadu_si256((const __m256i *)(wa + 2));
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(wa) * QFN(h2f)(xa)), _mm256_cvtepi32_ps(QDOT_S(qa, ya)), acc);
+		const float dy = QFN(h2f)(xa);
+		#pragma GCC unroll 4
+		for (int i = 0; i < RM; i++) {
+			const uint8_t *wa = wr[i] + (size_t)b * 34;
+			const __m256i qa = _mm256_loadu_si256((const __m256i *)(wa + 2));
+			acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(wa) * dy), _mm256_cvtepi32_ps(QDOT_S(qa, ya)), acc[i]);
+		}
 	}
-	return QFN(hsum)(acc);
+	#pragma GCC unroll 4
+	for (int i = 0; i < RM; i++)
+		*yr[i] = QFN(hsum)(acc[i]);
 }
 
 // Q4_0 pairs: one 256-bit vector holds block A's 16 bytes (low half) and
@@ -322,8 +425,8 @@ QINLINE void QFN(q4pairs)(const uint8_t *x, int np, QFN(q4pair) *pp) {
 	}
 }
 
-QINLINE void QFN(mv_q4_0)(int RM, const uint8_t *w, size_t wrb, const uint8_t *x, const QFN(q4pair) *pp, int nb,
-	float *y, size_t pfd) {
+QINLINE void QFN(mv_q4_0)(int RM, const uint8_t *const *wr, const uint8_t *x, const QFN(q4pair) *pp, int nb,
+	float *const *yr) {
 	__m256 acc[8];
 	#pragma GCC unroll 8
 	for (int i = 0; i < RM; i++)
@@ -342,8 +445,8 @@ QINLINE void QFN(mv_q4_0)(int RM, const uint8_t *w, size_t wrb, const uint8_t *x
 		const __m128 dy2 = _mm_loadu_ps(q->dy);
 		#pragma GCC unroll 8
 		for (int i = 0; i < RM; i++) {
-			const uint8_t *wa = w + i * wrb + (size_t)b * 18;
-			_mm_prefetch((const char *)(wa + pfd), _MM_HINT_T0);
+			const uint8_t *wa = wr[i] + (size_t)b * 18;
+			_mm_prefetch((const char *)(wa + QMV_PF), _MM_HINT_T0);
 			const __m256 sv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(QFN(scale2)(wa, 18, dy2)), half);
 			const __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(wa + 20)), _mm_loadu_si128((const __m128i *)(wa + 2)));
 			const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
@@ -358,19 +461,109 @@ QINLINE void QFN(mv_q4_0)(int RM, const uint8_t *w, size_t wrb, const uint8_t *x
 		const float dy = QFN(h2f)(xa);
 		#pragma GCC unroll 8
 		for (int i = 0; i < RM; i++) {
-			const uint8_t *wa = w + i * wrb + (size_t)b * 18;
+			const uint8_t *wa = wr[i] + (size_t)b * 18;
 			const __m256i p = _mm256_sub_epi32(QDOT_U(QFN(nib32)(wa + 2), yq), yoff);
 			acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(wa) * dy), _mm256_cvtepi32_ps(p), acc[i]);
 		}
 	}
 	#pragma GCC unroll 8
 	for (int i = 0; i < RM; i++)
-		y[i] = QFN(hsum)(acc[i]);
+		*yr[i] = QFN(hsum)(acc[i]);
 }
 
-#define QMV_LOOP4(RM)                 \
-	for (; r + RM <= r1; r += RM) \
-		QFN(mv_q4_0)(RM, w + (size_t)r * wrb, wrb, x, pp, nb, y + r, (size_t)RM * wrb)
+// Q4_1, Q5_0, Q5_1 and IQ4_NL: RM rows from RM streams, as mv_q8_0. Per
+// row and block the operations of the tile kernels (tile32): the integer
+// lanes of dec32 × activations (Q5_0 decoded q+16 less 16·Σy per lane),
+// acc = fma(dw·dy, float(lanes), acc), and for Q4_1/Q5_1 a float sum of
+// min·s_y added after the reduction.
+QINLINE void QFN(mv_b32)(int T, int RM, const uint8_t *const *wr, const uint8_t *x, int nb, float *const *yr) {
+	const int bs = QFN(bsize)(T);
+	const int hm = QFN(has_min32)(T);
+	const int ybs = hm ? 36 : 34, yo = hm ? 4 : 2;
+	const __m256i ones8 = _mm256_set1_epi8(1);
+	__m256 acc[4];
+	__m128 am[4]; // lane 1: the sum of min·s_y (Q4_1, Q5_1)
+	#pragma GCC unroll 4
+	for (int i = 0; i < RM; i++) {
+		acc[i] = _mm256_setzero_ps();
+		am[i] = _mm_setzero_ps();
+	}
+	int b = 0;
+	// Q5_0, IQ4_NL: blocks in pairs, the two weight scales of a row
+	// converted and multiplied by the two activation scales together (lanes
+	// 0 and 1: the same IEEE products as scalar ones)
+	const __m256i idx1 = _mm256_set1_epi32(1);
+	for (; !hm && b + 2 <= nb; b += 2) {
+		const uint8_t *ya = x + (size_t)b * 34;
+		const __m256i yqa = _mm256_loadu_si256((const __m256i *)(ya + 2));
+		const __m256i yqb = _mm256_loadu_si256((const __m256i *)(ya + 36));
+		const __m128 dy2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)QFN(ld16)(ya) | (uint32_t)QFN(ld16)(ya + 34) << 16)));
+		const __m256i yoffa = T == T_Q5_0 ? _mm256_slli_epi32(QDOT_U(ones8, yqa), 4) : _mm256_setzero_si256();
+		const __m256i yoffb = T == T_Q5_0 ? _mm256_slli_epi32(QDOT_U(ones8, yqb), 4) : _mm256_setzero_si256();
+		#pragma GCC unroll 4
+		for (int i = 0; i < RM; i++) {
+			const uint8_t *wa = wr[i] + (size_t)b * bs;
+			_mm_prefetch((const char *)(wa + QMV_PF), _MM_HINT_T0);
+			float d, m;
+			const __m256i qa = QFN(dec32)(T, wa, &d, &m);
+			const __m256i qb = QFN(dec32)(T, wa + bs, &d, &m);
+			const __m256i pa = T == T_Q5_0 ? _mm256_sub_epi32(QDOT_U(qa, yqa), yoffa) : QDOT_S(qa, yqa);
+			const __m256i pb = T == T_Q5_0 ? _mm256_sub_epi32(QDOT_U(qb, yqb), yoffb) : QDOT_S(qb, yqb);
+			const __m128 s2 = QFN(scale2)(wa, bs, dy2);
+			acc[i] = _mm256_fmadd_ps(_mm256_broadcastss_ps(s2), _mm256_cvtepi32_ps(pa), acc[i]);
+			acc[i] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_castps128_ps256(s2), idx1), _mm256_cvtepi32_ps(pb), acc[i]);
+		}
+	}
+	for (; b < nb; b++) {
+		const uint8_t *yb = x + (size_t)b * ybs;
+		const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb + yo));
+		// (d_y, s_y): both F16 halves converted by one instruction
+		uint32_t hy;
+		memcpy(&hy, yb, 4);
+		const __m128 dsy = _mm_cvtph_ps(_mm_cvtsi32_si128(hm ? (int)hy : (int)(hy & 0xffff)));
+		const __m256i yoff = T == T_Q5_0 ? _mm256_slli_epi32(QDOT_U(ones8, yq), 4) : _mm256_setzero_si256();
+		#pragma GCC unroll 4
+		for (int i = 0; i < RM; i++) {
+			const uint8_t *wb = wr[i] + (size_t)b * bs;
+			_mm_prefetch((const char *)(wb + QMV_PF), _MM_HINT_T0);
+			float d, m;
+			const __m256i q = QFN(dec32)(T, wb, &d, &m);
+			const __m256i p = T == T_Q5_0 ? _mm256_sub_epi32(QDOT_U(q, yq), yoff) : hm ? QDOT_U(q, yq) : QDOT_S(q, yq);
+			// lanes (d_w·d_y, m_w·s_y): the same IEEE products as scalar ones
+			uint32_t hw;
+			memcpy(&hw, wb, 4);
+			const __m128 pr = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(hm ? (int)hw : (int)(hw & 0xffff))), dsy);
+			acc[i] = _mm256_fmadd_ps(_mm256_broadcastss_ps(pr), _mm256_cvtepi32_ps(p), acc[i]);
+			if (hm)
+				am[i] = _mm_add_ps(am[i], pr);
+		}
+	}
+	#pragma GCC unroll 4
+	for (int i = 0; i < RM; i++)
+		*yr[i] = QFN(hsum)(acc[i]) + _mm_cvtss_f32(_mm_movehdup_ps(am[i]));
+}
+
+#ifndef QMV_RM32
+#define QMV_RM32 4
+#endif
+
+QINLINE void QFN(mv_b32_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
+	const int len = (r1 - r0) / QMV_RM32;
+	for (int k = 0; k < len; k++) {
+		const uint8_t *wr[4];
+		float *yr[4];
+		for (int i = 0; i < QMV_RM32; i++) {
+			wr[i] = w + (size_t)(r0 + i * len + k) * wrb;
+			yr[i] = y + r0 + i * len + k;
+		}
+		QFN(mv_b32)(T, QMV_RM32, wr, x, nb, yr);
+	}
+	for (int r = r0 + QMV_RM32 * len; r < r1; r++) {
+		const uint8_t *wr = w + (size_t)r * wrb;
+		float *yr = y + r;
+		QFN(mv_b32)(T, 1, &wr, x, nb, &yr);
+	}
+}
 
 // Q4_0: the activation side of at most this many block pairs is
 // precomputed (on the stack, 20 KiB); longer rows compute it per tile.
@@ -379,8 +572,7 @@ enum { QMV_MAXPAIRS = 160 };
 // once (on the stack); longer rows convert them per row.
 enum { QMV_MAXDY = 1024 };
 
-// Q8_0 one row at a time; Q4_0 (compute-bound: the activation side is
-// shared) four rows at a time, each prefetching the next tile's same block.
+// Every 32-element type, four row streams (Q8_0: QMV_RM8).
 static __attribute__((noinline)) void QFN(mv32)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb,
 	float *y, int r0, int r1) {
 	int r = r0;
@@ -390,14 +582,47 @@ static __attribute__((noinline)) void QFN(mv32)(int T, const uint8_t *w, size_t 
 		if (dyb)
 			for (int b = 0; b < nb; b++)
 				dyb[b] = QFN(h2f)(x + (size_t)b * 34);
-		for (; r < r1; r++)
-			y[r] = QFN(mv_q8_0)(w + (size_t)r * wrb, x, dyb, nb);
+		// QMV_RM8 streams of len rows each, then the rest one at a time
+		const int len = (r1 - r0) / QMV_RM8;
+		for (int k = 0; k < len; k++) {
+			const uint8_t *wr[4];
+			float *yr[4];
+			for (int i = 0; i < QMV_RM8; i++) {
+				wr[i] = w + (size_t)(r0 + i * len + k) * wrb;
+				yr[i] = y + r0 + i * len + k;
+			}
+			QFN(mv_q8_0)(QMV_RM8, wr, x, dyb, nb, yr);
+		}
+		for (r = r0 + QMV_RM8 * len; r < r1; r++) {
+			const uint8_t *wr = w + (size_t)r * wrb;
+			float *yr = y + r;
+			QFN(mv_q8_0)(1, &wr, x, dyb, nb, &yr);
+		}
 		return;
+	}
+	switch (T) {
+	case T_Q4_1: QFN(mv_b32_rows)(T_Q4_1, w, wrb, x, nb, y, r0, r1); return;
+	case T_Q5_0: QFN(mv_b32_rows)(T_Q5_0, w, wrb, x, nb, y, r0, r1); return;
+	case T_Q5_1: QFN(mv_b32_rows)(T_Q5_1, w, wrb, x, nb, y, r0, r1); return;
+	case T_IQ4_NL: QFN(mv_b32_rows)(T_IQ4_NL, w, wrb, x, nb, y, r0, r1); return;
 	}
 	QFN(q4pair) buf[QMV_MAXPAIRS];
 	QFN(q4pair) *pp = nb / 2 <= QMV_MAXPAIRS ? buf : NULL;
 	if (pp)
 		QFN(q4pairs)(x, nb / 2, pp);
-	QMV_LOOP4(4);
-	QMV_LOOP4(1);
+	const int len = (r1 - r0) / 4;
+	for (int k = 0; k < len; k++) {
+		const uint8_t *wr[4];
+		float *yr[4];
+		for (int i = 0; i < 4; i++) {
+			wr[i] = w + (size_t)(r0 + i * len + k) * wrb;
+			yr[i] = y + r0 + i * len + k;
+		}
+		QFN(mv_q4_0)(4, wr, x, pp, nb, yr);
+	}
+	for (r = r0 + 4 * len; r < r1; r++) {
+		const uint8_t *wr = w + (size_t)r * wrb;
+		float *yr = y + r;
+		QFN(mv_q4_0)(1, &wr, x, pp, nb, &yr);
+	}
 }
