@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"math"
 	"os"
 	"time"
 
@@ -158,7 +157,7 @@ func benchVision(cmd *cobra.Command, path, imagePath string, threads, reps int) 
 			return nil, fmt.Errorf("encode returned %d values, want %d×%d", len(emb), in.Tokens(), p.Config.ProjDim)
 		}
 	}
-	mean, sd := meanStddev(samples)
+	mean, sd := bench.MeanStd(samples)
 	rss, peak := bench.ProcMemory()
 	flop := p.Config.EncodeFLOPs(in)
 	out := &visionBench{MMProj: path, Projector: string(p.Config.Projector), Image: name,
@@ -184,22 +183,4 @@ func gradient(w, h int) *image.RGBA {
 		}
 	}
 	return m
-}
-
-// meanStddev is the mean and the sample standard deviation (0 for one
-// sample).
-func meanStddev(x []float64) (float64, float64) {
-	var s float64
-	for _, v := range x {
-		s += v
-	}
-	mean := s / float64(len(x))
-	if len(x) < 2 {
-		return mean, 0
-	}
-	var q float64
-	for _, v := range x {
-		q += (v - mean) * (v - mean)
-	}
-	return mean, math.Sqrt(q / float64(len(x)-1))
 }

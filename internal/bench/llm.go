@@ -177,7 +177,7 @@ func LLM(ctx context.Context, o LLMOptions) (*LLMReport, error) {
 			}
 			rate.Samples = append(rate.Samples, float64(n)/secs)
 		}
-		rate.Mean, rate.Stddev = meanStd(rate.Samples)
+		rate.Mean, rate.Stddev = MeanStd(rate.Samples)
 		return rate, nil
 	}
 	if o.Prompt > 0 {
@@ -195,9 +195,9 @@ func LLM(ctx context.Context, o LLMOptions) (*LLMReport, error) {
 	return r, nil
 }
 
-// meanStd returns the mean and the sample standard deviation (0 for one
+// MeanStd returns the mean and the sample standard deviation (0 for one
 // sample), as llama-bench reports them.
-func meanStd(x []float64) (float64, float64) {
+func MeanStd(x []float64) (float64, float64) {
 	if len(x) == 0 {
 		return 0, 0
 	}
