@@ -50,12 +50,15 @@ export function describeWith(l: LLMs, chosen: string): { model: string; why: str
 
 // The answer a prompt helper asks for: JSON following promptSchema (keys
 // come in sorted order, strings bounded so a model cannot ramble forever).
+// max_tokens leaves room for every string at its longest, with a token per
+// character and then some (byte tokens), plus the JSON around them: a reply
+// cut by max_tokens is not JSON.
 export const promptSchema = {
   type: 'object',
   properties: {
-    prompt: { type: 'string', minLength: 1, maxLength: 400, description: 'the Stable Diffusion prompt' },
-    negative_prompt: { type: 'string', maxLength: 200, description: 'what the picture must not show' },
-    style_notes: { type: 'string', maxLength: 200, description: 'a short note on the style chosen, for the person' },
+    prompt: { type: 'string', minLength: 1, maxLength: 300, description: 'the Stable Diffusion prompt' },
+    negative_prompt: { type: 'string', maxLength: 150, description: 'what the picture must not show' },
+    style_notes: { type: 'string', maxLength: 100, description: 'a short note on the style chosen, for the person' },
   },
   required: ['prompt', 'negative_prompt'],
   additionalProperties: false,
@@ -64,7 +67,7 @@ export const promptSchema = {
 export const describeSchema = {
   type: 'object',
   properties: {
-    prompt: { type: 'string', minLength: 1, maxLength: 400, description: 'a Stable Diffusion prompt that would draw this picture' },
+    prompt: { type: 'string', minLength: 1, maxLength: 300, description: 'a Stable Diffusion prompt that would draw this picture' },
   },
   required: ['prompt'],
   additionalProperties: false,
@@ -92,7 +95,7 @@ export function enhanceRequest(model: string, prompt: string, negative: string):
     model,
     stream: true,
     temperature: 0.7,
-    max_tokens: 700,
+    max_tokens: 1000,
     reasoning_effort: 'none',
     messages: [
       { role: 'system', content: enhanceInstructions },
@@ -109,7 +112,7 @@ export function describeRequest(model: string, image: string): Record<string, un
     model,
     stream: true,
     temperature: 0.4,
-    max_tokens: 400,
+    max_tokens: 1000,
     reasoning_effort: 'none',
     messages: [
       {
