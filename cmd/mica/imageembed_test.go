@@ -1,10 +1,9 @@
 package main
 
 import (
-	"compress/gzip"
 	"encoding/json"
 	"math"
-	"os"
+	"mica/internal/testenv"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,23 +17,12 @@ func TestDevImageEmbedAndLogits(t *testing.T) {
 	v := filepath.Join(sharedDir(t), "reference", "vision")
 	mmproj := filepath.Join(v, "mmproj-gemma4-tiny-f32.gguf")
 	img := filepath.Join(v, "dev-512x384.png")
-	f, err := os.Open(filepath.Join(v, "gemma4-vision.json.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ref struct {
 		Prompt     string      `json:"prompt"`
 		Embeddings [][]float64 `json:"image_embeddings"`
 		Logits     []float64   `json:"logits_last"`
 	}
-	if err := json.NewDecoder(zr).Decode(&ref); err != nil {
-		t.Fatal(err)
-	}
+	testenv.GzipJSON(t, filepath.Join(v, "gemma4-vision.json.gz"), &ref)
 
 	out, err := runCLI(t, "dev", "image-embed", "-t", "2", mmproj, img)
 	if err != nil {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -74,22 +73,11 @@ func loadedEngine(t testing.TB, s *Server) *engine.Engine {
 
 // refArgmax is the reference's greedy first token, as text.
 func refArgmax(t testing.TB) (string, int) {
-	f, err := os.Open(testenv.Shared(t, "reference", "vision", "gemma3-vision.json.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var ref struct {
 		SequenceLength int       `json:"sequence_length"`
 		LogitsLast     []float32 `json:"logits_last"`
 	}
-	if err := json.NewDecoder(zr).Decode(&ref); err != nil {
-		t.Fatal(err)
-	}
+	testenv.GzipJSON(t, testenv.Shared(t, "reference", "vision", "gemma3-vision.json.gz"), &ref)
 	bm := 0
 	for j, v := range ref.LogitsLast {
 		if v > ref.LogitsLast[bm] {

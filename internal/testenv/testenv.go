@@ -5,6 +5,8 @@
 package testenv
 
 import (
+	"compress/gzip"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sync"
@@ -55,4 +57,22 @@ func Shared(t testing.TB, elem ...string) string {
 func Find() (string, bool) {
 	once.Do(func() { shared = find() })
 	return shared, shared != ""
+}
+
+// GzipJSON decodes the gzip-compressed JSON file at path into v, failing
+// the test on any error (the references' *.json.gz files).
+func GzipJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if err := json.NewDecoder(zr).Decode(v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
 }

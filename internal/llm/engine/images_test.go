@@ -1,9 +1,7 @@
 package engine
 
 import (
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -29,19 +27,8 @@ type visionRef struct {
 
 func loadVisionRef(t testing.TB, name string) *visionRef {
 	t.Helper()
-	f, err := os.Open(testenv.Shared(t, "reference", "vision", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r visionRef
-	if err := json.NewDecoder(zr).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
+	testenv.GzipJSON(t, testenv.Shared(t, "reference", "vision", name), &r)
 	return &r
 }
 

@@ -1,11 +1,8 @@
 package gemma
 
 import (
-	"compress/gzip"
-	"encoding/json"
 	"math"
 	"mica/internal/testenv"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,19 +22,8 @@ type reference struct {
 
 func loadReference(t testing.TB, path string) *reference {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r reference
-	if err := json.NewDecoder(zr).Decode(&r); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	testenv.GzipJSON(t, path, &r)
 	if len(r.Logits) != len(r.Tokens) {
 		t.Fatalf("%s: %d logit rows for %d tokens", path, len(r.Logits), len(r.Tokens))
 	}

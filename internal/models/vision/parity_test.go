@@ -1,8 +1,6 @@
 package vision
 
 import (
-	"compress/gzip"
-	"encoding/json"
 	"image"
 	"image/png"
 	"math"
@@ -41,19 +39,8 @@ type reference struct {
 
 func loadReference(t testing.TB, name string) *reference {
 	t.Helper()
-	f, err := os.Open(testenv.Shared(t, "reference", "vision", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var r reference
-	if err := json.NewDecoder(zr).Decode(&r); err != nil {
-		t.Fatal(err)
-	}
+	testenv.GzipJSON(t, testenv.Shared(t, "reference", "vision", name), &r)
 	return &r
 }
 
