@@ -194,7 +194,7 @@ Ollama "images") for Gemma models with a vision file (mmproj).`,
 	fl.BoolVar(&f.remoteImages, "remote-images", false, "let chat requests name images by http(s) URL, fetched by the server (default: data: URLs and base64 only)")
 	fl.DurationVar(&f.fetchTimeout, "image-fetch-timeout", server.DefaultRemoteTimeout, "time limit of one remote image fetch")
 	fl.Int64Var(&f.maxImgBytes, "max-image-bytes", server.DefaultMaxImageBytes, "largest remote image in bytes")
-	fl.IntVar(&f.chatImages, "max-chat-images", 16, "most images one chat request may carry")
+	fl.IntVar(&f.chatImages, "max-chat-images", engine.DefaultMaxImages, "most images one chat request may carry")
 	fl.IntVar(&f.jobsPerKey, "max-jobs-per-key", 0, "image jobs one API key may have queued or running at once (0: no limit)")
 	fl.BoolVar(&f.noAuth, "no-auth", false, "allow serving beyond loopback without API keys")
 	fl.StringVar(&f.config, "config", "", "config file of \"flag = value\" lines (default ~/.config/mica/serve.conf if it exists)")

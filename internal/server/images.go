@@ -486,10 +486,7 @@ func (im *images) run(ctx context.Context, j *jobs.Job, p jobs.Progress) (jobs.R
 	var out jobs.Result
 	info := sdapi.NewInfo(req, started)
 	info.SDModelName = j.Model
-	hash := ""
-	if cm, err := im.lookup(j.Model); err == nil {
-		hash = shortHash(im.hashes.sha256(cm.Path))
-	}
+	hash := shortHash(im.hashes.sha256(lease.path)) // the leased file: no second folder listing
 	info.SDModelHash = hash
 	info.Version = "mica " + im.s.cfg.Version
 	if res != nil {

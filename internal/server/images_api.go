@@ -59,7 +59,7 @@ func (s *Server) sdFail(w http.ResponseWriter, r *http.Request, status int, err 
 	}
 	var ce *canon.Error
 	if errors.As(err, &ce) && ce.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((ce.RetryAfter+time.Second-1)/time.Second)))
+		setRetryAfter(w, ce.RetryAfter)
 	}
 	if status >= 500 {
 		s.log.Error("image request failed", "path", r.URL.Path, "err", err)

@@ -307,7 +307,7 @@ func (s *Server) sdReloadCheckpoint(w http.ResponseWriter, r *http.Request) {
 func (s *Server) sdLoadFail(w http.ResponseWriter, r *http.Request, err error) {
 	var ce *canon.Error
 	if errors.As(err, &ce) && ce.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((ce.RetryAfter+time.Second-1)/time.Second)))
+		setRetryAfter(w, ce.RetryAfter)
 	}
 	msg := err.Error()
 	if !strings.Contains(msg, "image model") {

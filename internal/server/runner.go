@@ -173,16 +173,15 @@ type resident struct {
 	close   func() error // unloads it
 	measure func() int64 // bytes the loaded model holds; nil: unknown
 
-	ready    chan struct{} // closed when the load has ended
-	loadedAt time.Time
-	lastUse  time.Time
-	inUse    int           // requests or jobs using it now
-	keep     time.Duration // the keep-alive applied when inUse falls to 0 (the last request's)
-	expires  time.Time     // zero: no expiry (in use, or kept forever)
-	timer    *time.Timer
-	evict    bool // unload as soon as it is idle (asked for while in use)
-	drain    int  // loads waiting for its memory: new uses wait behind them
-	stale    bool // its file changed: never handed out again, unloaded once idle
+	ready   chan struct{} // closed when the load has ended
+	lastUse time.Time
+	inUse   int           // requests or jobs using it now
+	keep    time.Duration // the keep-alive applied when inUse falls to 0 (the last request's)
+	expires time.Time     // zero: no expiry (in use, or kept forever)
+	timer   *time.Timer
+	evict   bool // unload as soon as it is idle (asked for while in use)
+	drain   int  // loads waiting for its memory: new uses wait behind them
+	stale   bool // its file changed: never handed out again, unloaded once idle
 }
 
 func (m *resident) loading() bool {
@@ -372,7 +371,7 @@ func (r *residency) acquire(ctx context.Context, sp loadSpec) (*resident, time.D
 		return nil, 0, err
 	}
 	m.value, m.close, m.measure = v, closeFn, measure
-	m.loadedAt, m.lastUse = time.Now(), time.Now()
+	m.lastUse = time.Now()
 	r.measureLocked(m)
 	close(m.ready)
 	r.logf("model loaded", "model", sp.name, "kind", sp.kind, "seconds", took.Seconds(),

@@ -375,7 +375,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("request failed", "path", r.URL.Path, "err", err)
 	}
 	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+		setRetryAfter(w, e.RetryAfter)
 	}
 	var body any = openai.Error(e)
 	if ollamaPath(r) {
@@ -416,4 +416,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 		return nil, canon.Errorf("", "reading the request body: %v", err)
 	}
 	return b, nil
+}
+
+// setRetryAfter sets the Retry-After header to d rounded up to whole seconds.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(int((d+time.Second-1)/time.Second)))
 }
