@@ -163,3 +163,52 @@ func TestChoicesChat(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowReaderFreesPlace: when every batch place is held by a stuck
+// reader, a waiting request runs once they are cancelled for stalling.
+// (It passed before the batcher re-looped right after ending stalled
+// requests too — another wake-up came in time here — so it guards the
+// behaviour, not that one line.)
+func TestSlowReaderFreesPlace(t *testing.T) {
+	path := refModel(t, "gemma3-tiny-f32.gguf")
+	want := alone(t, path, 3)
+	e := openEngine(t, path, 2, Options{Context: 128, Step: 8, Batch: 2, StreamBuffer: 2, StallTimeout: 200 * time.Millisecond})
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	slowErr := make([]error, 2)
+	for i := range 2 {
+		blocked := make(chan struct{})
+		var once sync.Once
+		wg.Go(func() {
+			_, slowErr[i] = e.Complete(context.Background(), batchRequest(e, 3), func(Event) {
+				once.Do(func() {
+					close(blocked)
+					<-release
+				})
+			})
+		})
+		<-blocked
+	}
+	fast := make(chan Result)
+	go func() {
+		r, err := e.Complete(context.Background(), batchRequest(e, 2), nil)
+		if err != nil {
+			t.Error(err)
+		}
+		fast <- r
+	}()
+	select {
+	case r := <-fast:
+		sameResult(t, 2, r, want[2])
+	case <-time.After(20 * time.Second):
+		close(release)
+		t.Fatal("the waiting request never ran after the stuck ones were cancelled")
+	}
+	close(release)
+	wg.Wait()
+	for i, err := range slowErr {
+		if !errors.Is(err, ErrSlowReader) {
+			t.Fatalf("stuck request %d: %v", i, err)
+		}
+	}
+}

@@ -120,6 +120,11 @@ func (s *scheduler) submit(ctx context.Context, gens []*generation, onEvent func
 			err = sl.err
 		}
 	}
+	if errors.Is(err, ErrSlowReader) {
+		// Nobody reads this request's events any more: the deferred
+		// close discards them instead of waiting for the reader.
+		cancel(ErrSlowReader)
+	}
 	if err == nil {
 		for _, sl := range slots {
 			if err = sl.g.parseErr(); err != nil {
@@ -335,6 +340,9 @@ func (s *scheduler) loop() {
 			s.end(sl, FinishCancelled, ErrSlowReader)
 		}
 		active = without(active, stalled)
+		if len(fed) == 0 && len(stalled) > 0 {
+			continue // their places are free: admit the waiting requests
+		}
 		if len(fed) == 0 {
 			// Every running request is paused: wait for a reader, a
 			// cancellation, a new request or the next stall deadline.
