@@ -3,15 +3,9 @@
 import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { apiKey, send } from './api';
+import { readDataURL } from './attachments';
 
-export function readDataURL(f: Blob): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const r = new FileReader();
-    r.onload = () => resolve(String(r.result));
-    r.onerror = () => reject(new Error('That file could not be read.'));
-    r.readAsDataURL(f);
-  });
-}
+export { readDataURL };
 
 export async function urlToDataURL(url: string): Promise<string> {
   return readDataURL(await (await send(url)).blob());

@@ -63,7 +63,7 @@ function ProgressView({ j }: { j: Job }) {
       <div class="row small">
         <span>
           {j.state === 'queued'
-            ? `Waiting in the queue${j.position ? ` (#${j.position})` : ''}`
+            ? `Waiting in the queue${j.position !== undefined ? ` (#${j.position + 1})` : ''}`
             : j.progress.textinfo || (j.progress.sampling_steps > 0 ? `Step ${j.progress.sampling_step} of ${j.progress.sampling_steps}` : 'Starting…')}
         </span>
         <span class="grow" />
