@@ -97,7 +97,7 @@ func (b *Backend) Alloc(dt tensor.DType, shape ...int) (*compute.Tensor, error) 
 }
 
 // The reuse cache's bounds: buffers between freeMin and freeMax bytes, at
-// most freeCap bytes kept in all.
+// most freeCap bytes kept in all (when full it is emptied and refilled).
 const (
 	freeMin = 4 << 10
 	freeMax = 32 << 20
@@ -203,9 +203,11 @@ func (b *Backend) Free(t *compute.Tensor) {
 	size := int64(len(s.data))
 	b.mu.Lock()
 	b.stats.Allocated -= size
-	if size >= freeMin && size <= freeMax && b.freeBytes+size <= freeCap {
-		if b.free == nil {
-			b.free = map[int64][][]byte{}
+	if size >= freeMin && size <= freeMax {
+		if b.free == nil || b.freeBytes+size > freeCap {
+			// Full: start over, so the sizes in use now are the ones kept
+			// (not those of an earlier prompt or batch size).
+			b.free, b.freeBytes = map[int64][][]byte{}, 0
 		}
 		b.free[size] = append(b.free[size], s.data)
 		b.freeBytes += size

@@ -2,8 +2,8 @@
 
 package ops
 
-// Without cgo or off amd64 the tiled path is never taken (useFast is
-// false); this exists so that the dispatching code compiles unchanged.
+// Without cgo or off amd64 the tiled attention runs its plain-Go
+// reference (attentionTiledRef); this stub keeps the dispatch unchanged.
 func attentionTiledFast(a *attnArgs, nQ, t0, t1 int) { attentionTiledRef(a, nQ, t0, t1) }
 
 var hasAVX512, tiledAVX512, tiledEmu16 = false, false, false
