@@ -121,15 +121,16 @@ const (
 
 // Server serves the APIs.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	cat  *catalog
-	q    *queue
-	res  *residency
-	mux  *http.ServeMux
-	met  *metrics // GET /metrics (metrics.go)
-	img  *images  // the image API (images.go); nil without a data folder
-	auth *auth    // API keys and rate limits (auth.go); nil: open
+	cfg        Config
+	log        *slog.Logger
+	projectors projectorCache // vision.FindProjector's answers (vision.go)
+	cat        *catalog
+	q          *queue
+	res        *residency
+	mux        *http.ServeMux
+	met        *metrics // GET /metrics (metrics.go)
+	img        *images  // the image API (images.go); nil without a data folder
+	auth       *auth    // API keys and rate limits (auth.go); nil: open
 }
 
 // New checks the configuration and builds a server; no model is loaded yet.

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"mica/internal/llm/engine"
@@ -89,12 +92,54 @@ func (s *Server) withProjector(m ModelInfo) ModelInfo {
 		m.Projector, m.ProjectorExplicit = p, true
 		return m
 	}
-	p, err := vision.FindProjector(m.Path)
-	if err != nil {
+	m.Projector = s.projectors.find(m.Path, func(err error) {
 		s.log.Warn("looking for the model's vision projector", "model", m.Name, "err", err)
-	}
-	m.Projector = p
+	})
 	return m
+}
+
+// projectorCache remembers vision.FindProjector's answer per model file,
+// which lists the folder and may parse two GGUF headers: every LLM
+// request asks. An answer holds while the model file and its folder keep
+// their modification times (adding or removing a file changes the
+// folder's).
+type projectorCache struct {
+	mu      sync.Mutex
+	entries map[string]projectorEntry
+}
+
+type projectorEntry struct {
+	file, dir time.Time
+	path      string
+}
+
+func (c *projectorCache) find(model string, warn func(error)) string {
+	fst, err1 := os.Stat(model)
+	dst, err2 := os.Stat(filepath.Dir(model))
+	if err1 != nil || err2 != nil {
+		p, err := vision.FindProjector(model)
+		if err != nil {
+			warn(err)
+		}
+		return p
+	}
+	c.mu.Lock()
+	e, ok := c.entries[model]
+	c.mu.Unlock()
+	if ok && e.file.Equal(fst.ModTime()) && e.dir.Equal(dst.ModTime()) {
+		return e.path
+	}
+	p, err := vision.FindProjector(model)
+	if err != nil {
+		warn(err)
+	}
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[string]projectorEntry{}
+	}
+	c.entries[model] = projectorEntry{file: fst.ModTime(), dir: dst.ModTime(), path: p}
+	c.mu.Unlock()
+	return p
 }
 
 // checkImages applies the request-level image limits.

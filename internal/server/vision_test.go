@@ -351,3 +351,41 @@ func TestVisionExplicitProjector(t *testing.T) {
 		t.Errorf("%d %s", code, body)
 	}
 }
+
+// TestProjectorCache: the answer is kept while the model's folder is
+// unchanged, and found again when a projector file comes or goes.
+func TestProjectorCache(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "tiny.gguf")
+	copyFile(t, testenv.Shared(t, "reference", "gemma", "gemma3-tiny-f32.gguf"), model)
+	var c projectorCache
+	warn := func(err error) { t.Log(err) }
+	if p := c.find(model, warn); p != "" {
+		t.Fatalf("no projector yet, found %q", p)
+	}
+	proj := filepath.Join(dir, "mmproj-tiny.gguf")
+	copyFile(t, testenv.Shared(t, "reference", "vision", "mmproj-gemma3-tiny-f32.gguf"), proj)
+	if p := c.find(model, warn); p != proj {
+		t.Fatalf("after adding it: %q, want %q", p, proj)
+	}
+	if p := c.find(model, warn); p != proj {
+		t.Fatalf("cached: %q", p)
+	}
+	if err := os.Remove(proj); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.find(model, warn); p != "" {
+		t.Fatalf("after removing it: %q", p)
+	}
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
