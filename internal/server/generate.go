@@ -177,7 +177,11 @@ func (j *job) check() error {
 		limit = r.NumCtx
 	}
 	if mt := r.MaxTokens(); mt > ctxLen {
-		return canon.Errorf("max_tokens", "max_tokens %d is more than the model's context of %d tokens", mt, ctxLen)
+		param := r.MaxTokensParam
+		if param == "" {
+			param = "max_tokens"
+		}
+		return canon.Errorf(param, "%s %d is more than the model's context of %d tokens: ask for fewer tokens or start mica serve with a larger --ctx", param, mt, ctxLen)
 	}
 	if len(prompt) >= limit {
 		return &canon.Error{Kind: canon.Invalid, Param: "messages", Code: "context_length_exceeded",

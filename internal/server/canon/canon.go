@@ -42,6 +42,10 @@ type Request struct {
 	// ImagesParam is the request field errors about the images name
 	// ("messages", "images"); "" for the server's default.
 	ImagesParam string
+	// MaxTokensParam is the request field that set the token limit, named
+	// in errors about it ("max_completion_tokens", "options.num_predict");
+	// "" for "max_tokens".
+	MaxTokensParam string
 }
 
 // Images returns the engine request's images.

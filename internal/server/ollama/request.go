@@ -266,7 +266,7 @@ func (c *common) decode() (*canon.Request, decoded, error) {
 	if c.Model == "" {
 		return nil, d, canon.Errorf("model", "model is required")
 	}
-	req := &canon.Request{Model: c.Model, Stream: c.Stream == nil || *c.Stream}
+	req := &canon.Request{Model: c.Model, Stream: c.Stream == nil || *c.Stream, MaxTokensParam: "options.num_predict"}
 	if !canon.IsNull(c.Format) {
 		f, err := format(c.Format)
 		if err != nil {

@@ -208,8 +208,12 @@ func DecodeChat(body []byte) (*canon.Request, error) {
 		cr.Tools = append(cr.Tools, chat.Tool{Name: t.Function.Name, Description: t.Function.Description, Parameters: params})
 	}
 	cr.Images = images.List
-	return &canon.Request{Model: r.Model, Stream: r.Stream, Chat: cr, IncludeUsage: req.includeUsage, Format: format,
-		RemoteImages: images.Remote}, nil
+	out := &canon.Request{Model: r.Model, Stream: r.Stream, Chat: cr, IncludeUsage: req.includeUsage, Format: format,
+		RemoteImages: images.Remote}
+	if r.MaxCompletionTokens != nil && r.MaxTokens == nil {
+		out.MaxTokensParam = "max_completion_tokens"
+	}
+	return out, nil
 }
 
 func unsupportedChat(r *chatRequest) error {
