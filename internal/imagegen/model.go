@@ -60,6 +60,7 @@ type Model struct {
 
 	hashOnce sync.Once
 	hash     string
+	hashFn   func() string // Options.ShortHash
 }
 
 // Options configure loading.
@@ -74,6 +75,10 @@ type Options struct {
 	// Quantize the UNet's weights at load (tensor.Q8_0 or tensor.Q4_0;
 	// zero keeps the file's types).
 	Quantize tensor.DType
+	// ShortHash, when set, supplies the checkpoint's short hash (a cache
+	// that hashes files in the background; "" while unknown) instead of
+	// ShortHash reading the whole file on its first call.
+	ShortHash func() string
 }
 
 // Load opens a checkpoint (single-file .safetensors or a diffusers folder)
@@ -84,7 +89,8 @@ func Load(b compute.Backend, path string, o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Name: strings.TrimSuffix(filepath.Base(path), ".safetensors"), Kind: ck.Kind, path: path, b: b, ckpt: ck}
+	m := &Model{Name: strings.TrimSuffix(filepath.Base(path), ".safetensors"), Kind: ck.Kind, path: path, b: b, ckpt: ck,
+		hashFn: o.ShortHash}
 	fail := func(err error) (*Model, error) {
 		ck.Close()
 		return nil, err
@@ -154,8 +160,12 @@ func (m *Model) Close() error {
 // ten hex digits of the file's SHA-256 (what its infotext shows in
 // brackets, e.g. "Refiner: NAME [hash]"; sd_xl_refiner_1.0's is
 // 7440042bbd); "" for a diffusers folder or an
-// unreadable file. The file is read once, on the first call.
+// unreadable file. Without Options.ShortHash the file is read once, on the
+// first call.
 func (m *Model) ShortHash() string {
+	if m.hashFn != nil {
+		return m.hashFn()
+	}
 	m.hashOnce.Do(func() {
 		f, err := os.Open(m.path)
 		if err != nil {

@@ -297,7 +297,10 @@ func (im *images) release(res *resident) { im.s.res.release(res, im.s.cfg.KeepAl
 // loadModel loads checkpoint m on a backend of its own.
 func (im *images) loadModel(m imageModel) (*loadedImage, error) {
 	b := cpu.New(im.s.cfg.Threads)
-	o := imagegen.Options{Tokenizer: im.s.cfg.CLIPTokenizer, TokenizerSearch: []string{filepath.Join(im.data, "tokenizers", "clip")}}
+	o := imagegen.Options{Tokenizer: im.s.cfg.CLIPTokenizer, TokenizerSearch: []string{filepath.Join(im.data, "tokenizers", "clip")},
+		// The background hash cache: a refiner's infotext never waits for
+		// its file to be read.
+		ShortHash: func() string { return shortHash(im.hashes.sha256(m.Path)) }}
 	model, err := imagegen.Load(b, m.Path, o)
 	if errors.Is(err, imagegen.ErrNoTokenizer) && !im.s.cfg.Offline {
 		// As A1111 does: fetch the standard CLIP tokenizer once.
