@@ -121,12 +121,12 @@ func (b *Binder) Values(name string, t *compute.Tensor) []float32 {
 	if t == nil {
 		return nil
 	}
-	raw := make([]byte, 4*t.Elems())
-	if err := b.be.Read(t, raw); err != nil {
+	v := make([]float32, t.Elems())
+	if err := compute.ReadF32(t, v); err != nil {
 		b.Problem("%s: %v", name, err)
 		return nil
 	}
-	return decodeF32(raw)
+	return v
 }
 
 // Scalar reads an optional one-element tensor, def when absent.

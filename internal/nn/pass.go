@@ -8,8 +8,6 @@
 package nn
 
 import (
-	"encoding/binary"
-	"math"
 	"unsafe"
 
 	"mica/internal/compute"
@@ -73,7 +71,7 @@ func (p *Pass) New(shape ...int) *compute.Tensor {
 func (p *Pass) Upload(v []float32, shape ...int) *compute.Tensor {
 	t := p.New(shape...)
 	if t != nil {
-		p.Check(p.B.Write(t, F32Bytes(v)))
+		p.Check(compute.WriteF32(t, v))
 	}
 	return t
 }
@@ -83,12 +81,12 @@ func (p *Pass) Read(t *compute.Tensor) []float32 {
 	if p.Err != nil {
 		return nil
 	}
-	raw := make([]byte, 4*t.Elems())
-	if err := p.B.Read(t, raw); err != nil {
+	v := make([]float32, t.Elems())
+	if err := compute.ReadF32(t, v); err != nil {
 		p.Check(err)
 		return nil
 	}
-	return decodeF32(raw)
+	return v
 }
 
 // MatMul returns x·wᵀ: [rows of x, rows of w].
@@ -244,13 +242,4 @@ func F32Bytes(v []float32) []byte {
 		return nil
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), 4*len(v))
-}
-
-// decodeF32 is little-endian F32 bytes as values.
-func decodeF32(raw []byte) []float32 {
-	out := make([]float32, len(raw)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-	}
-	return out
 }

@@ -89,7 +89,7 @@ func (p *Projector) Encode(in *Input) ([]float32, error) {
 		return nil, fmt.Errorf("vision: encode: %w", ps.Err)
 	}
 	emb := make([]float32, out.Elems())
-	if err := p.be.Read(out, nn.F32Bytes(emb)); err != nil {
+	if err := compute.ReadF32(out, emb); err != nil {
 		return nil, fmt.Errorf("vision: encode: reading embeddings: %w", err)
 	}
 	return emb, nil
@@ -117,11 +117,11 @@ func (p *pass) clamp(x *compute.Tensor, lo, hi float32) {
 		return
 	}
 	v := make([]float32, x.Elems())
-	p.Check(p.B.Read(x, nn.F32Bytes(v)))
+	p.Check(compute.ReadF32(x, v))
 	for i, e := range v {
 		v[i] = min(max(e, lo), hi)
 	}
-	p.Check(p.B.Write(x, nn.F32Bytes(v)))
+	p.Check(compute.WriteF32(x, v))
 }
 
 // attention is full (bidirectional) multi-head attention of q, k, v
