@@ -1,8 +1,9 @@
 package imagefile
 
 import (
-	"encoding/binary"
+	"bytes"
 	"io"
+	"mica/internal/format/jpegexif"
 )
 
 var errUnexpectedEOF = io.ErrUnexpectedEOF
@@ -10,61 +11,17 @@ var errUnexpectedEOF = io.ErrUnexpectedEOF
 // exifOrientation returns the EXIF orientation tag (1…8) of a JPEG, or 0
 // when there is none or it cannot be read.
 func exifOrientation(data []byte) int {
-	i := 2 // after SOI
-	for i+4 <= len(data) {
-		if data[i] != 0xff {
-			return 0
-		}
-		marker := data[i+1]
-		if marker == 0xda || marker == 0xd9 { // start of scan, end of image
-			return 0
-		}
-		n := int(binary.BigEndian.Uint16(data[i+2:]))
-		if n < 2 || i+2+n > len(data) {
-			return 0
-		}
-		seg := data[i+4 : i+2+n]
-		if marker == 0xe1 && len(seg) >= 6 && string(seg[:6]) == "Exif\x00\x00" {
-			return tiffOrientation(seg[6:])
-		}
-		i += 2 + n
-	}
-	return 0
-}
-
-// tiffOrientation reads tag 0x0112 of IFD0 of a TIFF header.
-func tiffOrientation(t []byte) int {
-	if len(t) < 8 {
+	t, err := jpegexif.TIFF(bytes.NewReader(data))
+	if err != nil || t == nil {
 		return 0
 	}
-	var bo binary.ByteOrder
-	switch string(t[:2]) {
-	case "II":
-		bo = binary.LittleEndian
-	case "MM":
-		bo = binary.BigEndian
-	default:
+	d, err := jpegexif.ParseTIFF(t)
+	if err != nil || d.Order.Uint16(t[2:]) != 42 || d.IFD0 < 8 {
 		return 0
 	}
-	if bo.Uint16(t[2:]) != 42 {
-		return 0
-	}
-	off := int(bo.Uint32(t[4:]))
-	if off < 8 || off+2 > len(t) {
-		return 0
-	}
-	n := int(bo.Uint16(t[off:]))
-	for k := 0; k < n; k++ {
-		e := off + 2 + 12*k
-		if e+12 > len(t) {
-			return 0
-		}
-		if bo.Uint16(t[e:]) == 0x0112 && bo.Uint16(t[e+2:]) == 3 { // SHORT
-			v := int(bo.Uint16(t[e+8:]))
-			if v >= 1 && v <= 8 {
-				return v
-			}
-			return 0
+	if e, ok := d.Tag(d.IFD0, 0x0112); ok && e.Type == 3 { // SHORT
+		if v := int(e.Uint16()); v >= 1 && v <= 8 {
+			return v
 		}
 	}
 	return 0

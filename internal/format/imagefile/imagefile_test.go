@@ -264,3 +264,25 @@ func TestGIFFrameOffset(t *testing.T) {
 		}
 	}
 }
+
+// TestEXIFOrientationBigEndian: a Motorola-order ("MM") TIFF block keeps
+// the SHORT in the first two bytes of the value field.
+func TestEXIFOrientationBigEndian(t *testing.T) {
+	tiff := []byte("MM\x00*\x00\x00\x00\x08")
+	tiff = binary.BigEndian.AppendUint16(tiff, 1)
+	tiff = binary.BigEndian.AppendUint16(tiff, 0x0112)
+	tiff = binary.BigEndian.AppendUint16(tiff, 3)
+	tiff = binary.BigEndian.AppendUint32(tiff, 1)
+	tiff = binary.BigEndian.AppendUint16(tiff, 8)
+	tiff = append(tiff, 0, 0, 0, 0, 0, 0)
+	seg := append([]byte("Exif\x00\x00"), tiff...)
+	data := []byte{0xff, 0xd8, 0xff, 0xe1}
+	data = binary.BigEndian.AppendUint16(data, uint16(len(seg)+2))
+	data = append(append(data, seg...), 0xff, 0xda, 0, 2)
+	if got := exifOrientation(data); got != 8 {
+		t.Fatalf("orientation %d, want 8", got)
+	}
+	if got := exifOrientation(data[:len(data)-10]); got != 0 {
+		t.Fatalf("truncated: orientation %d, want 0", got)
+	}
+}

@@ -81,74 +81,23 @@ func entry(b []byte, tag, typ uint16, count, value uint32) {
 // header's), ASCII and undefined-charset forms. It reads only the markers
 // before the image data.
 func ReadUserComment(r io.Reader) (string, error) {
-	br := &byteReader{r: r}
-	if m, err := br.n(2); err != nil || m[0] != 0xFF || m[1] != 0xD8 {
-		return "", errors.New("jpegexif: not a JPEG file")
+	t, err := TIFF(r)
+	if err != nil || t == nil {
+		return "", err
 	}
-	for {
-		hdr, err := br.n(4)
-		if err != nil {
-			return "", fmt.Errorf("jpegexif: truncated before the image data: %w", err)
-		}
-		if hdr[0] != 0xFF {
-			return "", errors.New("jpegexif: corrupt marker")
-		}
-		marker, size := hdr[1], int(hdr[2])<<8|int(hdr[3])
-		if marker == 0xDA || marker == 0xD9 { // start of scan / end: no EXIF before the pixels
-			return "", nil
-		}
-		if size < 2 {
-			return "", errors.New("jpegexif: corrupt segment length")
-		}
-		body, err := br.n(size - 2)
-		if err != nil {
-			return "", fmt.Errorf("jpegexif: truncated segment: %w", err)
-		}
-		if marker == 0xE1 && bytes.HasPrefix(body, []byte("Exif\x00\x00")) {
-			return userComment(body[6:])
-		}
+	d, err := ParseTIFF(t)
+	if err != nil {
+		return "", err
 	}
-}
-
-func userComment(t []byte) (string, error) {
-	if len(t) < 8 {
-		return "", errors.New("jpegexif: short TIFF header")
-	}
-	var bo binary.ByteOrder
-	little := false
-	switch string(t[:2]) {
-	case "II":
-		bo, little = binary.LittleEndian, true
-	case "MM":
-		bo = binary.BigEndian
-	default:
-		return "", errors.New("jpegexif: bad TIFF byte order")
-	}
-	find := func(ifd uint32, tag uint16) (typ uint16, count, value uint32, ok bool) {
-		if uint64(ifd)+2 > uint64(len(t)) {
-			return 0, 0, 0, false
-		}
-		n := int(bo.Uint16(t[ifd:]))
-		for i := 0; i < n; i++ {
-			off := uint64(ifd) + 2 + 12*uint64(i)
-			if off+12 > uint64(len(t)) {
-				return 0, 0, 0, false
-			}
-			e := t[off:]
-			if bo.Uint16(e) == tag {
-				return bo.Uint16(e[2:]), bo.Uint32(e[4:]), bo.Uint32(e[8:]), true
-			}
-		}
-		return 0, 0, 0, false
-	}
-	_, _, exif, ok := find(bo.Uint32(t[4:]), 0x8769)
+	exif, ok := d.Tag(d.IFD0, 0x8769)
 	if !ok {
 		return "", nil
 	}
-	_, count, at, ok := find(exif, 0x9286)
+	uc, ok := d.Tag(exif.Uint32(), 0x9286)
 	if !ok {
 		return "", nil
 	}
+	count, at := uc.Count, uc.Uint32()
 	if count < 8 || uint64(at)+uint64(count) > uint64(len(t)) {
 		return "", errors.New("jpegexif: UserComment out of bounds")
 	}
@@ -160,11 +109,11 @@ func userComment(t []byte) (string, error) {
 		}
 		u := make([]uint16, len(text)/2)
 		for i := range u {
-			u[i] = bo.Uint16(text[2*i:])
+			u[i] = d.Order.Uint16(text[2*i:])
 		}
 		// piexif writes big-endian whatever the TIFF order: trust a BOM-less
 		// guess when the other order decodes to plainer text.
-		if little && looksSwapped(u) {
+		if d.Order == binary.ByteOrder(binary.LittleEndian) && looksSwapped(u) {
 			for i := range u {
 				u[i] = u[i]>>8 | u[i]<<8
 			}
@@ -172,6 +121,100 @@ func userComment(t []byte) (string, error) {
 		return string(utf16.Decode(u)), nil
 	}
 	return string(bytes.TrimRight(text, "\x00")), nil
+}
+
+// TIFF returns the TIFF block (from its byte-order mark on) of a JPEG's
+// first EXIF APP1 segment, reading only the markers before the image data;
+// nil without an error when there is none.
+func TIFF(r io.Reader) ([]byte, error) {
+	br := &byteReader{r: r}
+	if m, err := br.n(2); err != nil || m[0] != 0xFF || m[1] != 0xD8 {
+		return nil, errors.New("jpegexif: not a JPEG file")
+	}
+	for {
+		hdr, err := br.n(4)
+		if err != nil {
+			return nil, fmt.Errorf("jpegexif: truncated before the image data: %w", err)
+		}
+		if hdr[0] != 0xFF {
+			return nil, errors.New("jpegexif: corrupt marker")
+		}
+		marker, size := hdr[1], int(hdr[2])<<8|int(hdr[3])
+		if marker == 0xDA || marker == 0xD9 { // start of scan / end: no EXIF before the pixels
+			return nil, nil
+		}
+		if size < 2 {
+			return nil, errors.New("jpegexif: corrupt segment length")
+		}
+		body, err := br.n(size - 2)
+		if err != nil {
+			return nil, fmt.Errorf("jpegexif: truncated segment: %w", err)
+		}
+		if marker == 0xE1 && bytes.HasPrefix(body, []byte("Exif\x00\x00")) {
+			return body[6:], nil
+		}
+	}
+}
+
+// Directory is a parsed TIFF header: its byte order and the offset of its
+// first image file directory (IFD0).
+type Directory struct {
+	t     []byte
+	Order binary.ByteOrder
+	IFD0  uint32
+}
+
+// ParseTIFF reads the header of TIFF block t (as TIFF returns it).
+func ParseTIFF(t []byte) (Directory, error) {
+	if len(t) < 8 {
+		return Directory{}, errors.New("jpegexif: short TIFF header")
+	}
+	d := Directory{t: t}
+	switch string(t[:2]) {
+	case "II":
+		d.Order = binary.LittleEndian
+	case "MM":
+		d.Order = binary.BigEndian
+	default:
+		return Directory{}, errors.New("jpegexif: bad TIFF byte order")
+	}
+	d.IFD0 = d.Order.Uint32(t[4:])
+	return d, nil
+}
+
+// Entry is one IFD entry: its type, count and 4-byte value field.
+type Entry struct {
+	Type  uint16
+	Count uint32
+	value []byte
+	order binary.ByteOrder
+}
+
+// Uint32 is the value field as a LONG (or an offset into the TIFF block).
+func (e Entry) Uint32() uint32 { return e.order.Uint32(e.value) }
+
+// Uint16 is the value field as one SHORT (the first two bytes).
+func (e Entry) Uint16() uint16 { return e.order.Uint16(e.value) }
+
+// Tag finds tag in the IFD at offset ifd; false when the IFD or the tag is
+// missing or out of bounds.
+func (d Directory) Tag(ifd uint32, tag uint16) (Entry, bool) {
+	t, bo := d.t, d.Order
+	if uint64(ifd)+2 > uint64(len(t)) {
+		return Entry{}, false
+	}
+	n := int(bo.Uint16(t[ifd:]))
+	for i := 0; i < n; i++ {
+		off := uint64(ifd) + 2 + 12*uint64(i)
+		if off+12 > uint64(len(t)) {
+			return Entry{}, false
+		}
+		e := t[off : off+12]
+		if bo.Uint16(e) == tag {
+			return Entry{Type: bo.Uint16(e[2:]), Count: bo.Uint32(e[4:]), value: e[8:12], order: bo}, true
+		}
+	}
+	return Entry{}, false
 }
 
 // looksSwapped reports whether UTF-16 units look byte-swapped: ASCII text
