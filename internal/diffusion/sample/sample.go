@@ -233,6 +233,18 @@ func (r *runner) sdeNoise(sigma, sigmaNext float32) ([]float32, error) {
 	return z, nil
 }
 
+// addSDENoise adds amp·z to x, z the noise for σ → σ_next (sdeNoise).
+func (r *runner) addSDENoise(x []float32, sigma, sigmaNext, amp float32) error {
+	z, err := r.sdeNoise(sigma, sigmaNext)
+	if err != nil {
+		return err
+	}
+	for j := range x {
+		x[j] += float32(z[j] * amp) // rounded: no fused multiply-add
+	}
+	return nil
+}
+
 // addNoise adds amp·z to x, element-wise float32 (sd.cpp's x += randn·amp).
 func (r *runner) addNoise(amp float32) error {
 	z, err := r.randn()

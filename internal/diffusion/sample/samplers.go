@@ -231,13 +231,8 @@ func dpmpp2mSDE(r *runner) error {
 				}
 			}
 			if r.eta > 0 {
-				z, err := r.sdeNoise(s, sn)
-				if err != nil {
+				if err := r.addSDENoise(r.x, s, sn, float32(sn*sqrt32(-expm132(-2*etaH)))); err != nil {
 					return err
-				}
-				amp := float32(sn * sqrt32(-expm132(-2*etaH)))
-				for j := range r.x {
-					r.x[j] += float32(z[j] * amp)
 				}
 			}
 			hLast = h
@@ -281,12 +276,8 @@ func dpmppSDE(r *runner) error {
 			x2[j] = float32(a*xj) - float32(b*den[j])
 		}
 		if eta > 0 {
-			z, err := r.sdeNoise(qFrom, qMid)
-			if err != nil {
+			if err := r.addSDENoise(x2, qFrom, qMid, float32(up)); err != nil {
 				return err
-			}
-			for j := range x2 {
-				x2[j] += float32(z[j] * float32(up))
 			}
 		}
 		den2, err := r.denoise(x2, float32(sMid), i)
@@ -304,12 +295,8 @@ func dpmppSDE(r *runner) error {
 			r.x[j] = float32(a*xj) - float32(b*dd[j])
 		}
 		if eta > 0 {
-			z, err := r.sdeNoise(qFrom, qTo)
-			if err != nil {
+			if err := r.addSDENoise(r.x, qFrom, qTo, float32(up)); err != nil {
 				return err
-			}
-			for j := range r.x {
-				r.x[j] += float32(z[j] * float32(up))
 			}
 		}
 		return nil
