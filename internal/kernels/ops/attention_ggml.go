@@ -224,22 +224,29 @@ func attentionNoFlash(a *attnArgs, r0, r1 int) {
 	d, dv, nkv := p.HeadDim, a.dv, a.nkv
 	group := p.NHead / p.NKVHead
 	negInf := float32(math.Inf(-1))
-	qbuf := make([]float32, d)
-	w := make([]float32, nkv)
+	qbuf := make([]float32, group*d)
+	w := make([]float32, group*nkv)
 	idx := make([]int32, 0, nkv)
+	kept := make([]int32, nkv)
 	acc := make([]float32, 16*dv)
 	capScale := float32(0)
 	if p.Softcap != 0 {
 		capScale = p.Scale / p.Softcap
 	}
-	for r := r0; r < r1; r++ {
+	for r := r0; r < r1; {
 		i, h := r/p.NHead, r%p.NHead
 		g := h / group
-		q := a.q[i*a.qRow+h*d : i*a.qRow+h*d+d]
-		if a.k.F16 != nil {
-			nfRoundF16(q, qbuf)
-		} else {
-			copy(qbuf, q)
+		// Heads h … h+nh−1 of query i share K/V head g (to the end of the
+		// group or of this call's rows) and see the same cells: their
+		// scores come from one pass over K.
+		nh := min(group-h%group, r1-r)
+		for t := 0; t < nh; t++ {
+			q := a.q[i*a.qRow+(h+t)*d : i*a.qRow+(h+t)*d+d]
+			if a.k.F16 != nil {
+				nfRoundF16(q, qbuf[t*d:])
+			} else {
+				copy(qbuf[t*d:], q)
+			}
 		}
 		var qp int32
 		if a.qPos != nil {
@@ -252,7 +259,6 @@ func attentionNoFlash(a *attnArgs, r0, r1 int) {
 		// The visible cells, then their scores; the others are -Inf.
 		idx = idx[:0]
 		for j := 0; j < nkv; j++ {
-			w[j] = negInf
 			if a.kPos != nil {
 				kp := a.kPos[j]
 				if kp < 0 || (p.Causal && kp > qp) || (p.Window > 0 && int(qp)-int(kp) >= p.Window) {
@@ -264,34 +270,39 @@ func attentionNoFlash(a *attnArgs, r0, r1 int) {
 			}
 			idx = append(idx, int32(j))
 		}
-		o := a.out[i*a.oRow+h*dv : i*a.oRow+h*dv+dv]
-		if len(idx) == 0 {
-			clear(o)
-			continue
-		}
-		nfScores(qbuf, a.k, g*a.k.HeadStride, idx, w)
-		mx := negInf
-		for _, j := range idx {
-			s := w[j]
-			if p.Softcap != 0 {
-				s = float32(p.Softcap * float32(math.Tanh(float64(float32(s*capScale)))))
-			} else {
-				s = float32(s * p.Scale)
+		if len(idx) > 0 {
+			for e := range w[:nh*nkv] {
+				w[e] = negInf
 			}
-			if mr != nil {
-				s += mr[j]
+			nfScoresGroup(qbuf[:nh*d], nh, a.k, g*a.k.HeadStride, idx, w, nkv)
+		}
+		for t := 0; t < nh; t++ {
+			o := a.out[i*a.oRow+(h+t)*dv : i*a.oRow+(h+t)*dv+dv]
+			wt := w[t*nkv : t*nkv+nkv]
+			mx := negInf
+			for _, j := range idx {
+				s := wt[j]
+				if p.Softcap != 0 {
+					s = float32(p.Softcap * float32(math.Tanh(float64(float32(s*capScale)))))
+				} else {
+					s = float32(s * p.Scale)
+				}
+				if mr != nil {
+					s += mr[j]
+				}
+				wt[j] = s
+				mx = max(mx, s)
 			}
-			w[j] = s
-			mx = max(mx, s)
+			if mx == negInf { // no visible cell
+				clear(o)
+				continue
+			}
+			sum := nfSoftmaxExp(wt, mx)
+			inv := float32(1 / sum)
+			sel := nfNormalize(wt, inv, a.v.F16 != nil, kept)
+			nfOutput(wt, a.v, g*a.v.HeadStride, sel, acc, o)
 		}
-		if mx == negInf {
-			clear(o)
-			continue
-		}
-		sum := nfSoftmaxExp(w, mx)
-		inv := float32(1 / sum)
-		idx = nfNormalize(w, inv, a.v.F16 != nil, idx[:cap(idx)])
-		nfOutput(w, a.v, g*a.v.HeadStride, idx, acc, o)
+		r += nh
 	}
 }
 
@@ -358,6 +369,15 @@ func nfScoresRef(q []float32, k KV, off int, idx []int32, s []float32) {
 			copy(kbuf, k.F32[koff:koff+d])
 		}
 		s[j] = dot16(q, kbuf)
+	}
+}
+
+// nfScoresGroupRef is nfScoresRef for each of the G queries of q (rows of
+// len(q)/G), query g's scores in s[g·ss:].
+func nfScoresGroupRef(q []float32, G int, k KV, off int, idx []int32, s []float32, ss int) {
+	d := len(q) / G
+	for g := 0; g < G; g++ {
+		nfScoresRef(q[g*d:g*d+d], k, off, idx, s[g*ss:])
 	}
 }
 

@@ -98,6 +98,66 @@ NF_AVX2 void mica_nf_scores(const float *q, const void *k, int kf16, long d, lon
 	}
 }
 
+// nf_scores_gq: the scores of G queries (q + g·qs) against cell rows o[c]
+// (C cells), one accumulator pair per query and cell: each K vector is
+// loaded once for the G queries, and every score gets exactly nf_dot16's
+// operations. G and C are constants after inlining.
+static inline __attribute__((always_inline)) NF_AVX2 void nf_scores_gq(const int G, const int C, const float *q,
+		long qs, const void *k, int kf16, long d, long main, const long *o, const int32_t *cell, float *s, long ss) {
+	__m256 lo[4][2], hi[4][2];
+	_Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+		_Pragma("GCC unroll 2") for (int c = 0; c < C; c++) {
+			lo[g][c] = _mm256_setzero_ps();
+			hi[g][c] = _mm256_setzero_ps();
+		}
+	}
+	for (long e = 0; e < main; e += 16) {
+		__m256 kl[2], kh[2];
+		_Pragma("GCC unroll 2") for (int c = 0; c < C; c++) {
+			kl[c] = nf_load(k, kf16, o[c] + e);
+			kh[c] = nf_load(k, kf16, o[c] + e + 8);
+		}
+		_Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+			const __m256 qa = _mm256_loadu_ps(q + g * qs + e), qb = _mm256_loadu_ps(q + g * qs + e + 8);
+			_Pragma("GCC unroll 2") for (int c = 0; c < C; c++) {
+				lo[g][c] = _mm256_fmadd_ps(kl[c], qa, lo[g][c]);
+				hi[g][c] = _mm256_fmadd_ps(kh[c], qb, hi[g][c]);
+			}
+		}
+	}
+	_Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+		_Pragma("GCC unroll 2") for (int c = 0; c < C; c++) {
+			s[g * ss + cell[c]] = nf_fin16(lo[g][c], hi[g][c], q + g * qs, k, kf16, d, main, o[c]);
+		}
+	}
+}
+
+// mica_nf_scores_g is mica_nf_scores for G queries (2 ≤ G ≤ 4, rows q +
+// g·qs) that see the same cells: s[g·ss + idx[i]]. The heads of a
+// grouped-query attention group share K, so each K row is read once for
+// all of them; every score equals mica_nf_scores' bit for bit.
+NF_AVX2 void mica_nf_scores_g(const float *q, long qs, int G, const void *k, int kf16, long d, long krow,
+		const int32_t *idx, long n, float *s, long ss) {
+	long main = d & ~15L;
+	long i = 0;
+	long o[2];
+	if (G == 2) {
+		for (; i + 2 <= n; i += 2) {
+			o[0] = idx[i] * krow;
+			o[1] = idx[i + 1] * krow;
+			nf_scores_gq(2, 2, q, qs, k, kf16, d, main, o, idx + i, s, ss);
+		}
+	}
+	for (; i < n; i++) {
+		o[0] = idx[i] * krow;
+		switch (G) {
+		case 2: nf_scores_gq(2, 1, q, qs, k, kf16, d, main, o, idx + i, s, ss); break;
+		case 3: nf_scores_gq(3, 1, q, qs, k, kf16, d, main, o, idx + i, s, ss); break;
+		default: nf_scores_gq(4, 1, q, qs, k, kf16, d, main, o, idx + i, s, ss); break;
+		}
+	}
+}
+
 // mica_nf_output: out[e] = the 16-lane sum over cells idx[0..n) (in
 // increasing order) of v[cell][e]*w[cell], lane = cell mod 16. acc holds
 // 16*dv floats of scratch.

@@ -7,6 +7,8 @@ package ops
 
 void mica_nf_scores(const float *q, const void *k, int kf16, long d, long krow,
 	const int32_t *idx, long n, float *s);
+void mica_nf_scores_g(const float *q, long qs, int G, const void *k, int kf16, long d, long krow,
+	const int32_t *idx, long n, float *s, long ss);
 void mica_nf_output(const float *w, const void *v, int vf16, long dv, long vrow,
 	const int32_t *idx, long n, float *acc, float *out);
 double mica_nf_softmax_exp(float *w, long n, float mx);
@@ -27,6 +29,27 @@ func nfScores(q []float32, k KV, off int, idx []int32, s []float32) {
 	kp, kf16 := kvPtrAt(k, off)
 	C.mica_nf_scores(fptr(q), kp, kf16, C.long(len(q)), C.long(k.RowStride),
 		(*C.int32_t)(unsafe.Pointer(&idx[0])), C.long(len(idx)), fptr(s))
+}
+
+// nfScoresGroup is nfScores for the G queries of q (rows of len(q)/G) that
+// see the same cells idx: the scores of query g go to s[g·ss:]. Up to four
+// queries share one pass over K.
+func nfScoresGroup(q []float32, G int, k KV, off int, idx []int32, s []float32, ss int) {
+	d := len(q) / G
+	if !useFast || len(idx) == 0 || G < 2 {
+		nfScoresGroupRef(q, G, k, off, idx, s, ss)
+		return
+	}
+	kp, kf16 := kvPtrAt(k, off)
+	for g0 := 0; g0 < G; g0 += 4 {
+		n := min(4, G-g0)
+		if n == 1 {
+			nfScores(q[g0*d:g0*d+d], k, off, idx, s[g0*ss:])
+			continue
+		}
+		C.mica_nf_scores_g(fptr(q[g0*d:]), C.long(d), C.int(n), kp, kf16, C.long(d), C.long(k.RowStride),
+			(*C.int32_t)(unsafe.Pointer(&idx[0])), C.long(len(idx)), fptr(s[g0*ss:]), C.long(ss))
+	}
 }
 
 func nfOutput(w []float32, v KV, off int, idx []int32, acc, out []float32) {

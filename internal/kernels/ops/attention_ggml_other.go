@@ -4,7 +4,9 @@ package ops
 
 // Without cgo or off amd64 NumericsGGMLNoFlash runs the plain-Go kernels.
 
-func nfScores(q []float32, k KV, off int, idx []int32, s []float32) { nfScoresRef(q, k, off, idx, s) }
+func nfScoresGroup(q []float32, G int, k KV, off int, idx []int32, s []float32, ss int) {
+	nfScoresGroupRef(q, G, k, off, idx, s, ss)
+}
 
 func nfOutput(w []float32, v KV, off int, idx []int32, acc, out []float32) {
 	nfOutputRef(w, v, off, idx, acc, out)
