@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,13 +17,41 @@ import (
 )
 
 func newBenchCmd() *cobra.Command {
+	var profile string
+	var profFile *os.File
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure mica's speed on this machine",
 		Long: `Benchmarks that print figures comparable with other engines and with the
 machine's own limits. Record figures in docs/BENCHMARKS.md with the command
-that produced them.`,
+that produced them.
+
+--cpuprofile FILE writes a Go CPU profile of the whole run, for
+"go tool pprof -top FILE" (the C kernels show as cgo calls).`,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if profile == "" {
+				return nil
+			}
+			f, err := os.Create(profile)
+			if err != nil {
+				return fmt.Errorf("--cpuprofile: %w", err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return fmt.Errorf("--cpuprofile: %w", err)
+			}
+			profFile = f
+			return nil
+		},
+		PersistentPostRunE: func(*cobra.Command, []string) error {
+			if profFile == nil {
+				return nil
+			}
+			pprof.StopCPUProfile()
+			return profFile.Close()
+		},
 	}
+	cmd.PersistentFlags().StringVar(&profile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	cmd.AddCommand(newBenchKernelsCmd(), newBenchLLMCmd(), newBenchSDCmd(), newBenchVisionCmd())
 	return cmd
 }
