@@ -245,9 +245,51 @@ static inline NF_AVX2 float nf_exp(float x) {
 // e^(w[j]-mx) (0 for masked cells) and returns their sum: per group of 16
 // cells from cell 0, the group's values reduced like _mm512_reduce_add_ps,
 // added to a double (ggml_vec_soft_max_f32 on AVX-512).
+// nf_exp8 is nf_exp on 8 lanes, operation for operation (the scaling by
+// 2^n in double, then one rounding to float, as there).
+static inline NF_AVX2 __m256 nf_exp8(__m256 x) {
+	const __m256 r = _mm256_set1_ps(0x1.8p23f);
+	const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+	const __m256 n = _mm256_sub_ps(z, r);
+	const __m256 nn = _mm256_sub_ps(_mm256_setzero_ps(), n);
+	const __m256 b = _mm256_fmadd_ps(nn, _mm256_set1_ps(0x1.7f7d1cp-20f),
+		_mm256_fmadd_ps(nn, _mm256_set1_ps(0x1.62e4p-1f), x));
+	const __m256 u = _mm256_mul_ps(b, b);
+	const __m256 j = _mm256_fmadd_ps(
+		_mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+			_mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+		u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+	// 2^n as doubles (|n| ≤ 192 here; other lanes are replaced below)
+	const __m256i ni = _mm256_cvtps_epi32(n);
+	const __m256i bias = _mm256_set1_epi64x(1023);
+	const __m256d p0 = _mm256_castsi256_pd(
+		_mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(ni)), bias), 52));
+	const __m256d p1 = _mm256_castsi256_pd(
+		_mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(ni, 1)), bias), 52));
+	const __m128 r0 = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(j)), p0));
+	const __m128 r1 = _mm256_cvtpd_ps(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(j, 1)), p1));
+	__m256 out = _mm256_set_m128(r1, r0);
+	const __m256 big = _mm256_or_ps(_mm256_cmp_ps(n, _mm256_set1_ps(192.0f), _CMP_GT_OQ),
+		_mm256_cmp_ps(n, _mm256_set1_ps(-192.0f), _CMP_LT_OQ));
+	const __m256 over = _mm256_and_ps(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_GT_OQ),
+		_mm256_set1_ps(INFINITY)); // n ≤ 0: 0, else +Inf
+	return _mm256_blendv_ps(out, over, big);
+}
+
 NF_AVX2 double mica_nf_softmax_exp(float *w, long n, float mx) {
 	double sum = 0;
-	for (long j0 = 0; j0 < n; j0 += 16) {
+	long j0 = 0;
+	const __m256 vmx = _mm256_set1_ps(mx), ninf = _mm256_set1_ps(-INFINITY);
+	for (; j0 + 16 <= n; j0 += 16) {
+		const __m256 x0 = _mm256_loadu_ps(w + j0), x1 = _mm256_loadu_ps(w + j0 + 8);
+		// masked cells (-Inf) give 0
+		const __m256 e0 = _mm256_andnot_ps(_mm256_cmp_ps(x0, ninf, _CMP_EQ_OQ), nf_exp8(_mm256_sub_ps(x0, vmx)));
+		const __m256 e1 = _mm256_andnot_ps(_mm256_cmp_ps(x1, ninf, _CMP_EQ_OQ), nf_exp8(_mm256_sub_ps(x1, vmx)));
+		_mm256_storeu_ps(w + j0, e0);
+		_mm256_storeu_ps(w + j0 + 8, e1);
+		sum += (double)nf_reduce16(e0, e1);
+	}
+	for (; j0 < n; j0 += 16) {
 		float ex[16] = {0};
 		for (long l = 0; l < 16 && j0 + l < n; l++) {
 			float x = w[j0 + l];
@@ -256,14 +298,7 @@ NF_AVX2 double mica_nf_softmax_exp(float *w, long n, float mx) {
 			}
 			w[j0 + l] = ex[l];
 		}
-		float t[8];
-		for (int l = 0; l < 8; l++) {
-			t[l] = ex[l] + ex[l + 8];
-		}
-		for (int l = 0; l < 4; l++) {
-			t[l] += t[l + 4];
-		}
-		sum += (double)((t[0] + t[2]) + (t[1] + t[3]));
+		sum += (double)nf_reduce16(_mm256_loadu_ps(ex), _mm256_loadu_ps(ex + 8));
 	}
 	return sum;
 }

@@ -495,3 +495,39 @@ func TestF16To32(t *testing.T) {
 		}
 	}
 }
+
+// TestSoftmaxExpFast: the vectorised exponentials and sums of the
+// non-flash softmax equal the plain-Go ones bit for bit over the whole
+// range: masked cells, results that underflow to 0 or to subnormals,
+// overflow to +Inf, and a tail that is not a whole group of 16.
+func TestSoftmaxExpFast(t *testing.T) {
+	needFast(t)
+	r := newRand(9)
+	for _, n := range []int{1, 15, 16, 17, 64, 333} {
+		w := make([]float32, n)
+		for i := range w {
+			switch i % 7 {
+			case 0:
+				w[i] = float32(math.Inf(-1))
+			case 1:
+				w[i] = float32(-80 - 70*r.Float64()) // subnormal results and underflow
+			case 2:
+				w[i] = float32(-300 * r.Float64())
+			case 3:
+				w[i] = float32(150 * r.Float64()) // up to overflow
+			default:
+				w[i] = float32(-20 + 25*r.Float64())
+			}
+		}
+		for _, mx := range []float32{0, 3.5, -10} {
+			fast, ref := append([]float32(nil), w...), append([]float32(nil), w...)
+			sf := nfSoftmaxExp(fast, mx)
+			var sr float64
+			withRef(func() { sr = nfSoftmaxExp(ref, mx) })
+			sameBits(t, fmt.Sprintf("n=%d mx=%g exponentials", n, mx), fast, ref)
+			if math.Float64bits(sf) != math.Float64bits(sr) {
+				t.Fatalf("n=%d mx=%g: sum %v, reference %v", n, mx, sf, sr)
+			}
+		}
+	}
+}
