@@ -310,7 +310,32 @@ NF_AVX2 double mica_nf_softmax_exp(float *w, long n, float mx) {
 // operations as the loop in attentionNoFlash.
 NF_AVX2 long mica_nf_normalize(float *w, long n, float inv, int f16, int32_t *idx) {
 	long m = 0;
-	for (long j = 0; j < n; j++) {
+	long j = 0;
+	// 8 cells at a time; zero weights are kept as they are (not multiplied:
+	// 0·inv is NaN when inv is).
+	const __m256 vinv = _mm256_set1_ps(inv);
+	const __m256i step = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+	for (; j + 8 <= n; j += 8) {
+		const __m256 x = _mm256_loadu_ps(w + j);
+		__m256 e = _mm256_mul_ps(x, vinv);
+		if (f16) {
+			e = _mm256_cvtph_ps(_mm256_cvtps_ph(e, 0));
+		}
+		e = _mm256_blendv_ps(e, x, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_EQ_OQ));
+		_mm256_storeu_ps(w + j, e);
+		const int nz = _mm256_movemask_ps(_mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+		if (nz == 0xff) {
+			_mm256_storeu_si256((__m256i *)(idx + m), _mm256_add_epi32(step, _mm256_set1_epi32((int)j)));
+			m += 8;
+		} else {
+			for (int l = 0; l < 8; l++) {
+				if (nz >> l & 1) {
+					idx[m++] = (int32_t)(j + l);
+				}
+			}
+		}
+	}
+	for (; j < n; j++) {
 		float e = w[j];
 		if (e != 0) {
 			e = e * inv;

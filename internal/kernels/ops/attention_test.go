@@ -531,3 +531,37 @@ func TestSoftmaxExpFast(t *testing.T) {
 		}
 	}
 }
+
+// TestNormalizeFast: the vectorised normalisation (multiply, F16 rounding,
+// the list of cells still nonzero) equals the plain-Go one, with zeros,
+// weights that round to zero in F16, NaN and infinite inverses.
+func TestNormalizeFast(t *testing.T) {
+	needFast(t)
+	r := newRand(11)
+	for _, n := range []int{3, 8, 29, 64} {
+		w := make([]float32, n)
+		for i := range w {
+			switch i % 5 {
+			case 0:
+				w[i] = 0
+			case 1:
+				w[i] = float32(1e-9 * r.Float64()) // F16 underflow after scaling
+			default:
+				w[i] = float32(r.Float64())
+			}
+		}
+		for _, inv := range []float32{0.37, 1e-3, float32(math.NaN()), float32(math.Inf(1)), 0} {
+			for _, f16 := range []bool{false, true} {
+				fast, ref := append([]float32(nil), w...), append([]float32(nil), w...)
+				fi := nfNormalize(fast, inv, f16, make([]int32, n))
+				var ri []int32
+				withRef(func() { ri = nfNormalize(ref, inv, f16, make([]int32, n)) })
+				what := fmt.Sprintf("n=%d inv=%g f16=%v", n, inv, f16)
+				sameBits(t, what, fast, ref)
+				if fmt.Sprint(fi) != fmt.Sprint(ri) {
+					t.Fatalf("%s: cells %v, reference %v", what, fi, ri)
+				}
+			}
+		}
+	}
+}
