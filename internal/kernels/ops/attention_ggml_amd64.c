@@ -158,6 +158,31 @@ NF_AVX2 void mica_nf_scores_g(const float *q, long qs, int G, const void *k, int
 	}
 }
 
+// nf_out_run adds K·16 consecutive cells j … j+16K−1 (j a multiple of 16)
+// to the lane sums: per lane l, its K cells j+l, j+16+l, … in order, the
+// lane's sums loaded and stored once (the same fused multiply-adds, in the
+// same order, as one cell at a time). K is a constant after inlining.
+static inline __attribute__((always_inline)) NF_AVX2 void nf_out_run(const int K, const float *w, const void *v,
+		int vf16, long dv, long vrow, long j, float *acc) {
+	for (long l = 0; l < 16; l++) {
+		float *a = acc + l * dv;
+		const long c0 = j + l;
+		__m256 wk[4];
+		long o[4];
+		_Pragma("GCC unroll 4") for (int m = 0; m < K; m++) {
+			wk[m] = _mm256_set1_ps(w[c0 + 16 * m]);
+			o[m] = (c0 + 16 * m) * vrow;
+		}
+		for (long e = 0; e < dv; e += 8) {
+			__m256 t = _mm256_loadu_ps(a + e);
+			_Pragma("GCC unroll 4") for (int m = 0; m < K; m++) {
+				t = _mm256_fmadd_ps(nf_load(v, vf16, o[m] + e), wk[m], t);
+			}
+			_mm256_storeu_ps(a + e, t);
+		}
+	}
+}
+
 // mica_nf_output: out[e] = the 16-lane sum over cells idx[0..n) (in
 // increasing order) of v[cell][e]*w[cell], lane = cell mod 16. acc holds
 // 16*dv floats of scratch.
@@ -167,25 +192,18 @@ NF_AVX2 void mica_nf_output(const float *w, const void *v, int vf16, long dv, lo
 	long main = dv & ~7L;
 	for (long i = 0; i < n; i++) {
 		long j = idx[i];
-		if ((j & 15) == 0 && i + 64 <= n && idx[i + 63] == j + 63 && dv == main) {
-			// 64 consecutive cells (idx is increasing): per lane, its four
-			// cells j+l, j+16+l, … in order, the lane's sums loaded and
-			// stored once.
-			for (long l = 0; l < 16; l++) {
-				float *a = acc + l * dv;
-				const long c0 = j + l;
-				const __m256 w0 = _mm256_set1_ps(w[c0]), w1 = _mm256_set1_ps(w[c0 + 16]);
-				const __m256 w2 = _mm256_set1_ps(w[c0 + 32]), w3 = _mm256_set1_ps(w[c0 + 48]);
-				const long o0 = c0 * vrow, o1 = (c0 + 16) * vrow, o2 = (c0 + 32) * vrow, o3 = (c0 + 48) * vrow;
-				for (long e = 0; e < main; e += 8) {
-					__m256 t = _mm256_fmadd_ps(nf_load(v, vf16, o0 + e), w0, _mm256_loadu_ps(a + e));
-					t = _mm256_fmadd_ps(nf_load(v, vf16, o1 + e), w1, t);
-					t = _mm256_fmadd_ps(nf_load(v, vf16, o2 + e), w2, t);
-					t = _mm256_fmadd_ps(nf_load(v, vf16, o3 + e), w3, t);
-					_mm256_storeu_ps(a + e, t);
-				}
+		if ((j & 15) == 0 && dv == main && i + 32 <= n && idx[i + 31] == j + 31) {
+			// runs of 64, 48 or 32 consecutive cells (idx is increasing)
+			if (i + 64 <= n && idx[i + 63] == j + 63) {
+				nf_out_run(4, w, v, vf16, dv, vrow, j, acc);
+				i += 63;
+			} else if (i + 48 <= n && idx[i + 47] == j + 47) {
+				nf_out_run(3, w, v, vf16, dv, vrow, j, acc);
+				i += 47;
+			} else {
+				nf_out_run(2, w, v, vf16, dv, vrow, j, acc);
+				i += 31;
 			}
-			i += 63;
 			continue;
 		}
 		float *a = acc + (j & 15) * dv;

@@ -139,6 +139,7 @@ var attnCases = []attnCase{
 	{name: "mask holes", nHead: 2, nKVHead: 1, d: 32, dv: 32, nQ: 6, nKV: 100, causal: true, mask: true, holes: true, vf16: true},
 	{name: "window 1", nHead: 2, nKVHead: 2, d: 16, dv: 16, nQ: 4, nKV: 10, causal: true, window: 1},
 	{name: "gqa 3 f16", nHead: 6, nKVHead: 2, d: 72, dv: 48, nQ: 5, nKV: 90, causal: true, kf16: true, vf16: true},
+	{name: "runs of 32 and 48", nHead: 2, nKVHead: 1, d: 32, dv: 24, nQ: 24, nKV: 112, causal: true, vf16: true},
 	{name: "gqa 8", nHead: 8, nKVHead: 1, d: 40, dv: 24, nQ: 3, nKV: 37, causal: true, mask: true, holes: true},
 }
 
