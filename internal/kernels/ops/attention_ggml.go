@@ -257,19 +257,7 @@ func attentionNoFlash(a *attnArgs, r0, r1 int) {
 			mr = a.mask[i*nkv : i*nkv+nkv]
 		}
 		// The visible cells, then their scores; the others are -Inf.
-		idx = idx[:0]
-		for j := 0; j < nkv; j++ {
-			if a.kPos != nil {
-				kp := a.kPos[j]
-				if kp < 0 || (p.Causal && kp > qp) || (p.Window > 0 && int(qp)-int(kp) >= p.Window) {
-					continue
-				}
-			}
-			if mr != nil && math.IsInf(float64(mr[j]), -1) {
-				continue
-			}
-			idx = append(idx, int32(j))
-		}
+		idx = nfVisible(idx[:0], a.kPos, mr, qp, p.Causal, p.Window, nkv)
 		if len(idx) > 0 {
 			for e := range w[:nh*nkv] {
 				w[e] = negInf
@@ -279,20 +267,7 @@ func attentionNoFlash(a *attnArgs, r0, r1 int) {
 		for t := 0; t < nh; t++ {
 			o := a.out[i*a.oRow+(h+t)*dv : i*a.oRow+(h+t)*dv+dv]
 			wt := w[t*nkv : t*nkv+nkv]
-			mx := negInf
-			for _, j := range idx {
-				s := wt[j]
-				if p.Softcap != 0 {
-					s = float32(p.Softcap * float32(math.Tanh(float64(float32(s*capScale)))))
-				} else {
-					s = float32(s * p.Scale)
-				}
-				if mr != nil {
-					s += mr[j]
-				}
-				wt[j] = s
-				mx = max(mx, s)
-			}
+			mx := nfScale(wt, idx, mr, p.Scale, p.Softcap, capScale)
 			if mx == negInf { // no visible cell
 				clear(o)
 				continue
@@ -304,6 +279,69 @@ func attentionNoFlash(a *attnArgs, r0, r1 int) {
 		}
 		r += nh
 	}
+}
+
+// nfVisible appends to idx the cells among the first nkv that the query at
+// position qp sees: filled (kPos ≥ 0), not after it when causal, within
+// the window, and not masked to -Inf.
+func nfVisible(idx []int32, kPos []int32, mr []float32, qp int32, causal bool, window, nkv int) []int32 {
+	negInf := float32(math.Inf(-1))
+	if kPos == nil {
+		for j := 0; j < nkv; j++ {
+			if mr == nil || mr[j] != negInf {
+				idx = append(idx, int32(j))
+			}
+		}
+		return idx
+	}
+	kPos = kPos[:nkv]
+	lo, hi := int32(0), int32(math.MaxInt32) // visible positions lo ≤ kp ≤ hi
+	if causal {
+		hi = qp
+	}
+	if window > 0 {
+		lo = max(lo, int32(max(int64(qp)-int64(window)+1, 0)))
+	}
+	for j, kp := range kPos {
+		if kp < lo || kp > hi || (mr != nil && mr[j] == negInf) {
+			continue
+		}
+		idx = append(idx, int32(j))
+	}
+	return idx
+}
+
+// nfScale turns the scores of cells idx into logits: s·scale, or
+// softcap·tanh(s·scale/softcap), plus the mask row mr when there is one;
+// it returns their maximum. (One loop per case: the per-cell tests cost
+// as much as the arithmetic.)
+func nfScale(w []float32, idx []int32, mr []float32, scale, softcap, capScale float32) float32 {
+	mx := float32(math.Inf(-1))
+	switch {
+	case softcap != 0:
+		for _, j := range idx {
+			s := float32(softcap * float32(math.Tanh(float64(float32(w[j]*capScale)))))
+			if mr != nil {
+				s += mr[j]
+			}
+			w[j] = s
+			mx = max(mx, s)
+		}
+	case mr != nil:
+		mr = mr[:len(w)]
+		for _, j := range idx {
+			s := float32(w[j]*scale) + mr[j]
+			w[j] = s
+			mx = max(mx, s)
+		}
+	default:
+		for _, j := range idx {
+			s := float32(w[j] * scale)
+			w[j] = s
+			mx = max(mx, s)
+		}
+	}
+	return mx
 }
 
 // nfNormalizeRef multiplies each nonzero w[j] by inv, rounds it to F16
