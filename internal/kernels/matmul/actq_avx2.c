@@ -1,10 +1,10 @@
 //go:build cgo && amd64
 
 // AVX2 activation quantizers: Q8_0, Q8_1 and Q8_K blocks bit-identical to
-// ggml's reference quantizers (and the quant package) for finite inputs.
-// Scales are computed with the same scalar float operations; the per-value
-// products x·(1/d) are the same IEEE products, rounded half away from zero
-// (Q8_0/Q8_1, C roundf) or half to even (Q8_K, nearest_int).
+// the quant package's activation quantizers for finite inputs: Q8_0 and
+// Q8_1 as llama.cpp's x86 CPU backend quantizes them (products
+// x·(127/amax), rounded half to even), Q8_K as ggml's reference (x86 has
+// no other). Scales are computed with the same scalar float operations.
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
@@ -24,17 +24,6 @@ static inline __attribute__((always_inline)) float amax_avx2(const float *x, int
 	return _mm_cvtss_f32(h);
 }
 
-// roundf(v) for |v| < 2^23: truncate, then step away from zero when the
-// dropped fraction is at least one half (v − trunc(v) is exact).
-static inline __attribute__((always_inline)) __m256i roundf_avx2(__m256 v) {
-	const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-	const __m256 sign = _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000)));
-	const __m256 frac = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000)), _mm256_sub_ps(v, t));
-	const __m256 step = _mm256_and_ps(_mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ),
-		_mm256_or_ps(_mm256_set1_ps(1.0f), sign));
-	return _mm256_cvttps_epi32(_mm256_add_ps(t, step));
-}
-
 // 32 int32 in four vectors → 32 int8 in order.
 static inline __attribute__((always_inline)) __m256i pack32_avx2(__m256i a, __m256i b, __m256i c, __m256i d) {
 	__m256i ab = _mm256_packs_epi32(a, b), cd = _mm256_packs_epi32(c, d);
@@ -45,13 +34,14 @@ static inline __attribute__((always_inline)) __m256i pack32_avx2(__m256i a, __m2
 static inline __attribute__((always_inline)) void q8_block(const float *x, uint8_t *b, int withsum) {
 	const float amax = amax_avx2(x, 32);
 	const float d = amax / 127;
-	const float id = d != 0 ? 1 / d : 0.0f;
+	const float id = amax != 0 ? 127 / amax : 0.0f;
 	uint16_t h = _cvtss_sh(d, 0);
 	memcpy(b, &h, 2);
 	const __m256 idv = _mm256_set1_ps(id);
 	__m256i q[4];
 	for (int k = 0; k < 4; k++)
-		q[k] = roundf_avx2(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), idv));
+		q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), idv),
+			_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 	__m256i packed = pack32_avx2(q[0], q[1], q[2], q[3]);
 	_mm256_storeu_si256((__m256i *)(b + (withsum ? 4 : 2)), packed);
 	if (withsum) {

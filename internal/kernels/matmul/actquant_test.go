@@ -7,14 +7,15 @@ import (
 	"mica/internal/kernels/quant"
 )
 
-// Independent activation quantizers reproducing ggml's quantize_row_q8_0_ref,
-// quantize_row_q8_1_ref and quantize_row_q8_K_ref bit for bit. len(src) is a
-// multiple of the block size and dst holds the blocks.
+// Independent activation quantizers reproducing, bit for bit, ggml-cpu's x86
+// quantize_row_q8_0 and quantize_row_q8_1 (AVX/AVX2: id = 127/amax, products
+// rounded half to even) and quantize_row_q8_K_ref. len(src) is a multiple of
+// the block size and dst holds the blocks.
 
 func absf(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
-// roundf rounds half away from zero, as C's roundf.
-func roundf(x float32) int8 { return int8(math.Round(float64(x))) }
+// roundEven rounds half to even, as _mm256_round_ps(v, _MM_ROUND_NEAREST).
+func roundEven(x float32) int8 { return int8(math.RoundToEven(float64(x))) }
 
 func quantizeQ8_0(src []float32, dst []byte) {
 	for i := 0; i < len(src)/32; i++ {
@@ -26,12 +27,12 @@ func quantizeQ8_0(src []float32, dst []byte) {
 		}
 		d := amax / 127
 		var id float32
-		if d != 0 {
-			id = 1 / d
+		if amax != 0 {
+			id = 127 / amax
 		}
 		binary.LittleEndian.PutUint16(b, quant.FP32ToFP16(d))
 		for j, v := range x {
-			b[2+j] = byte(roundf(v * id))
+			b[2+j] = byte(roundEven(v * id))
 		}
 	}
 }
@@ -46,13 +47,13 @@ func quantizeQ8_1(src []float32, dst []byte) {
 		}
 		d := amax / 127
 		var id float32
-		if d != 0 {
-			id = 1 / d
+		if amax != 0 {
+			id = 127 / amax
 		}
 		binary.LittleEndian.PutUint16(b, quant.FP32ToFP16(d))
 		sum := 0
 		for j, v := range x {
-			q := roundf(v * id)
+			q := roundEven(v * id)
 			b[4+j] = byte(q)
 			sum += int(q)
 		}

@@ -191,9 +191,9 @@ func PrepareInto(p *Prepared, wt tensor.DType, x []float32, n, cols int) error {
 		}
 		switch vt {
 		case tensor.Q8_0:
-			quant.QuantizeQ8_0(src, dst)
+			quant.ActivationQ8_0(src, dst)
 		case tensor.Q8_1:
-			quant.QuantizeQ8_1(src, dst)
+			quant.ActivationQ8_1(src, dst)
 		case tensor.Q8_K:
 			quant.QuantizeQ8_K(src, dst)
 		}

@@ -439,8 +439,8 @@ func TestActivationQuantizers(t *testing.T) {
 		lib  func([]float32, []byte)
 		mine func([]float32, []byte)
 	}{
-		{tensor.Q8_0, quant.QuantizeQ8_0, quantizeQ8_0},
-		{tensor.Q8_1, quant.QuantizeQ8_1, quantizeQ8_1},
+		{tensor.Q8_0, quant.ActivationQ8_0, quantizeQ8_0},
+		{tensor.Q8_1, quant.ActivationQ8_1, quantizeQ8_1},
 		{tensor.Q8_K, quant.QuantizeQ8_K, quantizeQ8_K},
 	} {
 		a := make([]byte, vecRowBytes(c.vt, len(x)))
@@ -517,7 +517,7 @@ func TestFastActivationQuantizers(t *testing.T) {
 	for _, c := range []struct {
 		vt  tensor.DType
 		lib func([]float32, []byte)
-	}{{tensor.Q8_0, quant.QuantizeQ8_0}, {tensor.Q8_1, quant.QuantizeQ8_1}, {tensor.Q8_K, quant.QuantizeQ8_K}} {
+	}{{tensor.Q8_0, quant.ActivationQ8_0}, {tensor.Q8_1, quant.ActivationQ8_1}, {tensor.Q8_K, quant.QuantizeQ8_K}} {
 		want := make([]byte, vecRowBytes(c.vt, len(x)))
 		got := make([]byte, len(want))
 		c.lib(x, want)

@@ -173,8 +173,8 @@ func DequantizeQ8_0(src []byte, dst []float32) {
 }
 
 // QuantizeQ8_0 is ggml's quantize_row_q8_0_ref: d = amax/127,
-// q = round(x/d) with halves away from zero. It is also the activation
-// quantizer for dot products against Q8_0 (and Q4_0/Q5_0/IQ4_NL) weights.
+// q = round(x/d) with halves away from zero (what llama-quantize writes).
+// Activations use ActivationQ8_0.
 func QuantizeQ8_0(src []float32, dst []byte) {
 	for ib := 0; ib < len(src)/qk; ib++ {
 		x := src[ib*qk:][:qk]
@@ -194,7 +194,7 @@ func DequantizeQ8_1(src []byte, dst []float32) {
 }
 
 // QuantizeQ8_1 is ggml's quantize_row_q8_1_ref: like Q8_0, plus
-// s = fp16(d·Σq), the activation format for dot products against Q4_1/Q5_1.
+// s = fp16(d·Σq). Activations use ActivationQ8_1.
 func QuantizeQ8_1(src []float32, dst []byte) {
 	for ib := 0; ib < len(src)/qk; ib++ {
 		x := src[ib*qk:][:qk]
@@ -203,6 +203,51 @@ func QuantizeQ8_1(src []float32, dst []byte) {
 		putFP16(b, d)
 		putFP16(b[2:], float32(sum)*d)
 	}
+}
+
+// ActivationQ8_0 quantizes activations for dot products against Q8_0,
+// Q4_0, Q5_0 and IQ4_NL weights as llama.cpp's CPU backend does on x86
+// (quantize_row_q8_0 of ggml-cpu with AVX/AVX2, also used by AVX-512
+// builds), which is not the reference quantizer: d = amax/127 (stored as
+// F16), but q = x·(127/amax) rounded half to even. The difference flips
+// about one activation in 10⁴ by one step, enough to move logits by 10⁻²
+// after a few layers, so matching llama.cpp's numbers needs this one.
+func ActivationQ8_0(src []float32, dst []byte) {
+	for ib := 0; ib < len(src)/qk; ib++ {
+		x := src[ib*qk:][:qk]
+		b := dst[ib*q8_0Bytes:][:q8_0Bytes]
+		d, _ := activationQ8(x, b[2:])
+		putFP16(b, d)
+	}
+}
+
+// ActivationQ8_1 is ActivationQ8_0 for Q4_1 and Q5_1 weights (ggml-cpu's
+// x86 quantize_row_q8_1), plus s = fp16(d·Σq).
+func ActivationQ8_1(src []float32, dst []byte) {
+	for ib := 0; ib < len(src)/qk; ib++ {
+		x := src[ib*qk:][:qk]
+		b := dst[ib*q8_1Bytes:][:q8_1Bytes]
+		d, sum := activationQ8(x, b[4:])
+		putFP16(b, d)
+		putFP16(b[2:], float32(sum)*d)
+	}
+}
+
+// activationQ8 is the x86 CPU quantizer of one block: d = amax/127,
+// q = roundeven(x·(127/amax)) (0 for an all-zero block).
+func activationQ8(x []float32, qs []byte) (d float32, sum int) {
+	amax, _ := absMax(x)
+	d = amax / 127
+	var id float32
+	if amax != 0 {
+		id = 127 / amax
+	}
+	for j, v := range x {
+		q := int8(math.RoundToEven(float64(v * id)))
+		qs[j] = byte(q)
+		sum += int(q)
+	}
+	return d, sum
 }
 
 // inverse is ggml's id = d ? 1/d : 0 (an all-zero block has d = 0).

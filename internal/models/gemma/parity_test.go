@@ -67,13 +67,25 @@ func diff(got []float32, want [][]float32) (maxAbs, rms float64) {
 //     softmax sums whose last bit decides some F16 roundings of the
 //     weights: 4–8e-4 max, rms ≤ 1.2e-4. A wrong model (a missing scale,
 //     norm or rotation) is off by 1e-1 or more.
-//   - Quantized files: rms ≤ 0.02 and max ≤ 0.15, the README's bound for
-//     F32 activations. mica quantizes activations like llama.cpp, but the
-//     same ulp-level differences flip int8 roundings of activations, so it
-//     lands at the F32-activation level (rms ≈ 0.007–0.014), not closer.
+//   - Q8_0 files: max ≤ 0.02, rms ≤ 0.002. mica quantizes activations as
+//     llama.cpp's x86 CPU backend does (quant.ActivationQ8_0: x·(127/amax)
+//     rounded half to even — not the reference quantizer, whose ulp-level
+//     differences flipped about one activation in 10⁴ and gave 0.017 /
+//     0.0031 here); the first position now agrees to 5e-8, later ones to
+//     5.7e-3 / rms 2.9e-4 (gemma3) and 8.9e-3 / 4.5e-4 (gemma4): the
+//     attention's F16 roundings and the F32 paths' ~1e-6 differences still
+//     flip an occasional int8 activation.
+//   - Other quantized files (Q4_K/Q6_K with Q8_K activations, the zoo):
+//     rms ≤ 0.02 and max ≤ 0.15, the README's bound for F32 activations;
+//     measured 0.029–0.038 max, rms 0.0054–0.0067. A single position agrees
+//     to 1e-6 with llama.cpp (checked against a llama.cpp build on AVX2),
+//     so the gap opens in later positions; its cause is not found.
 func tolerance(name string) (maxTol, rmsTol float64) {
-	if strings.Contains(name, "-f32") {
+	switch {
+	case strings.Contains(name, "-f32"):
 		return 1e-3, 2e-4
+	case strings.Contains(name, "-q8_0"):
+		return 0.02, 0.002
 	}
 	return 0.15, 0.02
 }
