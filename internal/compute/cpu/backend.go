@@ -29,6 +29,10 @@ type Backend struct {
 
 	scratchMu sync.Mutex
 	scratch   []byte // reused for quantized activations, im2col, …
+	// RoPE tables kept for the next calls (run.go, ropeTable); guarded
+	// by scratchMu like scratch.
+	ropes    [4]ropeEntry
+	nextRope int
 }
 
 // storage is a tensor's bytes.
@@ -187,9 +191,14 @@ func (b *Backend) Read(t *compute.Tensor, dst []byte) error {
 	if len(src) != len(dst) {
 		return fmt.Errorf("cpu: read of %v (%d bytes) into %d bytes", t, len(src), len(dst))
 	}
-	copy(dst, src)
+	// Large reads (a batch's logits, a megabyte per row) are copied by
+	// every thread.
+	b.pool.ParallelMin(len(src), copyGrain, 4*copyGrain, func(s, e int) { copy(dst[s:e], src[s:e]) })
 	return nil
 }
+
+// copyGrain is the bytes of a parallel copy's smallest part.
+const copyGrain = 64 << 10
 
 // Free releases an Alloc'd tensor's memory (to the Go collector).
 func (b *Backend) Free(t *compute.Tensor) {

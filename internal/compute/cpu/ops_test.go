@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"mica/internal/compute"
+	"mica/internal/kernels/ops"
 	"mica/internal/tensor"
 )
 
@@ -210,6 +211,62 @@ func TestTiledAttentionThreadInvariant(t *testing.T) {
 	for i := range outs[0] {
 		if outs[0][i] != outs[1][i] {
 			t.Fatalf("element %d: %v with 1 thread, %v with 3", i, outs[0][i], outs[1][i])
+		}
+	}
+}
+
+// TestRoPEKeptTables: RoPE through the backend's kept angle tables gives
+// the bits of ops.RoPE computing its own angles, when a table is reused
+// (same positions and parameters), when only the parameters differ (base,
+// NeoX, frequency factors — a kept table must not be taken for them), when
+// the positions differ, after more parameter sets than tables are kept,
+// and for a run too long to keep.
+func TestRoPEKeptTables(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const heads, dim = 3, 16
+	factors := make([]float32, 4)
+	for i := range factors {
+		factors[i] = 1 + float32(i)
+	}
+	type call struct {
+		pos     []int32
+		base    float32
+		neoX    bool
+		factors []float32
+	}
+	long := make([]int32, maxRopeTable/8+1)
+	for i := range long {
+		long[i] = int32(i)
+	}
+	calls := []call{
+		{[]int32{5, 9}, 10000, true, nil},
+		{[]int32{5, 9}, 10000, true, nil}, // kept
+		{[]int32{5, 9}, 1e6, true, nil},
+		{[]int32{5, 9}, 10000, false, nil},
+		{[]int32{5, 9}, 10000, true, factors},
+		{[]int32{5, 10}, 10000, true, nil},
+		{[]int32{5, 9}, 10000, true, factors}, // kept
+		{[]int32{5, 9}, 10000, true, nil},     // dropped by then: computed again
+		{long, 10000, true, nil},
+	}
+	b := New(2)
+	defer b.Close()
+	for i, c := range calls {
+		n := len(c.pos)
+		x := randVals(rng, n*heads*dim)
+		xt := newF32(t, b, x, n, heads, dim)
+		op := compute.RoPEOp{X: xt, Pos: c.pos, NRot: 8, Base: c.base, FreqScale: 1, NeoX: c.neoX}
+		p := ops.RoPEParams{NRot: 8, Base: c.base, FreqScale: 1, NeoX: c.neoX}
+		if c.factors != nil {
+			op.Factors = newF32(t, b, c.factors, len(c.factors))
+			p.Factors = c.factors
+		}
+		if err := compute.RoPE(op); err != nil {
+			t.Fatal(err)
+		}
+		ops.RoPE(x, c.pos, heads, dim, p, 0, n*heads)
+		if got := readF32(t, b, xt); !sameBits(got, x) {
+			t.Fatalf("call %d: the backend's RoPE differs from ops.RoPE", i)
 		}
 	}
 }

@@ -1,8 +1,11 @@
 package cpu
 
 import (
+	"maps"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestPoolCoversEveryIndexOnce(t *testing.T) {
@@ -32,5 +35,101 @@ func TestPoolCoversEveryIndexOnce(t *testing.T) {
 			}
 		}
 		p.Close()
+	}
+}
+
+// TestPoolSplits: ParallelMin gives every range at least minItems items
+// (small work runs on the caller alone), ParallelBalanced covers every
+// index once in whole grains, and its ranges are the same whichever
+// thread is slow (only their assignment to threads changes).
+func TestPoolSplits(t *testing.T) {
+	p := NewPool(3)
+	defer p.Close()
+	var calls atomic.Int32
+	p.ParallelMin(100, 4, 40, func(s, e int) {
+		calls.Add(1)
+		if e-s < 40 {
+			t.Errorf("range [%d,%d) under 40 items", s, e)
+		}
+	})
+	if c := calls.Load(); c != 2 {
+		t.Errorf("%d ranges of 100 items with at least 40 each, want 2", c)
+	}
+	calls.Store(0)
+	p.ParallelMin(100, 4, 101, func(s, e int) { calls.Add(1) })
+	if c := calls.Load(); c != 1 {
+		t.Errorf("%d ranges for work under the minimum, want 1", c)
+	}
+	ranges := func(slow int) map[[2]int]bool {
+		var mu sync.Mutex
+		got := map[[2]int]bool{}
+		hits := make([]int32, 1003)
+		var first atomic.Bool
+		p.ParallelBalanced(len(hits), 16, 1, func(s, e int) {
+			if slow >= 0 && s == slow && !first.Swap(true) {
+				time.Sleep(2 * time.Millisecond)
+			}
+			if s%16 != 0 {
+				t.Errorf("range start %d not a multiple of the grain", s)
+			}
+			for i := s; i < e; i++ {
+				atomic.AddInt32(&hits[i], 1)
+			}
+			mu.Lock()
+			got[[2]int{s, e}] = true
+			mu.Unlock()
+		})
+		for i, h := range hits {
+			if h != 1 {
+				t.Fatalf("index %d hit %d times", i, h)
+			}
+		}
+		return got
+	}
+	want := ranges(-1)
+	if len(want) != 3*balanceChunks {
+		t.Errorf("%d ranges, want %d", len(want), 3*balanceChunks)
+	}
+	for r := range want {
+		if r[0]%3 != 0 {
+			continue // a few of them suffice
+		}
+		if got := ranges(r[0]); !maps.Equal(got, want) {
+			t.Errorf("with the range at %d slow the ranges were %v, want %v", r[0], got, want)
+		}
+	}
+}
+
+// TestPoolSleepsAndWakes: sections far apart (the workers have gone to
+// sleep in between) and back to back both complete, and Close returns.
+func TestPoolSleepsAndWakes(t *testing.T) {
+	p := NewPool(2)
+	for i := range 20 {
+		if i%5 == 0 {
+			time.Sleep(3 * spinFor)
+		}
+		var sum atomic.Int64
+		p.Parallel(64, 1, func(s, e int) {
+			for j := s; j < e; j++ {
+				sum.Add(int64(j))
+			}
+		})
+		if sum.Load() != 64*63/2 {
+			t.Fatalf("round %d: sum %d", i, sum.Load())
+		}
+	}
+	p.Close()
+	p.Close() // twice is harmless
+}
+
+// BenchmarkPoolHandOff is the cost of a section too small to matter: the
+// hand-off to the workers and the wait for them (a decode step runs a few
+// hundred sections).
+func BenchmarkPoolHandOff(b *testing.B) {
+	p := NewPool(2)
+	defer p.Close()
+	var sink [2]int64
+	for b.Loop() {
+		p.Parallel(2, 1, func(s, e int) { sink[s]++ })
 	}
 }

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"mica/internal/compute"
@@ -19,6 +20,29 @@ const (
 	elemGrain   = 4096
 )
 
+// minPart is the least work, in values touched, that one part of a split
+// gets: handing a part to another thread (a channel send, perhaps a
+// wake-up, the wait at the end) costs microseconds, more than this much
+// work, so the small ops of a decode step (a few rows of activations) run
+// on the calling thread alone. How work is split never changes a result.
+const minPart = 16 << 10
+
+// minMatMulPart is minPart for matrix products, in multiply-adds: quantized
+// dot products do several per nanosecond.
+const minMatMulPart = 128 << 10
+
+// balancedRows is the most activation rows of a product whose weight rows
+// are handed out in several ranges per thread (Pool.ParallelBalanced).
+const balancedRows = 16
+
+// par runs fn over [0, n) in parts of whole grains, each part at least
+// minPart values of work (items of per values).
+func (b *Backend) par(n, grain, per int, fn func(start, end int)) {
+	b.pool.ParallelMin(n, grain, ceilDiv(minPart, max(per, 1)), fn)
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
 // Run executes op synchronously on the worker pool.
 func (b *Backend) Run(op compute.Op) error {
 	b.scratchMu.Lock()
@@ -33,7 +57,7 @@ func (b *Backend) Run(op compute.Op) error {
 		}
 		y := f32(o.Y)
 		var firstErr error
-		b.pool.Parallel(len(o.IDs), 1, func(s, e int) {
+		b.par(len(o.IDs), 1, o.W.Shape[1], func(s, e int) {
 			if err := ops.GetRows(o.W.DType, w, o.W.Shape[1], o.IDs, y, s, e); err != nil {
 				firstErr = err
 			}
@@ -46,7 +70,7 @@ func (b *Backend) Run(op compute.Op) error {
 			if o.Kind == compute.Mul {
 				fn = ops.Mul
 			}
-			b.pool.Parallel(len(a), elemGrain, func(s, e int) { fn(a, bb, y, s, e) })
+			b.par(len(a), elemGrain, 1, func(s, e int) { fn(a, bb, y, s, e) })
 			return nil
 		}
 		fn := ops.AddRow
@@ -54,11 +78,11 @@ func (b *Backend) Run(op compute.Op) error {
 			fn = ops.MulRow
 		}
 		n := len(bb)
-		b.pool.Parallel(len(a)/n, rowGrain, func(s, e int) { fn(a, bb, y, n, s, e) })
+		b.par(len(a)/n, rowGrain, n, func(s, e int) { fn(a, bb, y, n, s, e) })
 		return nil
 	case compute.ScaleOp:
 		x, y := f32(o.X), f32(o.Y)
-		b.pool.Parallel(len(x), elemGrain, func(s, e int) { ops.Scale(x, y, o.S, s, e) })
+		b.par(len(x), elemGrain, 1, func(s, e int) { ops.Scale(x, y, o.S, s, e) })
 		return nil
 	case compute.UnaryOp:
 		return b.unary(o)
@@ -69,9 +93,9 @@ func (b *Backend) Run(op compute.Op) error {
 			if bias != nil {
 				return fmt.Errorf("norm: RMSNorm takes no bias")
 			}
-			b.pool.Parallel(o.X.Rows(), rowGrain, func(s, e int) { ops.RMSNorm(x, w, y, n, o.Eps, s, e) })
+			b.par(o.X.Rows(), rowGrain, n, func(s, e int) { ops.RMSNorm(x, w, y, n, o.Eps, s, e) })
 		} else {
-			b.pool.Parallel(o.X.Rows(), rowGrain, func(s, e int) { ops.LayerNorm(x, w, bias, y, n, o.Eps, s, e) })
+			b.par(o.X.Rows(), rowGrain, n, func(s, e int) { ops.LayerNorm(x, w, bias, y, n, o.Eps, s, e) })
 		}
 		return nil
 	case compute.GroupNormOp:
@@ -94,7 +118,7 @@ func (b *Backend) Run(op compute.Op) error {
 	case compute.SoftmaxOp:
 		x, y, n := f32(o.X), f32(o.Y), o.X.Dim(-1)
 		p := ops.SoftmaxParams{N: n, Scale: o.Scale}
-		b.pool.Parallel(o.X.Rows(), rowGrain, func(s, e int) { ops.SoftmaxExt(x, y, p, s, e) })
+		b.par(o.X.Rows(), rowGrain, n, func(s, e int) { ops.SoftmaxExt(x, y, p, s, e) })
 		return nil
 	case compute.RoPEOp:
 		return b.rope(o)
@@ -141,11 +165,20 @@ func (b *Backend) matmul(wt *compute.Tensor, x []float32, n int, y []float32, ld
 		return err
 	}
 	var firstErr error
-	b.pool.Parallel(rows, matmulGrain, func(s, e int) {
+	mul := func(s, e int) {
 		if err := matmul.MulRows(wt.DType, w, cols, &p, y, ldy, s, e); err != nil {
 			firstErr = err
 		}
-	})
+	}
+	// Decode-sized products (a few activation rows) share the rows out in
+	// several ranges per thread, so a thread slowed down by another
+	// process does not hold the step up; larger ones keep one range per
+	// thread, as the kernels prepare the activations once per call.
+	if minItems := ceilDiv(minMatMulPart, n*cols); n <= balancedRows {
+		b.pool.ParallelBalanced(rows, matmulGrain, minItems, mul)
+	} else {
+		b.pool.ParallelMin(rows, matmulGrain, minItems, mul)
+	}
 	return firstErr
 }
 
@@ -168,7 +201,7 @@ func (b *Backend) unary(o compute.UnaryOp) error {
 	default:
 		return fmt.Errorf("unary: unknown kind %d", o.Kind)
 	}
-	b.pool.Parallel(len(x), elemGrain, func(s, e int) { fn(x, y, s, e) })
+	b.par(len(x), elemGrain, 1, func(s, e int) { fn(x, y, s, e) })
 	return nil
 }
 
@@ -182,8 +215,54 @@ func (b *Backend) rope(o compute.RoPEOp) error {
 	if err := p.Validate(dim); err != nil {
 		return err
 	}
-	b.pool.Parallel(o.X.Shape[0]*heads, rowGrain, func(s, e int) { ops.RoPE(x, o.Pos, heads, dim, p, s, e) })
+	if len(o.Pos)*p.NRot > maxRopeTable {
+		b.par(o.X.Shape[0]*heads, rowGrain, dim, func(s, e int) { ops.RoPE(x, o.Pos, heads, dim, p, s, e) })
+		return nil
+	}
+	cs := b.ropeTable(o.Pos, p)
+	b.par(o.X.Shape[0]*heads, rowGrain, dim, func(s, e int) { ops.RoPEApply(x, cs, heads, dim, p, s, e) })
 	return nil
+}
+
+// maxRopeTable is the most values of a kept RoPE table (1 MiB); longer
+// runs of positions compute their angles as they go.
+const maxRopeTable = 1 << 18
+
+// ropeTable returns the (cos, sin) table of positions pos under p
+// (ops.RoPEAngles): a forward pass rotates q and k of every layer at the
+// same positions with one or two sets of parameters, so the last few
+// tables are kept and one is computed only when no kept one matches (a
+// decode step of 8 sequences computed 8 tables of 128 angles 36 times).
+// Applying a table gives the same bits as ops.RoPE.
+func (b *Backend) ropeTable(pos []int32, p ops.RoPEParams) []float32 {
+	factors := p.Factors // only the first NRot/2 are read
+	if factors != nil {
+		factors = factors[:p.NRot/2]
+	}
+	for _, t := range b.ropes {
+		if t.nRot == p.NRot && t.base == p.Base && t.freqScale == p.FreqScale && t.neoX == p.NeoX &&
+			slices.Equal(t.factors, factors) && slices.Equal(t.pos, pos) {
+			return t.cs
+		}
+	}
+	t := &b.ropes[b.nextRope]
+	b.nextRope = (b.nextRope + 1) % len(b.ropes)
+	t.nRot, t.base, t.freqScale, t.neoX = p.NRot, p.Base, p.FreqScale, p.NeoX
+	t.factors = slices.Clone(factors)
+	t.pos = append(t.pos[:0], pos...)
+	t.cs = slices.Grow(t.cs[:0], len(pos)*p.NRot)[:len(pos)*p.NRot]
+	b.par(len(pos), 1, p.NRot, func(s, e int) { ops.RoPEAngles(t.cs, pos, p, s, e) })
+	return t.cs
+}
+
+// ropeEntry is a kept RoPE table: the parameters and positions it is for.
+type ropeEntry struct {
+	nRot            int
+	base, freqScale float32
+	neoX            bool
+	factors         []float32
+	pos             []int32
+	cs              []float32
 }
 
 // kvView describes a K or V tensor [n, heads, d] (possibly a strided view of
@@ -238,7 +317,7 @@ func (b *Backend) attention(o compute.AttentionOp) error {
 		})
 		return firstErr
 	}
-	b.pool.Parallel(nq*heads, 1, func(s, e int) {
+	b.par(nq*heads, 1, a.NKV*(p.HeadDim+p.HeadDimV), func(s, e int) {
 		if err := ops.Attention(p, a, nq, s, e); err != nil {
 			firstErr = err
 		}
@@ -262,6 +341,9 @@ func (b *Backend) copyOp(o compute.CopyOp) error {
 			copy(db, sb)
 			return nil
 		}
+		if src.DType == tensor.F32 { // e.g. new K/V rows into an F16 cache
+			return quant.Quantize(dst.DType, f32(src), db)
+		}
 		n := src.Elems()
 		vals := make([]float32, n)
 		if err := quant.Dequantize(src.DType, sb, vals); err != nil {
@@ -284,7 +366,7 @@ func (b *Backend) copyOp(o compute.CopyOp) error {
 	rows := n / src.Shape[nd-1]
 	all := f32All(src)
 	dstStrides := (&compute.Tensor{Shape: src.Shape}).Stride()
-	b.pool.Parallel(rows, rowGrain, func(s, e int) {
+	b.par(rows, rowGrain, src.Shape[nd-1], func(s, e int) {
 		ops.CopyStrided(out, 0, dstStrides, all, src.Offset, src.Stride(), src.Shape, s, e)
 	})
 	if dst.DType == tensor.F32 {

@@ -130,6 +130,7 @@ type Engine struct {
 	seq    *gemma.Sequence // the cached sequence (nil until first use)
 	cached []posKey        // what the sequence's positions hold
 	vis    visionState     // images (images.go)
+	logits []float32       // the single-sequence loop's logits row, reused
 
 	// KV cache use, for metrics (KVUse): positions filled and reserved
 	// by the live sequences.

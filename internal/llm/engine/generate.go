@@ -331,7 +331,9 @@ func (e *Engine) run(ctx context.Context, g *generation) (Result, error) {
 			return g.res, err
 		}
 		in := g.pending()
-		logits, err := e.model.ForwardInputs([]*gemma.Sequence{g.seq}, []gemma.Input{in}, false)
+		var logits [][]float32
+		var err error
+		logits, e.logits, err = e.model.ForwardLastInto([]*gemma.Sequence{g.seq}, []gemma.Input{in}, e.logits)
 		if err != nil {
 			e.cached = e.cached[:min(len(e.cached), g.seq.Len())]
 			g.finish(FinishError)
@@ -368,8 +370,24 @@ func (g *generation) pending() gemma.Input {
 	return gemma.Input{Tokens: []int32{g.next}}
 }
 
-// consume takes the logits (the last row) after feeding n positions.
+// consume takes the logits (the last row) after feeding n positions. It is
+// advance, pick and take in a row; the batcher runs the picks of a step's
+// generations in parallel between the other two.
 func (g *generation) consume(n int, logits []float32) error {
+	if want, err := g.advance(n, logits); err != nil || !want {
+		return err
+	}
+	id, err := g.pick(logits)
+	if err != nil {
+		return err
+	}
+	return g.take(id)
+}
+
+// advance records that n positions were fed and reports whether a token is
+// to be sampled from their logits (not while prompt remains). It shows the
+// first logits to the test hook.
+func (g *generation) advance(n int, logits []float32) (bool, error) {
 	u := &g.res.Usage
 	if g.fed < len(g.prompt.keys) {
 		g.fed += n
@@ -378,28 +396,45 @@ func (g *generation) consume(n int, logits []float32) error {
 			g.ri, g.ro = g.ri+1, 0
 		}
 		if g.fed < len(g.prompt.keys) {
-			return nil
+			return false, nil
 		}
 		u.Prefill = time.Since(g.tPrefill)
 		if f := g.atPrompt; f != nil {
 			g.atPrompt = nil
 			if err := f(); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
 	if h := g.e.firstLogits; h != nil && u.GeneratedTokens == 0 && u.DecodeSteps == 0 {
 		h(logits)
 	}
+	return true, nil
+}
+
+// pick samples the next token from the logits (modified in place: the
+// grammar's mask, the logit bias, the penalties). It touches only this
+// generation's sampler and grammar state (a Grammar is safe for concurrent
+// use), so the picks of different generations may run at once. A panic is
+// returned as an error.
+func (g *generation) pick(logits []float32) (id int32, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("engine: panic while sampling: %v", r)
+		}
+	}()
 	if g.cons != nil {
 		if err := g.cons.apply(logits); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	id, err := g.sampler.Sample(logits)
-	if err != nil {
-		return err
-	}
+	return g.sampler.Sample(logits)
+}
+
+// take handles a sampled token: usage, stop conditions, text and events.
+func (g *generation) take(id int32) error {
+	u := &g.res.Usage
+	var err error
 	if u.GeneratedTokens == 0 && u.DecodeSteps == 0 {
 		u.TimeToFirstToken = time.Since(g.start)
 	} else {

@@ -62,11 +62,16 @@ type scheduler struct {
 	once sync.Once
 	idle []idleSeq // finished sequences kept for prefix reuse, oldest first
 	kv   tensor.DType
+	// Reused from step to step: the logits rows, the step's samplings and
+	// the errors of the generations that failed in it.
+	logits []float32
+	picks  []pickJob
+	errs   map[*slot]error
 }
 
 func (e *Engine) startScheduler() {
 	s := &scheduler{e: e, joins: make(chan []*slot), quit: make(chan struct{}), exit: make(chan struct{}),
-		wake: make(chan struct{}, 1), kv: e.kvType()}
+		wake: make(chan struct{}, 1), kv: e.kvType(), errs: map[*slot]error{}}
 	e.sched = s
 	go s.loop()
 }
@@ -370,7 +375,9 @@ func (s *scheduler) loop() {
 			continue
 		}
 		t0 := time.Now()
-		logits, err := e.model.ForwardInputs(seqs, ins, false)
+		var logits [][]float32
+		var err error
+		logits, s.logits, err = e.model.ForwardLastInto(seqs, ins, s.logits)
 		if e.opts.OnBatch != nil {
 			n := 0
 			for _, in := range ins {
@@ -386,9 +393,10 @@ func (s *scheduler) loop() {
 			active = without(active, fed)
 			continue
 		}
+		s.consume(fed, ins, logits)
 		var gone []*slot
-		for i, sl := range fed {
-			if err := safeConsume(sl.g, ins[i].Len(d), logits[i]); err != nil {
+		for _, sl := range fed {
+			if err := s.errs[sl]; err != nil {
 				s.end(sl, FinishError, err)
 				gone = append(gone, sl)
 			} else if sl.g.done {
@@ -396,19 +404,84 @@ func (s *scheduler) loop() {
 				gone = append(gone, sl)
 			}
 		}
+		clear(s.errs)
 		active = without(active, gone)
 	}
 }
 
-// safeConsume is consume with a panic (in the caller's event callback, say)
-// turned into that request's error, so that the other requests go on.
-func safeConsume(g *generation, n int, logits []float32) (err error) {
+// consume hands each fed generation its logits (generation.consume), with
+// the samplers of the generations that sample in this step run in
+// parallel, on as many goroutines as the backend has threads (the backend
+// is idle meanwhile). Errors are left in s.errs.
+func (s *scheduler) consume(fed []*slot, ins []gemma.Input, logits [][]float32) {
+	d := s.e.model.Config.NEmbd
+	picks := s.picks[:0]
+	for i, sl := range fed {
+		want, err := safeCall(func() (bool, error) { return sl.g.advance(ins[i].Len(d), logits[i]) })
+		if err != nil {
+			s.errs[sl] = err
+		} else if want {
+			picks = append(picks, pickJob{sl: sl, logits: logits[i]})
+		}
+	}
+	s.picks = picks
+	parallel(len(picks), s.e.model.Backend().Threads(), func(i int) {
+		j := &picks[i]
+		j.id, j.err = j.sl.g.pick(j.logits)
+	})
+	for _, j := range picks {
+		err := j.err
+		if err == nil {
+			_, err = safeCall(func() (bool, error) { return false, j.sl.g.take(j.id) })
+		}
+		if err != nil {
+			s.errs[j.sl] = err
+		}
+	}
+	clear(picks) // hold no finished request until the next step
+}
+
+// pickJob is one generation's sampling in a step.
+type pickJob struct {
+	sl     *slot
+	logits []float32
+	id     int32
+	err    error
+}
+
+// parallel calls f(i) for every i in [0, n) on up to threads goroutines,
+// the caller's included.
+func parallel(n, threads int, f func(i int)) {
+	threads = min(threads, n)
+	if threads <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	for t := 1; t < threads; t++ {
+		wg.Go(func() {
+			for i := t; i < n; i += threads {
+				f(i)
+			}
+		})
+	}
+	for i := 0; i < n; i += threads {
+		f(i)
+	}
+	wg.Wait()
+}
+
+// safeCall runs f with a panic (in the caller's event callback, say)
+// turned into an error, so that the other requests go on.
+func safeCall(f func() (bool, error)) (ok bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("engine: panic while handling the output: %v", r)
 		}
 	}()
-	return g.consume(n, logits)
+	return f()
 }
 
 // without returns l less the slots in drop.

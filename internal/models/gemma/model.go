@@ -58,13 +58,13 @@ func (m *Model) Backend() compute.Backend { return m.be }
 // each sequence the logits of every new position, row-major
 // [len(tokens[i])][vocab].
 func (m *Model) Forward(seqs []*Sequence, tokens [][]int32) ([][]float32, error) {
-	return m.forward(seqs, tokenInputs(tokens), true)
+	return m.forward(seqs, tokenInputs(tokens), true, nil)
 }
 
 // ForwardLast is Forward returning only each sequence's last row [vocab]
 // (the output projection is computed for those rows alone).
 func (m *Model) ForwardLast(seqs []*Sequence, tokens [][]int32) ([][]float32, error) {
-	return m.forward(seqs, tokenInputs(tokens), false)
+	return m.forward(seqs, tokenInputs(tokens), false, nil)
 }
 
 // Input is one run of a sequence's input: token ids, or embedding rows fed
@@ -103,7 +103,23 @@ func tokenInputs(tokens [][]int32) []Input {
 // appended to seqs[i]. It returns every new position's logits when all is
 // set, else only each sequence's last row.
 func (m *Model) ForwardInputs(seqs []*Sequence, inputs []Input, all bool) ([][]float32, error) {
-	return m.forward(seqs, inputs, all)
+	return m.forward(seqs, inputs, all, nil)
+}
+
+// ForwardLastInto is ForwardInputs for each sequence's last row only, with
+// the rows written into buf: row i is buf[i*vocab:(i+1)*vocab]. buf is
+// grown when it is shorter than len(seqs)*vocab and returned, so that a
+// caller stepping again and again (a decode loop) reuses one buffer instead
+// of allocating the logits every step. The rows alias buf: they are valid
+// until buf is passed again.
+func (m *Model) ForwardLastInto(seqs []*Sequence, inputs []Input, buf []float32) ([][]float32, []float32, error) {
+	if n := len(seqs) * m.Config.NVocab; cap(buf) < n {
+		buf = make([]float32, n)
+	} else {
+		buf = buf[:n]
+	}
+	logits, err := m.forward(seqs, inputs, false, buf)
+	return logits, buf, err
 }
 
 // Prefill appends the runs to seq in order (e.g. text, image, text: one
@@ -112,7 +128,7 @@ func (m *Model) ForwardInputs(seqs []*Sequence, inputs []Input, all bool) ([][]f
 func (m *Model) Prefill(seq *Sequence, runs []Input) ([]float32, error) {
 	var last []float32
 	for i, r := range runs {
-		logits, err := m.forward([]*Sequence{seq}, []Input{r}, false)
+		logits, err := m.forward([]*Sequence{seq}, []Input{r}, false, nil)
 		if err != nil {
 			return nil, fmt.Errorf("run %d: %w", i, err)
 		}
@@ -160,7 +176,9 @@ func (m *Model) validate(seqs []*Sequence, inputs []Input) error {
 	return nil
 }
 
-func (m *Model) forward(seqs []*Sequence, inputs []Input, all bool) ([][]float32, error) {
+// forward runs the inputs in steps. Without all, sequence i's last row of
+// logits goes to last[i*vocab:(i+1)*vocab] (allocated when nil).
+func (m *Model) forward(seqs []*Sequence, inputs []Input, all bool, last []float32) ([][]float32, error) {
 	if err := m.validate(seqs, inputs); err != nil {
 		return nil, err
 	}
@@ -169,6 +187,9 @@ func (m *Model) forward(seqs []*Sequence, inputs []Input, all bool) ([][]float32
 	// has some left (the sliding-window rings hold one step's worth).
 	V := m.Config.NVocab
 	out := make([][]float32, len(seqs))
+	if !all && last == nil {
+		last = make([]float32, len(seqs)*V)
+	}
 	done := make([]int, len(seqs))
 	start := make([]int, len(seqs))
 	for i, s := range seqs {
@@ -181,7 +202,13 @@ func (m *Model) forward(seqs []*Sequence, inputs []Input, all bool) ([][]float32
 			in := &inputs[i]
 			if n := min(s.step, in.Len(d)-done[i]); n > 0 {
 				which = append(which, i)
-				b.add(s, in, done[i], n, d, all || done[i]+n == in.Len(d))
+				final := done[i]+n == in.Len(d)
+				b.add(s, in, done[i], n, d, all || final)
+				if !all && final {
+					b.dst = append(b.dst, last[i*V:(i+1)*V:(i+1)*V])
+				} else {
+					b.dst = append(b.dst, nil)
+				}
 			}
 		}
 		if len(which) == 0 {
@@ -204,7 +231,7 @@ func (m *Model) forward(seqs []*Sequence, inputs []Input, all bool) ([][]float32
 			if all {
 				out[i] = append(out[i], logits[k]...)
 			} else if logits[k] != nil {
-				out[i] = logits[k][len(logits[k])-V:]
+				out[i] = logits[k]
 			}
 		}
 	}
@@ -222,6 +249,9 @@ type batch struct {
 	count     []int
 	out       []bool // whether sequence k's logits are wanted
 	last      bool   // only the last row of each wanted sequence (ForwardLast)
+	// dst[k] receives sequence k's logits when set (with last: its one
+	// row); nil: step allocates them.
+	dst [][]float32
 
 	slots [][]int32 // sequence k's ring-slot positions during the step
 	used  []int     // ring slots sequence k's attention reads
@@ -320,16 +350,38 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 		if p.Err != nil {
 			return nil, fmt.Errorf("gemma: output: %w", p.Err)
 		}
-		flat := make([]float32, z.Elems())
-		if err := m.be.Read(z, nn.F32Bytes(flat)); err != nil {
-			return nil, fmt.Errorf("gemma: reading logits: %w", err)
-		}
-		V, off := c.NVocab, 0
+		// Each sequence's rows go to its destination, else to one
+		// allocation for the rest.
+		V, rest := c.NVocab, 0
 		for k := range b.seqs {
-			if b.out[k] {
-				logits[k] = flat[off*V : (off+wanted[k])*V : (off+wanted[k])*V]
-				off += wanted[k]
+			if b.out[k] && (b.dst == nil || b.dst[k] == nil) {
+				rest += wanted[k]
 			}
+		}
+		var flat []float32
+		if rest > 0 {
+			flat = make([]float32, rest*V)
+		}
+		off := 0
+		for k := range b.seqs {
+			if !b.out[k] {
+				continue
+			}
+			var dst []float32
+			if b.dst != nil && b.dst[k] != nil {
+				dst = b.dst[k]
+			} else {
+				dst, flat = flat[:wanted[k]*V:wanted[k]*V], flat[wanted[k]*V:]
+			}
+			zk, err := compute.Rows(z, off, off+wanted[k])
+			if err == nil {
+				err = m.be.Read(zk, nn.F32Bytes(dst))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("gemma: reading logits: %w", err)
+			}
+			logits[k] = dst
+			off += wanted[k]
 		}
 	}
 
