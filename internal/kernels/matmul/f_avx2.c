@@ -2,8 +2,8 @@
 
 // AVX2+FMA+F16C kernels for F32, F16 and BF16 weights: each output's 16
 // lanes in two __m256; F16 widened with vcvtph2ps, BF16 by 16-bit shifts
-// (both exact). Matrix-vector and small batches by fkern.h's tiles, n > 48
-// by gemm_avx2 (half lanes, packed operands; below). Also the activation
+// (both exact). Matrix-vector by fkern.h's row streams, small batches by
+// its tiles, n > 48 by gemm_avx2 (half lanes; below). Also the activation
 // rounding of Prepare.
 #include <immintrin.h>
 #include <stdint.h>
@@ -51,20 +51,17 @@ static inline __attribute__((always_inline)) __m256 loadw_avx2(int T, const uint
 
 // Tiles of fkern.h: F32 (and F16 widened by packw) 3×2 (12 accumulators +
 // 3 weight vectors + 1 activation vector = 16 registers), BF16 3×2 (12 + 2
-// activation vectors + 1 weight vector), matrix-vector 6×1. They run n = 1
-// and n ≤ FK_JB (48, one activation block: there the weights are widened
-// once per call and the old tiles are as fast or faster); larger n run
-// gemm_avx2 below.
+// activation vectors + 1 weight vector). They run 1 < n ≤ FK_JB (48, one
+// activation block: there the weights are widened once per call and these
+// tiles are as fast or faster); larger n run gemm_avx2 below, n = 1
+// fkern.h's row streams.
 #define FK_RM 3
 #define FK_RN 2
 #define FK_RMB 3
 #define FK_RNB 2
-#define FK_RMV 6
-#define FK_MM 6
+#define FK_MM 3
 #define FK_MN 2
-#define FK_TILES_0(X) X(0, 1, 1) X(0, 2, 1) X(0, 3, 1) X(0, 4, 1) X(0, 5, 1) X(0, 6, 1) X(0, 1, 2) X(0, 2, 2) X(0, 3, 2)
-#define FK_TILES_1(X) X(1, 1, 1) X(1, 2, 1) X(1, 3, 1) X(1, 4, 1) X(1, 5, 1) X(1, 6, 1)
-#define FK_TILES_30(X) X(30, 1, 1) X(30, 2, 1) X(30, 3, 1) X(30, 4, 1) X(30, 5, 1) X(30, 6, 1)
+#define FK_TILES_0(X) X(0, 1, 1) X(0, 2, 1) X(0, 3, 1) X(0, 1, 2) X(0, 2, 2) X(0, 3, 2)
 #define FK_TILES_31(X) X(31, 1, 1) X(31, 2, 1) X(31, 3, 1) X(31, 1, 2) X(31, 2, 2) X(31, 3, 2)
 
 static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy,
@@ -86,20 +83,37 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 // accumulators, 3 activation vectors, 1 weight vector: 16 registers, 7
 // loads per 12 fmas), half 0 then half 1; then red16(half 0, half 1) and
 // the tail columns, in order. Same lanes, same fma sequence per lane, same
-// reduction: the bits of the matrix-vector tiles and of the reference.
+// reduction: the bits of fkern.h's kernels and of the reference.
 //
-// Both operands are packed into that order, as float32 (F16 and BF16
-// widened exactly): each block of G_JB activation rows once per call and
-// thread (all columns, groups of G_RN rows: [group][half][v][row][8]), and
-// each G_RM weight rows × column block once per activation block
-// ([half][v][row][8], about 16 KiB: stays in L1 while the activation
-// groups stream past it from L2). Lane states cross column blocks through
-// a per-thread scratch (stored and reloaded, exact).
+// Operands. The activations are packed into that order once per call and
+// thread, a block of rows at a time (all columns, groups of G_RN rows:
+// [group][half][v][row][8]); for F16 weights as F16 (the values are F16
+// already: Prepare rounded them), halving the bytes the tiles stream from
+// L2, and widened again in registers (vcvtph2ps). F32 and F16 weight rows
+// are read in place, F16 widened in registers: a tile's G_RM rows × column
+// block stay in L1 while the activation groups pass. BF16 weights (odd
+// and even columns split by shift and mask, which in the inner loop cost
+// more than packing) are widened into a per-thread buffer, G_RM rows ×
+// column block at a time ([half][v][row][8]). (Packing everything as
+// float32, as before, spent about a sixth of the time in the copies at the
+// SD-convolution shape.)
+//
+// Blocks: as many activation rows as G_XB bytes of packed activations hold
+// (at least G_JBMIN, at most G_JBMAX: fewer passes over the weights, which
+// come from L3) × G_RB weight rows × column blocks of at most G_KV vectors.
+// Lane states cross column blocks through a per-thread scratch (stored and
+// reloaded, exact).
 
 #define G_RM 4
 #define G_RN 3
-#ifndef G_JB
-#define G_JB 48 // activation rows per block (a multiple of G_RN)
+#ifndef G_XB
+#define G_XB (600 << 10) // bytes of packed activations per block, at most
+#endif
+#ifndef G_JBMIN
+#define G_JBMIN 48 // activation rows per block: at least (unless n is less)
+#endif
+#ifndef G_JBMAX
+#define G_JBMAX 144 // and at most
 #endif
 #ifndef G_RB
 #define G_RB 48 // weight rows per block (a multiple of G_RM)
@@ -111,78 +125,82 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 #define G_KV 64 // at most this many vectors (16 columns) per column block
 #endif
 
+// Weight operand of a tile: float32 packed by gpackw (BF16), F32 rows in
+// place, F16 rows in place (then the activations are packed as F16).
+enum { GW_PACKED = 0, GW_F32 = 1, GW_F16 = 2 };
+
 // gpackx packs jn activation rows (stride cols), vectors [0, nv) of both
 // halves: d[((g·2 + h)·nv + v)·G_RN·8 + jj·8 + l] = x[(G_RN·g + jj)·cols +
-// 16v + 8h + l].
-static void gpackx(const float *x, int cols, int jn, int nv, float *d) {
+// 16v + 8h + l], as float32, or as F16 (f16: elements of 2 bytes; exact
+// for values that are F16 already).
+static void gpackx(int f16, const float *x, int cols, int jn, int nv, float *d) {
 	for (int j = 0; j < jn; j++) {
 		const float *s = x + (size_t)j * cols;
-		for (int h = 0; h < 2; h++) {
-			float *o = d + (size_t)(j / G_RN * 2 + h) * nv * (G_RN * 8) + j % G_RN * 8;
-			for (int v = 0; v < nv; v++)
-				_mm256_storeu_ps(o + (size_t)v * (G_RN * 8), _mm256_loadu_ps(s + 16 * v + 8 * h));
-		}
+		const size_t o0 = (size_t)(j / G_RN * 2) * nv * (G_RN * 8) + j % G_RN * 8, o1 = o0 + (size_t)nv * (G_RN * 8);
+		// one pass over the row, both halves; the next row into L1 meanwhile
+		if (f16)
+			for (int v = 0; v < nv; v++) {
+				_mm_prefetch((const char *)(s + cols + 16 * v), _MM_HINT_T0);
+				uint16_t *o = (uint16_t *)d + (size_t)v * (G_RN * 8);
+				_mm_storeu_si128((__m128i *)(o + o0), _mm256_cvtps_ph(_mm256_loadu_ps(s + 16 * v), _MM_FROUND_TO_NEAREST_INT));
+				_mm_storeu_si128((__m128i *)(o + o1), _mm256_cvtps_ph(_mm256_loadu_ps(s + 16 * v + 8), _MM_FROUND_TO_NEAREST_INT));
+			}
+		else
+			for (int v = 0; v < nv; v++) {
+				_mm_prefetch((const char *)(s + cols + 16 * v), _MM_HINT_T0);
+				float *o = d + (size_t)v * (G_RN * 8);
+				_mm256_storeu_ps(o + o0, _mm256_loadu_ps(s + 16 * v));
+				_mm256_storeu_ps(o + o1, _mm256_loadu_ps(s + 16 * v + 8));
+			}
 	}
 }
 
-// gpackw packs rm weight rows (stride wrb) of type T, vectors [v0, v0 + nvb)
-// of both halves, widened: d[(h·nvb + v − v0)·G_RM·8 + i·8 + l].
-static inline __attribute__((always_inline)) void gpackw_t(int T, const uint8_t *w, size_t wrb, int rm, int v0,
-	int nvb, float *d) {
+// gpackw widens rm BF16 weight rows (stride wrb), vectors [v0, v0 + nvb)
+// of both halves: d[(h·nvb + v − v0)·G_RM·8 + i·8 + l].
+static void gpackw(const uint8_t *w, size_t wrb, int rm, int v0, int nvb, float *d) {
 	const __m256i hi = _mm256_set1_epi32((int)0xffff0000);
 	for (int i = 0; i < rm; i++) {
 		const uint8_t *src = w + (size_t)i * wrb;
 		for (int h = 0; h < 2; h++) {
 			float *o = d + (size_t)h * nvb * (G_RM * 8) + i * 8;
 			for (int v = v0; v < v0 + nvb; v++) {
-				__m256 f;
-				if (T == FT_F32)
-					f = _mm256_loadu_ps((const float *)src + 16 * v + 8 * h);
-				else if (T == FT_F16)
-					f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + 2 * (16 * v + 8 * h))));
-				else {
-					const __m256i raw = _mm256_loadu_si256((const __m256i *)(src + 2 * (32 * (v >> 1) + 16 * h)));
-					f = _mm256_castsi256_ps(v & 1 ? _mm256_slli_epi32(raw, 16) : _mm256_and_si256(raw, hi));
-				}
+				const __m256i raw = _mm256_loadu_si256((const __m256i *)(src + 2 * (32 * (v >> 1) + 16 * h)));
+				const __m256 f = _mm256_castsi256_ps(v & 1 ? _mm256_slli_epi32(raw, 16) : _mm256_and_si256(raw, hi));
 				_mm256_storeu_ps(o + (size_t)(v - v0) * (G_RM * 8), f);
 			}
 		}
 	}
 }
 
-static void gpackw(int T, const uint8_t *w, size_t wrb, int rm, int v0, int nvb, float *d) {
-	switch (T) {
-	case FT_F32:
-		gpackw_t(FT_F32, w, wrb, rm, v0, nvb, d);
-		break;
-	case FT_F16:
-		gpackw_t(FT_F16, w, wrb, rm, v0, nvb, d);
-		break;
-	default:
-		gpackw_t(FT_BF16, w, wrb, rm, v0, nvb, d);
-	}
-}
-
-// ghalf runs half h of a tile over one column block: acc from zero
-// (first) or from st, then one fma per lane per vector.
-static inline __attribute__((always_inline)) void ghalf(int RM, int RN, int h, const float *wp, int nvb,
-	const float *xp, size_t xhs, const float *st, size_t sti, int first, __m256 acc[G_RM][G_RN]) {
+// ghalf runs half h of a tile over one column block of nvb vectors: acc
+// from zero (first) or from st, then one fma per lane per vector. wp: the
+// weights (GW_PACKED: packed by gpackw; else the tile's first row at the
+// block's first column, rows wrb bytes apart), xp: the packed activation
+// group at the block's first vector (halves xhs elements apart).
+static inline __attribute__((always_inline)) void ghalf(int GW, int RM, int RN, int h, const void *wp, size_t wrb,
+	int nvb, const void *xp, size_t xhs, const float *st, size_t sti, int first, __m256 acc[G_RM][G_RN]) {
 #pragma GCC unroll 4
 	for (int i = 0; i < RM; i++)
 #pragma GCC unroll 3
 		for (int j = 0; j < RN; j++)
 			acc[i][j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(st + i * sti + j * 16 + 8 * h);
-	const float *wv = wp + (size_t)h * nvb * (G_RM * 8), *xv = xp + h * xhs;
-	for (int v = 0; v < nvb; v++, wv += G_RM * 8, xv += G_RN * 8) {
+	const int x16 = GW == GW_F16;
+	const size_t wvs = GW == GW_PACKED ? G_RM * 32 : GW == GW_F32 ? 64 : 32; // bytes per vector
+	const uint8_t *wv = (const uint8_t *)wp + (GW == GW_PACKED ? (size_t)h * nvb * (G_RM * 32) : (size_t)h * wvs / 2);
+	const uint8_t *xv = (const uint8_t *)xp + (size_t)h * xhs * (x16 ? 2 : 4);
+	for (int v = 0; v < nvb; v++, wv += wvs, xv += G_RN * 8 * (x16 ? 2 : 4)) {
 		__m256 xr[G_RN];
 #pragma GCC unroll 3
 		for (int j = 0; j < RN; j++) {
-			xr[j] = _mm256_loadu_ps(xv + 8 * j);
+			xr[j] = x16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(xv + 16 * j)))
+				    : _mm256_loadu_ps((const float *)(xv + 32 * j));
 			FK_REG(xr[j]);
 		}
 #pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
-			__m256 a = _mm256_loadu_ps(wv + 8 * i);
+			__m256 a = GW == GW_PACKED ? _mm256_loadu_ps((const float *)(wv + 32 * i))
+				 : GW == GW_F32	   ? _mm256_loadu_ps((const float *)(wv + i * wrb))
+						   : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wv + i * wrb)));
 			FK_REG(a);
 #pragma GCC unroll 3
 			for (int j = 0; j < RN; j++)
@@ -191,25 +209,57 @@ static inline __attribute__((always_inline)) void ghalf(int RM, int RN, int h, c
 	}
 }
 
+// gred8 is red16_avx2 of 8 outputs at once, a[i] and b[i] (i < 4) holding
+// lo + hi of output i (the reduction's first step, done by the caller):
+// lanes 0–3 of the result are a's sums, lanes 4–7 b's. Per output the same
+// additions as red16_avx2: lane k += lane k + 4, then (l0 + l2) + (l1 + l3).
+static inline __attribute__((always_inline)) __m256 gred8(const __m256 a[4], const __m256 b[4]) {
+	__m256 p[4];
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++) // (a lanes k + (k+4) | b lanes k + (k+4)), k < 4
+		p[i] = _mm256_add_ps(_mm256_permute2f128_ps(a[i], b[i], 0x20), _mm256_permute2f128_ps(a[i], b[i], 0x31));
+	// transpose the 4×4 blocks: t[k] = (lane k of p[0..3] | the same for b)
+	const __m256 t01 = _mm256_unpacklo_ps(p[0], p[1]), t23 = _mm256_unpacklo_ps(p[2], p[3]);
+	const __m256 u01 = _mm256_unpackhi_ps(p[0], p[1]), u23 = _mm256_unpackhi_ps(p[2], p[3]);
+	const __m256 t0 = _mm256_shuffle_ps(t01, t23, 0x44), t1 = _mm256_shuffle_ps(t01, t23, 0xee);
+	const __m256 t2 = _mm256_shuffle_ps(u01, u23, 0x44), t3 = _mm256_shuffle_ps(u01, u23, 0xee);
+	return _mm256_add_ps(_mm256_add_ps(t0, t2), _mm256_add_ps(t1, t3));
+}
+
 // One tile, RM ≤ G_RM weight rows × RN ≤ G_RN activation rows, one column
-// block of nvb vectors: wp the packed weights, xp the activation group at
-// the block's first vector (halves xhs floats apart). first: lanes from
+// block of nvb vectors (wp, xp, xhs: as for ghalf). first: lanes from
 // zero, else from st; last: reduce, add the tail columns kmain.. cols − 1
-// in order (w: the tile's weight rows, x: its activation rows, as
-// MulRows got them) and write y[j·ldy + i], else store the lanes to st
-// (output (i, j) at st + i·sti + j·16).
-static inline __attribute__((always_inline)) void gtile(int RM, int RN, const float *wp, int nvb, const float *xp,
-	size_t xhs, float *st, size_t sti, int first, int last, int T, const uint8_t *w, size_t wrb, const float *x,
-	int cols, int kmain, float *y, size_t ldy) {
+// in order (w: the tile's weight rows of type T, stride wrb, x: its
+// activation rows, as MulRows got them) and write y[j·ldy + i], else store
+// the lanes to st (output (i, j) at st + i·sti + j·16).
+static inline __attribute__((always_inline)) void gtile(int GW, int RM, int RN, const void *wp, int nvb,
+	const void *xp, size_t xhs, float *st, size_t sti, int first, int last, int T, const uint8_t *w, size_t wrb,
+	const float *x, int cols, int kmain, float *y, size_t ldy) {
 	float lo[G_RM * G_RN * 8] __attribute__((aligned(32)));
 	__m256 acc[G_RM][G_RN];
-	ghalf(RM, RN, 0, wp, nvb, xp, xhs, st, sti, first, acc);
+	ghalf(GW, RM, RN, 0, wp, wrb, nvb, xp, xhs, st, sti, first, acc);
 #pragma GCC unroll 4
 	for (int i = 0; i < RM; i++)
 #pragma GCC unroll 3
 		for (int j = 0; j < RN; j++)
 			_mm256_storeu_ps(last ? lo + (i * G_RN + j) * 8 : st + i * sti + j * 16, acc[i][j]);
-	ghalf(RM, RN, 1, wp, nvb, xp, xhs, st, sti, first, acc);
+	ghalf(GW, RM, RN, 1, wp, wrb, nvb, xp, xhs, st, sti, first, acc);
+	if (last && RM == G_RM && kmain == cols) { // full tile, no tail: 8 reductions at a time
+		__m256 u[G_RN][G_RM];
+#pragma GCC unroll 3
+		for (int j = 0; j < RN; j++)
+#pragma GCC unroll 4
+			for (int i = 0; i < G_RM; i++)
+				u[j][i] = _mm256_add_ps(_mm256_loadu_ps(lo + (i * G_RN + j) * 8), acc[i][j]);
+#pragma GCC unroll 2
+		for (int j = 0; j < RN; j += 2) {
+			const __m256 r = gred8(u[j], u[j + 1 < RN ? j + 1 : j]);
+			_mm_storeu_ps(y + j * ldy, _mm256_castps256_ps128(r));
+			if (j + 1 < RN)
+				_mm_storeu_ps(y + (j + 1) * ldy, _mm256_extractf128_ps(r, 1));
+		}
+		return;
+	}
 #pragma GCC unroll 4
 	for (int i = 0; i < RM; i++)
 #pragma GCC unroll 3
@@ -225,26 +275,28 @@ static inline __attribute__((always_inline)) void gtile(int RM, int RN, const fl
 		}
 }
 
-typedef void (*gtilefn)(const float *wp, int nvb, const float *xp, size_t xhs, float *st, size_t sti, int first,
+typedef void (*gtilefn)(const void *wp, int nvb, const void *xp, size_t xhs, float *st, size_t sti, int first,
 	int last, int T, const uint8_t *w, size_t wrb, const float *x, int cols, int kmain, float *y, size_t ldy);
 
-#define G_DEFTILE(RM, RN)                                                                                          \
-	static __attribute__((noinline)) void gtile_##RM##x##RN(const float *wp, int nvb, const float *xp, size_t xhs, \
-		float *st, size_t sti, int first, int last, int T, const uint8_t *w, size_t wrb, const float *x, int cols, \
-		int kmain, float *y, size_t ldy) {                                                                     \
-		gtile(RM, RN, wp, nvb, xp, xhs, st, sti, first, last, T, w, wrb, x, cols, kmain, y, ldy);               \
+#define G_DEFTILE(GW, RM, RN)                                                                                  \
+	static __attribute__((noinline)) void gtile_##GW##_##RM##x##RN(const void *wp, int nvb, const void *xp,     \
+		size_t xhs, float *st, size_t sti, int first, int last, int T, const uint8_t *w, size_t wrb,        \
+		const float *x, int cols, int kmain, float *y, size_t ldy) {                                         \
+		gtile(GW, RM, RN, wp, nvb, xp, xhs, st, sti, first, last, T, w, wrb, x, cols, kmain, y, ldy);       \
 	}
-G_DEFTILE(1, 1) G_DEFTILE(1, 2) G_DEFTILE(1, 3)
-G_DEFTILE(2, 1) G_DEFTILE(2, 2) G_DEFTILE(2, 3)
-G_DEFTILE(3, 1) G_DEFTILE(3, 2) G_DEFTILE(3, 3)
-G_DEFTILE(4, 1) G_DEFTILE(4, 2) G_DEFTILE(4, 3)
-
-static const gtilefn gtab[G_RM][G_RN] = {
-	{gtile_1x1, gtile_1x2, gtile_1x3},
-	{gtile_2x1, gtile_2x2, gtile_2x3},
-	{gtile_3x1, gtile_3x2, gtile_3x3},
-	{gtile_4x1, gtile_4x2, gtile_4x3},
-};
+#define G_DEFTILES(GW)                                                                                     \
+	G_DEFTILE(GW, 1, 1) G_DEFTILE(GW, 1, 2) G_DEFTILE(GW, 1, 3) G_DEFTILE(GW, 2, 1) G_DEFTILE(GW, 2, 2) \
+	G_DEFTILE(GW, 2, 3) G_DEFTILE(GW, 3, 1) G_DEFTILE(GW, 3, 2) G_DEFTILE(GW, 3, 3) G_DEFTILE(GW, 4, 1) \
+	G_DEFTILE(GW, 4, 2) G_DEFTILE(GW, 4, 3)                                                             \
+	static const gtilefn gtab_##GW[G_RM][G_RN] = {                                                      \
+		{gtile_##GW##_1x1, gtile_##GW##_1x2, gtile_##GW##_1x3},                                     \
+		{gtile_##GW##_2x1, gtile_##GW##_2x2, gtile_##GW##_2x3},                                     \
+		{gtile_##GW##_3x1, gtile_##GW##_3x2, gtile_##GW##_3x3},                                     \
+		{gtile_##GW##_4x1, gtile_##GW##_4x2, gtile_##GW##_4x3},                                     \
+	};
+G_DEFTILES(0) // GW_PACKED
+G_DEFTILES(1) // GW_F32
+G_DEFTILES(2) // GW_F16
 
 // grow makes *p hold at least n floats (64-byte aligned, kept per thread
 // by the caller); false when memory ran out.
@@ -261,44 +313,57 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 	int r0, int r1) {
 	const int step = T == FT_BF16 ? 32 : 16;
 	const int kmain = cols / step * step, nv = kmain / 16;
+	const int gw = T == FT_F32 ? GW_F32 : T == FT_F16 ? GW_F16 : GW_PACKED;
+	const gtilefn(*tab)[G_RN] = gw == GW_F32 ? gtab_1 : gw == GW_F16 ? gtab_2 : gtab_0;
+	const int xes = gw == GW_F16 ? 2 : 4; // bytes per packed activation
+	const size_t wes = T == FT_F32 ? 4 : 2; // bytes per weight
 	// column blocks: as few as G_KV allows, of about equal size
 	const int nkb = nv > G_KV ? (nv + G_KV - 1) / G_KV : 1;
 	const int kv = (nv + nkb - 1) / nkb;
+	// activation rows per block (a multiple of G_RN): as many as G_XB holds
+	int jbs = (int)(G_XB / ((size_t)(nv + 1) * 16 * xes)) / G_RN * G_RN;
+	jbs = jbs < G_JBMIN ? G_JBMIN : jbs > G_JBMAX ? G_JBMAX : jbs;
 	// scratch, one set per OS thread, kept: packed activations and
 	// weights, lane states between column blocks
 	static _Thread_local float *xp, *wp, *st;
 	static _Thread_local size_t xcap, wcap, scap;
-	const size_t xhs = (size_t)nv * (G_RN * 8); // floats per half of a packed activation group
-	if (!grow(&xp, &xcap, 2 * xhs * ((G_JB + G_RN - 1) / G_RN) + 8) || !grow(&wp, &wcap, 2 * G_KV * G_RM * 8) ||
-		(nkb > 1 && !grow(&st, &scap, (size_t)G_JB * G_RB * 16)))
+	const size_t xhs = (size_t)nv * (G_RN * 8); // elements per half of a packed activation group
+	if (!grow(&xp, &xcap, 2 * xhs * ((jbs + G_RN - 1) / G_RN) + 8) ||
+		(gw == GW_PACKED && !grow(&wp, &wcap, 2 * G_KV * G_RM * 8)) ||
+		(nkb > 1 && !grow(&st, &scap, (size_t)jbs * G_RB * 16)))
 		return -1;
-	const size_t sti = 16 * G_JB;
-	for (int jb = 0; jb < n; jb += G_JB) {
-		const int jn = n - jb < G_JB ? n - jb : G_JB;
-		gpackx(x + (size_t)jb * cols, cols, jn, nv, xp);
+	const size_t sti = 16 * (size_t)jbs;
+	for (int jb = 0; jb < n; jb += jbs) {
+		const int jn = n - jb < jbs ? n - jb : jbs;
+		gpackx(gw == GW_F16, x + (size_t)jb * cols, cols, jn, nv, xp);
 		for (int rb = r0; rb < r1; rb += G_RB) {
 			const int rn = r1 - rb < G_RB ? r1 - rb : G_RB;
 			for (int v0 = 0;; v0 += kv) {
 				const int nvb = nv - v0 < kv ? nv - v0 : kv;
 				const int first = v0 == 0, last = v0 + nvb >= nv;
-				const size_t wbytes = (size_t)nvb * 16 * (T == FT_F32 ? 4 : 2); // per weight row of the block
+				const size_t wbytes = (size_t)nvb * 16 * wes; // per weight row of the block
 				for (int ig = 0; ig < rn; ig += G_RM) {
 					const int rm = rn - ig < G_RM ? rn - ig : G_RM;
 					const uint8_t *wr = w + (size_t)(rb + ig) * wrb;
-					gpackw(T, wr, wrb, rm, v0, nvb, wp);
+					const void *wt = wr + (size_t)v0 * 16 * wes;
+					if (gw == GW_PACKED) {
+						gpackw(wr, wrb, rm, v0, nvb, wp);
+						wt = wp;
+					}
 					// the next weight group's rows of this column block, into
 					// L2 while this group's tiles run
 					const int nrm = rn - ig - G_RM < G_RM ? rn - ig - G_RM : G_RM;
 					for (int i = 0; i < nrm; i++) {
-						const char *p = (const char *)(wr + (size_t)(G_RM + i) * wrb) + (size_t)v0 * 16 * (T == FT_F32 ? 4 : 2);
+						const char *p = (const char *)(wr + (size_t)(G_RM + i) * wrb) + (size_t)v0 * 16 * wes;
 						for (size_t o = 0; o < wbytes + 64; o += 64)
 							_mm_prefetch(p + o, G_WHINT);
 					}
 					for (int jg = 0; jg < jn; jg += G_RN) {
 						const int jm = jn - jg < G_RN ? jn - jg : G_RN;
-						gtab[rm - 1][jm - 1](wp, nvb, xp + (size_t)(jg / G_RN) * 2 * xhs + (size_t)v0 * (G_RN * 8), xhs,
-							st + (size_t)ig * sti + (size_t)jg * 16, sti, first, last, T, wr, wrb,
-							x + (size_t)(jb + jg) * cols, cols, kmain, y + (size_t)(jb + jg) * ldy + rb + ig, ldy);
+						const uint8_t *xg = (const uint8_t *)xp + ((size_t)(jg / G_RN) * 2 * xhs + (size_t)v0 * (G_RN * 8)) * xes;
+						tab[rm - 1][jm - 1](wt, nvb, xg, xhs, st + (size_t)ig * sti + (size_t)jg * 16, sti, first,
+							last, T, wr, wrb, x + (size_t)(jb + jg) * cols, cols, kmain,
+							y + (size_t)(jb + jg) * ldy + rb + ig, ldy);
 					}
 				}
 				if (last)

@@ -50,21 +50,18 @@ static inline __attribute__((always_inline)) __m512 loadw_avx512(int T, const ui
 	_mm512_castsi512_ps(_mm512_and_si512(_mm512_loadu_si512((const void *)(p)), _mm512_set1_epi32((int)0xffff0000)))
 #define FLOADBF_EVEN(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_loadu_si512((const void *)(p)), 16))
 
-// Tiles: F32 (and F16 widened by packw) 4×4 (16 accumulators + 4 weight vectors + 1 activation
-// vector of the 32 registers), BF16 4×3 (12 + 3 activation vectors + 1
-// weight vector), matrix-vector 4×1.
+// Tiles (n > 1): F32 (and F16 widened by packw) 4×4 (16 accumulators + 4
+// weight vectors + 1 activation vector of the 32 registers), BF16 4×3 (12 +
+// 3 activation vectors + 1 weight vector).
 #define FK_RM 4
 #define FK_RN 4
 #define FK_RMB 4
 #define FK_RNB 3
-#define FK_RMV 4
 #define FK_MM 4
 #define FK_MN 4
 #define FK_TILES_0(X)                                                                                \
 	X(0, 1, 1) X(0, 2, 1) X(0, 3, 1) X(0, 4, 1) X(0, 1, 2) X(0, 2, 2) X(0, 3, 2) X(0, 4, 2) X(0, 1, 3) \
 	X(0, 2, 3) X(0, 3, 3) X(0, 4, 3) X(0, 1, 4) X(0, 2, 4) X(0, 3, 4) X(0, 4, 4)
-#define FK_TILES_1(X) X(1, 1, 1) X(1, 2, 1) X(1, 3, 1) X(1, 4, 1)
-#define FK_TILES_30(X) X(30, 1, 1) X(30, 2, 1) X(30, 3, 1) X(30, 4, 1)
 #define FK_TILES_31(X)                                                                                    \
 	X(31, 1, 1) X(31, 2, 1) X(31, 3, 1) X(31, 4, 1) X(31, 1, 2) X(31, 2, 2) X(31, 3, 2) X(31, 4, 2)         \
 	X(31, 1, 3) X(31, 2, 3) X(31, 3, 3) X(31, 4, 3)

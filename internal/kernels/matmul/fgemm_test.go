@@ -12,12 +12,15 @@ import (
 // plain-Go reference, bit for bit (tolerance 0: the kernels must run the
 // reference's fma sequence per lane and its reduction), on shapes that cut
 // every block of the AVX2 kernels unevenly. n ≤ 48 (2, 47) runs fkern.h's
-// tiles, n > 48 the half-lane GEMM: activation counts around its 48-row
-// block and 3-row tile (49, 50, 98, 100), weight rows around its 48-row
-// block and 4-row tile (1, 5, 6, 49, 53), column counts giving one column
-// block, column blocks of unequal length (2128 columns = 133 vectors of 16
-// in blocks of 45, 45, 43; 4304 = 269 vectors, SigLIP's FFN down) and
-// tails. checkFast also compares row splits (every row alone, halves).
+// tiles, n > 48 the half-lane GEMM: activation counts around its 3-row
+// tile and its activation blocks (at least 48 rows; as many as 600 KiB of
+// packed activations hold, at most 144: 49, 50, 98, 100; 150 rows of 64
+// columns = 144 + 6; F16 at 2880 columns = 105 + 5, F32 = 51 + 59), weight
+// rows around its 48-row block and 4-row tile (1, 5, 6, 49, 53), column
+// counts giving one column block, column blocks of unequal length (2128
+// columns = 133 vectors of 16 in blocks of 45, 45, 43; 4304 = 269 vectors,
+// SigLIP's FFN down) and tails. checkFast also compares row splits (every
+// row alone, halves).
 func TestFloatGEMMBlocking(t *testing.T) {
 	if testing.Short() {
 		t.Skip("large shapes")
@@ -25,7 +28,7 @@ func TestFloatGEMMBlocking(t *testing.T) {
 	rng := rand.New(rand.NewPCG(41, 42))
 	cases := []struct{ rows, cols, n int }{
 		{6, 2128, 47}, {53, 2128, 2}, {6, 2128, 50}, {53, 2128, 100}, {49, 2141, 49}, {1, 4304, 98}, {5, 4323, 50},
-		{6, 1024, 98}, {4, 15, 49},
+		{6, 1024, 98}, {4, 15, 49}, {5, 64, 150}, {5, 2880, 110},
 	}
 	for _, wt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16} {
 		for _, c := range cases {
@@ -36,6 +39,30 @@ func TestFloatGEMMBlocking(t *testing.T) {
 				}
 				checkFast(t, wt, w, dequantRows(t, wt, w, c.rows, c.cols, true), c.rows, c.cols, c.n, rng)
 			})
+		}
+	}
+}
+
+// TestFloatMatVecStreams: the matrix-vector kernels (n = 1) read a row range
+// as four runs of consecutive rows side by side, the last (rows mod 4) rows
+// alone. Against the reference, bit for bit, with row counts below, at and
+// around multiples of 4 and column counts with and without a tail (BF16's
+// step is 32 columns); checkFast also splits the rows (every row alone,
+// halves, small first chunks), which moves the run boundaries.
+func TestFloatMatVecStreams(t *testing.T) {
+	rng := rand.New(rand.NewPCG(43, 44))
+	for _, wt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16} {
+		for _, cols := range []int{16, 48, 640, 657} {
+			w, err := RandomWeights(wt, 41, cols, rng)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mag := dequantRows(t, wt, w, 41, cols, true)
+			for _, rows := range []int{1, 2, 3, 4, 5, 7, 8, 9, 13, 41} {
+				t.Run(fmt.Sprintf("%v/%dx%d", wt, rows, cols), func(t *testing.T) {
+					checkFast(t, wt, w, mag, rows, cols, 1, rng)
+				})
+			}
 		}
 	}
 }

@@ -10,10 +10,19 @@
 // columns in registers. Then the fixed reduction tree (FV_RED16) and the
 // columns beyond the last full step, in order, by scalar fmas.
 //
-// A register tile computes RM weight rows × RN activation rows; both
-// operands are contiguous along k, so the activations are not packed.
-// Matrix-vector (n = 1): tiles of FK_RMV rows × 1 straight from the
-// weights. n > 1: blocks of FK_JB activation rows × FK_RB weight rows, the
+// Matrix-vector (n = 1), bound by memory bandwidth: a call's row range is
+// cut into FK_S runs of consecutive rows (the last (r1 − r0) mod FK_S rows
+// are done alone), and the kernel takes one row of each run at a time, all
+// its columns, one accumulator set per row. Each run is read strictly
+// sequentially, so the hardware prefetchers see FK_S clean streams, and the
+// FK_S independent fma chains hide the latency that bounds one row. (The
+// former tiles of 6 adjacent rows read column-interleaved reached 17–22 GB/s
+// of F16 weights on the 262144×640 output projection (Zen 3, 2 threads),
+// the streams about 27: the read bandwidth.)
+//
+// n > 1: a register tile computes RM weight rows × RN activation rows; both
+// operands are contiguous along k, so the activations are not packed:
+// blocks of FK_JB activation rows × FK_RB weight rows, the
 // columns cut into blocks of at most FK_KC; F16 and BF16 weight rows are
 // first widened (exactly) into a small per-thread buffer, one tile's rows
 // and column block at a time (packw), which the tile then reuses for every
@@ -33,8 +42,7 @@
 // widened), FLOADBF_ODD(p) and FLOADBF_EVEN(p) (of 2·FW BF16 weights, the
 // FW odd and the FW even columns, widened),
 // FV_RED16(v) (reduction of the 16 lanes in v[0..FK_NH-1]), the tile shapes
-// FK_RM×FK_RN (F32, widened F16), FK_RMB×FK_RNB (split BF16), FK_RMV
-// (matrix-vector) and
+// FK_RM×FK_RN (F32, widened F16), FK_RMB×FK_RNB (split BF16) and
 // FK_TILES_<T>(X), which applies X(T, RM, RN) to every tile shape type T
 // needs (at most FK_MM × FK_MN). It may define FK_GEMM, a function with
 // mica_fmul's parameters that then runs the products with n > FK_JB.
@@ -43,10 +51,6 @@
 #define FCAT(a, b) FCAT2(a, b)
 #define FFN(name) FCAT(name, FK_ISA)
 #define FINLINE static inline __attribute__((always_inline))
-
-#ifndef FK_PF
-#define FK_PF 2 // matrix-vector prefetch distance, in tiles
-#endif
 
 enum { FT_F32 = 0, FT_F16 = 1, FT_BF16 = 30, FT_BF16S = 31 };
 
@@ -93,21 +97,6 @@ FINLINE void FFN(tile)(int T, int RM, int RN, const uint8_t *w, size_t wrb, cons
 				acc[i][j][h] = first ? FV_ZERO() : FV_LOAD(st + i * sti + j * 16 + h * FW);
 	if (T == FT_F32 || T == FT_F16) {
 		for (int k = 0; k < nk; k += 16) {
-			if (RN == 1) // matrix-vector: the next tile's rows, same columns
-#pragma GCC unroll 8
-				for (int i = 0; i < RM; i++)
-					_mm_prefetch((const char *)(w + (i + FK_PF * RM) * wrb + (size_t)k * es), _MM_HINT_T0);
-			if (RN == 1) { // each weight vector used once: load it next to its fma
-#pragma GCC unroll 2
-				for (int h = 0; h < FK_NH; h++) {
-					FV xv = FV_LOAD(x + k + h * FW);
-					FK_REG(xv);
-#pragma GCC unroll 8
-					for (int i = 0; i < RM; i++)
-						acc[i][0][h] = FV_FMA(FLOADW(T, w + i * wrb + (size_t)(k + h * FW) * es), xv, acc[i][0][h]);
-				}
-				continue;
-			}
 #pragma GCC unroll 2
 			for (int h = 0; h < FK_NH; h++) {
 				FV wv[FK_MM];
@@ -128,10 +117,6 @@ FINLINE void FFN(tile)(int T, int RM, int RN, const uint8_t *w, size_t wrb, cons
 		}
 	} else {
 		for (int k = 0; k < nk; k += 32) {
-			if (RN == 1)
-#pragma GCC unroll 8
-				for (int i = 0; i < RM; i++)
-					_mm_prefetch((const char *)(w + (i + FK_PF * RM) * wrb + (size_t)k * 2), _MM_HINT_T0);
 #pragma GCC unroll 2
 			for (int h = 0; h < FK_NH; h++) {
 				// all odd-column fmas, then all even ones: the activation
@@ -204,17 +189,13 @@ typedef void (*FFN(tilefn))(const uint8_t *w, size_t wrb, const float *x, size_t
 #define FK_TABENTRY(T, RM, RN) [RM - 1][RN - 1] = FFN(tile_##T##_##RM##x##RN),
 
 FK_TILES_0(FK_DEFTILE)
-FK_TILES_1(FK_DEFTILE)
-FK_TILES_30(FK_DEFTILE)
 FK_TILES_31(FK_DEFTILE)
 
 // Tile tables, indexed [RM-1][RN-1] (shapes not listed are unused): F32
-// for every n (and for F16 weights widened by packw), F16 and BF16 for
-// matrix-vector, BF16S for BF16 weights split by packw.
+// (and F16 weights widened by packw), BF16S for BF16 weights split by
+// packw.
 #define FK_TAB(T) static const FFN(tilefn) FFN(tab_##T)[8][8] = { FK_TILES_##T(FK_TABENTRY) };
 FK_TAB(0)
-FK_TAB(1)
-FK_TAB(30)
 FK_TAB(31)
 
 #ifndef FK_KC
@@ -254,6 +235,82 @@ static void FFN(packw)(int T, const uint8_t *w, size_t wrb, int rm, int k0, int 
 	}
 }
 
+#ifndef FK_S
+#define FK_S 4 // matrix-vector row streams
+#endif
+
+// S weight rows w + s·sb (s < S), all columns: nk in the lane order, the
+// ntail tail columns in order; y[s·ys].
+FINLINE void FFN(mvrows)(int T, int S, const uint8_t *w, size_t sb, const float *x, int nk, int ntail, float *y,
+	size_t ys) {
+	const int es = FFN(esize)(T);
+	FV acc[FK_S][FK_NH];
+#pragma GCC unroll 8
+	for (int s = 0; s < S; s++)
+#pragma GCC unroll 2
+		for (int h = 0; h < FK_NH; h++)
+			acc[s][h] = FV_ZERO();
+	if (T == FT_F32 || T == FT_F16) {
+		for (int k = 0; k < nk; k += 16) {
+#pragma GCC unroll 2
+			for (int h = 0; h < FK_NH; h++) {
+				FV xv = FV_LOAD(x + k + h * FW);
+				FK_REG(xv);
+#pragma GCC unroll 8
+				for (int s = 0; s < S; s++)
+					acc[s][h] = FV_FMA(FLOADW(T, w + s * sb + (size_t)(k + h * FW) * es), xv, acc[s][h]);
+			}
+		}
+	} else {
+		for (int k = 0; k < nk; k += 32) {
+#pragma GCC unroll 2
+			for (int h = 0; h < FK_NH; h++) {
+				const uint8_t *wk = w + (size_t)(k + 2 * h * FW) * 2;
+				FV xo = FV_LOAD(x + k + h * FW), xe = FV_LOAD(x + k + 16 + h * FW);
+				FK_REG(xo);
+				FK_REG(xe);
+#pragma GCC unroll 8
+				for (int s = 0; s < S; s++) {
+					acc[s][h] = FV_FMA(FLOADBF_ODD(wk + s * sb), xo, acc[s][h]);
+					acc[s][h] = FV_FMA(FLOADBF_EVEN(wk + s * sb), xe, acc[s][h]);
+				}
+			}
+		}
+	}
+#pragma GCC unroll 8
+	for (int s = 0; s < S; s++) {
+		float r = FV_RED16(acc[s]);
+		for (int k = nk; k < nk + ntail; k++)
+			r = FFN(fma1)(FFN(load1)(T, w + s * sb + (size_t)k * es), x[k], r);
+		y[s * ys] = r;
+	}
+}
+
+typedef void (*FFN(mvfn))(const uint8_t *w, size_t sb, const float *x, int nk, int ntail, float *y, size_t ys);
+#define FK_DEFMV(T, S)                                                                                  \
+	static __attribute__((noinline)) void FFN(mv_##T##_##S)(const uint8_t *w, size_t sb, const float *x, int nk, \
+		int ntail, float *y, size_t ys) {                                                               \
+		FFN(mvrows)(T, S, w, sb, x, nk, ntail, y, ys);                                                  \
+	}
+FK_DEFMV(0, 1)
+FK_DEFMV(0, FK_S)
+FK_DEFMV(1, 1)
+FK_DEFMV(1, FK_S)
+FK_DEFMV(30, 1)
+FK_DEFMV(30, FK_S)
+
+// Matrix-vector over rows [r0, r1): FK_S runs of equal length read side by
+// side, one row of each at a time; the last (r1 − r0) mod FK_S rows alone.
+static void FFN(mv)(int T, const uint8_t *w, size_t wrb, const float *x, int cols, int kmain, float *y, int r0, int r1) {
+	FFN(mvfn) one = T == FT_F32 ? FFN(mv_0_1) : T == FT_F16 ? FFN(mv_1_1) : FFN(mv_30_1);
+	FFN(mvfn) many = T == FT_F32 ? FFN(mv_0_FK_S) : T == FT_F16 ? FFN(mv_1_FK_S) : FFN(mv_30_FK_S);
+	const int len = (r1 - r0) / FK_S;
+	for (int k = 0; k < len; k++)
+		many(w + (size_t)(r0 + k) * wrb, (size_t)len * wrb, x, kmain, cols - kmain, y + r0 + k, len);
+	for (int r = r0 + FK_S * len; r < r1; r++)
+		one(w + (size_t)r * wrb, 0, x, kmain, cols - kmain, y + r, 0);
+}
+
 // Y[j*ldy + r] for j < n, r0 <= r < r1; T is the weight type (0 F32,
 // 1 F16, 30 BF16), x the prepared activations (for BF16 in the kernel
 // order), n×cols. Returns 0, or -1 when scratch memory ran out.
@@ -262,11 +319,7 @@ int FFN(mica_fmul)(int T, const uint8_t *w, size_t wrb, const float *x, int n, i
 	const int step = T == FT_BF16 ? 32 : 16;
 	const int kmain = cols / step * step;
 	if (n == 1) {
-		const FFN(tilefn)(*tab)[8] = T == FT_F32 ? FFN(tab_0) : T == FT_F16 ? FFN(tab_1) : FFN(tab_30);
-		for (int r = r0; r < r1; r += FK_RMV) {
-			const int rm = r1 - r < FK_RMV ? r1 - r : FK_RMV;
-			tab[rm - 1][0](w + (size_t)r * wrb, wrb, x, cols, kmain, cols - kmain, NULL, 0, 1, 1, y + r, ldy);
-		}
+		FFN(mv)(T, w, wrb, x, cols, kmain, y, r0, r1);
 		return 0;
 	}
 #ifdef FK_GEMM
