@@ -2,6 +2,7 @@ package ops
 
 import (
 	"math"
+	"sync"
 
 	"mica/internal/kernels/quant"
 )
@@ -224,11 +225,9 @@ func attentionNoFlash(a *attnArgs, r0, r1 int) {
 	d, dv, nkv := p.HeadDim, a.dv, a.nkv
 	group := p.NHead / p.NKVHead
 	negInf := float32(math.Inf(-1))
-	qbuf := make([]float32, group*d)
-	w := make([]float32, group*nkv)
-	idx := make([]int32, 0, nkv)
-	kept := make([]int32, nkv)
-	acc := make([]float32, 16*dv)
+	sc := nfScratchPool.Get().(*nfScratch)
+	defer nfScratchPool.Put(sc)
+	qbuf, w, acc, idx, kept := sc.get(group*d, group*nkv, 16*dv, nkv)
 	capScale := float32(0)
 	if p.Softcap != 0 {
 		capScale = p.Scale / p.Softcap
@@ -309,6 +308,29 @@ func nfVisible(idx []int32, kPos []int32, mr []float32, qp int32, causal bool, w
 		idx = append(idx, int32(j))
 	}
 	return idx
+}
+
+// nfScratch holds attentionNoFlash's work buffers between calls (a decode
+// step makes one call per sequence and layer; allocating them each time
+// fed the garbage collector megabytes per step).
+type nfScratch struct {
+	f []float32
+	i []int32
+}
+
+var nfScratchPool = sync.Pool{New: func() any { return new(nfScratch) }}
+
+// get returns float buffers of nq, nw and nacc values and two int32
+// buffers of n values (the first with length 0).
+func (s *nfScratch) get(nq, nw, nacc, n int) (q, w, acc []float32, idx, kept []int32) {
+	if cap(s.f) < nq+nw+nacc {
+		s.f = make([]float32, nq+nw+nacc)
+	}
+	if cap(s.i) < 2*n {
+		s.i = make([]int32, 2*n)
+	}
+	f := s.f[:nq+nw+nacc]
+	return f[:nq:nq], f[nq : nq+nw : nq+nw], f[nq+nw:], s.i[:0:n], s.i[n : 2*n : 2*n]
 }
 
 // nfScale turns the scores of cells idx into logits: s·scale, or
