@@ -161,9 +161,12 @@ func (b *Backend) matmul(wt *compute.Tensor, x []float32, n int, y []float32, ld
 		return err
 	}
 	p := matmul.Prepared{Q: b.scratchBuf(size)}
-	if err := matmul.PrepareInto(&p, wt.DType, x, n, cols); err != nil {
+	if err := matmul.PrepareLayout(&p, wt.DType, x, n, cols); err != nil {
 		return err
 	}
+	// the activations' conversion (quantization, F16/BF16 rounding) by rows
+	// on every thread: for a large batch it is tens of megabytes
+	b.par(n, 1, cols, func(s, e int) { matmul.PrepareRows(&p, x, s, e) })
 	var firstErr error
 	mul := func(s, e int) {
 		if err := matmul.MulRows(wt.DType, w, cols, &p, y, ldy, s, e); err != nil {

@@ -125,30 +125,24 @@ func asFloats(b []byte, n int) []float32 {
 	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), n)
 }
 
-// roundActivations fills p.F32 (in p.Q's storage) with x rounded to p's
-// vec-dot type, F16 or BF16, and for BF16 also p.kern, the kernels' column
+// roundActivations fills out with rows of x (cols values each) rounded to
+// vt, F16 or BF16, and for BF16 also kern, the rows in the kernels' column
 // order.
-func roundActivations(p *Prepared, x []float32) {
-	m := len(x)
-	p.F32 = asFloats(p.Q, m)
-	if p.VecType == tensor.BF16 {
-		p.kern = asFloats(p.Q[4*m:], m)
-	}
-	if fastRound(p.VecType, x, p.F32, p.kern, p.Cols) {
+func roundActivations(vt tensor.DType, x, out, kern []float32, cols int) {
+	if fastRound(vt, x, out, kern, cols) {
 		return
 	}
-	if p.VecType == tensor.F16 {
+	if vt == tensor.F16 {
 		for i, v := range x {
-			p.F32[i] = quant.FP16ToFP32(quant.FP32ToFP16(v))
+			out[i] = quant.FP16ToFP32(quant.FP32ToFP16(v))
 		}
 		return
 	}
 	for i, v := range x {
-		p.F32[i] = quant.BF16ToFP32(quant.FP32ToBF16(v))
+		out[i] = quant.BF16ToFP32(quant.FP32ToBF16(v))
 	}
-	cols := p.Cols
-	for j := 0; j < p.N; j++ {
-		permuteBF16(p.F32[j*cols:(j+1)*cols], p.kern[j*cols:(j+1)*cols])
+	for j := 0; j < len(x)/cols; j++ {
+		permuteBF16(out[j*cols:(j+1)*cols], kern[j*cols:(j+1)*cols])
 	}
 }
 

@@ -156,6 +156,19 @@ func Prepare(wt tensor.DType, x []float32, n, cols int) (*Prepared, error) {
 // PrepareInto is Prepare reusing p's buffer when it is large enough, so a
 // caller can avoid an allocation per call. p must not be in use by MulRows.
 func PrepareInto(p *Prepared, wt tensor.DType, x []float32, n, cols int) error {
+	if err := PrepareLayout(p, wt, x, n, cols); err != nil {
+		return err
+	}
+	PrepareRows(p, x, 0, n)
+	return nil
+}
+
+// PrepareLayout is the first half of PrepareInto: it checks the arguments
+// and sizes p for n×cols activations x and wt weights, converting nothing.
+// PrepareRows then converts the rows, each independently of the others, so
+// a caller may convert ranges of rows in parallel; p is ready once every
+// row has been.
+func PrepareLayout(p *Prepared, wt tensor.DType, x []float32, n, cols int) error {
 	if err := checkCols(wt, cols); err != nil {
 		return err
 	}
@@ -180,10 +193,31 @@ func PrepareInto(p *Prepared, wt tensor.DType, x []float32, n, cols int) error {
 	}
 	p.Q = p.Q[:n*rb]
 	if vt == tensor.F16 || vt == tensor.BF16 {
-		roundActivations(p, x[:n*cols])
-		return nil
+		m := n * cols
+		p.F32 = asFloats(p.Q, m)
+		if vt == tensor.BF16 {
+			p.kern = asFloats(p.Q[4*m:], m)
+		}
 	}
-	for j := 0; j < n; j++ {
+	return nil
+}
+
+// PrepareRows converts activation rows [j0, j1) of x into p, laid out by
+// PrepareLayout with the same x.
+func PrepareRows(p *Prepared, x []float32, j0, j1 int) {
+	vt, cols, rb := p.VecType, p.Cols, p.RowBytes
+	switch vt {
+	case tensor.F32:
+		return
+	case tensor.F16, tensor.BF16:
+		var kern []float32
+		if vt == tensor.BF16 {
+			kern = p.kern[j0*cols : j1*cols]
+		}
+		roundActivations(vt, x[j0*cols:j1*cols], p.F32[j0*cols:j1*cols], kern, cols)
+		return
+	}
+	for j := j0; j < j1; j++ {
 		src := x[j*cols : (j+1)*cols]
 		dst := p.Q[j*rb : (j+1)*rb]
 		if fastQuantize(vt, src, dst) {
@@ -198,7 +232,6 @@ func PrepareInto(p *Prepared, wt tensor.DType, x []float32, n, cols int) error {
 			quant.QuantizeQ8_K(src, dst)
 		}
 	}
-	return nil
 }
 
 // checkMul validates the arguments of MulRows/MulRowsRef and returns the

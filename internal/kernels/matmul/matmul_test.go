@@ -535,3 +535,32 @@ func TestFastActivationQuantizers(t *testing.T) {
 		}
 	}
 }
+
+// TestPrepareRowsInParts: converting the activation rows in separate
+// ranges (as the backend does on several threads) gives exactly
+// PrepareInto's result for every vec-dot type.
+func TestPrepareRowsInParts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	const n, cols = 7, 512
+	x := RandomActivations(n, cols, rng)
+	for _, wt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_1, tensor.Q4_K} {
+		var whole, parts Prepared
+		if err := PrepareInto(&whole, wt, x, n, cols); err != nil {
+			t.Fatal(err)
+		}
+		if err := PrepareLayout(&parts, wt, x, n, cols); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range [][2]int{{4, 7}, {0, 1}, {1, 4}} {
+			PrepareRows(&parts, x, r[0], r[1])
+		}
+		if !bytes.Equal(whole.Q, parts.Q) || len(whole.F32) != len(parts.F32) {
+			t.Errorf("%v: rows converted in parts differ from PrepareInto", wt)
+		}
+		for i := range whole.F32 {
+			if math.Float32bits(whole.F32[i]) != math.Float32bits(parts.F32[i]) {
+				t.Fatalf("%v: value %d differs", wt, i)
+			}
+		}
+	}
+}
