@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -95,6 +96,54 @@ type visionState struct {
 	encodes atomic.Int64
 	begin   []int32 // the begin and end markers' tokens (Config.Markers)
 	end     []int32
+	// prepared keeps the last few preprocessed images: a server measures a
+	// request's prompt (ChatPrompt) before running it, and both need the
+	// decoded, resized pixels.
+	prepMu   sync.Mutex
+	prepared []preparedImage
+	decodes  atomic.Int64
+}
+
+// preparedImage is one entry of visionState.prepared.
+type preparedImage struct {
+	sum  [sha256.Size]byte // of the file's bytes
+	keep bool              // IgnoreOrientation
+	opts vision.PreprocessOptions
+	in   *vision.Input
+	key  vision.CacheKey
+}
+
+// keptPrepared is how many preprocessed images the engine keeps (a few
+// megabytes of pixels each).
+const keptPrepared = 4
+
+// prepare returns the preprocessed image for (data, keep, opts) from the
+// kept ones, or runs make and keeps its result.
+func (v *visionState) prepare(data []byte, keep bool, opts vision.PreprocessOptions, make func() (*vision.Input, error)) (*vision.Input, vision.CacheKey, error) {
+	sum := sha256.Sum256(data)
+	v.prepMu.Lock()
+	for i, p := range v.prepared {
+		if p.sum == sum && p.keep == keep && p.opts == opts {
+			// most recent last
+			v.prepared = append(append(v.prepared[:i:i], v.prepared[i+1:]...), p)
+			v.prepMu.Unlock()
+			return p.in, p.key, nil
+		}
+	}
+	v.prepMu.Unlock()
+	in, err := make()
+	if err != nil {
+		return nil, vision.CacheKey{}, err
+	}
+	v.decodes.Add(1)
+	key := v.proj.Key(in)
+	v.prepMu.Lock()
+	if len(v.prepared) == keptPrepared {
+		v.prepared = append(v.prepared[:0], v.prepared[1:]...)
+	}
+	v.prepared = append(v.prepared, preparedImage{sum: sum, keep: keep, opts: opts, in: in, key: key})
+	v.prepMu.Unlock()
+	return in, key, nil
 }
 
 // OpenVision loads the mmproj file at path as the model's vision projector
@@ -304,10 +353,6 @@ func (e *Engine) preprocess(images []Image) ([]*planImage, error) {
 		if len(im.Data) == 0 {
 			return nil, fmt.Errorf("%w: image %d is empty", ErrImage, i+1)
 		}
-		img, err := imagefile.Decode(im.Data, imagefile.Options{IgnoreOrientation: im.IgnoreOrientation})
-		if err != nil {
-			return nil, fmt.Errorf("%w: image %d: %v", ErrImage, i+1, err)
-		}
 		opts, err := p.Config.Budget(im.Detail, im.Tokens)
 		if err != nil {
 			return nil, &BudgetError{Image: i, Param: im.Param, Err: err}
@@ -315,15 +360,25 @@ func (e *Engine) preprocess(images []Image) ([]*planImage, error) {
 		if im.MinTokens != 0 || im.MaxTokens != 0 {
 			opts = vision.PreprocessOptions{MinTokens: im.MinTokens, MaxTokens: im.MaxTokens}
 		}
-		in, err := p.Preprocess(img, opts)
-		if err != nil {
-			if opts != (vision.PreprocessOptions{}) {
-				// e.g. a budget too large for the position table
-				return nil, &BudgetError{Image: i, Param: im.Param, Err: err}
+		in, key, err := e.vis.prepare(im.Data, im.IgnoreOrientation, opts, func() (*vision.Input, error) {
+			img, err := imagefile.Decode(im.Data, imagefile.Options{IgnoreOrientation: im.IgnoreOrientation})
+			if err != nil {
+				return nil, fmt.Errorf("%w: image %d: %v", ErrImage, i+1, err)
 			}
-			return nil, fmt.Errorf("%w: image %d: %v", ErrImage, i+1, err)
+			in, err := p.Preprocess(img, opts)
+			if err != nil {
+				if opts != (vision.PreprocessOptions{}) {
+					// e.g. a budget too large for the position table
+					return nil, &BudgetError{Image: i, Param: im.Param, Err: err}
+				}
+				return nil, fmt.Errorf("%w: image %d: %v", ErrImage, i+1, err)
+			}
+			return in, nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		out[i] = &planImage{in: in, key: p.Key(in)}
+		out[i] = &planImage{in: in, key: key}
 	}
 	return out, nil
 }

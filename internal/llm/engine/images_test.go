@@ -261,3 +261,31 @@ func TestImageErrors(t *testing.T) {
 		t.Errorf("after bad requests: %v", err)
 	}
 }
+
+// TestImagePreparedOnce: measuring a prompt (ChatPrompt, as the server does
+// before admitting a request) and running it decode and resize the image
+// once; another budget or orientation rule prepares it again.
+func TestImagePreparedOnce(t *testing.T) {
+	e := visionEngine(t, "gemma4", Options{})
+	img := devImage(t)
+	req := ChatRequest{Messages: []chat.Message{imageTurn("What is this?", 1)}, Images: []Image{img},
+		Sampling: sample.Greedy(), MaxTokens: 1}
+	if _, err := e.ChatPrompt(req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Chat(context.Background(), req, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.vis.decodes.Load(); n != 1 {
+		t.Fatalf("%d image preparations for one image measured and run, want 1", n)
+	}
+	low := req
+	low.Images = []Image{img}
+	low.Images[0].Detail = "low"
+	if _, err := e.ChatPrompt(low); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.vis.decodes.Load(); n != 2 {
+		t.Fatalf("%d image preparations after another budget, want 2", n)
+	}
+}
