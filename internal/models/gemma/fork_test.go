@@ -1,12 +1,10 @@
 package gemma
 
 import (
-	"path/filepath"
 	"slices"
 	"testing"
 
 	"mica/internal/compute/cpu"
-	"mica/internal/format/gguf"
 	"mica/internal/tensor"
 )
 
@@ -22,16 +20,7 @@ func TestCopyPrefix(t *testing.T) {
 	defer be.Close()
 	for _, name := range []string{"gemma3-tiny-f32.gguf", "gemma4-ple-f32.gguf"} {
 		t.Run(name, func(t *testing.T) {
-			f, err := gguf.Open(filepath.Join(refDir(t), name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			m, err := Load(f, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			m := loadRef(t, be, name)
 			W := m.Config.Window
 			if W != 8 {
 				t.Fatalf("window %d; the cases below assume 8", W)

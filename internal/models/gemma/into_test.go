@@ -2,11 +2,9 @@ package gemma
 
 import (
 	"math"
-	"path/filepath"
 	"testing"
 
 	"mica/internal/compute/cpu"
-	"mica/internal/format/gguf"
 	"mica/internal/tensor"
 )
 
@@ -22,16 +20,7 @@ func TestForwardLastIntoMatchesAlone(t *testing.T) {
 	defer be.Close()
 	for _, name := range []string{"gemma3-tiny-f32.gguf", "gemma3-tiny-q8_0.gguf", "gemma4-tiny-q8_0.gguf", "gemma4-ple-f32.gguf", "gemma4-moe-f32.gguf"} {
 		t.Run(name, func(t *testing.T) {
-			f, err := gguf.Open(filepath.Join(refDir(t), name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			m, err := Load(f, be)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			m := loadRef(t, be, name)
 			V := m.Config.NVocab
 			const nSeq = 4
 			newSeqs := func() []*Sequence {

@@ -2,6 +2,8 @@ package gemma
 
 import (
 	"math"
+	"mica/internal/compute"
+	"mica/internal/format/gguf"
 	"mica/internal/testenv"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,22 @@ import (
 )
 
 func refDir(t testing.TB) string { return testenv.Shared(t, "reference", "gemma") }
+
+// loadRef loads reference model name on be; it is closed when the test ends.
+func loadRef(t testing.TB, be compute.Backend, name string) *Model {
+	t.Helper()
+	f, err := gguf.Open(filepath.Join(refDir(t), name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	m, err := Load(f, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
 
 type reference struct {
 	Model  string      `json:"model"`
