@@ -11,9 +11,12 @@ func TestSumMatchesGo(t *testing.T) {
 	for i := range b {
 		b[i] = byte(i*7 + i>>9)
 	}
-	for _, n := range []int{0, 1, 127, 128, 4096, len(b)} {
+	for _, n := range []int{0, 1, 127, 128, 513, 4096, 4096 + 520, len(b)} {
 		if got, want := sumBytes(b[:n]), sumBytesGo(b[:n]); got != want {
 			t.Errorf("sum of %d bytes: %d, plain Go %d", n, got, want)
+		}
+		if got, want := sumBytes4(b[:n]), sumBytesGo(b[:n]); got != want {
+			t.Errorf("four-stream sum of %d bytes: %d, plain Go %d", n, got, want)
 		}
 	}
 }
