@@ -36,7 +36,7 @@ func nfScores(q []float32, k KV, off int, idx []int32, s []float32) {
 // queries share one pass over K.
 func nfScoresGroup(q []float32, G int, k KV, off int, idx []int32, s []float32, ss int) {
 	d := len(q) / G
-	if !useFast || len(idx) == 0 || G < 2 {
+	if !useFast || len(idx) == 0 {
 		nfScoresGroupRef(q, G, k, off, idx, s, ss)
 		return
 	}
