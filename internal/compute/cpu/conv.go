@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"sync"
 	"unsafe"
 
 	"mica/internal/compute"
@@ -51,20 +50,13 @@ func (b *Backend) conv2d(o compute.Conv2DOp) error {
 	all := unsafe.Slice((*float32)(unsafe.Pointer(&sb[0])), nb+np)
 	band, panel := all[:nb], all[nb:]
 	inPer, outPer := p.IC*p.H*p.W, p.OC*p.OutH()*p.OutW()
-	var (
-		mu       sync.Mutex
-		firstErr error
-	)
+	var firstErr firstError
 	setErr := func(err error) {
 		if err != nil {
-			mu.Lock()
-			if firstErr == nil {
-				firstErr = err
-			}
-			mu.Unlock()
+			firstErr.set(err)
 		}
 	}
-	failed := func() bool { mu.Lock(); defer mu.Unlock(); return firstErr != nil }
+	failed := func() bool { return firstErr.get() != nil }
 	for g := 0; g < c.Groups() && !failed(); g++ {
 		b.pool.Parallel(c.PanelBlocks(g), 1, func(s, e int) { setErr(c.FillPanel(wb, panel, g, s, e)) })
 		for img := 0; img < o.X.Shape[0]; img++ {
@@ -76,7 +68,7 @@ func (b *Backend) conv2d(o compute.Conv2DOp) error {
 			}
 		}
 	}
-	return firstErr
+	return firstErr.get()
 }
 
 func convParams(o compute.Conv2DOp) ops.Conv2DParams {

@@ -137,9 +137,9 @@ func (p *Pool) Threads() int { return p.threads }
 // when every range is done. fn must not call Parallel on the same pool.
 func (p *Pool) Parallel(n, grain int, fn func(start, end int)) { p.ParallelMin(n, grain, 1, fn) }
 
-// ParallelMin is Parallel with at least minItems items in every range (as
-// far as n allows): work too small to be worth handing to another thread
-// runs on the caller's alone. The ranges still depend only on n, grain,
+// ParallelMin is Parallel with about minItems items or more in every range
+// (as far as n and grain allow): work too small to be worth handing to
+// another thread runs on the caller's alone. The ranges still depend only on n, grain,
 // minItems and the thread count.
 func (p *Pool) ParallelMin(n, grain, minItems int, fn func(start, end int)) {
 	p.section(n, grain, minItems, 1, fn)
@@ -178,6 +178,10 @@ func (p *Pool) section(n, grain, minItems, chunks int, fn func(start, end int)) 
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed { // no workers left: the caller does it all
+		fn(0, n)
+		return
+	}
 	// Split units as evenly as possible; the first ranges get one more unit.
 	d := &p.dyn
 	d.fn, d.n, d.grain, d.parts = fn, n, grain, parts
@@ -190,12 +194,17 @@ func (p *Pool) section(n, grain, minItems, chunks int, fn func(start, end int)) 
 		w.posted.Add(1)
 		notify(&w.asleep, w.wake)
 	}
+	// The workers are waited for even when fn panics on the caller's
+	// ranges (a recovered panic must not leave them reading this section
+	// while the next one is set up).
+	defer func() {
+		for _, w := range p.workers[:parts-1] {
+			target := w.posted.Load()
+			await(func() bool { return w.done.Load() >= target }, &w.waiting, w.finished, p.spin)
+		}
+		d.fn = nil
+	}()
 	p.takeRanges(0)
-	for _, w := range p.workers[:parts-1] {
-		target := w.posted.Load()
-		await(func() bool { return w.done.Load() >= target }, &w.waiting, w.finished, p.spin)
-	}
-	d.fn = nil
 }
 
 // ranges is the current section: fn over ranges of units of grain items,

@@ -133,3 +133,45 @@ func BenchmarkPoolHandOff(b *testing.B) {
 		p.Parallel(2, 1, func(s, e int) { sink[s]++ })
 	}
 }
+
+// TestPoolCallerPanic: when fn panics on the caller's own range and the
+// panic is recovered, the workers still finish that section before the
+// next one starts, so the next section runs every index exactly once.
+func TestPoolCallerPanic(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	for round := 0; round < 50; round++ {
+		func() {
+			defer func() { _ = recover() }()
+			p.Parallel(2, 1, func(s, e int) {
+				if s == 0 {
+					panic("caller's range")
+				}
+				time.Sleep(200 * time.Microsecond) // the worker is still busy when the caller panics
+			})
+		}()
+		var hits [4]atomic.Int32
+		p.Parallel(4, 1, func(s, e int) {
+			for i := s; i < e; i++ {
+				hits[i].Add(1)
+			}
+		})
+		for i := range hits {
+			if n := hits[i].Load(); n != 1 {
+				t.Fatalf("round %d: index %d ran %d times after a recovered panic", round, i, n)
+			}
+		}
+	}
+}
+
+// TestPoolAfterClose: a section after Close runs on the caller instead of
+// waiting for workers that are gone.
+func TestPoolAfterClose(t *testing.T) {
+	p := NewPool(2)
+	p.Close()
+	sum := 0
+	p.Parallel(1000, 1, func(s, e int) { sum += e - s })
+	if sum != 1000 {
+		t.Fatalf("covered %d of 1000 indices", sum)
+	}
+}

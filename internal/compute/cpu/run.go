@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"unsafe"
 
 	"mica/internal/compute"
@@ -21,9 +22,9 @@ const (
 )
 
 // minPart is the least work, in values touched, that one part of a split
-// gets: handing a part to another thread (a channel send, perhaps a
-// wake-up, the wait at the end) costs microseconds, more than this much
-// work, so the small ops of a decode step (a few rows of activations) run
+// gets: handing a part to another thread (posting it, the wait at the end,
+// a wake-up when the worker sleeps) costs up to microseconds, more than
+// this much work, so the small ops of a decode step (a few rows of activations) run
 // on the calling thread alone. How work is split never changes a result.
 const minPart = 16 << 10
 
@@ -56,13 +57,13 @@ func (b *Backend) Run(op compute.Op) error {
 			return err
 		}
 		y := f32(o.Y)
-		var firstErr error
+		var firstErr firstError
 		b.par(len(o.IDs), 1, o.W.Shape[1], func(s, e int) {
 			if err := ops.GetRows(o.W.DType, w, o.W.Shape[1], o.IDs, y, s, e); err != nil {
-				firstErr = err
+				firstErr.set(err)
 			}
 		})
-		return firstErr
+		return firstErr.get()
 	case compute.BinaryOp:
 		a, bb, y := f32(o.A), f32(o.B), f32(o.Y)
 		if len(bb) == len(a) {
@@ -135,13 +136,13 @@ func (b *Backend) Run(op compute.Op) error {
 		return nil
 	case compute.ConcatOp:
 		a, bb, y := f32(o.A), f32(o.B), f32(o.Y)
-		var firstErr error
+		var firstErr firstError
 		b.pool.Parallel(ops.OuterCount(o.A.Shape, o.Axis), 1, func(s, e int) {
 			if err := ops.Concat(a, bb, y, o.A.Shape, o.B.Shape, o.Axis, s, e); err != nil {
-				firstErr = err
+				firstErr.set(err)
 			}
 		})
-		return firstErr
+		return firstErr.get()
 	case compute.CopyOp:
 		return b.copyOp(o)
 	}
@@ -167,10 +168,10 @@ func (b *Backend) matmul(wt *compute.Tensor, x []float32, n int, y []float32, ld
 	// the activations' conversion (quantization, F16/BF16 rounding) by rows
 	// on every thread: for a large batch it is tens of megabytes
 	b.par(n, 1, cols, func(s, e int) { matmul.PrepareRows(&p, x, s, e) })
-	var firstErr error
+	var firstErr firstError
 	mul := func(s, e int) {
 		if err := matmul.MulRows(wt.DType, w, cols, &p, y, ldy, s, e); err != nil {
-			firstErr = err
+			firstErr.set(err)
 		}
 	}
 	// Decode-sized products (a few activation rows) share the rows out in
@@ -182,7 +183,7 @@ func (b *Backend) matmul(wt *compute.Tensor, x []float32, n int, y []float32, ld
 	} else {
 		b.pool.ParallelMin(rows, matmulGrain, minItems, mul)
 	}
-	return firstErr
+	return firstErr.get()
 }
 
 func (b *Backend) unary(o compute.UnaryOp) error {
@@ -244,13 +245,13 @@ func (b *Backend) ropeTable(pos []int32, p ops.RoPEParams) []float32 {
 	}
 	for _, t := range b.ropes {
 		if t.nRot == p.NRot && t.base == p.Base && t.freqScale == p.FreqScale && t.neoX == p.NeoX &&
-			slices.Equal(t.factors, factors) && slices.Equal(t.pos, pos) {
+			t.attnFactor == p.AttnFactor && slices.Equal(t.factors, factors) && slices.Equal(t.pos, pos) {
 			return t.cs
 		}
 	}
 	t := &b.ropes[b.nextRope]
 	b.nextRope = (b.nextRope + 1) % len(b.ropes)
-	t.nRot, t.base, t.freqScale, t.neoX = p.NRot, p.Base, p.FreqScale, p.NeoX
+	t.nRot, t.base, t.freqScale, t.neoX, t.attnFactor = p.NRot, p.Base, p.FreqScale, p.NeoX, p.AttnFactor
 	t.factors = slices.Clone(factors)
 	t.pos = append(t.pos[:0], pos...)
 	t.cs = slices.Grow(t.cs[:0], len(pos)*p.NRot)[:len(pos)*p.NRot]
@@ -260,12 +261,32 @@ func (b *Backend) ropeTable(pos []int32, p ops.RoPEParams) []float32 {
 
 // ropeEntry is a kept RoPE table: the parameters and positions it is for.
 type ropeEntry struct {
-	nRot            int
-	base, freqScale float32
-	neoX            bool
-	factors         []float32
-	pos             []int32
-	cs              []float32
+	nRot                        int
+	base, freqScale, attnFactor float32
+	neoX                        bool
+	factors                     []float32
+	pos                         []int32
+	cs                          []float32
+}
+
+// firstError keeps the first error that the threads of a section report.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) set(err error) {
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.mu.Unlock()
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
 
 // kvView describes a K or V tensor [n, heads, d] (possibly a strided view of
@@ -310,22 +331,22 @@ func (b *Backend) attention(o compute.AttentionOp) error {
 	if err := p.Validate(a, nq); err != nil {
 		return err
 	}
-	var firstErr error
+	var firstErr firstError
 	if tiles, ok := ops.AttentionTiles(p, nq); ok {
 		// many queries: tiles of (query, head) rows share each key block
 		b.pool.Parallel(tiles, 1, func(s, e int) {
 			if err := ops.AttentionTiled(p, a, nq, s, e); err != nil {
-				firstErr = err
+				firstErr.set(err)
 			}
 		})
-		return firstErr
+		return firstErr.get()
 	}
 	b.par(nq*heads, 1, a.NKV*(p.HeadDim+p.HeadDimV), func(s, e int) {
 		if err := ops.Attention(p, a, nq, s, e); err != nil {
-			firstErr = err
+			firstErr.set(err)
 		}
 	})
-	return firstErr
+	return firstErr.get()
 }
 
 func (b *Backend) copyOp(o compute.CopyOp) error {
