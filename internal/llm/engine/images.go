@@ -113,13 +113,15 @@ type preparedImage struct {
 	key  vision.CacheKey
 }
 
-// keptPrepared is how many preprocessed images the engine keeps (a few
-// megabytes of pixels each).
-const keptPrepared = 4
+// keptPreparedBytes bounds the pixels of the kept preprocessed images (up
+// to ~8 MB each): enough for a request's images under the default limit.
+const keptPreparedBytes = 64 << 20
 
 // prepare returns the preprocessed image for (data, keep, opts) from the
-// kept ones, or runs make and keeps its result.
-func (v *visionState) prepare(data []byte, keep bool, opts vision.PreprocessOptions, make func() (*vision.Input, error)) (*vision.Input, vision.CacheKey, error) {
+// kept ones, or runs make and keeps its result; it keeps at most limit
+// images (a request's limit, so that checking a prompt and running it
+// prepare each image once) within keptPreparedBytes.
+func (v *visionState) prepare(limit int, data []byte, keep bool, opts vision.PreprocessOptions, make func() (*vision.Input, error)) (*vision.Input, vision.CacheKey, error) {
 	sum := sha256.Sum256(data)
 	v.prepMu.Lock()
 	for i, p := range v.prepared {
@@ -138,10 +140,16 @@ func (v *visionState) prepare(data []byte, keep bool, opts vision.PreprocessOpti
 	v.decodes.Add(1)
 	key := v.proj.Key(in)
 	v.prepMu.Lock()
-	if len(v.prepared) == keptPrepared {
-		v.prepared = append(v.prepared[:0], v.prepared[1:]...)
-	}
 	v.prepared = append(v.prepared, preparedImage{sum: sum, keep: keep, opts: opts, in: in, key: key})
+	for total := 0; ; total = 0 {
+		for _, p := range v.prepared {
+			total += len(p.in.RGB)
+		}
+		if len(v.prepared) <= 1 || len(v.prepared) <= limit && total <= keptPreparedBytes {
+			break
+		}
+		v.prepared = append(v.prepared[:0], v.prepared[1:]...) // the least recently used
+	}
 	v.prepMu.Unlock()
 	return in, key, nil
 }
@@ -360,7 +368,7 @@ func (e *Engine) preprocess(images []Image) ([]*planImage, error) {
 		if im.MinTokens != 0 || im.MaxTokens != 0 {
 			opts = vision.PreprocessOptions{MinTokens: im.MinTokens, MaxTokens: im.MaxTokens}
 		}
-		in, key, err := e.vis.prepare(im.Data, im.IgnoreOrientation, opts, func() (*vision.Input, error) {
+		in, key, err := e.vis.prepare(max(e.opts.MaxImages, 4), im.Data, im.IgnoreOrientation, opts, func() (*vision.Input, error) {
 			img, err := imagefile.Decode(im.Data, imagefile.Options{IgnoreOrientation: im.IgnoreOrientation})
 			if err != nil {
 				return nil, fmt.Errorf("%w: image %d: %v", ErrImage, i+1, err)

@@ -288,4 +288,13 @@ func TestImagePreparedOnce(t *testing.T) {
 	if n := e.vis.decodes.Load(); n != 2 {
 		t.Fatalf("%d image preparations after another budget, want 2", n)
 	}
+	kept := req
+	kept.Images = []Image{img}
+	kept.Images[0].IgnoreOrientation = true
+	if _, err := e.ChatPrompt(kept); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.vis.decodes.Load(); n != 3 {
+		t.Fatalf("%d image preparations after another orientation rule, want 3", n)
+	}
 }
