@@ -41,14 +41,15 @@ that produced them.
 				return fmt.Errorf("--cpuprofile: %w", err)
 			}
 			profFile = f
+			// also when the benchmark fails (no post-run hook then)
+			cobra.OnFinalize(func() {
+				if profFile != nil {
+					pprof.StopCPUProfile()
+					profFile.Close()
+					profFile = nil
+				}
+			})
 			return nil
-		},
-		PersistentPostRunE: func(*cobra.Command, []string) error {
-			if profFile == nil {
-				return nil
-			}
-			pprof.StopCPUProfile()
-			return profFile.Close()
 		},
 	}
 	cmd.PersistentFlags().StringVar(&profile, "cpuprofile", "", "write a CPU profile of the run to this file")
