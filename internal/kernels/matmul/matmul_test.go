@@ -430,7 +430,10 @@ func TestReferenceSanity(t *testing.T) {
 func TestActivationQuantizers(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	x := RandomActivations(1, 4096, rng)
-	x[5] = 0.5 / 127 * 3 // exact halves exercise the rounding rule
+	// Block 0's largest magnitude is 127, so its scale 127/amax is exactly
+	// 1 and these are exact ties: llama.cpp's x86 quantizer rounds them
+	// half to even (2.5 → 2, −3.5 → −4, 0.5 → 0), the reference one away.
+	x[0], x[5], x[6], x[7] = 127, 2.5, -3.5, 0.5
 	for i := 256; i < 512; i++ {
 		x[i] = 0 // an all-zero block
 	}
@@ -449,6 +452,11 @@ func TestActivationQuantizers(t *testing.T) {
 		c.mine(x, b)
 		if !bytes.Equal(a, b) {
 			t.Errorf("%v: quant package and independent quantizer differ", c.vt)
+		}
+		if c.vt == tensor.Q8_0 {
+			if got := []int8{int8(a[2+5]), int8(a[2+6]), int8(a[2+7])}; got[0] != 2 || got[1] != -4 || got[2] != 0 {
+				t.Errorf("Q8_0 ties 2.5, -3.5, 0.5 quantized to %v, want [2 -4 0] (half to even)", got)
+			}
 		}
 	}
 }

@@ -342,6 +342,7 @@ static __attribute__((noinline)) void QFN(mv_kfused)(int T, const uint8_t *w, si
 #ifndef QMV_RM8
 #define QMV_RM8 4
 #endif
+_Static_assert(QMV_RM8 >= 1 && QMV_RM8 <= 4, "the Q8_0/Q4_0 row kernels hold at most 4 rows");
 
 // Block scales of RM rows (one per stream), converted together: the F16
 // value at byte offset off of each row wr[i] in bits 16i.. of the result
@@ -489,7 +490,7 @@ QINLINE void QFN(mv_q4_0)(int RM, const uint8_t *const *wr, const uint8_t *x, co
 	int b = 0;
 	for (; b + 2 <= nb; b += 2) {
 		QFN(q4pair) tmp;
-		const QFN(q4pair) *q = pp + b / 2;
+		const QFN(q4pair) *q = pp ? pp + b / 2 : &tmp;
 		if (!pp) { // rows too long for the precomputed pairs: the same values, made here
 			QFN(q4pairs)(x + (size_t)b * 34, 1, &tmp);
 			q = &tmp;
@@ -679,7 +680,7 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 	int b = 0;
 	for (; b + 2 <= nb; b += 2) {
 		QFN(q5pair) tmp;
-		const QFN(q5pair) *q = pp + b / 2;
+		const QFN(q5pair) *q = pp ? pp + b / 2 : &tmp;
 		if (!pp) { // rows too long for the precomputed pairs: the same values, made here
 			QFN(q5pairs)(T, x + (size_t)b * ybs, 1, &tmp);
 			q = &tmp;
@@ -735,6 +736,7 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 #ifndef QMV_RM32
 #define QMV_RM32 4
 #endif
+_Static_assert(QMV_RM32 >= 1 && QMV_RM32 <= 4, "the 32-block row kernels hold at most 4 rows");
 
 // Q5_0 and Q5_1: the activation side of at most this many block pairs is
 // precomputed (on the stack, 25 KiB); longer rows compute it per pair.
