@@ -24,22 +24,14 @@ typedef struct {
 QINLINE void QFN(bkdec)(int T, const uint8_t *blk, QFN(bkblk) *k) {
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	if (T == T_Q6_K) {
-		const __m256i m3 = _mm256_set1_epi8(3);
 		k->d = QFN(h2f)(blk + 208);
 		k->dmin = 0;
 		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 192)));
 		k->m16 = sc16;
 		#pragma GCC unroll 2
 		for (int h = 0; h < 2; h++) {
-			const __m256i l0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
-			const __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
-			const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
 			__m256i v[4];
-			v[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
-			v[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2));
-			v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
-			v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-				_mm256_and_si256(_mm256_srli_epi16(qh, 2), _mm256_set1_epi8(0x30)));
+			QFN(q6k_half)(blk, h, v);
 			#pragma GCC unroll 4
 			for (int t = 0; t < 4; t++) {
 				_mm256_store_si256((__m256i *)(k->a + 32 * (4 * h + t)), v[t]);

@@ -113,13 +113,27 @@ QINLINE __m256i QFN(pair_scales_h)(__m256i scvh, int c) {
 		_mm_set1_epi16((short)(((4 * t + 1) << 8) | (4 * t)))));
 }
 
+// The 128 values of half h of a Q6_K super-block as stored (q + 32, 0…63):
+// v[t] holds values 128h + 32t … 128h + 32t + 31, the low four bits from
+// ql and the top two from qh.
+QINLINE void QFN(q6k_half)(const uint8_t *blk, int h, __m256i v[4]) {
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
+	const __m256i l0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
+	const __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
+	const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+	v[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
+	v[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2));
+	v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
+	v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+		_mm256_and_si256(_mm256_srli_epi16(qh, 2), _mm256_set1_epi8(0x30)));
+}
+
 // Half h of 16 int16 group scales in both lanes.
 QINLINE __m256i QFN(scale_half)(__m256i sc16, int h) {
 	return h ? _mm256_permute4x64_epi64(sc16, 0xee) : _mm256_permute4x64_epi64(sc16, 0x44);
 }
 
 QINLINE void QFN(step_q6k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m256 *pacc, __m256 *paccm) {
-	const __m256i m4 = _mm256_set1_epi8(0x0f), m3 = _mm256_set1_epi8(3);
 	_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
 	_mm_prefetch((const char *)(blk + pf + 64), _MM_HINT_T0);
 	_mm_prefetch((const char *)(blk + pf + 128), _MM_HINT_T0);
@@ -134,15 +148,8 @@ QINLINE void QFN(step_q6k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m
 #pragma GCC unroll 2
 	for (int h = 0; h < 2; h++) {
 		const __m256i scvh = QFN(scale_half)(sc16, h);
-		const __m256i l0 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h));
-		const __m256i l1 = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
-		const __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
 		__m256i v[4];
-		v[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4));
-		v[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(12)), 2));
-		v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
-		v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-			_mm256_and_si256(_mm256_srli_epi16(qh, 2), _mm256_set1_epi8(0x30)));
+		QFN(q6k_half)(blk, h, v);
 #pragma GCC unroll 4
 		for (int t = 0; t < 4; t++) {
 			const int c = 4 * h + t;
