@@ -299,6 +299,16 @@ QINLINE void QFN(mvk)(int T, int RM, const uint8_t *const *wr, size_t pf, const 
 #define QMV_KS 2
 #endif
 
+// Row k of each of S streams of len consecutive rows from r0 (pass r0 + k):
+// weight rows and outputs r0 + i·len + k, i < S (S ≤ 4).
+QINLINE void QFN(stream_rows)(int S, const uint8_t *w, size_t wrb, float *y, int r, int len, const uint8_t **wr,
+	float **yr) {
+	for (int i = 0; i < S; i++) {
+		wr[i] = w + (size_t)(r + i * len) * wrb;
+		yr[i] = y + r + i * len;
+	}
+}
+
 // The rows in QMV_KS streams (2: Q6_K +5%, Q4_K level, one thread with the
 // weights in L2; 4 streams lost 8% on Q4_K), the rest one at a time; each
 // row prefetches the same block of the next row of its stream (pf = wrb).
@@ -307,10 +317,7 @@ QINLINE void QFN(mvk_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t *x
 	for (int k = 0; k < len; k++) {
 		const uint8_t *wr[4];
 		float *yr[4];
-		for (int i = 0; i < QMV_KS; i++) {
-			wr[i] = w + (size_t)(r0 + i * len + k) * wrb;
-			yr[i] = y + r0 + i * len + k;
-		}
+		QFN(stream_rows)(QMV_KS, w, wrb, y, r0 + k, len, wr, yr);
 		QFN(mvk)(T, QMV_KS, wr, wrb, x, nb, yr);
 	}
 	for (int r = r0 + QMV_KS * len; r < r1; r++) {
@@ -758,10 +765,7 @@ QINLINE void QFN(mv_q5_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t 
 	for (int k = 0; k < len; k++) {
 		const uint8_t *wr[4];
 		float *yr[4];
-		for (int i = 0; i < QMV_RM32; i++) {
-			wr[i] = w + (size_t)(r0 + i * len + k) * wrb;
-			yr[i] = y + r0 + i * len + k;
-		}
+		QFN(stream_rows)(QMV_RM32, w, wrb, y, r0 + k, len, wr, yr);
 		QFN(mv_q5)(T, QMV_RM32, wr, x, pp, nb, yr);
 	}
 	for (int r = r0 + QMV_RM32 * len; r < r1; r++) {
@@ -776,10 +780,7 @@ QINLINE void QFN(mv_b32_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t
 	for (int k = 0; k < len; k++) {
 		const uint8_t *wr[4];
 		float *yr[4];
-		for (int i = 0; i < QMV_RM32; i++) {
-			wr[i] = w + (size_t)(r0 + i * len + k) * wrb;
-			yr[i] = y + r0 + i * len + k;
-		}
+		QFN(stream_rows)(QMV_RM32, w, wrb, y, r0 + k, len, wr, yr);
 		QFN(mv_b32)(T, QMV_RM32, wr, x, nb, yr);
 	}
 	for (int r = r0 + QMV_RM32 * len; r < r1; r++) {
@@ -811,10 +812,7 @@ static __attribute__((noinline)) void QFN(mv32)(int T, const uint8_t *w, size_t 
 		for (int k = 0; k < len; k++) {
 			const uint8_t *wr[4];
 			float *yr[4];
-			for (int i = 0; i < QMV_RM8; i++) {
-				wr[i] = w + (size_t)(r0 + i * len + k) * wrb;
-				yr[i] = y + r0 + i * len + k;
-			}
+			QFN(stream_rows)(QMV_RM8, w, wrb, y, r0 + k, len, wr, yr);
 			QFN(mv_q8_0)(QMV_RM8, wr, x, dyb, nb, yr);
 		}
 		for (r = r0 + QMV_RM8 * len; r < r1; r++) {
@@ -838,10 +836,7 @@ static __attribute__((noinline)) void QFN(mv32)(int T, const uint8_t *w, size_t 
 	for (int k = 0; k < len; k++) {
 		const uint8_t *wr[4];
 		float *yr[4];
-		for (int i = 0; i < 4; i++) {
-			wr[i] = w + (size_t)(r0 + i * len + k) * wrb;
-			yr[i] = y + r0 + i * len + k;
-		}
+		QFN(stream_rows)(4, w, wrb, y, r0 + k, len, wr, yr);
 		QFN(mv_q4_0)(4, wr, x, pp, nb, yr);
 	}
 	for (r = r0 + 4 * len; r < r1; r++) {
