@@ -6,6 +6,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
+import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const bin = process.env.MICA_BIN ? path.resolve(process.env.MICA_BIN) : path.resolve(here, '../../mica');
@@ -153,4 +154,14 @@ export function sseText(body) {
     for (const c of JSON.parse(line.slice(6)).choices ?? []) text += c.delta?.content ?? '';
   }
   return text;
+}
+
+// openBrowser starts headless chromium with one 1280×800 light page whose
+// uncaught errors are appended to pageErrors.
+export async function openBrowser(pageErrors) {
+  const browser = await chromium.launch({ executablePath: browserPath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  return { browser, context, page };
 }

@@ -7,8 +7,18 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { api, browserPath, dropFile, pngWithText, serve, shots, skipReason, synthSDXL, waitJob } from './harness.js';
+import {
+  api,
+  browserPath,
+  dropFile,
+  openBrowser,
+  pngWithText,
+  serve,
+  shots,
+  skipReason,
+  synthSDXL,
+  waitJob,
+} from './harness.js';
 
 const skip = skipReason();
 let dir, main, url, browser, page;
@@ -36,10 +46,7 @@ before(async () => {
   synthSDXL(path.join(dir, 'models'));
   main = await serve(path.join(dir, 'models'), path.join(dir, 'data'));
   url = main.url;
-  browser = await chromium.launch({ executablePath: browserPath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
-  page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  ({ browser, page } = await openBrowser(pageErrors));
 });
 
 afterEach(() => assert.deepEqual(pageErrors.splice(0), [], 'errors in the page'));

@@ -8,9 +8,21 @@ import assert from 'node:assert/strict';
 import { copyFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import {
-  api, browserPath, dropFile, pngWithText, serve, shots, skipReason, sseText, synthModels, visionModel, visionPNG, visionProj, waitJob,
+  api,
+  browserPath,
+  dropFile,
+  openBrowser,
+  pngWithText,
+  serve,
+  shots,
+  skipReason,
+  sseText,
+  synthModels,
+  visionModel,
+  visionPNG,
+  visionProj,
+  waitJob,
 } from './harness.js';
 
 const skip = skipReason(visionModel, visionProj, visionPNG);
@@ -55,10 +67,7 @@ before(async () => {
   synthModels(path.join(dir, 'models'));
   main = await serve(path.join(dir, 'models'), path.join(dir, 'data'));
   url = main.url;
-  browser = await chromium.launch({ executablePath: browserPath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
-  page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  ({ browser, context, page } = await openBrowser(pageErrors));
 });
 
 afterEach(() => assert.deepEqual(pageErrors.splice(0), [], 'errors in the page'));

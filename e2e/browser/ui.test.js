@@ -11,8 +11,17 @@ import assert from 'node:assert/strict';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { browserPath, serve, shots, skipReason, synthModels, visionModel, visionPNG, visionProj } from './harness.js';
+import {
+  browserPath,
+  openBrowser,
+  serve,
+  shots,
+  skipReason,
+  synthModels,
+  visionModel,
+  visionPNG,
+  visionProj,
+} from './harness.js';
 
 const skip = skipReason(visionModel, visionProj, visionPNG);
 
@@ -87,10 +96,7 @@ before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'mica-ui-'));
   synthModels(path.join(dir, 'models'));
   await startServer();
-  browser = await chromium.launch({ executablePath: browserPath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
-  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' });
-  page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  ({ browser, context, page } = await openBrowser(pageErrors));
 });
 
 // No test may leave an uncaught error in the page.
