@@ -341,7 +341,9 @@ func (b *Backend) attention(o compute.AttentionOp) error {
 		})
 		return firstErr.get()
 	}
-	b.par(nq*heads, 1, a.NKV*(p.HeadDim+p.HeadDimV), func(s, e int) {
+	// Rows are (query, head) pairs; with a causal mask the later queries
+	// see more cells, so the rows go out in several ranges per thread.
+	b.pool.ParallelBalanced(nq*heads, 1, ceilDiv(minPart, max(a.NKV*(p.HeadDim+p.HeadDimV), 1)), func(s, e int) {
 		if err := ops.Attention(p, a, nq, s, e); err != nil {
 			firstErr.set(err)
 		}
