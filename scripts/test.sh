@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, vet, the Go tests with the SIMD (cgo)
 # kernels, the kernels again with CGO_ENABLED=0 (the plain-Go paths every
-# build without a C compiler uses), and the end-to-end tests that drive
+# build without a C compiler uses) and with the AVX-512 kernels emulated,
+# and the end-to-end tests that drive
 # `mica serve` with the official openai and ollama npm clients.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,18 @@ go vet ./...
 go test -count=1 ./...
 CGO_ENABLED=0 go vet ./...
 CGO_ENABLED=0 go test -count=1 ./internal/kernels/... ./internal/compute/...
+
+# The AVX-512 kernels, which this CI's CPUs lack, compiled against SIMDe's
+# portable AVX-512 intrinsics (Debian's libsimde-dev, installed by .ci/run)
+# and checked like the native ones against the plain-Go reference.
+if [ -d /usr/include/simde ]; then
+	go test -count=1 -tags avx512emu ./internal/kernels/matmul
+elif [ -n "${CI:-}" ]; then
+	echo "avx512emu: /usr/include/simde is missing (.ci/run installs libsimde-dev)" >&2
+	exit 1
+else
+	echo "avx512emu: AVX-512 kernels not tested (apt-get install libsimde-dev first)" >&2
+fi
 
 # The browser UI: the committed bundle (internal/server/web/dist) must be exactly
 # a fresh build of web/src; the sources must type-check and pass their unit

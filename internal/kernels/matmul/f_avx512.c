@@ -3,7 +3,22 @@
 // AVX-512F kernels for F32, F16 and BF16 weights (fkern.h): each output's
 // 16 lanes in one __m512, the same lane order and reduction tree as the
 // AVX2 kernels and the reference.
+#ifdef MICA_AVX512_EMU
+// Test builds (go test -tags avx512emu, emu512.go): the AVX-512
+// instructions come from SIMDe's portable implementations, so these kernels
+// run (slowly) on a CPU without AVX-512.
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+// SIMDe 0.7 has no _mm512_cvtph_ps: two F16C halves.
+static inline __m512 emu_cvtph_ps(__m256i h) {
+	const __m512 lo = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+	const __m256 hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+	return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(lo), _mm256_castps_pd(hi), 1));
+}
+#define _mm512_cvtph_ps emu_cvtph_ps
+#else
 #include <immintrin.h>
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +27,9 @@
 // Exact IEEE operations as written: no contraction of a*b+c into an FMA
 // (explicit FMAs only), so every path computes identical values.
 #pragma GCC optimize("fp-contract=off")
+#ifndef MICA_AVX512_EMU
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")
+#endif
 
 #define FK_ISA avx512
 #define FV __m512
@@ -21,7 +38,11 @@
 #define FV_ZERO() _mm512_setzero_ps()
 #define FV_LOAD(p) _mm512_loadu_ps(p)
 #define FV_STORE(p, v) _mm512_storeu_ps(p, v)
+#ifdef MICA_AVX512_EMU
+#define FK_REG(v) ((void)0) // an emulated __m512 is no register
+#else
 #define FK_REG(v) __asm__("" : "+v"(v))
+#endif
 #define FV_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 
 // lanes j += j+8, j += j+4, then (l0+l2)+(l1+l3), written out (not

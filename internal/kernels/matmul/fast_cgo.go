@@ -39,6 +39,8 @@ func detectISA() int {
 	switch {
 	case !(x.HasAVX2 && x.HasFMA && x.HasF16C):
 		return isaGo
+	case avx512Emulated:
+		return isaAVX512VNNI
 	case !(x.HasAVX512F && x.HasAVX512BW && x.HasAVX512VL):
 		return isaAVX2
 	case !x.HasAVX512VNNI:

@@ -309,7 +309,12 @@ func Mul(wt tensor.DType, w []byte, rows, cols int, x []float32, n int, y []floa
 // ISA names the instruction set MulRows uses on this machine: "avx512-vnni"
 // (AVX-512 F/BW/VL with VNNI), "avx512" (512-bit float kernels, AVX2
 // quantized kernels), "avx2" (AVX2+FMA+F16C) or "go".
-func ISA() string { return isaName(isa) }
+func ISA() string {
+	if avx512Emulated && isa >= isaAVX512 {
+		return isaName(isa) + " (emulated)"
+	}
+	return isaName(isa)
+}
 
 func isaName(level int) string {
 	switch level {

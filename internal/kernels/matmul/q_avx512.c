@@ -4,7 +4,15 @@
 // byte dot products done by vpdpbusd on 256-bit vectors (AVX512VL). Per
 // 4-byte group vpdpbusd gives the exact int32 sum, so the integer results
 // equal the AVX2 ones; only the scale multiply differs (vpmulld on int32).
+#ifdef MICA_AVX512_EMU
+// Test builds (go test -tags avx512emu, emu512.go): the AVX-512
+// instructions come from SIMDe's portable implementations, so these kernels
+// run (slowly) on a CPU without AVX-512.
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#else
 #include <immintrin.h>
+#endif
 #include <stdint.h>
 #include <string.h>
 
@@ -12,7 +20,9 @@
 // Exact IEEE operations as written: no contraction of a*b+c into an FMA
 // (explicit FMAs only), so every tile shape computes identical values.
 #pragma GCC optimize("fp-contract=off")
+#ifndef MICA_AVX512_EMU
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")
+#endif
 
 #define QK_ISA vnni
 #define QDOT_S(q, y) _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q))
