@@ -22,7 +22,7 @@ CGO_ENABLED=0 go test -count=1 ./internal/kernels/... ./internal/compute/...
 # portable AVX-512 intrinsics (Debian's libsimde-dev, installed by .ci/run)
 # and checked like the native ones against the plain-Go reference.
 if [ -d /usr/include/simde ]; then
-	go test -count=1 -tags avx512emu ./internal/kernels/matmul
+	go test -count=1 -tags avx512emu ./internal/kernels/matmul ./internal/kernels/ops
 elif [ -n "${CI:-}" ]; then
 	echo "avx512emu: /usr/include/simde is missing (.ci/run installs libsimde-dev)" >&2
 	exit 1

@@ -20,8 +20,9 @@
 //
 // Each lane's arithmetic is the same whatever its tile, strip, lane or
 // instruction set, so any split of the tiles gives the same bits, and so
-// do the AVX2 and AVX-512 kernels. The AVX-512 kernel has been compiled but
-// never run where it was written (no AVX-512 there); the tests compare its
+// do the AVX2 and AVX-512 kernels. The AVX-512 kernel was written on a
+// machine without AVX-512 (the avx512emu test build now runs it there,
+// through SIMDe); the tests compare its
 // bits with the AVX2 kernel's where the CPU has it, and check its 16-lane
 // layout everywhere through emu16 (16 lanes as pairs of AVX2 vectors).
 
@@ -29,7 +30,28 @@
 // written out, so all three instruction sets round alike.
 #pragma GCC optimize("fp-contract=off")
 
+#ifdef MICA_AVX512_EMU
+// Test builds (go test -tags avx512emu, emu512.go): the AVX-512 kernel's
+// instructions come from SIMDe's portable implementations, so it runs
+// (slowly) on a CPU without AVX-512.
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+// What SIMDe 0.7 lacks, from two AVX2 halves.
+static inline __m512i emu_srai_epi32(__m512i x, int k) {
+	const __m256i lo = _mm256_srai_epi32(_mm512_castsi512_si256(x), k);
+	const __m256i hi = _mm256_srai_epi32(_mm512_extracti64x4_epi64(x, 1), k);
+	return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+static inline __m512i emu_cvtps_epi32(__m512 x) {
+	const __m256i lo = _mm256_cvtps_epi32(_mm512_castps512_ps256(x));
+	const __m256i hi = _mm256_cvtps_epi32(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+	return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+#define _mm512_srai_epi32 emu_srai_epi32
+#define _mm512_cvtps_epi32 emu_cvtps_epi32
+#else
 #include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -185,7 +207,11 @@ static inline long ta_tile_block(long t, long n) { return (t & 1) ? n - 1 - t / 
 // float and/or of AVX-512DQ are done on integers.)
 
 #define TB_ISA avx512
+#ifdef MICA_AVX512_EMU
+#define TB_TARGET TA_AVX2
+#else
 #define TB_TARGET __attribute__((target("avx512f,avx2,fma,f16c")))
+#endif
 #define VL 16
 #define V __m512
 #define VI __m512i

@@ -32,13 +32,14 @@ import (
 )
 
 // hasAVX512 is whether the CPU can run the AVX-512F tiled kernel (it also
-// uses AVX2, FMA and F16C for its packing and conversions).
-var hasAVX512 = hasAVX2 && cpu.X86.HasAVX512F
+// uses AVX2, FMA and F16C for its packing and conversions), or the
+// avx512emu test build emulates it (emu512.go).
+var hasAVX512 = hasAVX2 && (cpu.X86.HasAVX512F || avx512Emulated)
 
 // tiledAVX512 selects the AVX-512F tiled kernel where the CPU has it; tests
 // switch it off to compare with the AVX2 kernel. The two give the same bits
-// (every lane runs the same operations). NOTE: the AVX-512 kernel has only
-// been compiled, never run, on the machine it was written on.
+// (every lane runs the same operations). Where the CPU lacks AVX-512 the
+// avx512emu test build runs it through SIMDe.
 var tiledAVX512 = hasAVX512
 
 // tiledEmu16 (tests only) runs the kernel's body with 16 lanes emulated by
