@@ -202,7 +202,11 @@ func roundF16(x float32) float32 { return quant.FP16ToFP32(quant.FP32ToFP16(x)) 
 //     (kept F32 when V is F32), then each output element is a tinyBLAS<16>
 //     dot over the cache cells of the transposed V: lane j mod 16 for
 //     cell j, reduced as above. Masked cells have weight 0 and add
-//     exactly nothing, so they are skipped.
+//     exactly nothing, so they are skipped. Visible cells whose weight
+//     is 0 (underflow in the exponential or the F16 rounding) are not:
+//     fma(v, 0, acc) = acc for finite v (acc starts at +0 and is never
+//     -0), and keeping them keeps runs of consecutive cells whole for the
+//     fast kernel.
 //
 // This reproduces llama.cpp bit for bit when cell j here is llama.cpp's
 // cell j (for a fresh sequence, position j) and llama.cpp's n_kv (its
@@ -212,13 +216,16 @@ func roundF16(x float32) float32 { return quant.FP16ToFP32(quant.FP32ToFP16(x)) 
 // vec_dot_f16 (a different summation order) instead of tinyBLAS for a
 // single query (decode), and mica does not follow that: it uses this one
 // order for every batch size, so decode equals prefill bit for bit.
-// Memory: one score row (NKV floats) and 16 output accumulators per lane
-// and element of V (16·HeadDimV floats), whatever the number of rows.
+// Memory: one score row (NKV floats) per head of a group and 16 output
+// accumulators per lane and element of V for two heads (2·16·HeadDimV
+// floats), whatever the number of rows. The heads of a group share the
+// visible cells, so their scores come from one pass over K and their
+// outputs, two heads at a time, from one pass over V.
 // The scores, the exponentials, the normalisation (with the weights' F16
 // rounding), q's F16 rounding and the output sums run in C with
 // AVX2+FMA+F16C (attention_ggml_amd64.c) when the fast paths are on,
 // performing the same operations as nfScoresRef, nfSoftmaxExpRef,
-// nfNormalizeRef, nfRoundF16Ref and nfOutputRef; the rest (visibility,
+// nfNormalizeRef, nfRoundF16Ref and nfOutputGroupRef; the rest (visibility,
 // scale, softcap, mask) is Go.
 func attentionNoFlash(a *attnArgs, r0, r1 int) {
 	p := a.p
@@ -227,7 +234,7 @@ func attentionNoFlash(a *attnArgs, r0, r1 int) {
 	negInf := float32(math.Inf(-1))
 	sc := nfScratchPool.Get().(*nfScratch)
 	defer nfScratchPool.Put(sc)
-	qbuf, w, acc, idx, kept := sc.get(group*d, group*nkv, 16*dv, nkv)
+	qbuf, w, acc, idx := sc.get(group*d, group*nkv, 2*16*dv, nkv)
 	capScale := float32(0)
 	if p.Softcap != 0 {
 		capScale = p.Scale / p.Softcap
@@ -263,18 +270,28 @@ func attentionNoFlash(a *attnArgs, r0, r1 int) {
 			}
 			nfScoresGroup(qbuf[:nh*d], nh, a.k, g*a.k.HeadStride, idx, w, nkv)
 		}
+		// Each head's weights, then the outputs two heads at a time (they
+		// share V's loads); a head without a visible cell gets zeros.
+		o := a.out[i*a.oRow+h*dv : i*a.oRow+(h+nh)*dv]
+		pend := -1 // a head whose weights wait for a partner
 		for t := 0; t < nh; t++ {
-			o := a.out[i*a.oRow+(h+t)*dv : i*a.oRow+(h+t)*dv+dv]
 			wt := w[t*nkv : t*nkv+nkv]
 			mx := nfScale(wt, idx, mr, p.Scale, p.Softcap, capScale)
 			if mx == negInf { // no visible cell
-				clear(o)
+				clear(o[t*dv : t*dv+dv])
 				continue
 			}
 			sum := nfSoftmaxExp(wt, mx)
-			inv := float32(1 / sum)
-			sel := nfNormalize(wt, inv, a.v.F16 != nil, kept)
-			nfOutput(wt, a.v, g*a.v.HeadStride, sel, acc, o)
+			nfNormalize(wt, float32(1/sum), a.v.F16 != nil)
+			if pend < 0 {
+				pend = t
+				continue
+			}
+			nfOutputGroup(w[pend*nkv:], 2, (t-pend)*nkv, a.v, g*a.v.HeadStride, idx, acc, o[pend*dv:], dv, (t-pend)*dv)
+			pend = -1
+		}
+		if pend >= 0 {
+			nfOutputGroup(w[pend*nkv:], 1, nkv, a.v, g*a.v.HeadStride, idx, acc, o[pend*dv:], dv, dv)
 		}
 		r += nh
 	}
@@ -320,17 +337,17 @@ type nfScratch struct {
 
 var nfScratchPool = sync.Pool{New: func() any { return new(nfScratch) }}
 
-// get returns float buffers of nq, nw and nacc values and two int32
-// buffers of n values (the first with length 0).
-func (s *nfScratch) get(nq, nw, nacc, n int) (q, w, acc []float32, idx, kept []int32) {
+// get returns float buffers of nq, nw and nacc values and an int32
+// buffer of capacity n (length 0).
+func (s *nfScratch) get(nq, nw, nacc, n int) (q, w, acc []float32, idx []int32) {
 	if cap(s.f) < nq+nw+nacc {
 		s.f = make([]float32, nq+nw+nacc)
 	}
-	if cap(s.i) < 2*n {
-		s.i = make([]int32, 2*n)
+	if cap(s.i) < n {
+		s.i = make([]int32, n)
 	}
 	f := s.f[:nq+nw+nacc]
-	return f[:nq:nq], f[nq : nq+nw : nq+nw], f[nq+nw:], s.i[:0:n], s.i[n : 2*n : 2*n]
+	return f[:nq:nq], f[nq : nq+nw : nq+nw], f[nq+nw:], s.i[:0:n]
 }
 
 // nfScale turns the scores of cells idx into logits: s·scale, or
@@ -338,7 +355,6 @@ func (s *nfScratch) get(nq, nw, nacc, n int) (q, w, acc []float32, idx, kept []i
 // it returns their maximum. (One loop per case: the per-cell tests cost
 // as much as the arithmetic.)
 func nfScale(w []float32, idx []int32, mr []float32, scale, softcap, capScale float32) float32 {
-	mx := float32(math.Inf(-1))
 	switch {
 	case softcap != 0:
 		for _, j := range idx {
@@ -347,30 +363,64 @@ func nfScale(w []float32, idx []int32, mr []float32, scale, softcap, capScale fl
 				s += mr[j]
 			}
 			w[j] = s
-			mx = max(mx, s)
 		}
 	case mr != nil:
 		mr = mr[:len(w)]
 		for _, j := range idx {
-			s := float32(w[j]*scale) + mr[j]
-			w[j] = s
-			mx = max(mx, s)
+			w[j] = float32(w[j]*scale) + mr[j]
 		}
 	default:
 		for _, j := range idx {
-			s := float32(w[j] * scale)
-			w[j] = s
-			mx = max(mx, s)
+			w[j] = float32(w[j] * scale)
+		}
+	}
+	return maxAt(w, idx)
+}
+
+// maxAt returns max(-Inf, w[idx[0]], w[idx[1]], …) folded in order with
+// the built-in max, whose NaN- and zero-aware sequence costs more than the
+// rest of nfScale: four running maxima by plain comparison instead, which
+// give the same bits unless the maximum is a zero (the built-in prefers
+// +0) or a value is NaN (which NaN the fold returns): then the fold is
+// redone in order.
+func maxAt(w []float32, idx []int32) float32 {
+	negInf := float32(math.Inf(-1))
+	m0, m1, m2, m3 := negInf, negInf, negInf, negInf
+	nan := false
+	i := 0
+	for ; i+4 <= len(idx); i += 4 {
+		v0, v1, v2, v3 := w[idx[i]], w[idx[i+1]], w[idx[i+2]], w[idx[i+3]]
+		if !(v0 <= m0) {
+			m0, nan = v0, nan || v0 != v0
+		}
+		if !(v1 <= m1) {
+			m1, nan = v1, nan || v1 != v1
+		}
+		if !(v2 <= m2) {
+			m2, nan = v2, nan || v2 != v2
+		}
+		if !(v3 <= m3) {
+			m3, nan = v3, nan || v3 != v3
+		}
+	}
+	for ; i < len(idx); i++ {
+		if v := w[idx[i]]; !(v <= m0) {
+			m0, nan = v, nan || v != v
+		}
+	}
+	mx := max(max(m0, m1), max(m2, m3))
+	if nan || mx == 0 {
+		mx = negInf
+		for _, j := range idx {
+			mx = max(mx, w[j])
 		}
 	}
 	return mx
 }
 
-// nfNormalizeRef multiplies each nonzero w[j] by inv, rounds it to F16
-// and back when f16v, and writes the cells still nonzero to idx (which has
-// room for len(w)), returning that prefix.
-func nfNormalizeRef(w []float32, inv float32, f16v bool, idx []int32) []int32 {
-	n := 0
+// nfNormalizeRef multiplies each nonzero w[j] by inv and rounds it to F16
+// and back when f16v.
+func nfNormalizeRef(w []float32, inv float32, f16v bool) {
 	for j, e := range w {
 		if e != 0 {
 			e = float32(e * inv)
@@ -378,13 +428,8 @@ func nfNormalizeRef(w []float32, inv float32, f16v bool, idx []int32) []int32 {
 				e = roundF16(e)
 			}
 			w[j] = e
-			if e != 0 {
-				idx[n] = int32(j)
-				n++
-			}
 		}
 	}
-	return idx[:n]
 }
 
 // nfRoundF16Ref sets dst[e] to src[e] rounded to F16 and back.
@@ -470,6 +515,15 @@ func nfOutputRef(w []float32, v KV, off int, idx []int32, acc, out []float32) {
 			t[l] = acc[l*dv+e]
 		}
 		out[e] = reduce16(&t)
+	}
+}
+
+// nfOutputGroupRef is nfOutputRef for each of G heads: head h's weights
+// at w[h·ws:], its output at out[h·os : h·os+dv]; acc has room for
+// 16·dv floats.
+func nfOutputGroupRef(w []float32, G, ws int, v KV, off int, idx []int32, acc, out []float32, dv, os int) {
+	for h := 0; h < G; h++ {
+		nfOutputRef(w[h*ws:], v, off, idx, acc[:16*dv], out[h*os:h*os+dv])
 	}
 }
 

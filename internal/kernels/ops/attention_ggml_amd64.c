@@ -17,14 +17,14 @@
 
 #define NF_AVX2 __attribute__((target("avx2,fma,f16c")))
 
-static inline NF_AVX2 __m256 nf_load(const void *p, int f16, long i) {
+static inline __attribute__((always_inline)) NF_AVX2 __m256 nf_load(const void *p, int f16, long i) {
 	if (f16) {
 		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
 	}
 	return _mm256_loadu_ps((const float *)p + i);
 }
 
-static inline NF_AVX2 float nf_scalar(const void *p, int f16, long i) {
+static inline __attribute__((always_inline)) NF_AVX2 float nf_scalar(const void *p, int f16, long i) {
 	if (f16) {
 		return _cvtsh_ss(((const uint16_t *)p)[i]);
 	}
@@ -159,84 +159,138 @@ NF_AVX2 void mica_nf_scores_g(const float *q, long qs, int G, const void *k, int
 }
 
 // nf_out_run adds K·16 consecutive cells j … j+16K−1 (j a multiple of 16)
-// to the lane sums: per lane l, its K cells j+l, j+16+l, … in order, the
-// lane's sums loaded and stored once (the same fused multiply-adds, in the
-// same order, as one cell at a time). K is a constant after inlining.
-static inline __attribute__((always_inline)) NF_AVX2 void nf_out_run(const int K, const float *w, const void *v,
-		int vf16, long dv, long vrow, long j, float *acc) {
+// to the lane sums of G heads (weights w + h·ws, sums acc + h·16·dv): per
+// lane l, its K cells j+l, j+16+l, … in order, the lane's sums loaded and
+// stored once per 8 elements, each V vector converted once for the G heads
+// (the same fused multiply-adds, in the same order, as one cell and one
+// head at a time). G, K and VF16 are constants after inlining, so the
+// loop has no branch on V's type; converting V from F16 (one vcvtph2ps
+// per 8 products) is what bounds a single head, and sharing it between
+// two heads is what makes this faster.
+static inline __attribute__((always_inline)) NF_AVX2 void nf_out_run(const int G, const int K, const int VF16,
+		const float *w, long ws, const void *v, long dv, long vrow, long j, float *acc) {
 	for (long l = 0; l < 16; l++) {
 		float *a = acc + l * dv;
-		const long c0 = j + l;
-		__m256 wk[4];
-		long o[4];
-		_Pragma("GCC unroll 4") for (int m = 0; m < K; m++) {
-			wk[m] = _mm256_set1_ps(w[c0 + 16 * m]);
-			o[m] = (c0 + 16 * m) * vrow;
+		__m256 wk[2][6];
+		long o[6];
+		_Pragma("GCC unroll 6") for (int m = 0; m < K; m++) {
+			o[m] = (j + l + 16 * m) * vrow;
+			_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+				wk[h][m] = _mm256_set1_ps(w[h * ws + j + l + 16 * m]);
+			}
 		}
 		for (long e = 0; e < dv; e += 8) {
-			__m256 t = _mm256_loadu_ps(a + e);
-			_Pragma("GCC unroll 4") for (int m = 0; m < K; m++) {
-				t = _mm256_fmadd_ps(nf_load(v, vf16, o[m] + e), wk[m], t);
+			__m256 t[2];
+			_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+				t[h] = _mm256_loadu_ps(a + h * 16 * dv + e);
 			}
-			_mm256_storeu_ps(a + e, t);
+			_Pragma("GCC unroll 6") for (int m = 0; m < K; m++) {
+				const __m256 x = nf_load(v, VF16, o[m] + e);
+				_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+					t[h] = _mm256_fmadd_ps(x, wk[h][m], t[h]);
+				}
+			}
+			_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+				_mm256_storeu_ps(a + h * 16 * dv + e, t[h]);
+			}
 		}
 	}
 }
 
-// mica_nf_output: out[e] = the 16-lane sum over cells idx[0..n) (in
-// increasing order) of v[cell][e]*w[cell], lane = cell mod 16. acc holds
-// 16*dv floats of scratch.
-NF_AVX2 void mica_nf_output(const float *w, const void *v, int vf16, long dv, long vrow,
-		const int32_t *idx, long n, float *acc, float *out) {
-	memset(acc, 0, sizeof(float) * 16 * dv);
+// nf_output_gt is mica_nf_output_g for G heads and V's type VF16 (both
+// constants after inlining).
+static inline __attribute__((always_inline)) NF_AVX2 void nf_output_gt(const int G, const int VF16, const float *w,
+		long ws, const void *v, long dv, long vrow, const int32_t *idx, long n, float *acc, float *out, long os) {
+	memset(acc, 0, sizeof(float) * 16 * dv * G);
 	long main = dv & ~7L;
 	for (long i = 0; i < n; i++) {
 		long j = idx[i];
 		if ((j & 15) == 0 && dv == main && i + 32 <= n && idx[i + 31] == j + 31) {
-			// runs of 64, 48 or 32 consecutive cells (idx is increasing)
-			if (i + 64 <= n && idx[i + 63] == j + 63) {
-				nf_out_run(4, w, v, vf16, dv, vrow, j, acc);
+			// runs of 96, 64, 48 or 32 consecutive cells (idx is increasing)
+			if (i + 96 <= n && idx[i + 95] == j + 95) {
+				nf_out_run(G, 6, VF16, w, ws, v, dv, vrow, j, acc);
+				i += 95;
+			} else if (i + 64 <= n && idx[i + 63] == j + 63) {
+				nf_out_run(G, 4, VF16, w, ws, v, dv, vrow, j, acc);
 				i += 63;
 			} else if (i + 48 <= n && idx[i + 47] == j + 47) {
-				nf_out_run(3, w, v, vf16, dv, vrow, j, acc);
+				nf_out_run(G, 3, VF16, w, ws, v, dv, vrow, j, acc);
 				i += 47;
 			} else {
-				nf_out_run(2, w, v, vf16, dv, vrow, j, acc);
+				nf_out_run(G, 2, VF16, w, ws, v, dv, vrow, j, acc);
 				i += 31;
 			}
 			continue;
 		}
-		float *a = acc + (j & 15) * dv;
-		long off = j * vrow;
-		__m256 wb = _mm256_set1_ps(w[j]);
+		// one cell: each V vector converted once for the G heads
+		const long off = j * vrow;
+		float *a[2];
+		float wj[2];
+		__m256 wb[2];
+		_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+			a[h] = acc + h * 16 * dv + (j & 15) * dv;
+			wj[h] = w[h * ws + j];
+			wb[h] = _mm256_set1_ps(wj[h]);
+		}
 		long e = 0;
 		for (; e < main; e += 8) {
-			_mm256_storeu_ps(a + e, _mm256_fmadd_ps(nf_load(v, vf16, off + e), wb, _mm256_loadu_ps(a + e)));
+			const __m256 x = nf_load(v, VF16, off + e);
+			_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+				_mm256_storeu_ps(a[h] + e, _mm256_fmadd_ps(x, wb[h], _mm256_loadu_ps(a[h] + e)));
+			}
 		}
 		for (; e < dv; e++) {
-			a[e] = fmaf(nf_scalar(v, vf16, off + e), w[j], a[e]);
+			const float x = nf_scalar(v, VF16, off + e);
+			_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+				a[h][e] = fmaf(x, wj[h], a[h][e]);
+			}
 		}
 	}
-	long e = 0;
-	for (; e < main; e += 8) {
-		__m256 t[8];
-		for (int l = 0; l < 8; l++) {
-			t[l] = _mm256_add_ps(_mm256_loadu_ps(acc + l * dv + e), _mm256_loadu_ps(acc + (l + 8) * dv + e));
+	for (int h = 0; h < G; h++) {
+		const float *ah = acc + h * 16 * dv;
+		float *oh = out + h * os;
+		long e = 0;
+		for (; e < main; e += 8) {
+			__m256 t[8];
+			for (int l = 0; l < 8; l++) {
+				t[l] = _mm256_add_ps(_mm256_loadu_ps(ah + l * dv + e), _mm256_loadu_ps(ah + (l + 8) * dv + e));
+			}
+			for (int l = 0; l < 4; l++) {
+				t[l] = _mm256_add_ps(t[l], t[l + 4]);
+			}
+			_mm256_storeu_ps(oh + e, _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3])));
 		}
-		for (int l = 0; l < 4; l++) {
-			t[l] = _mm256_add_ps(t[l], t[l + 4]);
+		for (; e < dv; e++) {
+			float t[8];
+			for (int l = 0; l < 8; l++) {
+				t[l] = ah[l * dv + e] + ah[(l + 8) * dv + e];
+			}
+			for (int l = 0; l < 4; l++) {
+				t[l] += t[l + 4];
+			}
+			oh[e] = (t[0] + t[2]) + (t[1] + t[3]);
 		}
-		_mm256_storeu_ps(out + e, _mm256_add_ps(_mm256_add_ps(t[0], t[2]), _mm256_add_ps(t[1], t[3])));
 	}
-	for (; e < dv; e++) {
-		float t[8];
-		for (int l = 0; l < 8; l++) {
-			t[l] = acc[l * dv + e] + acc[(l + 8) * dv + e];
+}
+
+// mica_nf_output_g: for each of G heads (G is 1 or 2), out[h·os + e] = the
+// 16-lane sum over cells idx[0..n) (in increasing order) of
+// v[cell][e]·w[h·ws + cell], lane = cell mod 16, reduced like
+// _mm512_reduce_add_ps. acc holds G·16·dv floats of scratch. The heads of
+// a grouped-query attention group share V, so each V vector is loaded and
+// converted once for both.
+NF_AVX2 void mica_nf_output_g(const float *w, long ws, int G, const void *v, int vf16, long dv, long vrow,
+		const int32_t *idx, long n, float *acc, float *out, long os) {
+	if (G == 2) {
+		if (vf16) {
+			nf_output_gt(2, 1, w, ws, v, dv, vrow, idx, n, acc, out, os);
+		} else {
+			nf_output_gt(2, 0, w, ws, v, dv, vrow, idx, n, acc, out, os);
 		}
-		for (int l = 0; l < 4; l++) {
-			t[l] += t[l + 4];
-		}
-		out[e] = (t[0] + t[2]) + (t[1] + t[3]);
+	} else if (vf16) {
+		nf_output_gt(1, 1, w, ws, v, dv, vrow, idx, n, acc, out, os);
+	} else {
+		nf_output_gt(1, 0, w, ws, v, dv, vrow, idx, n, acc, out, os);
 	}
 }
 
@@ -323,35 +377,20 @@ NF_AVX2 double mica_nf_softmax_exp(float *w, long n, float mx) {
 
 // mica_nf_normalize: for j < n with w[j] != 0, w[j] = w[j]*inv, rounded to
 // F16 and back when f16 is set (F16C, round to nearest even: the values are
-// finite, where this equals quant.FP32ToFP16), and the cells still nonzero
-// are written to idx in increasing order; returns their number. The same
-// operations as the loop in attentionNoFlash.
-NF_AVX2 long mica_nf_normalize(float *w, long n, float inv, int f16, int32_t *idx) {
-	long m = 0;
+// finite, where this equals quant.FP32ToFP16). The same operations as
+// nfNormalizeRef.
+NF_AVX2 void mica_nf_normalize(float *w, long n, float inv, int f16) {
 	long j = 0;
 	// 8 cells at a time; zero weights are kept as they are (not multiplied:
 	// 0·inv is NaN when inv is).
 	const __m256 vinv = _mm256_set1_ps(inv);
-	const __m256i step = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
 	for (; j + 8 <= n; j += 8) {
 		const __m256 x = _mm256_loadu_ps(w + j);
 		__m256 e = _mm256_mul_ps(x, vinv);
 		if (f16) {
 			e = _mm256_cvtph_ps(_mm256_cvtps_ph(e, 0));
 		}
-		e = _mm256_blendv_ps(e, x, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_EQ_OQ));
-		_mm256_storeu_ps(w + j, e);
-		const int nz = _mm256_movemask_ps(_mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-		if (nz == 0xff) {
-			_mm256_storeu_si256((__m256i *)(idx + m), _mm256_add_epi32(step, _mm256_set1_epi32((int)j)));
-			m += 8;
-		} else {
-			for (int l = 0; l < 8; l++) {
-				if (nz >> l & 1) {
-					idx[m++] = (int32_t)(j + l);
-				}
-			}
-		}
+		_mm256_storeu_ps(w + j, _mm256_blendv_ps(e, x, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_EQ_OQ)));
 	}
 	for (; j < n; j++) {
 		float e = w[j];
@@ -361,12 +400,8 @@ NF_AVX2 long mica_nf_normalize(float *w, long n, float inv, int f16, int32_t *id
 				e = _cvtsh_ss(_cvtss_sh(e, 0));
 			}
 			w[j] = e;
-			if (e != 0) {
-				idx[m++] = (int32_t)j;
-			}
 		}
 	}
-	return m;
 }
 
 // mica_nf_round_f16: dst[e] = src[e] rounded to F16 (round to nearest even,

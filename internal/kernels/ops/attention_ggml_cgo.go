@@ -9,11 +9,11 @@ void mica_nf_scores(const float *q, const void *k, int kf16, long d, long krow,
 	const int32_t *idx, long n, float *s);
 void mica_nf_scores_g(const float *q, long qs, int G, const void *k, int kf16, long d, long krow,
 	const int32_t *idx, long n, float *s, long ss);
-void mica_nf_output(const float *w, const void *v, int vf16, long dv, long vrow,
-	const int32_t *idx, long n, float *acc, float *out);
+void mica_nf_output_g(const float *w, long ws, int G, const void *v, int vf16, long dv, long vrow,
+	const int32_t *idx, long n, float *acc, float *out, long os);
 double mica_nf_softmax_exp(float *w, long n, float mx);
 void mica_nf_round_f16(const float *src, float *dst, long n);
-long mica_nf_normalize(float *w, long n, float inv, int f16, int32_t *idx);
+void mica_nf_normalize(float *w, long n, float inv, int f16);
 */
 import "C"
 
@@ -52,14 +52,22 @@ func nfScoresGroup(q []float32, G int, k KV, off int, idx []int32, s []float32, 
 	}
 }
 
-func nfOutput(w []float32, v KV, off int, idx []int32, acc, out []float32) {
-	if !useFast || len(idx) == 0 {
-		nfOutputRef(w, v, off, idx, acc, out)
+// nfOutputGroup is nfOutputGroupRef: two heads at a time share each V
+// vector's load and conversion.
+func nfOutputGroup(w []float32, G, ws int, v KV, off int, idx []int32, acc, out []float32, dv, os int) {
+	if !useFast || len(idx) == 0 || dv == 0 {
+		nfOutputGroupRef(w, G, ws, v, off, idx, acc, out, dv, os)
 		return
 	}
+	_ = out[(G-1)*os+dv-1]
+	_ = acc[min(G, 2)*16*dv-1]
+	_ = w[(G-1)*ws+int(idx[len(idx)-1])]
 	vp, vf16 := kvPtrAt(v, off)
-	C.mica_nf_output(fptr(w), vp, vf16, C.long(len(out)), C.long(v.RowStride),
-		(*C.int32_t)(unsafe.Pointer(&idx[0])), C.long(len(idx)), fptr(acc), fptr(out))
+	for g0 := 0; g0 < G; g0 += 2 {
+		n := min(2, G-g0)
+		C.mica_nf_output_g(fptr(w[g0*ws:]), C.long(ws), C.int(n), vp, vf16, C.long(dv), C.long(v.RowStride),
+			(*C.int32_t)(unsafe.Pointer(&idx[0])), C.long(len(idx)), fptr(acc), fptr(out[g0*os:]), C.long(os))
+	}
 }
 
 func nfSoftmaxExp(w []float32, mx float32) float64 {
@@ -69,17 +77,17 @@ func nfSoftmaxExp(w []float32, mx float32) float64 {
 	return float64(C.mica_nf_softmax_exp(fptr(w), C.long(len(w)), C.float(mx)))
 }
 
-// nfNormalize is nfNormalizeRef; idx must have room for len(w) cells.
-func nfNormalize(w []float32, inv float32, f16v bool, idx []int32) []int32 {
+// nfNormalize is nfNormalizeRef.
+func nfNormalize(w []float32, inv float32, f16v bool) {
 	if !useFast || len(w) == 0 {
-		return nfNormalizeRef(w, inv, f16v, idx)
+		nfNormalizeRef(w, inv, f16v)
+		return
 	}
 	f := C.int(0)
 	if f16v {
 		f = 1
 	}
-	n := C.mica_nf_normalize(fptr(w), C.long(len(w)), C.float(inv), f, (*C.int32_t)(unsafe.Pointer(&idx[0])))
-	return idx[:n]
+	C.mica_nf_normalize(fptr(w), C.long(len(w)), C.float(inv), f)
 }
 
 // nfRoundF16 is nfRoundF16Ref; len(dst) >= len(src).
