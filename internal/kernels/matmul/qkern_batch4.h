@@ -8,14 +8,33 @@
 // odd last block alone over all eight lanes; then hsum. So a row's outputs
 // do not depend on n, the tile, or the row split.
 //
-// A tile is one weight row × up to eight activation rows (measured on
-// 4096×640, n = 8, one thread: 1×8 0.57 ns per block and activation row,
-// 3×4 0.64, 2×4 0.67, 1×4 0.71, 2×2 0.88; the generic tiles 1.33). The
-// activation side
-// of every block pair (bytes rearranged to match the nibble order, 8·Σy per
-// lane, the two scales spread over the halves) is made once per call, not
-// per tile; each weight block pair is unpacked once per tile and multiplied
-// with all the tile's activation rows from registers.
+// A tile is one weight row × up to eight activation rows. The activation
+// side of every block pair (bytes rearranged to match the nibble order,
+// 8·Σy per lane, the two scales spread over the halves) is made once per
+// call, not per tile; each weight block pair is unpacked once per tile and
+// multiplied with all the tile's activation rows from registers.
+//
+// Loop nest (batch_q4_0): activation rows in groups (Q4B_BUF bytes of
+// pairs, stored per tile and pair-interleaved so a tile reads one stream);
+// per group, weight rows in chunks of Q4B_WCH bytes (they stay in L2); per
+// chunk, tile column by tile column, and rows longer than Q4B_SEGMAX pairs
+// in K segments of Q4B_SEG pairs with the accumulators carried between
+// segments in memory (the same operations in the same order); per segment,
+// every weight row of the chunk. So a tile's pairs (8 · 20 · 128 bytes at
+// most) stay in L1 while the chunk's weight rows pass, instead of all the
+// group's pairs being read from L2 for each weight row.
+//
+// Where the time goes (one thread, a C harness around mica_qmul, CPU time,
+// min of runs, ns per block and activation row; before → after this loop
+// nest): n = 512 on 2048×640 0.79 → 0.56, 640×2048 0.75–0.78 → 0.54,
+// 640×1024 0.74 → 0.53, 1152×6912 0.75–0.77 → 0.56 with a 128 KiB group
+// (8 rows of 216 blocks; the 64 KiB group it has, 4 rows: 0.64); n = 8 0.55–0.57 →
+// 0.53–0.55 (its tile already stayed in L1), n = 8 on 1152×6912 0.74 →
+// 0.54, n = 16 on 640×2048 0.75 → 0.53. Per block pair and row the loop
+// issues three integer multiplies (2 vpmaddubsw, 1 vpmaddwd) to the Q8_0
+// kernel's four per two blocks, and runs at about that ratio of its time:
+// bound by the multiplies, so the scale products dw·dy are left in the
+// loop (one vmulps).
 
 #ifndef QB_PF
 #define QB_PF 8192 // software prefetch distance of the weight stream, bytes
@@ -28,121 +47,179 @@ typedef struct {
 	__m256 dy;
 } QFN(b4pair);
 
-QINLINE void QFN(b4tile)(int RM, int RN, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
-	const QFN(b4pair) *pp, size_t pps, int nb, float *y, size_t ldy) {
-	__m256 acc[4][8];
+// One tile (one weight row × RN activation rows) over one K segment of np
+// block pairs. The activation pairs are stored per tile, pair-interleaved:
+// pt holds, per pair, the RN rows' pairs one after another; w and pt point
+// at the segment's first pair. The accumulators start at zero on the first
+// segment (Q4B_FIRST) or from ab; on the last segment (Q4B_LAST) an odd
+// last block (xo: its Q8_0 block in the tile's first activation row, rows
+// xrb apart; w + 36·np: its weight block) is added alone over all eight
+// lanes and the sums go to y (hsum); otherwise the accumulators go to ab.
+// The same operations in the same order as one pass over the whole row.
+enum { Q4B_FIRST = 1, Q4B_LAST = 2 };
+QINLINE void QFN(b4tile)(int RN, const uint8_t *w, const QFN(b4pair) *pt, int np, const uint8_t *xo, size_t xrb,
+	float *ab, int mode, float *y, size_t ldy) {
+	__m256 acc[8];
 	#pragma GCC unroll 8
-	for (int i = 0; i < RM; i++)
-		#pragma GCC unroll 8
-		for (int j = 0; j < RN; j++)
-			acc[i][j] = _mm256_setzero_ps();
+	for (int j = 0; j < RN; j++)
+		acc[j] = mode & Q4B_FIRST ? _mm256_setzero_ps() : _mm256_load_ps(ab + 8 * j);
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	const __m256i half = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-	int b = 0;
-	for (; b + 2 <= nb; b += 2) {
-		__m256i lo[4], hi[4];
-		__m256 dw[4];
-		#pragma GCC unroll 8
-		for (int i = 0; i < RM; i++) {
-			const uint8_t *wa = w + i * wrb + (size_t)b * 18;
-			_mm_prefetch((const char *)(wa + QB_PF), _MM_HINT_T0);
-			const __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(wa + 20)), _mm_loadu_si128((const __m128i *)(wa + 2)));
-			lo[i] = _mm256_and_si256(v, m4);
-			hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-			const uint32_t h = (uint32_t)QFN(ld16)(wa) | (uint32_t)QFN(ld16)(wa + 18) << 16;
-			dw[i] = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))), half);
-		}
+	for (int k = 0; k < np; k++) {
+		const uint8_t *wa = w + (size_t)k * 36;
+		_mm_prefetch((const char *)(wa + QB_PF), _MM_HINT_T0);
+		const __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(wa + 20)), _mm_loadu_si128((const __m128i *)(wa + 2)));
+		const __m256i lo = _mm256_and_si256(v, m4);
+		const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+		const uint32_t h = (uint32_t)QFN(ld16)(wa) | (uint32_t)QFN(ld16)(wa + 18) << 16;
+		const __m256 dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))), half);
+		const QFN(b4pair) *q = pt + (size_t)k * RN;
 		#pragma GCC unroll 8
 		for (int j = 0; j < RN; j++) {
-			const QFN(b4pair) *q = pp + j * pps + b / 2;
-			#pragma GCC unroll 8
-			for (int i = 0; i < RM; i++) {
-				const __m256i p = _mm256_sub_epi32(QDOT_U2(lo[i], q->ylo, hi[i], q->yhi), q->yoff);
-				acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw[i], q->dy), _mm256_cvtepi32_ps(p), acc[i][j]);
-			}
+			const __m256i p = _mm256_sub_epi32(QDOT_U2(lo, q[j].ylo, hi, q[j].yhi), q[j].yoff);
+			acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, q[j].dy), _mm256_cvtepi32_ps(p), acc[j]);
 		}
 	}
-	if (b < nb) { // odd last block, alone over all eight lanes
+	if (!(mode & Q4B_LAST)) {
+		#pragma GCC unroll 8
+		for (int j = 0; j < RN; j++)
+			_mm256_store_ps(ab + 8 * j, acc[j]);
+		return;
+	}
+	if (xo) { // odd last block, alone over all eight lanes
 		const __m256i ones8 = _mm256_set1_epi8(1);
+		const uint8_t *wa = w + (size_t)np * 36;
+		const __m256i wq = QFN(nib32)(wa + 2);
+		const float dw = QFN(h2f)(wa);
 		#pragma GCC unroll 8
 		for (int j = 0; j < RN; j++) {
-			const uint8_t *xa = x + j * xrb + (size_t)b * 34;
+			const uint8_t *xa = xo + j * xrb;
 			const __m256i yq = _mm256_loadu_si256((const __m256i *)(xa + 2));
 			const __m256i yoff = _mm256_slli_epi32(QDOT_U(ones8, yq), 3);
-			const float dy = QFN(h2f)(xa);
-			#pragma GCC unroll 8
-			for (int i = 0; i < RM; i++) {
-				const uint8_t *wa = w + i * wrb + (size_t)b * 18;
-				const __m256i p = _mm256_sub_epi32(QDOT_U(QFN(nib32)(wa + 2), yq), yoff);
-				acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(wa) * dy), _mm256_cvtepi32_ps(p), acc[i][j]);
-			}
+			const __m256i p = _mm256_sub_epi32(QDOT_U(wq, yq), yoff);
+			acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * QFN(h2f)(xa)), _mm256_cvtepi32_ps(p), acc[j]);
 		}
 	}
 	#pragma GCC unroll 8
 	for (int j = 0; j < RN; j++)
-		#pragma GCC unroll 8
-		for (int i = 0; i < RM; i++)
-			y[j * ldy + i] = QFN(hsum)(acc[i][j]);
+		y[j * ldy] = QFN(hsum)(acc[j]);
 }
 
-#define QB4N2(RM, RN) QCAT(QFN(b4), RM##x##RN)
-#define QB4N(RM, RN) QB4N2(RM, RN)
-#define QB4_FN2(RM, RN)                                                                            \
-	static __attribute__((noinline)) void QB4N2(RM, RN)(const uint8_t *w, size_t wrb, const uint8_t *x, \
-		size_t xrb, const QFN(b4pair) *pp, size_t pps, int nb, float *y, size_t ldy) {           \
-		QFN(b4tile)(RM, RN, w, wrb, x, xrb, pp, pps, nb, y, ldy);                                \
+#define QB4N2(RN) QCAT(QFN(b4), RN)
+#define QB4N(RN) QB4N2(RN)
+#define QB4_FN(RN)                                                                                             \
+	static __attribute__((noinline)) void QB4N2(RN)(const uint8_t *w, const QFN(b4pair) *pt, int np,            \
+		const uint8_t *xo, size_t xrb, float *ab, int mode, float *y, size_t ldy) {                             \
+		QFN(b4tile)(RN, w, pt, np, xo, xrb, ab, mode, y, ldy);                                                  \
 	}
-#define QB4_FN(RM, RN) QB4_FN2(RM, RN)
 
-QB4_FN(1, 8)
-QB4_FN(1, 4)
-QB4_FN(1, 2)
-QB4_FN(1, 1)
+QB4_FN(8)
+QB4_FN(4)
+QB4_FN(2)
+QB4_FN(1)
 
-typedef void (*QFN(b4fn))(const uint8_t *, size_t, const uint8_t *, size_t, const QFN(b4pair) *, size_t, int, float *,
+typedef void (*QFN(b4fn))(const uint8_t *, const QFN(b4pair) *, int, const uint8_t *, size_t, float *, int, float *,
 	size_t);
 
 // Bytes of activation pairs the Q4_0 batch driver prepares at a time (on
-// the stack): activation rows are taken in groups that fit.
-enum { Q4B_BUF = 64 << 10 };
+// the stack): activation rows are taken in groups that fit. 64 KiB keeps
+// the call (with the carried accumulators) under 100 KiB of stack, which
+// every C library's default thread stack holds (musl's is 128 KiB); 128
+// KiB measured 0.64 → 0.55 ns on 1152×6912 (8 rows of 216 blocks per
+// group instead of 4).
+#ifndef Q4B_BUF
+#define Q4B_BUF (64 << 10)
+#endif
+// Bytes of weight rows taken at a time (a chunk that stays in L2 while the
+// group's tiles pass over it).
+#ifndef Q4B_WCH
+#define Q4B_WCH (128 << 10)
+#endif
+// Block pairs per K segment when a row has more than Q4B_SEGMAX pairs: a
+// tile's activation pairs for one segment (8 · 16 · 128 bytes) stay in L1
+// while the chunk's weight rows pass.
+#ifndef Q4B_SEG
+#define Q4B_SEG 16
+#endif
+#ifndef Q4B_SEGMAX
+#define Q4B_SEGMAX 20
+#endif
+// Weight rows per chunk at most when the accumulators are carried between
+// segments (in ab: 64 floats per weight row).
+enum { Q4B_ABROWS = 96 };
 
 // Q4_0 weights, n activation rows: returns 0 when one activation row's
 // pairs do not fit the buffer (the caller then uses the generic tiles,
-// which give the same values).
+// which give the same values). Loop nest: activation rows in groups (their
+// pairs made once per call, stored per tile); per group, weight rows in
+// chunks of Q4B_WCH bytes; per chunk, tile column by tile column (up to 8
+// activation rows) and, for long rows, K segments of Q4B_SEG pairs with the
+// accumulators carried between them in memory; per segment, every weight
+// row of the chunk.
 static __attribute__((noinline)) int QFN(batch_q4_0)(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
 	int n, int nb, float *y, size_t ldy, int r0, int r1) {
 	QFN(b4pair) buf[Q4B_BUF / sizeof(QFN(b4pair))];
-	const int np = nb / 2;
+	float ab[Q4B_ABROWS * 64] __attribute__((aligned(32)));
+	const int np = nb / 2, odd = nb & 1;
 	const size_t cap = sizeof buf / sizeof buf[0];
 	if (np > (int)cap)
 		return 0;
 	int jb = np ? (int)(cap / np) : n;
-	if (jb > n)
+	if (jb >= n)
 		jb = n;
-	const QFN(b4fn) f[4] = {QB4N(1, 8), QB4N(1, 4), QB4N(1, 2), QB4N(1, 1)};
+	else if (jb >= 8)
+		jb &= ~7; // whole 8-row tiles
+	const int wide = jb >= 8;
+	const int segmax = wide ? Q4B_SEGMAX : 2 * Q4B_SEGMAX;
+	const int seg = np <= segmax ? (np ? np : 1) : wide ? Q4B_SEG : 2 * Q4B_SEG;
+	int R = (int)(Q4B_WCH / wrb);
+	if (seg < np && R > Q4B_ABROWS)
+		R = Q4B_ABROWS;
+	if (R < 1)
+		R = 1;
+	const QFN(b4fn) f[4] = {QB4N(8), QB4N(4), QB4N(2), QB4N(1)};
 	const int cw[4] = {8, 4, 2, 1};
 	for (int j0 = 0; j0 < n; j0 += jb) {
 		const int j1 = n - j0 < jb ? n : j0 + jb;
-		for (int j = j0; j < j1; j++) {
-			const uint8_t *xr = x + (size_t)j * xrb;
-			QFN(q4pair) t;
-			for (int k = 0; k < np; k++) {
-				QFN(q4pairs)(xr + (size_t)k * 68, 1, &t);
-				QFN(b4pair) *d = buf + (size_t)(j - j0) * np + k;
-				d->ylo = t.ylo;
-				d->yhi = t.yhi;
-				d->yoff = t.yoff;
-				d->dy = _mm256_setr_ps(t.dy[0], t.dy[0], t.dy[0], t.dy[0], t.dy[1], t.dy[1], t.dy[1], t.dy[1]);
+		// the group's pairs, tile by tile (a tile of width RN from row jt:
+		// its pairs from offset (jt − j0)·np, RN rows each)
+		for (int jt = j0; jt < j1;) {
+			int c = 0;
+			while (jt + cw[c] > j1)
+				c++;
+			const int RN = cw[c];
+			QFN(b4pair) *pt = buf + (size_t)(jt - j0) * np;
+			for (int jj = 0; jj < RN; jj++) {
+				const uint8_t *xr = x + (size_t)(jt + jj) * xrb;
+				QFN(q4pair) t;
+				for (int k = 0; k < np; k++) {
+					QFN(q4pairs)(xr + (size_t)k * 68, 1, &t);
+					QFN(b4pair) *d = pt + (size_t)k * RN + jj;
+					d->ylo = t.ylo;
+					d->yhi = t.yhi;
+					d->yoff = t.yoff;
+					d->dy = _mm256_setr_ps(t.dy[0], t.dy[0], t.dy[0], t.dy[0], t.dy[1], t.dy[1], t.dy[1], t.dy[1]);
+				}
 			}
+			jt += RN;
 		}
-		for (int r = r0; r < r1; r++) {
+		for (int rc = r0; rc < r1; rc += R) {
+			const int re = r1 - rc < R ? r1 : rc + R;
 			for (int j = j0; j < j1;) {
-				int k = 0;
-				while (j + cw[k] > j1)
-					k++;
-				f[k](w + (size_t)r * wrb, wrb, x + (size_t)j * xrb, xrb, buf + (size_t)(j - j0) * np, np, nb,
-					y + (size_t)j * ldy + r, ldy);
-				j += cw[k];
+				int c = 0;
+				while (j + cw[c] > j1)
+					c++;
+				const int RN = cw[c];
+				const QFN(b4pair) *pt = buf + (size_t)(j - j0) * np;
+				const uint8_t *xo = odd ? x + (size_t)j * xrb + (size_t)(nb - 1) * 34 : 0;
+				for (int s0 = 0; s0 < np || s0 == 0; s0 += seg) {
+					const int ns = np - s0 < seg ? np - s0 : seg;
+					const int mode = (s0 == 0 ? Q4B_FIRST : 0) | (s0 + ns >= np ? Q4B_LAST : 0);
+					for (int r = rc; r < re; r++)
+						f[c](w + (size_t)r * wrb + (size_t)s0 * 36, pt + (size_t)s0 * RN, ns, xo, xrb,
+							ab + (size_t)(r - rc) * 64, mode, y + (size_t)j * ldy + r, ldy);
+				}
+				j += RN;
 			}
 		}
 	}

@@ -6,11 +6,29 @@
 // code (dot_q45k, dot_q6k): its 256 values to an aligned buffer and its
 // scales to eight vectors of int16 (one per 32 values), all stored whole so
 // that reading them back never waits on a partial store; then each
-// activation row's super-block dot product reads them from L1. Per output
-// element the float operations are those of the n = 1 kernels and tilek:
+// activation row's super-block dot product reads them from L1 (8-row tiles:
+// row by row; tiles of up to 4 rows: per 32 values, the weights and scales
+// loaded once for all the rows). Per output element the float operations
+// are those of the n = 1 kernels and tilek:
 //   acc  = fma(broadcast(d·dy),    float(int32x8 exact sums), acc)
 //   accm = fma(broadcast(dmin·dy), float(Σ bsums·mins),       accm)
 // and hsum(acc) − hsum(accm), so the outputs do not depend on n, the tile
+// or the row split.
+//
+// Where the time goes (one thread, a C harness around mica_qmul, CPU time,
+// ns per super-block and activation row, 1152×6912): Q4_K n = 8 5.3–5.5,
+// n = 512 5.4–5.5, and no faster where a tile's activations fit L1 (K =
+// 1536: 5.6; n = 512 6.0) — not bound by memory, so the Q8_0 kernel's loop
+// nest (weight chunks, K segments, interleaved activations) has nothing to
+// win here. The 8-row loop issues 16 integer multiplies per super-block and
+// row (vpmaddubsw, vpmaddwd), as many as the Q8_0 kernel's eight blocks,
+// and runs in about its time. Tiles of 4, 2, 1 rows (n < 8 and remainders)
+// were slower per row (n = 4 6.2, n = 2 7.8); loading each 32 values'
+// weights and scales once for the tile's rows: n = 2 7.8 → 6.1, n = 4 6.2
+// → 5.0 (Q6_K 6.4 → 5.8), n = 7 (Q6_K) 7.7 → 7.2. Tried and no better:
+// the same for the 8-row tile in two halves of four (Q6_K n = 512 2%
+// slower), and 4-row tiles throughout (Q4_K 1–3% faster, Q5_K and Q6_K
+// 8% slower).
 // or the row split.
 
 typedef struct {
@@ -83,25 +101,55 @@ QINLINE void QFN(bktile)(int T, int RN, const uint8_t *w, size_t wrb, const uint
 		_mm_prefetch((const char *)(blk + QB_PF + 128), _MM_HINT_T0);
 		_mm_prefetch((const char *)(blk + QB_PF + bs - 1), _MM_HINT_T0);
 		QFN(bkdec)(T, blk, &kb);
-		#pragma GCC unroll 8
-		for (int j = 0; j < RN; j++) {
-			const uint8_t *yb = x + j * xrb + (size_t)b * 292;
-			float dy;
-			memcpy(&dy, yb, 4);
-			const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
-			// Q6_K values are stored +32: start from −32·Σ scale·bsum (exact)
-			__m256i s = q6 ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, kb.m16), 5))
-				: _mm256_setzero_si256();
+		if (RN == 8) {
+			#pragma GCC unroll 8
+			for (int j = 0; j < RN; j++) {
+				const uint8_t *yb = x + j * xrb + (size_t)b * 292;
+				float dy;
+				memcpy(&dy, yb, 4);
+				const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
+				// Q6_K values are stored +32: start from −32·Σ scale·bsum (exact)
+				__m256i s = q6 ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, kb.m16), 5))
+					: _mm256_setzero_si256();
+				#pragma GCC unroll 8
+				for (int c = 0; c < 8; c++) {
+					const __m256i a = _mm256_load_si256((const __m256i *)(kb.a + 32 * c));
+					const __m256i v = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
+					s = _mm256_add_epi32(s, QSDOT_UW(a, v, kb.sc[c]));
+				}
+				acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.d * dy), _mm256_cvtepi32_ps(s), acc[j]);
+				if (!q6)
+					accm[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.dmin * dy),
+						_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, kb.m16)), accm[j]);
+			}
+		} else {
+			// up to four rows: per 32 values, the weights and their scales
+			// are loaded once for all the rows' products
+			const uint8_t *yb = x + (size_t)b * 292;
+			__m256i s[4], bsums[4];
+			#pragma GCC unroll 4
+			for (int j = 0; j < RN; j++) {
+				bsums[j] = _mm256_loadu_si256((const __m256i *)(yb + j * xrb + 260));
+				// Q6_K values are stored +32: start from −32·Σ scale·bsum (exact)
+				s[j] = q6 ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums[j], kb.m16), 5))
+					: _mm256_setzero_si256();
+			}
 			#pragma GCC unroll 8
 			for (int c = 0; c < 8; c++) {
-				const __m256i a = _mm256_load_si256((const __m256i *)(kb.a + 32 * c));
-				const __m256i v = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
-				s = _mm256_add_epi32(s, QSDOT_UW(a, v, kb.sc[c]));
+				const __m256i a = _mm256_load_si256((const __m256i *)(kb.a + 32 * c)), sc = kb.sc[c];
+				#pragma GCC unroll 4
+				for (int j = 0; j < RN; j++)
+					s[j] = _mm256_add_epi32(s[j], QSDOT_UW(a, _mm256_loadu_si256((const __m256i *)(yb + j * xrb + 4 + 32 * c)), sc));
 			}
-			acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.d * dy), _mm256_cvtepi32_ps(s), acc[j]);
-			if (!q6)
-				accm[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.dmin * dy),
-					_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, kb.m16)), accm[j]);
+			#pragma GCC unroll 4
+			for (int j = 0; j < RN; j++) {
+				float dy;
+				memcpy(&dy, yb + j * xrb, 4);
+				acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.d * dy), _mm256_cvtepi32_ps(s[j]), acc[j]);
+				if (!q6)
+					accm[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.dmin * dy),
+						_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums[j], kb.m16)), accm[j]);
+			}
 		}
 	}
 	#pragma GCC unroll 8

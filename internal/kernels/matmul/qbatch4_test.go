@@ -1,0 +1,90 @@
+package matmul
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"mica/internal/tensor"
+)
+
+// batchAgainstN1 checks, for weights of type dt with rows×(bs·nb) elements
+// and each n in ns, that every output of the batch path equals, bit for
+// bit, the n = 1 matrix-vector result for its activation row, under several
+// row splits (whole, a single first row, a middle cut).
+func batchAgainstN1(t *testing.T, dt tensor.DType, rng *rand.Rand, bs, nb, rows int, ns []int) {
+	t.Helper()
+	cols := bs * nb
+	w, err := RandomWeights(dt, rows, cols, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		x := RandomActivations(n, cols, rng)
+		p, err := Prepare(dt, x, n, cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float32, n*rows)
+		for j := 0; j < n; j++ {
+			if err := Mul(dt, w, rows, cols, x[j*cols:(j+1)*cols], 1, want[j*rows:(j+1)*rows]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, split := range [][]int{{0, rows}, {0, 1, rows}, {0, rows / 2, rows/2 + 3, rows}} {
+			y := make([]float32, n*rows)
+			for k := 0; k+1 < len(split); k++ {
+				r0, r1 := split[k], min(split[k+1], rows)
+				if r0 >= r1 {
+					continue
+				}
+				if err := MulRows(dt, w, cols, p, y, rows, r0, r1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range y {
+				if y[i] != want[i] {
+					t.Fatalf("%v cols=%d rows=%d n=%d split %v: element %d (activation row %d, weight row %d) = %v, n=1 gives %v",
+						dt, cols, rows, n, split, i, i/rows, i%rows, y[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// TestQ4BatchBlocking: the AVX2/AVX-512 Q4_0 batch kernel (qkern_batch4.h)
+// walks activation groups, weight-row chunks, K segments of block pairs
+// (accumulators carried between them in memory, an odd last block added on
+// the last segment) and 8/4/2/1-row tiles. Every output must equal the n = 1
+// result bit for bit. The shapes put each level's edges in play: 20 and 41
+// blocks (one segment; 41 with an odd last block), 43 blocks (pairs 16 + 5
+// and the odd block), 64 and 65 blocks (two segments of 16 pairs), 100
+// weight rows of 65 blocks (past one chunk: 96 rows when accumulators are
+// carried), 201 blocks (groups of 8 activation rows: n = 9..23 takes
+// several groups) and 261 blocks (too long for 8 rows per group: 4-row
+// tiles, segments of 32 pairs and a short one). Tolerance 0: every path performs
+// the same float operations per element in the same order.
+func TestQ4BatchBlocking(t *testing.T) {
+	rng := rand.New(rand.NewPCG(71, 72))
+	ns := []int{2, 3, 4, 5, 7, 8, 9, 15, 16, 19, 23, 31}
+	for _, c := range []struct{ nb, rows int }{{20, 9}, {41, 13}, {43, 7}, {64, 5}, {65, 100}} {
+		batchAgainstN1(t, tensor.Q4_0, rng, 32, c.nb, c.rows, ns)
+	}
+	batchAgainstN1(t, tensor.Q4_0, rng, 32, 201, 5, []int{9, 17, 23})
+	batchAgainstN1(t, tensor.Q4_0, rng, 32, 261, 11, []int{2, 5, 9, 17})
+}
+
+// TestKBatchTiles: the AVX2 K-quant batch kernel (qkern_batchk.h) takes
+// activation rows eight at a time in one loop and four, two or one at a
+// time in another (the weights and scales loaded once for all the rows).
+// Every output must equal the n = 1 result bit for bit, for each type and
+// for n that leave each remainder tile. Tolerance 0: the same float
+// operations per element in the same order, the integer sums exact.
+func TestKBatchTiles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(81, 82))
+	ns := []int{2, 3, 4, 5, 6, 7, 8, 9, 13, 15, 16, 17}
+	for _, dt := range []tensor.DType{tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
+		for _, c := range []struct{ nb, rows int }{{1, 5}, {3, 9}} {
+			batchAgainstN1(t, dt, rng, 256, c.nb, c.rows, ns)
+		}
+	}
+}
