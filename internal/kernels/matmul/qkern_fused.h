@@ -542,25 +542,23 @@ QINLINE void QFN(mv_q4_0)(int RM, const uint8_t *const *wr, const uint8_t *x, co
 		*yr[i] = QFN(hsum)(acc[i]);
 }
 
-// Q4_1 and IQ4_NL (the code serves any 32-element type): RM rows from RM
-// streams, as mv_q8_0. Per row and block the operations of the tile kernels
-// (tile32): the integer lanes of dec32 × activations (Q5_0 decoded q+16
-// less 16·Σy per lane), acc = fma(dw·dy, float(lanes), acc), and for
-// Q4_1/Q5_1 a float sum of min·s_y added after the reduction.
+// Q4_1 and IQ4_NL (Q5_0 and Q5_1 have mv_q5): RM rows from RM streams, as
+// mv_q8_0. Per row and block the operations of the tile kernels (tile32):
+// the integer lanes of dec32 × activations, acc = fma(dw·dy, float(lanes),
+// acc), and for Q4_1 a float sum of min·s_y added after the reduction.
 QINLINE void QFN(mv_b32)(int T, int RM, const uint8_t *const *wr, const uint8_t *x, int nb, float *const *yr) {
 	const int bs = QFN(bsize)(T);
 	const int hm = QFN(has_min32)(T);
 	const int ybs = hm ? 36 : 34, yo = hm ? 4 : 2;
-	const __m256i ones8 = _mm256_set1_epi8(1);
 	__m256 acc[4];
-	__m128 am[4]; // lane 1: the sum of min·s_y (Q4_1, Q5_1)
+	__m128 am[4]; // lane 1: the sum of min·s_y (Q4_1)
 	#pragma GCC unroll 4
 	for (int i = 0; i < RM; i++) {
 		acc[i] = _mm256_setzero_ps();
 		am[i] = _mm_setzero_ps();
 	}
 	int b = 0;
-	// Q5_0, IQ4_NL: blocks in pairs, the two weight scales of a row
+	// IQ4_NL: blocks in pairs, the two weight scales of a row
 	// converted and multiplied by the two activation scales together (lanes
 	// 0 and 1: the same IEEE products as scalar ones)
 	for (; !hm && b + 2 <= nb; b += 2) {
@@ -568,8 +566,6 @@ QINLINE void QFN(mv_b32)(int T, int RM, const uint8_t *const *wr, const uint8_t 
 		const __m256i yqa = _mm256_loadu_si256((const __m256i *)(ya + 2));
 		const __m256i yqb = _mm256_loadu_si256((const __m256i *)(ya + 36));
 		const __m128 dy2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)QFN(ld16)(ya) | (uint32_t)QFN(ld16)(ya + 34) << 16)));
-		const __m256i yoffa = T == T_Q5_0 ? _mm256_slli_epi32(QDOT_U(ones8, yqa), 4) : _mm256_setzero_si256();
-		const __m256i yoffb = T == T_Q5_0 ? _mm256_slli_epi32(QDOT_U(ones8, yqb), 4) : _mm256_setzero_si256();
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wa = wr[i] + (size_t)b * bs;
@@ -577,8 +573,8 @@ QINLINE void QFN(mv_b32)(int T, int RM, const uint8_t *const *wr, const uint8_t 
 			float d, m;
 			const __m256i qa = QFN(dec32)(T, wa, &d, &m);
 			const __m256i qb = QFN(dec32)(T, wa + bs, &d, &m);
-			const __m256i pa = T == T_Q5_0 ? _mm256_sub_epi32(QDOT_U(qa, yqa), yoffa) : QDOT_S(qa, yqa);
-			const __m256i pb = T == T_Q5_0 ? _mm256_sub_epi32(QDOT_U(qb, yqb), yoffb) : QDOT_S(qb, yqb);
+			const __m256i pa = QDOT_S(qa, yqa);
+			const __m256i pb = QDOT_S(qb, yqb);
 			const __m128 s2 = QFN(scale2)(wa, bs, dy2);
 			// the two products to the stack and back by broadcast loads (no
 			// lane-crossing shuffle)
@@ -595,14 +591,13 @@ QINLINE void QFN(mv_b32)(int T, int RM, const uint8_t *const *wr, const uint8_t 
 		uint32_t hy;
 		memcpy(&hy, yb, 4);
 		const __m128 dsy = _mm_cvtph_ps(_mm_cvtsi32_si128(hm ? (int)hy : (int)(hy & 0xffff)));
-		const __m256i yoff = T == T_Q5_0 ? _mm256_slli_epi32(QDOT_U(ones8, yq), 4) : _mm256_setzero_si256();
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wb = wr[i] + (size_t)b * bs;
 			_mm_prefetch((const char *)(wb + QMV_PF), _MM_HINT_T0);
 			float d, m;
 			const __m256i q = QFN(dec32)(T, wb, &d, &m);
-			const __m256i p = T == T_Q5_0 ? _mm256_sub_epi32(QDOT_U(q, yq), yoff) : hm ? QDOT_U(q, yq) : QDOT_S(q, yq);
+			const __m256i p = hm ? QDOT_U(q, yq) : QDOT_S(q, yq);
 			// lanes (d_w·d_y, m_w·s_y): the same IEEE products as scalar ones
 			uint32_t hw;
 			memcpy(&hw, wb, 4);
