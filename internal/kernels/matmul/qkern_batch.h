@@ -172,7 +172,9 @@ typedef void (*QFN(bq8fn))(const uint8_t *, size_t, const int16_t *, const float
 	float *, size_t);
 
 // Bytes of widened activations and float scales the batch driver prepares at
-// a time (on the stack): activation rows are taken in groups that fit.
+// a time (on the stack): activation rows are taken in groups that fit. With
+// the carried accumulators (ab, 24 KiB) a call stays under 100 KiB of
+// stack, which every C library's default thread stack holds.
 #ifndef QB_BUF
 #define QB_BUF (64 << 10)
 #endif
