@@ -51,20 +51,15 @@ func (b *Backend) conv2d(o compute.Conv2DOp) error {
 	band, panel := all[:nb], all[nb:]
 	inPer, outPer := p.IC*p.H*p.W, p.OC*p.OutH()*p.OutW()
 	var firstErr firstError
-	setErr := func(err error) {
-		if err != nil {
-			firstErr.set(err)
-		}
-	}
 	failed := func() bool { return firstErr.get() != nil }
 	for g := 0; g < c.Groups() && !failed(); g++ {
-		b.pool.Parallel(c.PanelBlocks(g), 1, func(s, e int) { setErr(c.FillPanel(wb, panel, g, s, e)) })
+		b.pool.Parallel(c.PanelBlocks(g), 1, func(s, e int) { firstErr.set(c.FillPanel(wb, panel, g, s, e)) })
 		for img := 0; img < o.X.Shape[0]; img++ {
 			xi, yi := x[img*inPer:(img+1)*inPer], y[img*outPer:(img+1)*outPer]
 			for i := 0; i < c.Bands() && !failed(); i++ {
 				bd := c.Band(i, b.pool.Threads())
-				b.pool.Parallel(p.IC, 1, func(s, e int) { setErr(c.FillBand(xi, band, bd, s, e)) })
-				b.pool.Parallel(bd.Units, 1, func(s, e int) { setErr(c.Run(band, wb, panel, bias, yi, bd, g, s, e)) })
+				b.pool.Parallel(p.IC, 1, func(s, e int) { firstErr.set(c.FillBand(xi, band, bd, s, e)) })
+				b.pool.Parallel(bd.Units, 1, func(s, e int) { firstErr.set(c.Run(band, wb, panel, bias, yi, bd, g, s, e)) })
 			}
 		}
 	}

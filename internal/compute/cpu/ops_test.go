@@ -218,7 +218,8 @@ func TestTiledAttentionThreadInvariant(t *testing.T) {
 // TestRoPEKeptTables: RoPE through the backend's kept angle tables gives
 // the bits of ops.RoPE computing its own angles, when a table is reused
 // (same positions and parameters), when only the parameters differ (base,
-// NeoX, frequency factors — a kept table must not be taken for them), when
+// frequency factors — a kept table must not be taken for them — or NeoX,
+// which only changes how a table is applied), when
 // the positions differ, after more parameter sets than tables are kept,
 // and for a run too long to keep.
 func TestRoPEKeptTables(t *testing.T) {

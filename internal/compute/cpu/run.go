@@ -59,9 +59,7 @@ func (b *Backend) Run(op compute.Op) error {
 		y := f32(o.Y)
 		var firstErr firstError
 		b.par(len(o.IDs), 1, o.W.Shape[1], func(s, e int) {
-			if err := ops.GetRows(o.W.DType, w, o.W.Shape[1], o.IDs, y, s, e); err != nil {
-				firstErr.set(err)
-			}
+			firstErr.set(ops.GetRows(o.W.DType, w, o.W.Shape[1], o.IDs, y, s, e))
 		})
 		return firstErr.get()
 	case compute.BinaryOp:
@@ -138,9 +136,7 @@ func (b *Backend) Run(op compute.Op) error {
 		a, bb, y := f32(o.A), f32(o.B), f32(o.Y)
 		var firstErr firstError
 		b.pool.Parallel(ops.OuterCount(o.A.Shape, o.Axis), 1, func(s, e int) {
-			if err := ops.Concat(a, bb, y, o.A.Shape, o.B.Shape, o.Axis, s, e); err != nil {
-				firstErr.set(err)
-			}
+			firstErr.set(ops.Concat(a, bb, y, o.A.Shape, o.B.Shape, o.Axis, s, e))
 		})
 		return firstErr.get()
 	case compute.CopyOp:
@@ -170,9 +166,7 @@ func (b *Backend) matmul(wt *compute.Tensor, x []float32, n int, y []float32, ld
 	b.par(n, 1, cols, func(s, e int) { matmul.PrepareRows(&p, x, s, e) })
 	var firstErr firstError
 	mul := func(s, e int) {
-		if err := matmul.MulRows(wt.DType, w, cols, &p, y, ldy, s, e); err != nil {
-			firstErr.set(err)
-		}
+		firstErr.set(matmul.MulRows(wt.DType, w, cols, &p, y, ldy, s, e))
 	}
 	// Decode-sized products (a few activation rows) share the rows out in
 	// several ranges per thread, so a thread slowed down by another
@@ -244,14 +238,14 @@ func (b *Backend) ropeTable(pos []int32, p ops.RoPEParams) []float32 {
 		factors = factors[:p.NRot/2]
 	}
 	for _, t := range b.ropes {
-		if t.nRot == p.NRot && t.base == p.Base && t.freqScale == p.FreqScale && t.neoX == p.NeoX &&
+		if t.nRot == p.NRot && t.base == p.Base && t.freqScale == p.FreqScale &&
 			t.attnFactor == p.AttnFactor && slices.Equal(t.factors, factors) && slices.Equal(t.pos, pos) {
 			return t.cs
 		}
 	}
 	t := &b.ropes[b.nextRope]
 	b.nextRope = (b.nextRope + 1) % len(b.ropes)
-	t.nRot, t.base, t.freqScale, t.neoX, t.attnFactor = p.NRot, p.Base, p.FreqScale, p.NeoX, p.AttnFactor
+	t.nRot, t.base, t.freqScale, t.attnFactor = p.NRot, p.Base, p.FreqScale, p.AttnFactor
 	t.factors = slices.Clone(factors)
 	t.pos = append(t.pos[:0], pos...)
 	t.cs = slices.Grow(t.cs[:0], len(pos)*p.NRot)[:len(pos)*p.NRot]
@@ -263,7 +257,6 @@ func (b *Backend) ropeTable(pos []int32, p ops.RoPEParams) []float32 {
 type ropeEntry struct {
 	nRot                        int
 	base, freqScale, attnFactor float32
-	neoX                        bool
 	factors                     []float32
 	pos                         []int32
 	cs                          []float32
@@ -275,7 +268,11 @@ type firstError struct {
 	err error
 }
 
+// set keeps err if it is the first non-nil one.
 func (f *firstError) set(err error) {
+	if err == nil {
+		return
+	}
 	f.mu.Lock()
 	if f.err == nil {
 		f.err = err
@@ -335,18 +332,14 @@ func (b *Backend) attention(o compute.AttentionOp) error {
 	if tiles, ok := ops.AttentionTiles(p, nq); ok {
 		// many queries: tiles of (query, head) rows share each key block
 		b.pool.Parallel(tiles, 1, func(s, e int) {
-			if err := ops.AttentionTiled(p, a, nq, s, e); err != nil {
-				firstErr.set(err)
-			}
+			firstErr.set(ops.AttentionTiled(p, a, nq, s, e))
 		})
 		return firstErr.get()
 	}
 	// Rows are (query, head) pairs; with a causal mask the later queries
 	// see more cells, so the rows go out in several ranges per thread.
 	b.pool.ParallelBalanced(nq*heads, 1, ceilDiv(minPart, max(a.NKV*(p.HeadDim+p.HeadDimV), 1)), func(s, e int) {
-		if err := ops.Attention(p, a, nq, s, e); err != nil {
-			firstErr.set(err)
-		}
+		firstErr.set(ops.Attention(p, a, nq, s, e))
 	})
 	return firstErr.get()
 }
