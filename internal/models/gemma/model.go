@@ -250,7 +250,7 @@ type batch struct {
 	out       []bool // whether sequence k's logits are wanted
 	last      bool   // only the last row of each wanted sequence (ForwardLast)
 	// dst[k] receives sequence k's logits when set (with last: its one
-	// row); nil: step allocates them.
+	// row); nil: step allocates them. One entry per sequence.
 	dst [][]float32
 
 	slots [][]int32 // sequence k's ring-slot positions during the step
@@ -354,7 +354,7 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 		// allocation for the rest.
 		V, rest := c.NVocab, 0
 		for k := range b.seqs {
-			if b.out[k] && (b.dst == nil || b.dst[k] == nil) {
+			if b.out[k] && b.dst[k] == nil {
 				rest += wanted[k]
 			}
 		}
@@ -368,7 +368,7 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 				continue
 			}
 			var dst []float32
-			if b.dst != nil && b.dst[k] != nil {
+			if b.dst[k] != nil {
 				dst = b.dst[k]
 			} else {
 				dst, flat = flat[:wanted[k]*V:wanted[k]*V], flat[wanted[k]*V:]
