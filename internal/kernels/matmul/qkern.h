@@ -36,16 +36,18 @@ QINLINE uint16_t QFN(ld16)(const uint8_t *p) {
 	return h;
 }
 
-// 32 bits → 32 bytes, byte e = 0x10 when bit e is set, else 0.
+// 32 bits → 32 bytes, byte e = 0x10 when bit e is set, else 0 (a Q5
+// block's fifth bits): one shuffle (byte e gets byte e/8), one AND (keeps
+// bit e%8) and one vpsignb that turns a kept bit into 16 (the table holds
+// -16 where the kept bit is bit 7, whose byte reads as negative).
 QINLINE __m256i QFN(bits16)(const uint8_t *p) {
 	uint32_t u;
 	memcpy(&u, p, 4);
 	const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
 		2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
 	const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);
-	__m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u), sel);
-	b = _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
-	return _mm256_and_si256(b, _mm256_set1_epi8(0x10));
+	const __m256i sixteen = _mm256_set1_epi64x((long long)0xf010101010101010ULL);
+	return _mm256_sign_epi8(sixteen, _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)u), sel), bit));
 }
 
 // 16 bytes of nibbles → 32 bytes: low nibbles first, then high nibbles.
@@ -410,6 +412,16 @@ QINLINE void QFN(tilek)(int T, int RM, int RN, const uint8_t *w, size_t wrb, con
 		#pragma GCC unroll 8
 		for (int j = 0; j < RN; j++)
 			y[j * ldy + i] = QFN(hsum)(acc[i][j]) - QFN(hsum)(accm[i][j]);
+}
+
+// tilew: the index in cw (tile widths, decreasing, the last 1) of the
+// widest tile that fits in the activation rows [j, j1) — the batch
+// drivers' packing and compute loops must cut a group into the same tiles.
+QINLINE int QFN(tilew)(const int *cw, int j, int j1) {
+	int k = 0;
+	while (j + cw[k] > j1)
+		k++;
+	return k;
 }
 
 #include "qkern_fused.h"

@@ -507,7 +507,6 @@ QINLINE void QFN(mv_q4_0)(int RM, const uint8_t *const *wr, const uint8_t *x, co
 		const QFN(q4pair) *q = pp ? pp + b / 2 : &tmp;
 		if (!pp) { // rows too long for the precomputed pairs: the same values, made here
 			QFN(q4pairs)(x + (size_t)b * 34, 1, &tmp);
-			q = &tmp;
 		}
 		const __m256i ylo = q->ylo, yhi = q->yhi, yoff = q->yoff;
 		const __m256 dd = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(q->dy)), half);
@@ -612,28 +611,6 @@ QINLINE void QFN(mv_b32)(int T, int RM, const uint8_t *const *wr, const uint8_t 
 		*yr[i] = QFN(hsum)(acc[i]) + _mm_cvtss_f32(_mm_movehdup_ps(am[i]));
 }
 
-// A Q5 block's 32 values q (+16 for Q5_0), unsigned, as dec32: the
-// nibbles as nib32; the fifth bits with one shuffle (byte e gets qh byte
-// e/8), one AND (keeps bit e%8) and one vpsignb that turns a kept bit into
-// 16 (the table holds -16 where the kept bit is bit 7, whose byte reads as
-// negative).
-QINLINE __m256i QFN(dec5)(const uint8_t *qh, const uint8_t *qs) {
-	uint32_t u;
-	memcpy(&u, qh, 4);
-	const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-		2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-	const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);
-	const __m256i sixteen = _mm256_set1_epi64x((long long)0xf010101010101010ULL);
-	const __m256i h = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)u), sel), bit);
-	return _mm256_or_si256(QFN(nib32)(qs), _mm256_sign_epi8(sixteen, h));
-}
-
-// Q5_0 or Q5_1 block at p: its values as dec32 gives them.
-QINLINE __m256i QFN(decq)(int T, const uint8_t *p) {
-	const int o = T == T_Q5_1 ? 4 : 2; // qh; the nibbles follow
-	return QFN(dec5)(p + o, p + o + 4);
-}
-
 // Q5_0 and Q5_1: the activation side of a pair of blocks, computed once per
 // call: dd = d_y of block A in lanes 0..3, of B in 4..7 (Q5_0); dsa, dsb =
 // (d_y, s_y) of A, of B, four times (Q5_1); for Q5_0 16·Σy per lane of
@@ -671,7 +648,7 @@ QINLINE void QFN(q5pairs)(int T, const uint8_t *x, int np, QFN(q5pair) *pp) {
 // activation scales together (rowscale2, rowdm) and read back by broadcast
 // loads; the mins' running sums of the RM rows share one vector (lane 2i+1
 // = row i, then lane i), each the sum of m_w·s_y in block order as before.
-// With dec5's cheaper fifth bits, 16-19% less time per block than mv_b32
+// With bits16's cheaper fifth bits, 16-19% less time per block than mv_b32
 // on one Zen 3 core (Q4_1 measured 2% slower this way and stays there).
 QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *x, const QFN(q5pair) *pp, int nb,
 	float *const *yr) {
@@ -692,7 +669,6 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 		const QFN(q5pair) *q = pp ? pp + b / 2 : &tmp;
 		if (!pp) { // rows too long for the precomputed pairs: the same values, made here
 			QFN(q5pairs)(T, x + (size_t)b * ybs, 1, &tmp);
-			q = &tmp;
 		}
 		const uint8_t *ya = x + (size_t)b * ybs;
 		const __m256i yqa = _mm256_loadu_si256((const __m256i *)(ya + yo));
@@ -710,7 +686,8 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wa = wr[i] + (size_t)b * bs;
 			_mm_prefetch((const char *)(wa + QMV_PF), _MM_HINT_T0);
-			const __m256i qa = QFN(decq)(T, wa), qb = QFN(decq)(T, wa + bs);
+			float d, m;
+			const __m256i qa = QFN(dec32)(T, wa, &d, &m), qb = QFN(dec32)(T, wa + bs, &d, &m);
 			const __m256i pa = hm ? QDOT_U(qa, yqa) : _mm256_sub_epi32(QDOT_U(qa, yqa), q->offa);
 			const __m256i pb = hm ? QDOT_U(qb, yqb) : _mm256_sub_epi32(QDOT_U(qb, yqb), q->offb);
 			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + (hm ? 2 * i : i)), _mm256_cvtepi32_ps(pa), acc[i]);
@@ -730,7 +707,8 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wb = wr[i] + (size_t)b * bs;
-			const __m256i q = QFN(decq)(T, wb);
+			float d, m;
+			const __m256i q = QFN(dec32)(T, wb, &d, &m);
 			const __m256i p = hm ? QDOT_U(q, yq) : _mm256_sub_epi32(QDOT_U(q, yq), yoff);
 			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + i), _mm256_cvtepi32_ps(p), acc[i]);
 		}
