@@ -240,9 +240,7 @@ static __attribute__((noinline)) int QFN(batch_q8_0)(const uint8_t *w, size_t wr
 		// the group's activations, tile by tile (a tile of width RN from
 		// row jt: its blocks from offset (jt − j0)·nb, RN rows each)
 		for (int jt = j0; jt < j1;) {
-			int k = 0;
-			while (jt + cw[k] > j1)
-				k++;
+			const int k = QFN(tilew)(cw, jt, j1);
 			const int RN = cw[k];
 			int16_t *xt = xw + (size_t)(jt - j0) * nb * 32;
 			float *dt = dyf + (size_t)(jt - j0) * nb;
@@ -261,9 +259,7 @@ static __attribute__((noinline)) int QFN(batch_q8_0)(const uint8_t *w, size_t wr
 		for (int rc = r0; rc < r1; rc += R) {
 			const int re = r1 - rc < R ? r1 : rc + R;
 			for (int j = j0; j < j1;) {
-				int k = 0;
-				while (j + cw[k] > j1)
-					k++;
+				const int k = QFN(tilew)(cw, j, j1);
 				const int RN = cw[k];
 				for (int s0 = 0; s0 < nb; s0 += seg) {
 					const int ns = nb - s0 < seg ? nb - s0 : seg;

@@ -184,9 +184,7 @@ static __attribute__((noinline)) int QFN(batch_q4_0)(const uint8_t *w, size_t wr
 		// the group's pairs, tile by tile (a tile of width RN from row jt:
 		// its pairs from offset (jt − j0)·np, RN rows each)
 		for (int jt = j0; jt < j1;) {
-			int c = 0;
-			while (jt + cw[c] > j1)
-				c++;
+			const int c = QFN(tilew)(cw, jt, j1);
 			const int RN = cw[c];
 			QFN(b4pair) *pt = buf + (size_t)(jt - j0) * np;
 			for (int jj = 0; jj < RN; jj++) {
@@ -206,9 +204,7 @@ static __attribute__((noinline)) int QFN(batch_q4_0)(const uint8_t *w, size_t wr
 		for (int rc = r0; rc < r1; rc += R) {
 			const int re = r1 - rc < R ? r1 : rc + R;
 			for (int j = j0; j < j1;) {
-				int c = 0;
-				while (j + cw[c] > j1)
-					c++;
+				const int c = QFN(tilew)(cw, j, j1);
 				const int RN = cw[c];
 				const QFN(b4pair) *pt = buf + (size_t)(j - j0) * np;
 				const uint8_t *xo = odd ? x + (size_t)j * xrb + (size_t)(nb - 1) * 34 : 0;

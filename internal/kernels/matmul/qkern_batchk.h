@@ -29,7 +29,6 @@
 // the same for the 8-row tile in two halves of four (Q6_K n = 512 2%
 // slower), and 4-row tiles throughout (Q4_K 1–3% faster, Q5_K and Q6_K
 // 8% slower).
-// or the row split.
 
 typedef struct {
 	int8_t a[256] __attribute__((aligned(32)));
