@@ -7,50 +7,6 @@ import (
 	"mica/internal/tensor"
 )
 
-// batchAgainstN1 checks, for weights of type dt with rows×(bs·nb) elements
-// and each n in ns, that every output of the batch path equals, bit for
-// bit, the n = 1 matrix-vector result for its activation row, under several
-// row splits (whole, a single first row, a middle cut).
-func batchAgainstN1(t *testing.T, dt tensor.DType, rng *rand.Rand, bs, nb, rows int, ns []int) {
-	t.Helper()
-	cols := bs * nb
-	w, err := RandomWeights(dt, rows, cols, rng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range ns {
-		x := RandomActivations(n, cols, rng)
-		p, err := Prepare(dt, x, n, cols)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := make([]float32, n*rows)
-		for j := 0; j < n; j++ {
-			if err := Mul(dt, w, rows, cols, x[j*cols:(j+1)*cols], 1, want[j*rows:(j+1)*rows]); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, split := range [][]int{{0, rows}, {0, 1, rows}, {0, rows / 2, rows/2 + 3, rows}} {
-			y := make([]float32, n*rows)
-			for k := 0; k+1 < len(split); k++ {
-				r0, r1 := split[k], min(split[k+1], rows)
-				if r0 >= r1 {
-					continue
-				}
-				if err := MulRows(dt, w, cols, p, y, rows, r0, r1); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for i := range y {
-				if y[i] != want[i] {
-					t.Fatalf("%v cols=%d rows=%d n=%d split %v: element %d (activation row %d, weight row %d) = %v, n=1 gives %v",
-						dt, cols, rows, n, split, i, i/rows, i%rows, y[i], want[i])
-				}
-			}
-		}
-	}
-}
-
 // TestQ4BatchBlocking: the AVX2/AVX-512 Q4_0 batch kernel (qkern_batch4.h)
 // walks activation groups, weight-row chunks, K segments of block pairs
 // (accumulators carried between them in memory, an odd last block added on
@@ -59,10 +15,11 @@ func batchAgainstN1(t *testing.T, dt tensor.DType, rng *rand.Rand, bs, nb, rows 
 // blocks (one segment; 41 with an odd last block), 43 blocks (pairs 16 + 5
 // and the odd block), 64 and 65 blocks (two segments of 16 pairs), 100
 // weight rows of 65 blocks (past one chunk: 96 rows when accumulators are
-// carried), 201 blocks (groups of 8 activation rows: n = 9..23 takes
-// several groups) and 261 blocks (too long for 8 rows per group: 4-row
-// tiles, segments of 32 pairs and a short one). Tolerance 0: every path performs
-// the same float operations per element in the same order.
+// carried), 201 blocks (100 pairs: groups of 5 activation rows in 4+1
+// tiles, segments of 32+32+32+4 pairs; n = 9..23 takes several groups)
+// and 261 blocks (130 pairs: groups of 3 rows in 2+1 tiles, segments of 32
+// pairs and a short one). Tolerance 0: every path performs the same float
+// operations per element in the same order.
 func TestQ4BatchBlocking(t *testing.T) {
 	rng := rand.New(rand.NewPCG(71, 72))
 	ns := []int{2, 3, 4, 5, 7, 8, 9, 15, 16, 19, 23, 31}
