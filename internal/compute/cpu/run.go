@@ -163,7 +163,9 @@ func (b *Backend) matmul(wt *compute.Tensor, x []float32, n int, y []float32, ld
 	}
 	// the activations' conversion (quantization, F16/BF16 rounding) by rows
 	// on every thread: for a large batch it is tens of megabytes
-	b.par(n, 1, cols, func(s, e int) { matmul.PrepareRows(&p, x, s, e) })
+	if p.VecType != tensor.F32 { // F32 activations are used as they are
+		b.par(n, 1, cols, func(s, e int) { matmul.PrepareRows(&p, x, s, e) })
+	}
 	var firstErr firstError
 	mul := func(s, e int) {
 		firstErr.set(matmul.MulRows(wt.DType, w, cols, &p, y, ldy, s, e))
