@@ -13,9 +13,11 @@ import (
 // reference's fma sequence per lane and its reduction), on shapes that cut
 // every block of the AVX2 kernels unevenly. n ≤ 48 (2, 47) runs fkern.h's
 // tiles, n > 48 the half-lane GEMM: activation counts around its 3-row
-// tile and its activation blocks (at least 48 rows; as many as 600 KiB of
+// tile and its activation blocks (at least 48 rows; as many as 256 KiB of
 // packed activations hold, at most 144: 49, 50, 98, 100; 150 rows of 64
-// columns = 144 + 6; F16 at 2880 columns = 105 + 5, F32 = 51 + 59), weight
+// columns = 144 + 6; 110 rows of 2880 columns = 48 + 48 + 14; 100 rows of
+// 2128 columns = 60 + 40 for F16 (2 bytes per packed value), 48 + 48 + 4
+// for F32 and BF16, 50 rows = 48 + 2 for them), weight
 // rows around its 48-row block and 4-row tile (1, 5, 6, 49, 53), column
 // counts giving one column block, column blocks of unequal length (2128
 // columns = 133 vectors of 16 in blocks of 45, 45, 43; 4304 = 269 vectors,
