@@ -40,6 +40,22 @@ type Backend interface {
 	Close() error
 }
 
+// UninitAllocator is implemented by backends that can allocate without
+// clearing: AllocUninit returns a new contiguous tensor with unspecified
+// contents, for the output of an op that writes every element.
+type UninitAllocator interface {
+	AllocUninit(dt tensor.DType, shape ...int) (*Tensor, error)
+}
+
+// AllocOutput allocates a tensor the caller will overwrite entirely (an op's
+// output): without clearing it where the backend can, zeroed otherwise.
+func AllocOutput(b Backend, dt tensor.DType, shape ...int) (*Tensor, error) {
+	if u, ok := b.(UninitAllocator); ok {
+		return u.AllocUninit(dt, shape...)
+	}
+	return b.Alloc(dt, shape...)
+}
+
 // MemStats is a backend's memory accounting.
 type MemStats struct {
 	Allocated int64 // bytes held by Alloc'd tensors now

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"mica/internal/compute"
 	"mica/internal/compute/cpu"
 	"mica/internal/kernels/quant"
 	"mica/internal/tensor"
@@ -157,5 +158,67 @@ func TestPassStopsAtFirstError(t *testing.T) {
 	p.Free()
 	if got := be.Memory().Allocated; got != before {
 		t.Errorf("allocated %d bytes after Free, want %d", got, before)
+	}
+}
+
+// TestOutputsOverwriteReusedMemory: MatMul and the norms take their outputs
+// from the backend without clearing them (buffers come back dirty from the
+// reuse cache), so they must write every element: the results on memory
+// last filled with NaNs equal those on fresh memory, bit for bit.
+func TestOutputsOverwriteReusedMemory(t *testing.T) {
+	be := cpu.New(2)
+	defer be.Close()
+	const n, cols, rows = 67, 64, 1100 // outputs of 67×1100 and 67×64 floats: sizes the reuse cache keeps
+	xs := make([]float32, n*cols)
+	for i := range xs {
+		xs[i] = float32(math.Sin(float64(i)))
+	}
+	ws := make([]float32, rows*cols)
+	for i := range ws {
+		ws[i] = float32(math.Cos(float64(3 * i)))
+	}
+	run := func() (mm, rms, ln []float32) {
+		p := &Pass{B: be, Eps: 1e-6}
+		defer p.Free()
+		x := p.Upload(xs, n, cols)
+		w := p.Upload(ws, rows, cols)
+		mm, rms, ln = p.Read(p.MatMul(w, x)), p.Read(p.RMSNorm(x, nil)), p.Read(p.LayerNorm(x, nil, nil))
+		if p.Err != nil {
+			t.Fatal(p.Err)
+		}
+		return
+	}
+	mm0, rms0, ln0 := run()
+	// dirty the reuse cache: buffers of the outputs' sizes, filled with NaN
+	nan := float32(math.NaN())
+	p := &Pass{B: be}
+	for _, sz := range [][]int{{n, rows}, {n, cols}, {n, cols}} {
+		v := make([]float32, sz[0]*sz[1])
+		for i := range v {
+			v[i] = nan
+		}
+		p.Upload(v, sz...)
+	}
+	p.Free()
+	// (the check means something only if the dirty buffers do come back)
+	probe, err := compute.AllocOutput(be, tensor.F32, n, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 4*n*rows)
+	if err := be.Read(probe, got); err != nil {
+		t.Fatal(err)
+	}
+	if v := math.Float32frombits(binary.LittleEndian.Uint32(got)); v == v {
+		t.Fatalf("AllocOutput gave a buffer holding %g, not the dirty one from the reuse cache", v)
+	}
+	be.Free(probe)
+	mm1, rms1, ln1 := run()
+	for name, pair := range map[string][2][]float32{"MatMul": {mm0, mm1}, "RMSNorm": {rms0, rms1}, "LayerNorm": {ln0, ln1}} {
+		for i := range pair[0] {
+			if math.Float32bits(pair[0][i]) != math.Float32bits(pair[1][i]) {
+				t.Fatalf("%s: element %d is %g on reused memory, %g on fresh", name, i, pair[1][i], pair[0][i])
+			}
+		}
 	}
 }

@@ -67,6 +67,20 @@ func (p *Pass) New(shape ...int) *compute.Tensor {
 	return t
 }
 
+// newOutput is New for a temporary the next op overwrites entirely, so
+// the backend need not clear it.
+func (p *Pass) newOutput(shape ...int) *compute.Tensor {
+	if p.Err != nil {
+		return nil
+	}
+	t, err := compute.AllocOutput(p.B, tensor.F32, shape...)
+	p.Check(err)
+	if t != nil {
+		p.tmp = append(p.tmp, t)
+	}
+	return t
+}
+
 // Upload makes host values an F32 temporary of the given shape.
 func (p *Pass) Upload(v []float32, shape ...int) *compute.Tensor {
 	t := p.New(shape...)
@@ -94,7 +108,7 @@ func (p *Pass) MatMul(w, x *compute.Tensor) *compute.Tensor {
 	if p.Err != nil {
 		return nil
 	}
-	y := p.New(x.Rows(), w.Shape[0])
+	y := p.newOutput(x.Rows(), w.Shape[0])
 	if y != nil {
 		p.Check(compute.MatMul(w, x, y))
 	}
@@ -142,7 +156,7 @@ func (p *Pass) norm(kind compute.NormKind, x, w, b *compute.Tensor) *compute.Ten
 	if p.Err != nil {
 		return nil
 	}
-	y := p.New(x.Shape...)
+	y := p.newOutput(x.Shape...)
 	if y != nil {
 		p.Check(compute.Norm(kind, x, w, b, y, p.Eps))
 	}

@@ -79,6 +79,17 @@ func byteSize(dt tensor.DType, shape []int) (int64, error) {
 
 // Alloc returns a zeroed contiguous tensor.
 func (b *Backend) Alloc(dt tensor.DType, shape ...int) (*compute.Tensor, error) {
+	return b.alloc(true, dt, shape)
+}
+
+// AllocUninit returns a contiguous tensor whose contents are whatever its
+// memory last held (a buffer from the reuse cache is not cleared), for an
+// op's output that the op writes in full.
+func (b *Backend) AllocUninit(dt tensor.DType, shape ...int) (*compute.Tensor, error) {
+	return b.alloc(false, dt, shape)
+}
+
+func (b *Backend) alloc(zero bool, dt tensor.DType, shape []int) (*compute.Tensor, error) {
 	size, err := byteSize(dt, shape)
 	if err != nil {
 		return nil, err
@@ -94,7 +105,7 @@ func (b *Backend) Alloc(dt tensor.DType, shape ...int) (*compute.Tensor, error) 
 	b.mu.Unlock()
 	if data == nil {
 		data = make([]byte, size)
-	} else {
+	} else if zero {
 		clear(data)
 	}
 	return compute.NewTensor(b, dt, &storage{data: data}, false, shape...), nil
