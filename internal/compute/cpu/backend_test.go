@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
@@ -283,5 +284,42 @@ func TestAllocReuse(t *testing.T) {
 	}
 	if m := b.Memory(); m.Allocated != 4096*4 {
 		t.Fatalf("allocated %d, want %d", m.Allocated, 4096*4)
+	}
+}
+
+// TestCopyConvertsInParallel: a contiguous F32 → F16/BF16 copy large
+// enough to be split over the threads (in whole blocks) gives exactly the
+// bytes of one quant.Quantize over the whole tensor.
+func TestCopyConvertsInParallel(t *testing.T) {
+	b := New(2)
+	defer b.Close()
+	const rows, cols = 96, 1024 // 96Ki values: several parts of minPart
+	rng := rand.New(rand.NewPCG(9, 10))
+	vals := make([]float32, rows*cols)
+	for i := range vals {
+		vals[i] = float32(rng.NormFloat64())
+	}
+	x := newF32(t, b, vals, rows, cols)
+	for _, dt := range []tensor.DType{tensor.F16, tensor.BF16} {
+		y, err := b.Alloc(dt, rows, cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := compute.Copy(x, y); err != nil {
+			t.Fatal(err)
+		}
+		rb, _ := dt.RowBytes(cols)
+		got := make([]byte, rows*int(rb))
+		if err := b.Read(y, got); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, len(got))
+		if err := quant.Quantize(dt, vals, want); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%v: the parallel conversion differs from quant.Quantize", dt)
+		}
+		b.Free(y)
 	}
 }

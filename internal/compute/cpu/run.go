@@ -363,7 +363,18 @@ func (b *Backend) copyOp(o compute.CopyOp) error {
 			return nil
 		}
 		if src.DType == tensor.F32 { // e.g. new K/V rows into an F16 cache
-			return quant.Quantize(dst.DType, f32(src), db)
+			// in whole blocks, on every thread (a prompt's K/V rows are
+			// megabytes)
+			x, bs := f32(src), dst.DType.BlockSize()
+			rb, ok := dst.DType.RowBytes(int64(bs))
+			if !ok || len(x)%bs != 0 {
+				return quant.Quantize(dst.DType, x, db) // its error names the problem
+			}
+			var firstErr firstError
+			b.par(len(x)/bs, 1, bs, func(s, e int) {
+				firstErr.set(quant.Quantize(dst.DType, x[s*bs:e*bs], db[int64(s)*rb:int64(e)*rb]))
+			})
+			return firstErr.get()
 		}
 		n := src.Elems()
 		vals := make([]float32, n)
