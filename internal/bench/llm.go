@@ -149,12 +149,18 @@ func LLM(ctx context.Context, o LLMOptions) (*LLMReport, error) {
 			return 0, err
 		}
 		ids := randomTokens(n)
+		// one logits buffer for every step, as the server's decode loop
+		// keeps (a fresh megabyte a token would be garbage to collect)
+		seqs, in := []*gemma.Sequence{seq}, []gemma.Input{{}}
+		var buf []float32
 		t := time.Now()
 		for i := range ids {
 			if err := ctx.Err(); err != nil {
 				return 0, err
 			}
-			if _, err := m.ForwardLast([]*gemma.Sequence{seq}, [][]int32{ids[i : i+1]}); err != nil {
+			in[0].Tokens = ids[i : i+1]
+			var err error
+			if _, buf, err = m.ForwardLastInto(seqs, in, buf); err != nil {
 				return 0, err
 			}
 		}

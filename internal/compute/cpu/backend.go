@@ -113,8 +113,11 @@ func (b *Backend) alloc(zero bool, dt tensor.DType, shape []int) (*compute.Tenso
 
 // The reuse cache's bounds: buffers between freeMin and freeMax bytes, at
 // most freeCap bytes kept in all (when full it is emptied and refilled).
+// Small buffers are kept too: a decode step's temporaries are rows of a
+// few hundred floats, hundreds of them per token, and allocating them anew
+// made a collection every few tokens.
 const (
-	freeMin = 4 << 10
+	freeMin = 64
 	freeMax = 32 << 20
 	freeCap = 128 << 20
 )
