@@ -18,6 +18,10 @@ func FastPath() string {
 // Add sets out[i] = a[i] + b[i] for i in [start, end). out may alias a or b.
 func Add(a, b, out []float32, start, end int) {
 	a, b, out = a[start:end], b[start:end], out[start:end]
+	if useFast && len(out) >= minFastBinary {
+		binaryFast(a, b, out, len(out), false)
+		return
+	}
 	for i := range out {
 		out[i] = a[i] + b[i]
 	}
@@ -26,10 +30,19 @@ func Add(a, b, out []float32, start, end int) {
 // Mul sets out[i] = a[i] * b[i] for i in [start, end).
 func Mul(a, b, out []float32, start, end int) {
 	a, b, out = a[start:end], b[start:end], out[start:end]
+	if useFast && len(out) >= minFastBinary {
+		binaryFast(a, b, out, len(out), true)
+		return
+	}
 	for i := range out {
 		out[i] = a[i] * b[i]
 	}
 }
+
+// minFastBinary is the length from which Add, Mul, AddRow and MulRow call
+// the AVX2 loop (one IEEE operation per element either way, so the results
+// are the same; below it the call costs more than it saves).
+const minFastBinary = 256
 
 // Scale sets out[i] = x[i] * s for i in [start, end).
 func Scale(x, out []float32, s float32, start, end int) {
@@ -53,6 +66,10 @@ func AddScaled(a, b, out []float32, s float32, start, end int) {
 // (biases).
 func AddRow(x, v, out []float32, n, rowStart, rowEnd int) {
 	v = v[:n]
+	if useFast && (rowEnd-rowStart)*n >= minFastBinary && rowEnd > rowStart {
+		binaryFast(x[rowStart*n:rowEnd*n], v, out[rowStart*n:rowEnd*n], n, false)
+		return
+	}
 	for r := rowStart; r < rowEnd; r++ {
 		xr, or := x[r*n:r*n+n], out[r*n:r*n+n]
 		for i := range or {
@@ -64,6 +81,10 @@ func AddRow(x, v, out []float32, n, rowStart, rowEnd int) {
 // MulRow multiplies rows [rowStart, rowEnd) of x (length n) by the vector v.
 func MulRow(x, v, out []float32, n, rowStart, rowEnd int) {
 	v = v[:n]
+	if useFast && (rowEnd-rowStart)*n >= minFastBinary && rowEnd > rowStart {
+		binaryFast(x[rowStart*n:rowEnd*n], v, out[rowStart*n:rowEnd*n], n, true)
+		return
+	}
 	for r := rowStart; r < rowEnd; r++ {
 		xr, or := x[r*n:r*n+n], out[r*n:r*n+n]
 		for i := range or {

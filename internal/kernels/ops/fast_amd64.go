@@ -23,6 +23,7 @@ void mica_softcap(const float *x, float *y, long n, float inv, float cap);
 void mica_silu(const float *x, const float *g, float *y, long n);
 void mica_softmax_rows(const float *x, float *y, long n, float scale, const float *mask, long maskRows, long r0, long r1);
 void mica_rmsnorm_rows(const float *x, const float *w, float *y, long n, float eps, long r0, long r1);
+void mica_binary(const float *a, const float *b, float *y, long n, long nb, int mul);
 void mica_attn_rows(const mica_attn_cfg *c, const float *q, const void *k, const void *v,
 	const int32_t *qpos, const int32_t *kpos, const float *mask, float *out,
 	float *acc, float *blk, long r0, long r1);
@@ -77,6 +78,16 @@ func softmaxFast(x, out []float32, n int, scale float32, mask []float32, maskRow
 
 func rmsNormFast(x, w, out []float32, n int, eps float32, r0, r1 int) {
 	C.mica_rmsnorm_rows(fptr(x), fptr(w), fptr(out), C.long(n), C.float(eps), C.long(r0), C.long(r1))
+}
+
+// binaryFast is out = a + b (mul: a ⊙ b) over len(out) values, b of length
+// nb (len(out), or one row broadcast over rows of nb values).
+func binaryFast(a, b, out []float32, nb int, mul bool) {
+	m := C.int(0)
+	if mul {
+		m = 1
+	}
+	C.mica_binary(fptr(a), fptr(b), fptr(out), C.long(len(out)), C.long(nb), m)
 }
 
 func attentionFast(a *attnArgs, r0, r1 int) {

@@ -31,3 +31,5 @@ func rmsNormFast(x, w, out []float32, n int, eps float32, r0, r1 int) {
 }
 
 func attentionFast(a *attnArgs, r0, r1 int) { attentionRef(a, r0, r1) }
+
+func binaryFast(a, b, out []float32, nb int, mul bool) {}

@@ -585,3 +585,29 @@ AVX2 void mica_f16_table(const float *x, const float *g, float *y, long n, const
 		else store_partial(y + i, r, m);
 	}
 }
+
+// ---------------------------------------------------------------------------
+// elementwise add and multiply
+
+// mica_binary: y[i] = a[i] + b[i % nb] (mul: a[i] * b[i % nb]) for i < n,
+// where nb is n (same shape) or the row length (b one row, broadcast over
+// the rows of a; n a multiple of nb). One IEEE operation per element, so
+// the results equal the Go loops' bit for bit.
+AVX2 void mica_binary(const float *a, const float *b, float *y, long n, long nb, int mul) {
+	for (long r = 0; r < n; r += nb) {
+		const float *ar = a + r;
+		float *yr = y + r;
+		long i = 0;
+		if (mul) {
+			for (; i + 8 <= nb; i += 8)
+				_mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_loadu_ps(ar + i), _mm256_loadu_ps(b + i)));
+			for (; i < nb; i++)
+				yr[i] = ar[i] * b[i];
+		} else {
+			for (; i + 8 <= nb; i += 8)
+				_mm256_storeu_ps(yr + i, _mm256_add_ps(_mm256_loadu_ps(ar + i), _mm256_loadu_ps(b + i)));
+			for (; i < nb; i++)
+				yr[i] = ar[i] + b[i];
+		}
+	}
+}
