@@ -24,6 +24,7 @@ void mica_silu(const float *x, const float *g, float *y, long n);
 void mica_softmax_rows(const float *x, float *y, long n, float scale, const float *mask, long maskRows, long r0, long r1);
 void mica_rmsnorm_rows(const float *x, const float *w, float *y, long n, float eps, long r0, long r1);
 void mica_binary(const float *a, const float *b, float *y, long n, long nb, int mul);
+void mica_rope_neox(float *x, const float *cs, long r0, long r1, long ld, long per, long h);
 void mica_attn_rows(const mica_attn_cfg *c, const float *q, const void *k, const void *v,
 	const int32_t *qpos, const int32_t *kpos, const float *mask, float *out,
 	float *acc, float *blk, long r0, long r1);
@@ -88,6 +89,11 @@ func binaryFast(a, b, out []float32, nb int, mul bool) {
 		m = 1
 	}
 	C.mica_binary(fptr(a), fptr(b), fptr(out), C.long(len(out)), C.long(nb), m)
+}
+
+// ropeNeoXFast is RoPEApply's NeoX rotation for rows [r0, r1) of x.
+func ropeNeoXFast(x, cs []float32, nHeads, headDim, nRot, r0, r1 int) {
+	C.mica_rope_neox(fptr(x), fptr(cs), C.long(r0), C.long(r1), C.long(headDim), C.long(nHeads), C.long(nRot/2))
 }
 
 func attentionFast(a *attnArgs, r0, r1 int) {

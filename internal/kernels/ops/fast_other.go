@@ -33,3 +33,5 @@ func rmsNormFast(x, w, out []float32, n int, eps float32, r0, r1 int) {
 func attentionFast(a *attnArgs, r0, r1 int) { attentionRef(a, r0, r1) }
 
 func binaryFast(a, b, out []float32, nb int, mul bool) {}
+
+func ropeNeoXFast(x, cs []float32, nHeads, headDim, nRot, r0, r1 int) {}

@@ -611,3 +611,35 @@ AVX2 void mica_binary(const float *a, const float *b, float *y, long n, long nb,
 		}
 	}
 }
+
+// ---------------------------------------------------------------------------
+// RoPE (NeoX pairs)
+
+// mica_rope_neox rotates rows [r0, r1) of x in place: row r (stride ld
+// floats) uses the (cos, sin) pairs at cs + (r / per)·2h (h pairs: one
+// token's table, per rows a token) and sets a[i] = x0·c − x1·s, b[i] =
+// x0·s + x1·c, a being the row's first h values and b the next h. Products
+// are rounded before the add/sub, as rotate in rope.go (and ggml's
+// rotate_pairs).
+AVX2 void mica_rope_neox(float *x, const float *cs, long r0, long r1, long ld, long per, long h) {
+	for (long r = r0; r < r1; r++) {
+		float *a = x + r * ld, *b = a + h;
+		const float *c = cs + (r / per) * 2 * h;
+		long i = 0;
+		for (; i + 8 <= h; i += 8) {
+			// (c0 s0 c1 s1 c2 s2 c3 s3 | c4 s4 … c7 s7) → c and s in order
+			const __m256 p0 = _mm256_loadu_ps(c + 2 * i), p1 = _mm256_loadu_ps(c + 2 * i + 8);
+			const __m256 lo = _mm256_permute2f128_ps(p0, p1, 0x20), hi = _mm256_permute2f128_ps(p0, p1, 0x31);
+			const __m256 cv = _mm256_shuffle_ps(lo, hi, 0x88), sv = _mm256_shuffle_ps(lo, hi, 0xdd);
+			const __m256 x0 = _mm256_loadu_ps(a + i), x1 = _mm256_loadu_ps(b + i);
+			_mm256_storeu_ps(a + i, _mm256_sub_ps(_mm256_mul_ps(x0, cv), _mm256_mul_ps(x1, sv)));
+			_mm256_storeu_ps(b + i, _mm256_add_ps(_mm256_mul_ps(x0, sv), _mm256_mul_ps(x1, cv)));
+		}
+		for (; i < h; i++) {
+			const float cc = c[2 * i], ss = c[2 * i + 1], x0 = a[i], x1 = b[i];
+			const float p = x0 * cc, q = x1 * ss, u = x0 * ss, v = x1 * cc;
+			a[i] = p - q;
+			b[i] = u + v;
+		}
+	}
+}

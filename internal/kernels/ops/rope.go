@@ -73,6 +73,10 @@ func RoPEAngles(cs []float32, pos []int32, p RoPEParams, tokStart, tokEnd int) {
 // RoPEApply is RoPE with the angles taken from a RoPEAngles table (only
 // p.NRot and p.NeoX are read). The results are the same bits as RoPE's.
 func RoPEApply(x, cs []float32, nHeads, headDim int, p RoPEParams, rowStart, rowEnd int) {
+	if useFast && p.NeoX && rowEnd > rowStart {
+		ropeNeoXFast(x, cs, nHeads, headDim, p.NRot, rowStart, rowEnd)
+		return
+	}
 	for r := rowStart; r < rowEnd; r++ {
 		tok := r / nHeads
 		rotate(x[r*headDim:r*headDim+headDim], cs[tok*p.NRot:(tok+1)*p.NRot], p)

@@ -104,3 +104,46 @@ func TestRoPEAngleRecurrence(t *testing.T) {
 		theta *= ts
 	}
 }
+
+// TestRoPEApplyFastMatchesGo: the AVX2 NeoX rotation gives the Go loop's
+// bits (products rounded, then one add or sub: no fused multiply-add) for
+// full and partial rotations whose half is below, at and past the vector
+// width, and for row ranges that start and end inside a token's heads.
+func TestRoPEApplyFastMatchesGo(t *testing.T) {
+	needFast(t)
+	for _, c := range []struct{ nHeads, headDim, nRot, tokens int }{
+		{4, 256, 256, 5}, {3, 64, 40, 4}, {2, 34, 34, 3}, {5, 24, 6, 2}, {1, 128, 64, 7},
+	} {
+		p := RoPEParams{NRot: c.nRot, Base: 10000, NeoX: true}
+		pos := make([]int32, c.tokens)
+		for i := range pos {
+			pos[i] = int32(3*i + 1)
+		}
+		cs := make([]float32, c.tokens*c.nRot)
+		RoPEAngles(cs, pos, p, 0, c.tokens)
+		rows := c.tokens * c.nHeads
+		x := make([]float32, rows*c.headDim)
+		for i := range x {
+			x[i] = float32(math.Sin(float64(i)*1.3)) * 3
+		}
+		for _, r := range [][2]int{{0, rows}, {1, rows - 1}, {c.nHeads + 1, rows}} {
+			if r[0] >= r[1] {
+				continue
+			}
+			want, got := append([]float32(nil), x...), append([]float32(nil), x...)
+			func() {
+				prev := useFast
+				defer func() { useFast = prev }()
+				useFast = false
+				RoPEApply(want, cs, c.nHeads, c.headDim, p, r[0], r[1])
+				useFast = true
+				RoPEApply(got, cs, c.nHeads, c.headDim, p, r[0], r[1])
+			}()
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%+v rows %v: value %d fast %v Go %v", c, r, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
