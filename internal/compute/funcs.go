@@ -21,7 +21,31 @@ func run(out *Tensor, op Op) error {
 
 // MatMul computes y[n, rows] = x[n, cols] · w[rows, cols]ᵀ.
 func MatMul(w, x, y *Tensor) error {
-	const op = "matmul"
+	if err := checkMatMul("matmul", w, x, y); err != nil {
+		return err
+	}
+	return run(y, MatMulOp{W: w, X: x, Y: y})
+}
+
+// MatMuls computes ys[i] = x · ws[i]ᵀ for every i (each as MatMul would):
+// one input against several weights, converted once.
+func MatMuls(x *Tensor, ws, ys []*Tensor) error {
+	const op = "matmuls"
+	if len(ws) == 0 || len(ws) != len(ys) {
+		return fmt.Errorf("%s: %d weights and %d outputs (need the same number, at least one)", op, len(ws), len(ys))
+	}
+	for i := range ws {
+		if err := checkMatMul(op, ws[i], x, ys[i]); err != nil {
+			return err
+		}
+		if ys[i].owner != ys[0].owner {
+			return fmt.Errorf("%s: outputs %v and %v are on different backends", op, ys[0], ys[i])
+		}
+	}
+	return run(ys[0], MatMulsOp{X: x, Ws: ws, Ys: ys})
+}
+
+func checkMatMul(op string, w, x, y *Tensor) error {
 	if len(w.Shape) != 2 {
 		return shapeErr(op, "weight %v must be 2-D", w)
 	}
@@ -35,7 +59,7 @@ func MatMul(w, x, y *Tensor) error {
 	if x.Dim(-1) != cols || y.Dim(-1) != rows || x.Rows() != y.Rows() {
 		return shapeErr(op, "w %v, x %v, y %v", w, x, y)
 	}
-	return run(y, MatMulOp{W: w, X: x, Y: y})
+	return nil
 }
 
 // GetRows writes rows ids of w (any dtype) to y as F32.

@@ -19,6 +19,15 @@ type Op interface {
 // quantized to the weight's dot-product type); X and Y F32, contiguous.
 type MatMulOp struct{ W, X, Y *Tensor }
 
+// MatMulsOp: Ys[i] = X · Ws[i]ᵀ for every i: products of one input with
+// several weights (a layer's query, key and value projections), each as
+// MatMulOp computes it. A backend converts X once per dot-product type
+// instead of once per weight and may run all the weights' rows together.
+type MatMulsOp struct {
+	X      *Tensor
+	Ws, Ys []*Tensor
+}
+
 // GetRowsOp: Y[i] = W[IDs[i]] dequantized to F32 (embedding lookup).
 type GetRowsOp struct {
 	W   *Tensor
@@ -182,6 +191,7 @@ type ConcatOp struct {
 type CopyOp struct{ Src, Dst *Tensor }
 
 func (MatMulOp) Name() string    { return "matmul" }
+func (MatMulsOp) Name() string   { return "matmuls" }
 func (GetRowsOp) Name() string   { return "get_rows" }
 func (BinaryOp) Name() string    { return "binary" }
 func (ScaleOp) Name() string     { return "scale" }

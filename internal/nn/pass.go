@@ -115,6 +115,25 @@ func (p *Pass) MatMul(w, x *compute.Tensor) *compute.Tensor {
 	return y
 }
 
+// MatMuls returns x·wᵀ for each w (like MatMul for each), the input
+// converted once for all of them: a layer's query, key and value
+// projections.
+func (p *Pass) MatMuls(x *compute.Tensor, ws ...*compute.Tensor) []*compute.Tensor {
+	if p.Err != nil {
+		return make([]*compute.Tensor, len(ws))
+	}
+	ys := make([]*compute.Tensor, len(ws))
+	for i, w := range ws {
+		if ys[i] = p.newOutput(x.Rows(), w.Shape[0]); ys[i] == nil {
+			return make([]*compute.Tensor, len(ws))
+		}
+	}
+	if p.Check(compute.MatMuls(x, ws, ys)); p.Err != nil {
+		return make([]*compute.Tensor, len(ws))
+	}
+	return ys
+}
+
 // Linear is y = x·Wᵀ + b over rows (B nil: no bias).
 type Linear struct{ W, B *compute.Tensor }
 

@@ -323,3 +323,72 @@ func TestCopyConvertsInParallel(t *testing.T) {
 		b.Free(y)
 	}
 }
+
+// TestMatMulsMatchesMatMul: MatMuls (one input, several weights, converted
+// once per dot-product type and run in one section) gives each output the
+// bits MatMul gives it alone, for weights of one type, of types sharing a
+// dot-product type (Q4_K and Q6_K: Q8_K), and of different ones, with row
+// counts that are not multiples of the threads' grain, for a decode row,
+// a small batch and a prefill-sized one.
+func TestMatMulsMatchesMatMul(t *testing.T) {
+	b := New(2)
+	defer b.Close()
+	rng := rand.New(rand.NewPCG(11, 12))
+	const cols = 256
+	for _, types := range [][]tensor.DType{
+		{tensor.F16, tensor.F16, tensor.F16},
+		{tensor.Q4_K, tensor.Q6_K, tensor.Q8_0},
+		{tensor.F32, tensor.BF16, tensor.Q4_0, tensor.F16},
+	} {
+		rows := []int{37, 16, 101, 5}
+		var ws []*compute.Tensor
+		for i, dt := range types {
+			data, err := matmul.RandomWeights(dt, rows[i], cols, rng)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := b.Wrap(dt, data, rows[i], cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws = append(ws, w)
+		}
+		for _, n := range []int{1, 7, 70} {
+			xs := make([]float32, n*cols)
+			for i := range xs {
+				xs[i] = float32(rng.NormFloat64())
+			}
+			x := newF32(t, b, xs, n, cols)
+			var ys []*compute.Tensor
+			for i := range ws {
+				ys = append(ys, newF32(t, b, nil, n, rows[i]))
+			}
+			if err := compute.MatMuls(x, ws, ys); err != nil {
+				t.Fatal(err)
+			}
+			for i, w := range ws {
+				want := newF32(t, b, nil, n, rows[i])
+				if err := compute.MatMul(w, x, want); err != nil {
+					t.Fatal(err)
+				}
+				if !sameBits(readF32(t, b, ys[i]), readF32(t, b, want)) {
+					t.Errorf("%v n=%d: weight %d (%v) differs from MatMul", types, n, i, w.DType)
+				}
+			}
+		}
+	}
+	// errors: no weights, a count mismatch, a wrong shape
+	x := newF32(t, b, make([]float32, 2*cols), 2, cols)
+	y := newF32(t, b, nil, 2, 37)
+	if err := compute.MatMuls(x, nil, nil); err == nil {
+		t.Error("MatMuls with no weights: no error")
+	}
+	w, _ := matmul.RandomWeights(tensor.F16, 37, cols, rng)
+	wt, _ := b.Wrap(tensor.F16, w, 37, cols)
+	if err := compute.MatMuls(x, []*compute.Tensor{wt, wt}, []*compute.Tensor{y}); err == nil {
+		t.Error("MatMuls with 2 weights and 1 output: no error")
+	}
+	if err := compute.MatMuls(x, []*compute.Tensor{wt}, []*compute.Tensor{newF32(t, b, nil, 2, 36)}); err == nil {
+		t.Error("MatMuls with a mis-shaped output: no error")
+	}
+}

@@ -51,6 +51,12 @@ func (b *Backend) Run(op compute.Op) error {
 	switch o := op.(type) {
 	case compute.MatMulOp:
 		return b.matmul(o.W, f32(o.X), o.X.Rows(), f32(o.Y), o.W.Shape[0])
+	case compute.MatMulsOp:
+		prods := make([]product, len(o.Ws))
+		for i, w := range o.Ws {
+			prods[i] = product{w, f32(o.Ys[i]), w.Shape[0]}
+		}
+		return b.matmuls(f32(o.X), o.X.Rows(), prods)
 	case compute.GetRowsOp:
 		w, err := bytesOf(o.W)
 		if err != nil {
@@ -145,39 +151,95 @@ func (b *Backend) Run(op compute.Op) error {
 	return fmt.Errorf("cpu: op %s is not implemented", op.Name())
 }
 
-// matmul computes y[n, rows] = x[n, cols]·wᵀ; the activations are converted
-// once (into the scratch buffer) and the weight rows are split over threads.
+// matmul computes y[n, rows] = x[n, cols]·wᵀ (rows of y ldy apart).
 func (b *Backend) matmul(wt *compute.Tensor, x []float32, n int, y []float32, ldy int) error {
-	w, err := bytesOf(wt)
-	if err != nil {
-		return err
+	return b.matmuls(x, n, []product{{wt, y, ldy}})
+}
+
+// product is one weight of matmuls and its output.
+type product struct {
+	w   *compute.Tensor
+	y   []float32 // n rows, ldy apart
+	ldy int
+}
+
+// matmuls computes y = x[n, cols]·wᵀ for every product: the activations are
+// converted once per dot-product type (into the scratch buffer), then the
+// weights' rows, one weight after the other, are split over the threads in
+// one section.
+func (b *Backend) matmuls(x []float32, n int, prods []product) error {
+	type part struct {
+		product
+		data       []byte // the weights' bytes
+		wt         tensor.DType
+		rows, cols int
+		first      int // its first row among all the weights' rows
+		p          *matmul.Prepared
 	}
-	rows, cols := wt.Shape[0], wt.Shape[1]
-	size, err := matmul.PreparedSize(wt.DType, n, cols)
-	if err != nil {
-		return err
+	parts := make([]part, len(prods))
+	total, size := 0, 0
+	for i, pr := range prods {
+		w, err := bytesOf(pr.w)
+		if err != nil {
+			return err
+		}
+		pt := &parts[i]
+		pt.product, pt.data, pt.wt, pt.rows, pt.cols, pt.first = pr, w, pr.w.DType, pr.w.Shape[0], pr.w.Shape[1], total
+		total += pt.rows
+		// one conversion per dot-product type: an earlier weight's serves
+		vt, err := matmul.VecDotType(pr.w.DType)
+		if err != nil {
+			return err
+		}
+		for j := range i {
+			if parts[j].p.VecType == vt && parts[j].cols == pt.cols {
+				pt.p = parts[j].p
+				break
+			}
+		}
+		if pt.p == nil {
+			sz, err := matmul.PreparedSize(pr.w.DType, n, pt.cols)
+			if err != nil {
+				return err
+			}
+			pt.p = &matmul.Prepared{VecType: vt} // laid out below
+			size += sz
+		}
 	}
-	p := matmul.Prepared{Q: b.scratchBuf(size)}
-	if err := matmul.PrepareLayout(&p, wt.DType, x, n, cols); err != nil {
-		return err
-	}
-	// the activations' conversion (quantization, F16/BF16 rounding) by rows
-	// on every thread: for a large batch it is tens of megabytes
-	if p.VecType != tensor.F32 { // F32 activations are used as they are
-		b.par(n, 1, cols, func(s, e int) { matmul.PrepareRows(&p, x, s, e) })
+	scratch := b.scratchBuf(size)
+	for i := range parts {
+		pt := &parts[i]
+		if pt.p.N != 0 { // an earlier part's, converted already
+			continue
+		}
+		sz, _ := matmul.PreparedSize(pt.wt, n, pt.cols)
+		pt.p.Q, scratch = scratch[:sz:sz], scratch[sz:]
+		if err := matmul.PrepareLayout(pt.p, pt.wt, x, n, pt.cols); err != nil {
+			return err
+		}
+		// the activations' conversion (quantization, F16/BF16 rounding) by
+		// rows on every thread: for a large batch it is tens of megabytes
+		if p := pt.p; p.VecType != tensor.F32 { // F32 activations are used as they are
+			b.par(n, 1, pt.cols, func(s, e int) { matmul.PrepareRows(p, x, s, e) })
+		}
 	}
 	var firstErr firstError
 	mul := func(s, e int) {
-		firstErr.set(matmul.MulRows(wt.DType, w, cols, &p, y, ldy, s, e))
+		for i := range parts {
+			pt := &parts[i]
+			if r0, r1 := max(s-pt.first, 0), min(e-pt.first, pt.rows); r0 < r1 {
+				firstErr.set(matmul.MulRows(pt.wt, pt.data, pt.cols, pt.p, pt.y, pt.ldy, r0, r1))
+			}
+		}
 	}
 	// Decode-sized products (a few activation rows) share the rows out in
 	// several ranges per thread, so a thread slowed down by another
 	// process does not hold the step up; larger ones keep one range per
 	// thread, as the kernels prepare the activations once per call.
-	if minItems := ceilDiv(minMatMulPart, n*cols); n <= balancedRows {
-		b.pool.ParallelBalanced(rows, matmulGrain, minItems, mul)
+	if minItems := ceilDiv(minMatMulPart, n*parts[0].cols); n <= balancedRows {
+		b.pool.ParallelBalanced(total, matmulGrain, minItems, mul)
 	} else {
-		b.pool.ParallelMin(rows, matmulGrain, minItems, mul)
+		b.pool.ParallelMin(total, matmulGrain, minItems, mul)
 	}
 	return firstErr.get()
 }

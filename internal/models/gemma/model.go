@@ -403,18 +403,27 @@ func (m *Model) layer(p *fwd, il int, x, ple *compute.Tensor, b *batch) {
 	}
 
 	// Attention: q/k normed per head, rotated; V raw-K when there is no V.
+	// The projections of h (those this layer has) in one product.
 	h := p.RMSNorm(x, lw.attnNorm)
-	q := p.View(p.MatMul(lw.q, h), n, l.NHead, l.HeadDim)
+	proj := []*compute.Tensor{lw.q}
+	if c.OwnsKV(il) {
+		proj = append(proj, lw.k)
+		if lw.v != nil {
+			proj = append(proj, lw.v)
+		}
+	}
+	proj = p.MatMuls(h, proj...)
+	q := p.View(proj[0], n, l.NHead, l.HeadDim)
 	p.RMSNormInPlace(q, lw.qNorm)
 	p.rope(q, l, b.pos, freqs)
 	if c.QueryScale != 1 {
 		p.Scale(q, c.QueryScale)
 	}
 	if c.OwnsKV(il) {
-		kProj := p.MatMul(lw.k, h)
+		kProj := proj[1]
 		vProj := kProj
 		if lw.v != nil {
-			vProj = p.MatMul(lw.v, h)
+			vProj = proj[2]
 		}
 		k := p.View(kProj, n, l.NHeadKV, l.HeadDim)
 		v := p.View(vProj, n, l.NHeadKV, l.HeadDim)

@@ -14,8 +14,8 @@ func newFwd(be compute.Backend, eps float32) *fwd { return &fwd{nn.Pass{B: be, E
 
 // geglu returns down(gelu(gate·x) ⊙ up·x), the Gemma feed-forward block.
 func (p *fwd) geglu(x, gate, up, down *compute.Tensor) *compute.Tensor {
-	g := p.MatMul(gate, x)
-	u := p.MatMul(up, x)
+	gu := p.MatMuls(x, gate, up)
+	g, u := gu[0], gu[1]
 	p.Unary(compute.GELU, g)
 	p.Mul(g, u)
 	return p.MatMul(down, g)
