@@ -2,7 +2,6 @@ package ops
 
 import (
 	"math"
-	"sync"
 
 	"mica/internal/kernels/quant"
 )
@@ -216,85 +215,97 @@ func roundF16(x float32) float32 { return quant.FP16ToFP32(quant.FP32ToFP16(x)) 
 // vec_dot_f16 (a different summation order) instead of tinyBLAS for a
 // single query (decode), and mica does not follow that: it uses this one
 // order for every batch size, so decode equals prefill bit for bit.
-// Memory: one score row (NKV floats) per head of a group and 16 output
-// accumulators per lane and element of V for two heads (2·16·HeadDimV
-// floats), whatever the number of rows. The heads of a group share the
-// visible cells, so their scores come from one pass over K and their
-// outputs, two heads at a time, from one pass over V.
-// The scores, the exponentials, the normalisation (with the weights' F16
-// rounding), q's F16 rounding and the output sums run in C with
-// AVX2+FMA+F16C (attention_ggml_amd64.c) when the fast paths are on,
-// performing the same operations as nfScoresRef, nfSoftmaxExpRef,
-// nfNormalizeRef, nfRoundF16Ref and nfOutputGroupRef; the rest (visibility,
-// scale, softcap, mask) is Go.
+// Work is done in blocks: a few consecutive queries (up to nfBlockRows
+// rows of one K/V head) whose visible cells nearly coincide, as in a
+// causal prompt. The block's cells are the union of theirs; every row's
+// scores come from one pass over K, and its outputs from one pass over V,
+// summed over all the union's cells. A cell a query cannot see has weight
+// +0 there, and adds exactly nothing: fma(v, +0, acc) = acc for finite v
+// (acc starts at +0 and is never -0); a block whose extra cells hold a
+// non-finite V value is done one query at a time. The softmax's groups of
+// 16 run over the union's span only: the groups outside it add +0 to the
+// sum. Memory: nfBlockRows (or the group size, if larger) score rows of
+// NKV floats and as many int32 lists of visible cells, whatever the number
+// of rows.
+// The scores, the softmax (scale, mask, max, exponentials, normalisation
+// with the weights' F16 rounding), q's F16 rounding and the output sums run
+// in C with AVX2+FMA+F16C (attention_ggml_amd64.c) when the fast paths are
+// on, performing the same operations as nfScoresRef, nfScale, maxAt,
+// nfSoftmaxExpRef, nfNormalizeRef, nfRoundF16Ref and nfOutputRef; the
+// rest (visibility, softcap, blocks) is Go.
 func attentionNoFlash(a *attnArgs, r0, r1 int) {
 	p := a.p
-	d, dv, nkv := p.HeadDim, a.dv, a.nkv
 	group := p.NHead / p.NKVHead
-	negInf := float32(math.Inf(-1))
+	maxRows := max(group, nfBlockRows)
 	sc := nfScratchPool.Get().(*nfScratch)
 	defer nfScratchPool.Put(sc)
-	qbuf, w, acc, idx := sc.get(group*d, group*nkv, 2*16*dv, nkv)
-	capScale := float32(0)
-	if p.Softcap != 0 {
-		capScale = p.Scale / p.Softcap
+	b := sc.block(a, maxRows, maxRows/group+2)
+	b.ordered = nfOrdered(a.kPos, a.nkv)
+	for g := 0; g < p.NKVHead; g++ {
+		b.g = g
+		for i := r0 / p.NHead; i <= (r1-1)/p.NHead; i++ {
+			ha, hb := max(g*group, r0-i*p.NHead), min((g+1)*group, r1-i*p.NHead)
+			if ha < hb {
+				b.add(i, ha, hb)
+			}
+		}
+		b.flush()
 	}
-	for r := r0; r < r1; {
-		i, h := r/p.NHead, r%p.NHead
-		g := h / group
-		// Heads h … h+nh−1 of query i share K/V head g (to the end of the
-		// group or of this call's rows) and see the same cells: their
-		// scores come from one pass over K.
-		nh := min(group-h%group, r1-r)
-		for t := 0; t < nh; t++ {
-			q := a.q[i*a.qRow+(h+t)*d : i*a.qRow+(h+t)*d+d]
-			if a.k.F16 != nil {
-				nfRoundF16(q, qbuf[t*d:])
-			} else {
-				copy(qbuf[t*d:], q)
-			}
+}
+
+// nfSoftmaxRowRef turns row w's raw scores into weights over the cells
+// [lo, hi) (lo a multiple of 16, covering idx): the visible cells idx by
+// nfScale, the others -Inf, then the exponentials and the normalisation.
+// It returns the maximum (-Inf: no visible cell, nothing more done).
+func nfSoftmaxRowRef(w []float32, lo, hi int, idx []int32, mr []float32, scale, softcap, capScale float32,
+	f16v bool) float32 {
+	negInf := float32(math.Inf(-1))
+	k := 0
+	for j := lo; j < hi; j++ {
+		if k < len(idx) && int(idx[k]) == j {
+			k++
+			continue
 		}
-		var qp int32
-		if a.qPos != nil {
-			qp = a.qPos[i]
-		}
-		var mr []float32
-		if a.mask != nil {
-			mr = a.mask[i*nkv : i*nkv+nkv]
-		}
-		// The visible cells, then their scores; the others are -Inf.
-		idx = nfVisible(idx[:0], a.kPos, mr, qp, p.Causal, p.Window, nkv)
-		if len(idx) > 0 {
-			for e := range w[:nh*nkv] {
-				w[e] = negInf
-			}
-			nfScoresGroup(qbuf[:nh*d], nh, a.k, g*a.k.HeadStride, idx, w, nkv)
-		}
-		// Each head's weights, then the outputs two heads at a time (they
-		// share V's loads); a head without a visible cell gets zeros.
-		o := a.out[i*a.oRow+h*dv : i*a.oRow+(h+nh)*dv]
-		pend := -1 // a head whose weights wait for a partner
-		for t := 0; t < nh; t++ {
-			wt := w[t*nkv : t*nkv+nkv]
-			mx := nfScale(wt, idx, mr, p.Scale, p.Softcap, capScale)
-			if mx == negInf { // no visible cell
-				clear(o[t*dv : t*dv+dv])
-				continue
-			}
-			sum := nfSoftmaxExp(wt, mx)
-			nfNormalize(wt, float32(1/sum), a.v.F16 != nil)
-			if pend < 0 {
-				pend = t
-				continue
-			}
-			nfOutputGroup(w[pend*nkv:], 2, (t-pend)*nkv, a.v, g*a.v.HeadStride, idx, acc, o[pend*dv:], dv, (t-pend)*dv)
-			pend = -1
-		}
-		if pend >= 0 {
-			nfOutputGroup(w[pend*nkv:], 1, nkv, a.v, g*a.v.HeadStride, idx, acc, o[pend*dv:], dv, dv)
-		}
-		r += nh
+		w[j] = negInf
 	}
+	mx := nfScale(w, idx, mr, scale, softcap, capScale)
+	if mx != negInf {
+		nfExpNormalize(w[lo:hi], mx, f16v)
+	}
+	return mx
+}
+
+// nfExpNormalize is the softmax's second half: the exponentials, their sum,
+// each weight times float(1/sum).
+func nfExpNormalize(w []float32, mx float32, f16v bool) {
+	sum := nfSoftmaxExp(w, mx)
+	nfNormalize(w, float32(1/sum), f16v)
+}
+
+// nfOrdered says whether kPos (of nkv cells) increases strictly from ≥ 0:
+// then a query's visible cells are one range, found by binary search.
+func nfOrdered(kPos []int32, nkv int) bool {
+	if kPos == nil || nkv == 0 || kPos[0] < 0 {
+		return false
+	}
+	for j := 1; j < nkv; j++ {
+		if kPos[j] <= kPos[j-1] {
+			return false
+		}
+	}
+	return true
+}
+
+// nfPosRange is the positions lo ≤ kp ≤ hi a query at qp sees.
+func nfPosRange(qp int32, causal bool, window int) (lo, hi int32) {
+	lo, hi = 0, int32(math.MaxInt32)
+	if causal {
+		hi = qp
+	}
+	if window > 0 {
+		lo = max(lo, int32(max(int64(qp)-int64(window)+1, 0)))
+	}
+	return lo, hi
 }
 
 // nfVisible appends to idx the cells among the first nkv that the query at
@@ -311,13 +322,7 @@ func nfVisible(idx []int32, kPos []int32, mr []float32, qp int32, causal bool, w
 		return idx
 	}
 	kPos = kPos[:nkv]
-	lo, hi := int32(0), int32(math.MaxInt32) // visible positions lo ≤ kp ≤ hi
-	if causal {
-		hi = qp
-	}
-	if window > 0 {
-		lo = max(lo, int32(max(int64(qp)-int64(window)+1, 0)))
-	}
+	lo, hi := nfPosRange(qp, causal, window)
 	for j, kp := range kPos {
 		if kp < lo || kp > hi || (mr != nil && mr[j] == negInf) {
 			continue
@@ -325,29 +330,6 @@ func nfVisible(idx []int32, kPos []int32, mr []float32, qp int32, causal bool, w
 		idx = append(idx, int32(j))
 	}
 	return idx
-}
-
-// nfScratch holds attentionNoFlash's work buffers between calls (a decode
-// step makes one call per sequence and layer; allocating them each time
-// fed the garbage collector megabytes per step).
-type nfScratch struct {
-	f []float32
-	i []int32
-}
-
-var nfScratchPool = sync.Pool{New: func() any { return new(nfScratch) }}
-
-// get returns float buffers of nq, nw and nacc values and an int32
-// buffer of capacity n (length 0).
-func (s *nfScratch) get(nq, nw, nacc, n int) (q, w, acc []float32, idx []int32) {
-	if cap(s.f) < nq+nw+nacc {
-		s.f = make([]float32, nq+nw+nacc)
-	}
-	if cap(s.i) < n {
-		s.i = make([]int32, n)
-	}
-	f := s.f[:nq+nw+nacc]
-	return f[:nq:nq], f[nq : nq+nw : nq+nw], f[nq+nw:], s.i[:0:n]
 }
 
 // nfScale turns the scores of cells idx into logits: s·scale, or
@@ -477,12 +459,12 @@ func nfScoresRef(q []float32, k KV, off int, idx []int32, s []float32) {
 	}
 }
 
-// nfScoresGroupRef is nfScoresRef for each of the G queries of q (rows of
-// len(q)/G), query g's scores in s[g·ss:].
-func nfScoresGroupRef(q []float32, G int, k KV, off int, idx []int32, s []float32, ss int) {
-	d := len(q) / G
-	for g := 0; g < G; g++ {
-		nfScoresRef(q[g*d:g*d+d], k, off, idx, s[g*ss:])
+// nfScoresBlkRef is nfScoresRef for each of the R queries of q (rows of
+// len(q)/R), query r's scores in s[r·ss:].
+func nfScoresBlkRef(q []float32, R int, k KV, off int, idx []int32, s []float32, ss int) {
+	d := len(q) / R
+	for r := 0; r < R; r++ {
+		nfScoresRef(q[r*d:r*d+d], k, off, idx, s[r*ss:])
 	}
 }
 
@@ -518,12 +500,12 @@ func nfOutputRef(w []float32, v KV, off int, idx []int32, acc, out []float32) {
 	}
 }
 
-// nfOutputGroupRef is nfOutputRef for each of G heads: head h's weights
-// at w[h·ws:], its output at out[h·os : h·os+dv]; acc has room for
+// nfOutputBlkRef is nfOutputRef for each of R weight rows (row r at
+// w[r·ws:]), row r's output at out[ooff[r] : ooff[r]+dv]; acc has room for
 // 16·dv floats.
-func nfOutputGroupRef(w []float32, G, ws int, v KV, off int, idx []int32, acc, out []float32, dv, os int) {
-	for h := 0; h < G; h++ {
-		nfOutputRef(w[h*ws:], v, off, idx, acc[:16*dv], out[h*os:h*os+dv])
+func nfOutputBlkRef(w []float32, ws, R int, v KV, off int, idx []int32, acc, out []float32, ooff []int, dv int) {
+	for r := 0; r < R; r++ {
+		nfOutputRef(w[r*ws:], v, off, idx, acc[:16*dv], out[ooff[r]:ooff[r]+dv])
 	}
 }
 

@@ -1,12 +1,14 @@
 //go:build cgo && amd64
 
 // AVX2+FMA+F16C kernels of NumericsGGMLNoFlash (see attention_ggml.go):
-// the 16-lane dot products of the scores, the 16-lane sums of the output
-// over the cache cells, the exponentials, the weights' normalisation and
+// the 16-lane dot products of the scores (several query rows per pass over
+// K), the softmax of a row (scale, mask, maximum, exponentials,
+// normalisation), the 16-lane sums of the output over the cache cells and
 // the F16 rounding of q. Each performs exactly the operations of its
-// plain-Go twin (nfScoresRef, nfOutputRef): one fused multiply-add per
-// element and lane, in the same order, and the same reduction tree, so the
-// results agree bit for bit.
+// plain-Go twin (nfScoresRef, nfScale and maxAt, nfSoftmaxExpRef,
+// nfNormalizeRef, nfOutputRef): one fused multiply-add per element and
+// lane, in the same order, and the same reduction tree, so the results
+// agree bit for bit.
 
 #pragma GCC optimize("fp-contract=off")
 
@@ -41,23 +43,11 @@ static inline NF_AVX2 float nf_reduce16(__m256 lo, __m256 hi) {
 	return (t[0] + t[2]) + (t[1] + t[3]);
 }
 
-// nf_dot16 is one cell's score: two 8-lane halves of the 16 lanes, one
-// fused multiply-add per element, then the reduction and the leftovers.
-static inline NF_AVX2 float nf_dot16(const float *q, const void *k, int kf16, long d, long main, long off) {
-	__m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-	for (long e = 0; e < main; e += 16) {
-		lo = _mm256_fmadd_ps(nf_load(k, kf16, off + e), _mm256_loadu_ps(q + e), lo);
-		hi = _mm256_fmadd_ps(nf_load(k, kf16, off + e + 8), _mm256_loadu_ps(q + e + 8), hi);
-	}
-	float r = nf_reduce16(lo, hi);
-	for (long e = main; e < d; e++) {
-		r = fmaf(nf_scalar(k, kf16, off + e), q[e], r);
-	}
-	return r;
-}
+#define NF_AI __attribute__((always_inline))
 
-// nf_fin16 finishes a cell's score from its lane halves (see nf_dot16).
-static inline NF_AVX2 float nf_fin16(__m256 lo, __m256 hi, const float *q, const void *k, int kf16, long d,
+// nf_fin16 finishes a cell's score from its lane halves: the reduction,
+// then the elements past the last multiple of 16, in order.
+static inline NF_AI NF_AVX2 float nf_fin16(__m256 lo, __m256 hi, const float *q, const void *k, int kf16, long d,
 		long main, long off) {
 	float r = nf_reduce16(lo, hi);
 	for (long e = main; e < d; e++) {
@@ -66,148 +56,146 @@ static inline NF_AVX2 float nf_fin16(__m256 lo, __m256 hi, const float *q, const
 	return r;
 }
 
-// mica_nf_scores: s[idx[i]] = dot16(q, row idx[i] of k) for i < n; k
-// points at the head's first element, rows krow elements apart. Four cells
-// at a time, each with its own accumulators (the same operations per cell
-// as one at a time; the four chains only hide the FMA latency).
-NF_AVX2 void mica_nf_scores(const float *q, const void *k, int kf16, long d, long krow,
-		const int32_t *idx, long n, float *s) {
-	long main = d & ~15L;
-	long i = 0;
-	for (; i + 4 <= n; i += 4) {
-		long o0 = idx[i] * krow, o1 = idx[i + 1] * krow, o2 = idx[i + 2] * krow, o3 = idx[i + 3] * krow;
-		__m256 l0 = _mm256_setzero_ps(), h0 = l0, l1 = l0, h1 = l0, l2 = l0, h2 = l0, l3 = l0, h3 = l0;
-		for (long e = 0; e < main; e += 16) {
-			__m256 qa = _mm256_loadu_ps(q + e), qb = _mm256_loadu_ps(q + e + 8);
-			l0 = _mm256_fmadd_ps(nf_load(k, kf16, o0 + e), qa, l0);
-			h0 = _mm256_fmadd_ps(nf_load(k, kf16, o0 + e + 8), qb, h0);
-			l1 = _mm256_fmadd_ps(nf_load(k, kf16, o1 + e), qa, l1);
-			h1 = _mm256_fmadd_ps(nf_load(k, kf16, o1 + e + 8), qb, h1);
-			l2 = _mm256_fmadd_ps(nf_load(k, kf16, o2 + e), qa, l2);
-			h2 = _mm256_fmadd_ps(nf_load(k, kf16, o2 + e + 8), qb, h2);
-			l3 = _mm256_fmadd_ps(nf_load(k, kf16, o3 + e), qa, l3);
-			h3 = _mm256_fmadd_ps(nf_load(k, kf16, o3 + e + 8), qb, h3);
-		}
-		s[idx[i]] = nf_fin16(l0, h0, q, k, kf16, d, main, o0);
-		s[idx[i + 1]] = nf_fin16(l1, h1, q, k, kf16, d, main, o1);
-		s[idx[i + 2]] = nf_fin16(l2, h2, q, k, kf16, d, main, o2);
-		s[idx[i + 3]] = nf_fin16(l3, h3, q, k, kf16, d, main, o3);
-	}
-	for (; i < n; i++) {
-		s[idx[i]] = nf_dot16(q, k, kf16, d, main, idx[i] * krow);
-	}
-}
-
-// nf_scores_gq: the scores of G queries (q + g·qs) against cell rows o[c]
-// (C cells), one accumulator pair per query and cell: each K vector is
-// loaded once for the G queries, and every score gets exactly nf_dot16's
-// operations. G and C are constants after inlining.
-static inline __attribute__((always_inline)) NF_AVX2 void nf_scores_gq(const int G, const int C, const float *q,
-		long qs, const void *k, int kf16, long d, long main, const long *o, const int32_t *cell, float *s, long ss) {
-	__m256 lo[4][2], hi[4][2];
-	_Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+// nf_sc_tile: the scores of M query rows (q + m·d) against C cells (K
+// rows at element offsets o[c], cell numbers cell[c]) into s[m·ss +
+// cell[c]]: per row and cell two 8-lane accumulators (lanes 0-7 and 8-15
+// of the 16), each K vector converted once for the M rows; per lane the
+// same fused multiply-adds, in the same order, as nfScoresRef. M, C and
+// KF16 are constants after inlining.
+static inline NF_AI NF_AVX2 void nf_sc_tile(const int M, const int C, const int KF16, const float *q, long d,
+		long main, const void *k, const long *o, const int32_t *cell, float *s, long ss) {
+	__m256 lo[6][2], hi[6][2];
+	_Pragma("GCC unroll 6") for (int m = 0; m < M; m++) {
 		_Pragma("GCC unroll 2") for (int c = 0; c < C; c++) {
-			lo[g][c] = _mm256_setzero_ps();
-			hi[g][c] = _mm256_setzero_ps();
+			lo[m][c] = _mm256_setzero_ps();
+			hi[m][c] = _mm256_setzero_ps();
 		}
 	}
 	for (long e = 0; e < main; e += 16) {
 		__m256 kl[2], kh[2];
 		_Pragma("GCC unroll 2") for (int c = 0; c < C; c++) {
-			kl[c] = nf_load(k, kf16, o[c] + e);
-			kh[c] = nf_load(k, kf16, o[c] + e + 8);
+			kl[c] = nf_load(k, KF16, o[c] + e);
+			kh[c] = nf_load(k, KF16, o[c] + e + 8);
 		}
-		_Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
-			const __m256 qa = _mm256_loadu_ps(q + g * qs + e), qb = _mm256_loadu_ps(q + g * qs + e + 8);
+		_Pragma("GCC unroll 6") for (int m = 0; m < M; m++) {
+			const __m256 qa = _mm256_loadu_ps(q + m * d + e), qb = _mm256_loadu_ps(q + m * d + e + 8);
 			_Pragma("GCC unroll 2") for (int c = 0; c < C; c++) {
-				lo[g][c] = _mm256_fmadd_ps(kl[c], qa, lo[g][c]);
-				hi[g][c] = _mm256_fmadd_ps(kh[c], qb, hi[g][c]);
+				lo[m][c] = _mm256_fmadd_ps(kl[c], qa, lo[m][c]);
+				hi[m][c] = _mm256_fmadd_ps(kh[c], qb, hi[m][c]);
 			}
 		}
 	}
-	_Pragma("GCC unroll 4") for (int g = 0; g < G; g++) {
+	_Pragma("GCC unroll 6") for (int m = 0; m < M; m++) {
 		_Pragma("GCC unroll 2") for (int c = 0; c < C; c++) {
-			s[g * ss + cell[c]] = nf_fin16(lo[g][c], hi[g][c], q + g * qs, k, kf16, d, main, o[c]);
+			s[m * ss + cell[c]] = nf_fin16(lo[m][c], hi[m][c], q + m * d, k, KF16, d, main, o[c]);
 		}
 	}
 }
 
-// mica_nf_scores_g is mica_nf_scores for G queries (2 ≤ G ≤ 4, rows q +
-// g·qs) that see the same cells: s[g·ss + idx[i]]. The heads of a
-// grouped-query attention group share K, so each K row is read once for
-// all of them; every score equals mica_nf_scores' bit for bit.
-NF_AVX2 void mica_nf_scores_g(const float *q, long qs, int G, const void *k, int kf16, long d, long krow,
-		const int32_t *idx, long n, float *s, long ss) {
-	long main = d & ~15L;
-	long i = 0;
+// nf_sc_rows runs nf_sc_tile over all n cells for M rows: C cells at a
+// time, then one at a time.
+static inline NF_AI NF_AVX2 void nf_sc_rows(const int M, const int C, const int KF16, const float *q, long d,
+		const void *k, long krow, const int32_t *cells, long n, float *s, long ss) {
+	const long main = d & ~15L;
 	long o[2];
-	if (G == 2) {
-		for (; i + 2 <= n; i += 2) {
-			o[0] = idx[i] * krow;
-			o[1] = idx[i + 1] * krow;
-			nf_scores_gq(2, 2, q, qs, k, kf16, d, main, o, idx + i, s, ss);
+	long i = 0;
+	for (; i + C <= n; i += C) {
+		_Pragma("GCC unroll 2") for (int c = 0; c < C; c++) {
+			o[c] = cells[i + c] * krow;
 		}
+		nf_sc_tile(M, C, KF16, q, d, main, k, o, cells + i, s, ss);
 	}
 	for (; i < n; i++) {
-		o[0] = idx[i] * krow;
-		switch (G) {
-		case 2: nf_scores_gq(2, 1, q, qs, k, kf16, d, main, o, idx + i, s, ss); break;
-		case 3: nf_scores_gq(3, 1, q, qs, k, kf16, d, main, o, idx + i, s, ss); break;
-		default: nf_scores_gq(4, 1, q, qs, k, kf16, d, main, o, idx + i, s, ss); break;
+		o[0] = cells[i] * krow;
+		nf_sc_tile(M, 1, KF16, q, d, main, k, o, cells + i, s, ss);
+	}
+}
+
+// nf_scores_blk_t: tiles of at most 6 rows, of similar sizes; one cell at
+// a time (up to 12 accumulators), two for tiles of 1 or 2 rows.
+static inline NF_AI NF_AVX2 void nf_scores_blk_t(const int KF16, const float *q, long R, long d, const void *k,
+		long krow, const int32_t *cells, long n, float *s, long ss) {
+	for (long r = 0; r < R;) {
+		const long left = R - r, tiles = (left + 5) / 6, m = (left + tiles - 1) / tiles;
+		const float *qr = q + r * d;
+		float *sr = s + r * ss;
+		switch (m) {
+		case 6: nf_sc_rows(6, 1, KF16, qr, d, k, krow, cells, n, sr, ss); break;
+		case 5: nf_sc_rows(5, 1, KF16, qr, d, k, krow, cells, n, sr, ss); break;
+		case 4: nf_sc_rows(4, 1, KF16, qr, d, k, krow, cells, n, sr, ss); break;
+		case 3: nf_sc_rows(3, 1, KF16, qr, d, k, krow, cells, n, sr, ss); break;
+		case 2: nf_sc_rows(2, 2, KF16, qr, d, k, krow, cells, n, sr, ss); break;
+		default: nf_sc_rows(1, 2, KF16, qr, d, k, krow, cells, n, sr, ss); break;
 		}
+		r += m;
+	}
+}
+
+// mica_nf_scores_blk: s[r·ss + cells[i]] = dot16(q row r, K row cells[i])
+// for r < R and i < n (nfScoresRef for each row); q's rows are d apart, k
+// points at the head's first element, its rows krow elements apart. The
+// rows share each K vector's load and conversion.
+NF_AVX2 void mica_nf_scores_blk(const float *q, long R, long d, const void *k, int kf16, long krow,
+		const int32_t *cells, long n, float *s, long ss) {
+	if (kf16) {
+		nf_scores_blk_t(1, q, R, d, k, krow, cells, n, s, ss);
+	} else {
+		nf_scores_blk_t(0, q, R, d, k, krow, cells, n, s, ss);
 	}
 }
 
 // nf_out_run adds K·16 consecutive cells j … j+16K−1 (j a multiple of 16)
-// to the lane sums of G heads (weights w + h·ws, sums acc + h·16·dv): per
+// to the lane sums of G rows (weights w + h·ws, sums acc + h·16·dv): per
 // lane l, its K cells j+l, j+16+l, … in order, the lane's sums loaded and
-// stored once per 8 elements, each V vector converted once for the G heads
+// stored once per 8 elements, each V vector converted once for the G rows
 // (the same fused multiply-adds, in the same order, as one cell and one
-// head at a time). G, K and VF16 are constants after inlining, so the
+// row at a time). G, K and VF16 are constants after inlining, so the
 // loop has no branch on V's type; converting V from F16 (one vcvtph2ps
-// per 8 products) is what bounds a single head, and sharing it between
-// two heads is what makes this faster.
+// per 8 products) is what bounds a single row, and sharing it between
+// rows is what makes this faster. The G·K weights stay in registers (12
+// at most: K ≤ 4 for 3 rows).
 static inline __attribute__((always_inline)) NF_AVX2 void nf_out_run(const int G, const int K, const int VF16,
 		const float *w, long ws, const void *v, long dv, long vrow, long j, float *acc) {
 	for (long l = 0; l < 16; l++) {
 		float *a = acc + l * dv;
-		__m256 wk[2][6];
+		__m256 wk[3][6];
 		long o[6];
 		_Pragma("GCC unroll 6") for (int m = 0; m < K; m++) {
 			o[m] = (j + l + 16 * m) * vrow;
-			_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+			_Pragma("GCC unroll 3") for (int h = 0; h < G; h++) {
 				wk[h][m] = _mm256_set1_ps(w[h * ws + j + l + 16 * m]);
 			}
 		}
 		for (long e = 0; e < dv; e += 8) {
-			__m256 t[2];
-			_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+			__m256 t[3];
+			_Pragma("GCC unroll 3") for (int h = 0; h < G; h++) {
 				t[h] = _mm256_loadu_ps(a + h * 16 * dv + e);
 			}
 			_Pragma("GCC unroll 6") for (int m = 0; m < K; m++) {
 				const __m256 x = nf_load(v, VF16, o[m] + e);
-				_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+				_Pragma("GCC unroll 3") for (int h = 0; h < G; h++) {
 					t[h] = _mm256_fmadd_ps(x, wk[h][m], t[h]);
 				}
 			}
-			_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+			_Pragma("GCC unroll 3") for (int h = 0; h < G; h++) {
 				_mm256_storeu_ps(a + h * 16 * dv + e, t[h]);
 			}
 		}
 	}
 }
 
-// nf_output_gt is mica_nf_output_g for G heads and V's type VF16 (both
+// nf_output_gt is mica_nf_output_g for G rows and V's type VF16 (both
 // constants after inlining).
 static inline __attribute__((always_inline)) NF_AVX2 void nf_output_gt(const int G, const int VF16, const float *w,
-		long ws, const void *v, long dv, long vrow, const int32_t *idx, long n, float *acc, float *out, long os) {
+		long ws, const void *v, long dv, long vrow, const int32_t *idx, long n, float *acc, float *out, const long *ooff) {
 	memset(acc, 0, sizeof(float) * 16 * dv * G);
 	long main = dv & ~7L;
 	for (long i = 0; i < n; i++) {
 		long j = idx[i];
 		if ((j & 15) == 0 && dv == main && i + 32 <= n && idx[i + 31] == j + 31) {
-			// runs of 96, 64, 48 or 32 consecutive cells (idx is increasing)
-			if (i + 96 <= n && idx[i + 95] == j + 95) {
+			// runs of 96 (not for 3 rows), 64, 48 or 32 consecutive cells
+			// (idx is increasing)
+			if (G < 3 && i + 96 <= n && idx[i + 95] == j + 95) {
 				nf_out_run(G, 6, VF16, w, ws, v, dv, vrow, j, acc);
 				i += 95;
 			} else if (i + 64 <= n && idx[i + 63] == j + 63) {
@@ -222,12 +210,12 @@ static inline __attribute__((always_inline)) NF_AVX2 void nf_output_gt(const int
 			}
 			continue;
 		}
-		// one cell: each V vector converted once for the G heads
+		// one cell: each V vector converted once for the G rows
 		const long off = j * vrow;
-		float *a[2];
-		float wj[2];
-		__m256 wb[2];
-		_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+		float *a[3];
+		float wj[3];
+		__m256 wb[3];
+		_Pragma("GCC unroll 3") for (int h = 0; h < G; h++) {
 			a[h] = acc + h * 16 * dv + (j & 15) * dv;
 			wj[h] = w[h * ws + j];
 			wb[h] = _mm256_set1_ps(wj[h]);
@@ -235,20 +223,20 @@ static inline __attribute__((always_inline)) NF_AVX2 void nf_output_gt(const int
 		long e = 0;
 		for (; e < main; e += 8) {
 			const __m256 x = nf_load(v, VF16, off + e);
-			_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+			_Pragma("GCC unroll 3") for (int h = 0; h < G; h++) {
 				_mm256_storeu_ps(a[h] + e, _mm256_fmadd_ps(x, wb[h], _mm256_loadu_ps(a[h] + e)));
 			}
 		}
 		for (; e < dv; e++) {
 			const float x = nf_scalar(v, VF16, off + e);
-			_Pragma("GCC unroll 2") for (int h = 0; h < G; h++) {
+			_Pragma("GCC unroll 3") for (int h = 0; h < G; h++) {
 				a[h][e] = fmaf(x, wj[h], a[h][e]);
 			}
 		}
 	}
 	for (int h = 0; h < G; h++) {
 		const float *ah = acc + h * 16 * dv;
-		float *oh = out + h * os;
+		float *oh = out + ooff[h];
 		long e = 0;
 		for (; e < main; e += 8) {
 			__m256 t[8];
@@ -273,24 +261,25 @@ static inline __attribute__((always_inline)) NF_AVX2 void nf_output_gt(const int
 	}
 }
 
-// mica_nf_output_g: for each of G heads (G is 1 or 2), out[h·os + e] = the
-// 16-lane sum over cells idx[0..n) (in increasing order) of
+// mica_nf_output_g: for each of G rows (G is 1, 2 or 3), out[ooff[h] + e]
+// = the 16-lane sum over cells idx[0..n) (in increasing order) of
 // v[cell][e]·w[h·ws + cell], lane = cell mod 16, reduced like
-// _mm512_reduce_add_ps. acc holds G·16·dv floats of scratch. The heads of
-// a grouped-query attention group share V, so each V vector is loaded and
-// converted once for both.
+// _mm512_reduce_add_ps. acc holds G·16·dv floats of scratch. The rows
+// share V, so each V vector is loaded and converted once for all of them.
 NF_AVX2 void mica_nf_output_g(const float *w, long ws, int G, const void *v, int vf16, long dv, long vrow,
-		const int32_t *idx, long n, float *acc, float *out, long os) {
-	if (G == 2) {
-		if (vf16) {
-			nf_output_gt(2, 1, w, ws, v, dv, vrow, idx, n, acc, out, os);
-		} else {
-			nf_output_gt(2, 0, w, ws, v, dv, vrow, idx, n, acc, out, os);
+		const int32_t *idx, long n, float *acc, float *out, const long *ooff) {
+	if (vf16) {
+		switch (G) {
+		case 3: nf_output_gt(3, 1, w, ws, v, dv, vrow, idx, n, acc, out, ooff); break;
+		case 2: nf_output_gt(2, 1, w, ws, v, dv, vrow, idx, n, acc, out, ooff); break;
+		default: nf_output_gt(1, 1, w, ws, v, dv, vrow, idx, n, acc, out, ooff); break;
 		}
-	} else if (vf16) {
-		nf_output_gt(1, 1, w, ws, v, dv, vrow, idx, n, acc, out, os);
 	} else {
-		nf_output_gt(1, 0, w, ws, v, dv, vrow, idx, n, acc, out, os);
+		switch (G) {
+		case 3: nf_output_gt(3, 0, w, ws, v, dv, vrow, idx, n, acc, out, ooff); break;
+		case 2: nf_output_gt(2, 0, w, ws, v, dv, vrow, idx, n, acc, out, ooff); break;
+		default: nf_output_gt(1, 0, w, ws, v, dv, vrow, idx, n, acc, out, ooff); break;
+		}
 	}
 }
 
@@ -331,8 +320,15 @@ static inline NF_AVX2 __m256 nf_exp8(__m256 x) {
 		_mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
 			_mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
 		u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
-	// 2^n as doubles (|n| ≤ 192 here; other lanes are replaced below)
 	const __m256i ni = _mm256_cvtps_epi32(n);
+	// -125 ≤ n ≤ 127 in every lane (j is in [0.7, 1.5)): j·2^n is a normal
+	// float, exact, so adding n to j's exponent is the rounded product
+	const __m256 ok = _mm256_and_ps(_mm256_cmp_ps(n, _mm256_set1_ps(-125.0f), _CMP_GE_OQ),
+		_mm256_cmp_ps(n, _mm256_set1_ps(127.0f), _CMP_LE_OQ));
+	if (_mm256_movemask_ps(ok) == 0xff) {
+		return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(j), _mm256_slli_epi32(ni, 23)));
+	}
+	// 2^n as doubles (|n| ≤ 192 here; other lanes are replaced below)
 	const __m256i bias = _mm256_set1_epi64x(1023);
 	const __m256d p0 = _mm256_castsi256_pd(
 		_mm256_slli_epi64(_mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(ni)), bias), 52));
@@ -415,4 +411,75 @@ NF_AVX2 void mica_nf_round_f16(const float *src, float *dst, long n) {
 	for (; e < n; e++) {
 		dst[e] = _cvtsh_ss(_cvtss_sh(src[e], 0));
 	}
+}
+
+// mica_nf_softmax_row turns one row of raw scores into weights, over the
+// cells [lo, hi) (lo a multiple of 16): the visible cells idx[0..n)
+// (increasing, in [lo, hi)) get w·scale (+ mr[j] when mr is set), the
+// others -Inf (nfScale, with the row's other cells -Inf). It returns their
+// maximum. When that is 0 or a value is NaN (where the order of the fold
+// matters: Go's max decides) *redo is set and nothing more is done; when
+// it is -Inf (no visible cell) neither. Otherwise the exponentials, their
+// sum and the normalisation follow (mica_nf_softmax_exp and
+// mica_nf_normalize on [lo, hi)).
+NF_AVX2 float mica_nf_softmax_row(float *w, long lo, long hi, const int32_t *idx, long n, float scale,
+		const float *mr, int f16v, int *redo) {
+	const __m256 vs = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
+	__m256 vm = ninf, vnan = _mm256_setzero_ps();
+	float m = -INFINITY;
+	int nan = 0;
+	long j = lo, k = 0;
+	while (k < n) {
+		// a run of consecutive visible cells a … a+len−1
+		const long a = idx[k];
+		long len = 1;
+		if (idx[n - 1] - a == n - 1 - k) { // the rest is one run
+			len = n - k;
+		}
+		while (k + len < n && idx[k + len] == a + len) {
+			len++;
+		}
+		for (; j < a; j++) {
+			w[j] = -INFINITY;
+		}
+		const long b = a + len;
+		for (; j + 8 <= b; j += 8) {
+			__m256 x = _mm256_mul_ps(_mm256_loadu_ps(w + j), vs);
+			if (mr) {
+				x = _mm256_add_ps(x, _mm256_loadu_ps(mr + j));
+			}
+			_mm256_storeu_ps(w + j, x);
+			vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+			vm = _mm256_max_ps(vm, x);
+		}
+		for (; j < b; j++) {
+			float x = w[j] * scale;
+			if (mr) {
+				x = x + mr[j];
+			}
+			w[j] = x;
+			nan |= x != x;
+			m = x > m ? x : m;
+		}
+		k += len;
+	}
+	for (; j < hi; j++) {
+		w[j] = -INFINITY;
+	}
+	float t[8];
+	_mm256_storeu_ps(t, vm);
+	for (int l = 0; l < 8; l++) {
+		m = t[l] > m ? t[l] : m;
+	}
+	if (nan || _mm256_movemask_ps(vnan) || m == 0) {
+		*redo = 1;
+		return m;
+	}
+	*redo = 0;
+	if (m == -INFINITY) {
+		return m;
+	}
+	const double sum = mica_nf_softmax_exp(w + lo, hi - lo, m);
+	mica_nf_normalize(w + lo, hi - lo, (float)(1 / sum), f16v);
+	return m;
 }

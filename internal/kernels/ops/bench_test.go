@@ -111,4 +111,25 @@ func BenchmarkAttentionNoFlash(b *testing.B) {
 			b.Fatal(err)
 		}
 	})
+	// one query (decode) against the same 512 cells
+	c1 := c
+	c1.nQ = 1
+	p1, a1 := makeAttn(c1, 1)
+	p1.Numerics = NumericsGGMLNoFlash
+	benchBoth(b, "q1/f16=true", func() {
+		if err := Attention(p1, a1, 1, 0, 4); err != nil {
+			b.Fatal(err)
+		}
+	})
+	// a sliding-window layer (Gemma 3's 512) deep in a 1024-cell cache:
+	// each query sees its own 512 cells
+	cw := c
+	cw.nKV, cw.window = 1024, 512
+	pw, aw := makeAttn(cw, 1)
+	pw.Numerics = NumericsGGMLNoFlash
+	benchBoth(b, "q64win512/f16=true", func() {
+		if err := Attention(pw, aw, cw.nQ, 0, cw.nQ*4); err != nil {
+			b.Fatal(err)
+		}
+	})
 }
