@@ -16,6 +16,7 @@
 #define QK_ISA avx2
 #define QDOT_S(q, y) _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)), _mm256_set1_epi16(1))
 #define QDOT_U(q, y) _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), _mm256_set1_epi16(1))
+#define QDOT_A(ay, q, y) _mm256_madd_epi16(_mm256_maddubs_epi16(ay, _mm256_sign_epi8(q, y)), _mm256_set1_epi16(1))
 #define QSCALE(s0, s1) _mm256_set_m128i(_mm_set1_epi16((short)(s1)), _mm_set1_epi16((short)(s0)))
 #define QSDOT_U(a, v, sc) _mm256_madd_epi16(_mm256_maddubs_epi16(a, v), sc)
 #define QSDOT_S(a, v, sc) _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(v, a)), sc)

@@ -12,6 +12,17 @@
 // and for types with block minimums a second accumulator; the element is
 // the horizontal sum of acc (minus that of the min accumulator).
 
+// QDOT_A(ay, q, y): the int32 lanes of QDOT_S(q, y) given ay = |y| (vpabsb),
+// for weights q >= -127 (IQ4_NL table values; not Q8_0, whose -128 has no
+// negation): |y|·(q·sgn y) = q·y byte by byte, the same products as
+// |q|·(y·sgn q), and no pair sum reaches 2·128·127 < 32768, so the same
+// integers. With |y| shared by several weight rows, one vpsignb per block
+// instead of two. An ISA without its own version uses QDOT_S (the same
+// values).
+#ifndef QDOT_A
+#define QDOT_A(ay, q, y) QDOT_S(q, y)
+#endif
+
 #define QCAT2(a, b) a##_##b
 #define QCAT(a, b) QCAT2(a, b)
 #define QFN(name) QCAT(name, QK_ISA)

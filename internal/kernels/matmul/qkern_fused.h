@@ -168,21 +168,27 @@ QINLINE void QFN(step_q2k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m
 	_mm_prefetch((const char *)(blk + pf + 83), _MM_HINT_T0);
 	float dy;
 	memcpy(&dy, yb, 4);
-	const __m128i sb = _mm_loadu_si128((const __m128i *)blk);
-	const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sb, _mm_set1_epi8(15)));
-	const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(15)));
+	// the 4-bit mins: the high nibbles of bytes 0..15, as int16 lanes
+	const __m256i mn16 = _mm256_srli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)blk)), 4);
 	const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
 	__m256i s = _mm256_setzero_si256();
 #pragma GCC unroll 2
 	for (int h = 0; h < 2; h++) {
 		const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * h));
-		const __m256i scvh = QFN(scale_half)(sc16, h);
+		// the 4-bit scales of groups 8h..8h+7 as bytes, in every 64-bit
+		// lane; chunk c's int16 scales (group 2c low lane, 2c+1 high
+		// lane) are one byte shuffle of that (zero high bytes)
+		uint64_t s8;
+		memcpy(&s8, blk + 8 * h, 8);
+		const __m256i sch = _mm256_and_si256(_mm256_set1_epi64x((long long)s8), _mm256_set1_epi8(15));
 #pragma GCC unroll 4
 		for (int t = 0; t < 4; t++) {
 			const int c = 4 * h + t;
 			const __m256i v = _mm256_and_si256(_mm256_srli_epi16(q, 2 * t), m3);
 			const __m256i y = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
-			s = _mm256_add_epi32(s, QSDOT_UW(v, y, QFN(pair_scales_h)(scvh, c)));
+			const __m256i scw = _mm256_shuffle_epi8(sch, _mm256_set_m128i(_mm_set1_epi16((short)(0x8000 | (2 * t + 1))),
+				_mm_set1_epi16((short)(0x8000 | (2 * t)))));
+			s = _mm256_add_epi32(s, QSDOT_UW(v, y, scw));
 		}
 	}
 	uint32_t hd; // (d, dmin) converted together, as in step_q45k
@@ -200,15 +206,17 @@ QINLINE void QFN(step_q3k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m
 	_mm_prefetch((const char *)(blk + pf + 109), _MM_HINT_T0);
 	float dy;
 	memcpy(&dy, yb, 4);
-	// 16 six-bit scales: low 4 bits from bytes 0..7, high 2 from 8..11
-	uint32_t w0, w1, w2;
-	memcpy(&w0, blk + 96, 4);
-	memcpy(&w1, blk + 100, 4);
+	// 16 six-bit scales: low 4 bits from bytes 0..7 (groups 0..7: low
+	// nibbles, 8..15: high nibbles), high 2 from 8..11 (group g: bits
+	// 2(g/4) of byte 8 + g%4), built as two 64-bit words
+	uint64_t w01;
+	uint32_t w2;
+	memcpy(&w01, blk + 96, 8);
 	memcpy(&w2, blk + 104, 4);
-	const uint32_t lo4 = 0x0f0f0f0f, lo2 = 0x03030303;
-	const __m128i sb = _mm_setr_epi32((int)((w0 & lo4) | ((w2 & lo2) << 4)),
-		(int)((w1 & lo4) | (((w2 >> 2) & lo2) << 4)), (int)(((w0 >> 4) & lo4) | (((w2 >> 4) & lo2) << 4)),
-		(int)(((w1 >> 4) & lo4) | (((w2 >> 6) & lo2) << 4)));
+	const uint64_t lo4 = 0x0f0f0f0f0f0f0f0fULL, lo2 = 0x0303030303030303ULL;
+	const uint64_t h02 = (uint64_t)w2 | (uint64_t)(w2 >> 2) << 32, h46 = (uint64_t)(w2 >> 4) | (uint64_t)(w2 >> 6) << 32;
+	const __m128i sb = _mm_set_epi64x((long long)(((w01 >> 4) & lo4) | (h46 & lo2) << 4),
+		(long long)((w01 & lo4) | (h02 & lo2) << 4));
 	const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(sb, _mm_set1_epi8(32)));
 	const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
 	// values are stored q+4 (0..7): subtract 4·Σ scale·bsum
@@ -233,6 +241,11 @@ QINLINE void QFN(step_q3k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m
 	(void)paccm;
 }
 
+// The byte products are |y|·(v·sgn y) (vpabsb on the activations, vpsignb
+// on the table values): equal to the sign trick's |v|·(y·sgn v) (table
+// values >= -127, so the negation is exact), so the same integer lanes, one
+// vpsignb fewer per chunk (and the vpabsb does not wait for the table
+// lookup; a |y| made once per call measured slower).
 QINLINE void QFN(step_iq4xs)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m256 *pacc, __m256 *paccm) {
 	const __m256i lut = QFN(iq4lut)();
 	_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
@@ -261,7 +274,7 @@ QINLINE void QFN(step_iq4xs)(const uint8_t *blk, size_t pf, const uint8_t *yb, _
 		const __m256i v = _mm256_shuffle_epi8(lut, QFN(nib32)(blk + 8 + 16 * c));
 		const __m256i y = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
 		const __m256i scw = _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)(((2 * c + 1) << 8) | (2 * c))));
-		s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(y, v)), scw));
+		s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(y), _mm256_sign_epi8(v, y)), scw));
 	}
 	*pacc = _mm256_fmadd_ps(_mm256_set1_ps(QFN(h2f)(blk) * dy), _mm256_cvtepi32_ps(s), *pacc);
 	(void)paccm;
@@ -309,18 +322,24 @@ QINLINE void QFN(stream_rows)(int S, const uint8_t *w, size_t wrb, float *y, int
 	}
 }
 
-// The rows in QMV_KS streams (2: Q6_K +5%, Q4_K level, one thread with the
-// weights in L2; 4 streams lost 8% on Q4_K), the rest one at a time; each
-// row prefetches the same block of the next row of its stream (pf = wrb).
+// Streams per K-quant type, measured one thread with the weights in L2:
+// QMV_KS (2) for Q4_K–Q6_K (Q6_K +5% over 1, Q4_K level; 4 streams lost 8%
+// on Q4_K, 3 lost 4-6% on Q4_K/Q5_K), 3 for Q2_K, Q3_K and IQ4_XS (+2-6%
+// over 2; 2026-11-27 night).
+QINLINE int QFN(kstreams)(int T) { return T == T_Q2_K || T == T_Q3_K || T == T_IQ4_XS ? 3 : QMV_KS; }
+
+// The rows in kstreams(T) streams, the rest one at a time; each row
+// prefetches the same block of the next row of its stream (pf = wrb).
 QINLINE void QFN(mvk_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
-	const int len = (r1 - r0) / QMV_KS;
+	const int S = QFN(kstreams)(T);
+	const int len = (r1 - r0) / S;
 	for (int k = 0; k < len; k++) {
 		const uint8_t *wr[4];
 		float *yr[4];
-		QFN(stream_rows)(QMV_KS, w, wrb, y, r0 + k, len, wr, yr);
-		QFN(mvk)(T, QMV_KS, wr, wrb, x, nb, yr);
+		QFN(stream_rows)(S, w, wrb, y, r0 + k, len, wr, yr);
+		QFN(mvk)(T, S, wr, wrb, x, nb, yr);
 	}
-	for (int r = r0 + QMV_KS * len; r < r1; r++) {
+	for (int r = r0 + S * len; r < r1; r++) {
 		const uint8_t *wr = w + (size_t)r * wrb;
 		float *yr = y + r;
 		QFN(mvk)(T, 1, &wr, wrb, x, nb, &yr);
@@ -565,6 +584,7 @@ QINLINE void QFN(mv_b32)(int T, int RM, const uint8_t *const *wr, const uint8_t 
 		const __m256i yqa = _mm256_loadu_si256((const __m256i *)(ya + 2));
 		const __m256i yqb = _mm256_loadu_si256((const __m256i *)(ya + 36));
 		const __m128 dy2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)QFN(ld16)(ya) | (uint32_t)QFN(ld16)(ya + 34) << 16)));
+		const __m256i aya = _mm256_abs_epi8(yqa), ayb = _mm256_abs_epi8(yqb); // shared by the RM rows
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wa = wr[i] + (size_t)b * bs;
@@ -572,8 +592,8 @@ QINLINE void QFN(mv_b32)(int T, int RM, const uint8_t *const *wr, const uint8_t 
 			float d, m;
 			const __m256i qa = QFN(dec32)(T, wa, &d, &m);
 			const __m256i qb = QFN(dec32)(T, wa + bs, &d, &m);
-			const __m256i pa = QDOT_S(qa, yqa);
-			const __m256i pb = QDOT_S(qb, yqb);
+			const __m256i pa = QDOT_A(aya, qa, yqa);
+			const __m256i pb = QDOT_A(ayb, qb, yqb);
 			const __m128 s2 = QFN(scale2)(wa, bs, dy2);
 			// the two products to the stack and back by broadcast loads (no
 			// lane-crossing shuffle)
@@ -659,7 +679,7 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 	__m256 acc[4];
 	__m128 am = _mm_setzero_ps(); // lane i: the sum of m_w·s_y of row i (Q5_1)
 	__m256 am8 = _mm256_setzero_ps(); // the same in lane 2i+1 (pairs)
-	float sc[16] __attribute__((aligned(32)));
+	float sc[16];
 	#pragma GCC unroll 4
 	for (int i = 0; i < RM; i++)
 		acc[i] = _mm256_setzero_ps();
@@ -676,12 +696,16 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 		if (hm) { // lanes 2i, 2i+1 of block A, then of block B
 			const __m256 pa = QFN(rowdm)(RM, wr, (size_t)b * bs, q->dsa);
 			const __m256 pb = QFN(rowdm)(RM, wr, (size_t)b * bs + bs, q->dsb);
-			_mm256_store_ps(sc, pa);
-			_mm256_store_ps(sc + 8, pb);
+			_mm256_storeu_ps(sc, pa);
+			_mm256_storeu_ps(sc + 8, pb);
 			am8 = _mm256_add_ps(_mm256_add_ps(am8, pa), pb);
 		} else {
-			_mm256_store_ps(sc, QFN(rowscale2)(RM, wr, (size_t)b * bs, bs, q->dd));
+			_mm256_storeu_ps(sc, QFN(rowscale2)(RM, wr, (size_t)b * bs, bs, q->dd));
 		}
+		// the broadcasts address sc from one register (GCC otherwise keeps
+		// each &sc[k] in a register of its own and spills them)
+		const float *scb = sc;
+		__asm__("" : "+r"(scb));
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wa = wr[i] + (size_t)b * bs;
@@ -690,8 +714,8 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 			const __m256i qa = QFN(dec32)(T, wa, &d, &m), qb = QFN(dec32)(T, wa + bs, &d, &m);
 			const __m256i pa = hm ? QDOT_U(qa, yqa) : _mm256_sub_epi32(QDOT_U(qa, yqa), q->offa);
 			const __m256i pb = hm ? QDOT_U(qb, yqb) : _mm256_sub_epi32(QDOT_U(qb, yqb), q->offb);
-			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + (hm ? 2 * i : i)), _mm256_cvtepi32_ps(pa), acc[i]);
-			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + (hm ? 8 + 2 * i : 4 + i)), _mm256_cvtepi32_ps(pb), acc[i]);
+			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(scb + (hm ? 2 * i : i)), _mm256_cvtepi32_ps(pa), acc[i]);
+			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(scb + (hm ? 8 + 2 * i : 4 + i)), _mm256_cvtepi32_ps(pb), acc[i]);
 		}
 	}
 	if (hm) { // odd lanes of am8 to lanes 0..3 (moves, no arithmetic)
@@ -701,7 +725,7 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 		const uint8_t *yb = x + (size_t)b * ybs;
 		const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb + yo));
 		const __m256i yoff = hm ? _mm256_setzero_si256() : _mm256_slli_epi32(QDOT_U(ones8, yq), 4);
-		_mm_store_ps(sc, QFN(rowscale1)(RM, wr, (size_t)b * bs, QFN(h2f)(yb)));
+		_mm_storeu_ps(sc, QFN(rowscale1)(RM, wr, (size_t)b * bs, QFN(h2f)(yb)));
 		if (hm)
 			am = _mm_add_ps(am, QFN(rowscale1)(RM, wr, (size_t)b * bs + 2, QFN(h2f)(yb + 2)));
 		#pragma GCC unroll 4
