@@ -153,6 +153,18 @@ type attnArgs struct {
 	qRow, oRow int
 }
 
+// query returns query i's position (0 without positions) and its mask row
+// (nil without a mask).
+func (a *attnArgs) query(i int) (qp int32, mr []float32) {
+	if a.qPos != nil {
+		qp = a.qPos[i]
+	}
+	if a.mask != nil {
+		mr = a.mask[i*a.nkv : i*a.nkv+a.nkv]
+	}
+	return qp, mr
+}
+
 // attnBlock is the number of keys scored per step of the streaming softmax;
 // the memory used per row is O(attnBlock + head dims), whatever the length.
 const attnBlock = 64
@@ -218,14 +230,7 @@ func attentionRef(a *attnArgs, r0, r1 int) {
 		i, h := r/p.NHead, r%p.NHead
 		g := h / group
 		q := a.q[i*a.qRow+h*d : i*a.qRow+h*d+d]
-		var qp int32
-		if a.qPos != nil {
-			qp = a.qPos[i]
-		}
-		var mr []float32
-		if a.mask != nil {
-			mr = a.mask[i*a.nkv : i*a.nkv+a.nkv]
-		}
+		qp, mr := a.query(i)
 		clear(acc)
 		m, sum := negInf, float32(0)
 		for j0 := 0; j0 < a.nkv; j0 += attnBlock {

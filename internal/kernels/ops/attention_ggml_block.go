@@ -132,14 +132,7 @@ func (b *nfBlock) unionCells() []int32 {
 func (b *nfBlock) visible(i int, idx []int32) []int32 {
 	a := b.a
 	p := a.p
-	var qp int32
-	if a.qPos != nil {
-		qp = a.qPos[i]
-	}
-	var mr []float32
-	if a.mask != nil {
-		mr = a.mask[i*a.nkv : i*a.nkv+a.nkv]
-	}
+	qp, mr := a.query(i)
 	if !b.ordered || mr != nil {
 		return nfVisible(idx, a.kPos, mr, qp, p.Causal, p.Window, a.nkv)
 	}

@@ -300,15 +300,7 @@ func TestNoFlashBlocks(t *testing.T) {
 					sameBits(t, fmt.Sprintf("ref=%v split %d", ref, len(parts)), a.Out, want)
 				}
 				for i := 0; i < c.nQ; i++ {
-					ai := *a
-					ai.Q = a.Q[i*c.nHead*c.d : (i+1)*c.nHead*c.d]
-					ai.Out = make([]float32, c.nHead*c.dv)
-					if a.QPos != nil {
-						ai.QPos = a.QPos[i : i+1]
-					}
-					if a.Mask != nil {
-						ai.Mask = a.Mask[i*c.nKV : (i+1)*c.nKV]
-					}
+					ai := oneQuery(c, a, i)
 					run(func() {
 						if err := Attention(p, &ai, 1, 0, c.nHead); err != nil {
 							t.Fatal(err)

@@ -244,15 +244,7 @@ func TestAttention(t *testing.T) {
 			}
 			// One query at a time (decode) gives the batch's bits.
 			for i := 0; i < c.nQ; i++ {
-				ai := *a
-				ai.Q = a.Q[i*c.nHead*c.d : (i+1)*c.nHead*c.d]
-				ai.Out = make([]float32, c.nHead*c.dv)
-				if a.QPos != nil {
-					ai.QPos = a.QPos[i : i+1]
-				}
-				if a.Mask != nil {
-					ai.Mask = a.Mask[i*c.nKV : (i+1)*c.nKV]
-				}
+				ai := oneQuery(c, a, i)
 				if err := Attention(pn, &ai, 1, 0, c.nHead); err != nil {
 					t.Fatal(err)
 				}
@@ -260,6 +252,21 @@ func TestAttention(t *testing.T) {
 			}
 		})
 	}
+}
+
+// oneQuery is a's query i alone (its q rows, position and mask row), with
+// an output of its own: a decode step of the same attention.
+func oneQuery(c attnCase, a *AttentionArgs, i int) AttentionArgs {
+	ai := *a
+	ai.Q = a.Q[i*c.nHead*c.d : (i+1)*c.nHead*c.d]
+	ai.Out = make([]float32, c.nHead*c.dv)
+	if a.QPos != nil {
+		ai.QPos = a.QPos[i : i+1]
+	}
+	if a.Mask != nil {
+		ai.Mask = a.Mask[i*c.nKV : (i+1)*c.nKV]
+	}
+	return ai
 }
 
 // exactFMA is a·b + c rounded once to float32, computed with math/big (an
