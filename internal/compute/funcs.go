@@ -28,7 +28,8 @@ func MatMul(w, x, y *Tensor) error {
 }
 
 // MatMuls computes ys[i] = x · ws[i]ᵀ for every i (each as MatMul would):
-// one input against several weights, converted once.
+// one input against several weights, converted once. The outputs must not
+// overlap x or each other (the products run together).
 func MatMuls(x *Tensor, ws, ys []*Tensor) error {
 	const op = "matmuls"
 	if len(ws) == 0 || len(ws) != len(ys) {
@@ -40,6 +41,9 @@ func MatMuls(x *Tensor, ws, ys []*Tensor) error {
 		}
 		if ys[i].owner != ys[0].owner {
 			return fmt.Errorf("%s: outputs %v and %v are on different backends", op, ys[0], ys[i])
+		}
+		if ys[i].wrapped {
+			return fmt.Errorf("%s: output %v is read-only (wrapped host memory)", op, ys[i])
 		}
 	}
 	return run(ys[0], MatMulsOp{X: x, Ws: ws, Ys: ys})

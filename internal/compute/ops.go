@@ -22,7 +22,8 @@ type MatMulOp struct{ W, X, Y *Tensor }
 // MatMulsOp: Ys[i] = X · Ws[i]ᵀ for every i: products of one input with
 // several weights (a layer's query, key and value projections), each as
 // MatMulOp computes it. A backend converts X once per dot-product type
-// instead of once per weight and may run all the weights' rows together.
+// instead of once per weight and may run all the weights' rows together,
+// so no output may overlap X or another output.
 type MatMulsOp struct {
 	X      *Tensor
 	Ws, Ys []*Tensor

@@ -391,4 +391,11 @@ func TestMatMulsMatchesMatMul(t *testing.T) {
 	if err := compute.MatMuls(x, []*compute.Tensor{wt}, []*compute.Tensor{newF32(t, b, nil, 2, 36)}); err == nil {
 		t.Error("MatMuls with a mis-shaped output: no error")
 	}
+	ro, err := b.Wrap(tensor.F32, make([]byte, 4*2*37), 2, 37)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := compute.MatMuls(x, []*compute.Tensor{wt, wt}, []*compute.Tensor{y, ro}); err == nil {
+		t.Error("MatMuls into a read-only second output: no error")
+	}
 }

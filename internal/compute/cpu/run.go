@@ -44,6 +44,9 @@ func (b *Backend) par(n, grain, per int, fn func(start, end int)) {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
+// align64 rounds n up to a multiple of 64.
+func align64(n int) int { return (n + 63) &^ 63 }
+
 // Run executes op synchronously on the worker pool.
 func (b *Backend) Run(op compute.Op) error {
 	b.scratchMu.Lock()
@@ -203,7 +206,7 @@ func (b *Backend) matmuls(x []float32, n int, prods []product) error {
 				return err
 			}
 			pt.p = &matmul.Prepared{VecType: vt} // laid out below
-			size += sz
+			size += align64(sz)
 		}
 	}
 	scratch := b.scratchBuf(size)
@@ -213,7 +216,7 @@ func (b *Backend) matmuls(x []float32, n int, prods []product) error {
 			continue
 		}
 		sz, _ := matmul.PreparedSize(pt.wt, n, pt.cols)
-		pt.p.Q, scratch = scratch[:sz:sz], scratch[sz:]
+		pt.p.Q, scratch = scratch[:sz:sz], scratch[align64(sz):] // each part's conversion 64-byte aligned
 		if err := matmul.PrepareLayout(pt.p, pt.wt, x, n, pt.cols); err != nil {
 			return err
 		}

@@ -93,6 +93,12 @@ func binaryFast(a, b, out []float32, nb int, mul bool) {
 
 // ropeNeoXFast is RoPEApply's NeoX rotation for rows [r0, r1) of x.
 func ropeNeoXFast(x, cs []float32, nHeads, headDim, nRot, r0, r1 int) {
+	// the C loop trusts these bounds: check them here (a panic, as the Go
+	// loop's slicing would)
+	if nHeads <= 0 || nRot > headDim || r0 < 0 {
+		panic("ops: RoPEApply: bad heads, rotation or rows")
+	}
+	_, _ = x[r1*headDim-1], cs[((r1-1)/nHeads+1)*nRot-1]
 	C.mica_rope_neox(fptr(x), fptr(cs), C.long(r0), C.long(r1), C.long(headDim), C.long(nHeads), C.long(nRot/2))
 }
 
