@@ -1,6 +1,14 @@
-// Batch kernel (n > 1: decode batches and prefill) for Q8_0 weights, part
-// of qkern.h, in the AVX2 build only (QK_BATCH_WIDE; with VNNI the byte dot
-// product is one instruction and the generic tiles are used).
+// Batch kernel (n > 1: decode batches and prefill) for Q8_0 and Q5_0
+// weights, part of qkern.h, in the AVX2 build only (QK_BATCH_WIDE; with
+// VNNI the byte dot product is one instruction and the generic tiles are
+// used).
+//
+// Q5_0 runs the same tiles and loop nest: its blocks are unpacked to the 32
+// signed values (nibble, fifth bit, −16) and widened like a Q8_0 block's
+// bytes, so the lane sums are the same exact integers as mv_q5's unsigned
+// products minus 16·Σy, and the float operations per block are mv_q5's (one
+// fma per block with dw·dy); mv_q5 ends with hsum + 0 (its zero min term),
+// which this adds too, so a −0 sum comes out +0 as there.
 //
 // A tile is RM weight rows × RN activation rows (1×8 when a call has eight
 // activation rows or more, else 2×4): each weight block is loaded and
@@ -64,6 +72,24 @@ QINLINE void QFN(wide8)(const uint8_t *p, __m256i *X, __m256i *Y) {
 	*Y = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xdd));
 }
 
+// wide8r is wide8 of 32 signed bytes already in a register.
+QINLINE void QFN(wide8r)(__m256i v, __m256i *X, __m256i *Y) {
+	const __m256 a = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)));
+	const __m256 b = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1)));
+	*X = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88));
+	*Y = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xdd));
+}
+
+// The byte size of a WT block (Q8_0 or Q5_0) and its weights widened for
+// the tiles: Q5_0's values u − 16 with u = nibble | fifth bit · 16.
+QINLINE int QFN(bwsize)(int WT) { return WT == T_Q5_0 ? 22 : 34; }
+QINLINE void QFN(bwide)(int WT, const uint8_t *b, __m256i *X, __m256i *Y) {
+	if (WT == T_Q5_0)
+		QFN(wide8r)(_mm256_sub_epi8(_mm256_or_si256(QFN(nib32)(b + 6), QFN(bits16)(b + 2)), _mm256_set1_epi8(16)), X, Y);
+	else
+		QFN(wide8)(b + 2, X, Y);
+}
+
 // Physical lane p of a wide8 product holds natural lane QB_PERM[p] (and the
 // permutation is its own inverse).
 #define QB_PERM _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)
@@ -84,21 +110,22 @@ QINLINE void QFN(wide8)(const uint8_t *p, __m256i *X, __m256i *Y) {
 // on the last (QB_LAST) or in ab: the same operations in the same order as
 // one pass over the whole row.
 enum { QB_FIRST = 1, QB_LAST = 2 };
-QINLINE void QFN(bq8)(int RM, int RN, const uint8_t *w, size_t wrb, const int16_t *xt, const float *dyt, int nb,
-	float *sp, float *ab, int mode, float *y, size_t ldy) {
+QINLINE void QFN(bq8)(int WT, int RM, int RN, const uint8_t *w, size_t wrb, const int16_t *xt, const float *dyt,
+	int nb, float *sp, float *ab, int mode, float *y, size_t ldy) {
+	const int bs = QFN(bwsize)(WT);
 	for (int b = 0; b < nb; b++) {
 		float *s = sp + (size_t)b * RM * RN;
 		const float *dy = dyt + (size_t)b * RN;
 		if (RM == 1 && RN == 8) {
-			_mm256_store_ps(s, _mm256_mul_ps(_mm256_set1_ps(QFN(h2f)(w + (size_t)b * 34)), _mm256_load_ps(dy)));
+			_mm256_store_ps(s, _mm256_mul_ps(_mm256_set1_ps(QFN(h2f)(w + (size_t)b * bs)), _mm256_load_ps(dy)));
 		} else if (RM == 2 && RN == 4) {
 			const __m128 d = _mm_load_ps(dy);
-			_mm_store_ps(s, _mm_mul_ps(_mm_set1_ps(QFN(h2f)(w + (size_t)b * 34)), d));
-			_mm_store_ps(s + 4, _mm_mul_ps(_mm_set1_ps(QFN(h2f)(w + wrb + (size_t)b * 34)), d));
+			_mm_store_ps(s, _mm_mul_ps(_mm_set1_ps(QFN(h2f)(w + (size_t)b * bs)), d));
+			_mm_store_ps(s + 4, _mm_mul_ps(_mm_set1_ps(QFN(h2f)(w + wrb + (size_t)b * bs)), d));
 		} else {
 			#pragma GCC unroll 8
 			for (int i = 0; i < RM; i++) {
-				const float dw = QFN(h2f)(w + i * wrb + (size_t)b * 34);
+				const float dw = QFN(h2f)(w + i * wrb + (size_t)b * bs);
 				#pragma GCC unroll 8
 				for (int j = 0; j < RN; j++)
 					s[i * RN + j] = dw * dy[j];
@@ -115,9 +142,9 @@ QINLINE void QFN(bq8)(int RM, int RN, const uint8_t *w, size_t wrb, const int16_
 		__m256i qx[4], qy[4];
 		#pragma GCC unroll 8
 		for (int i = 0; i < RM; i++) {
-			const uint8_t *wb = w + i * wrb + (size_t)b * 34;
+			const uint8_t *wb = w + i * wrb + (size_t)b * bs;
 			_mm_prefetch((const char *)(wb + QB_PF), _MM_HINT_T0);
-			QFN(wide8)(wb + 2, &qx[i], &qy[i]);
+			QFN(bwide)(WT, wb, &qx[i], &qy[i]);
 		}
 		const int16_t *xb = xt + (size_t)b * RN * 32;
 		const float *s = sp + (size_t)b * RM * RN;
@@ -137,7 +164,8 @@ QINLINE void QFN(bq8)(int RM, int RN, const uint8_t *w, size_t wrb, const int16_
 		for (int j = 0; j < RN; j++)
 			#pragma GCC unroll 8
 			for (int i = 0; i < RM; i++)
-				y[j * ldy + i] = QFN(hsum)(_mm256_permutevar8x32_ps(acc[i][j], QB_PERM));
+				y[j * ldy + i] = WT == T_Q5_0 ? QFN(hsum)(_mm256_permutevar8x32_ps(acc[i][j], QB_PERM)) + 0.0f
+							      : QFN(hsum)(_mm256_permutevar8x32_ps(acc[i][j], QB_PERM));
 	} else {
 		#pragma GCC unroll 8
 		for (int i = 0; i < RM; i++)
@@ -147,26 +175,24 @@ QINLINE void QFN(bq8)(int RM, int RN, const uint8_t *w, size_t wrb, const int16_
 	}
 }
 
-#define QBN2(RM, RN) QCAT(QFN(bq8), RM##x##RN)
-#define QBN(RM, RN) QBN2(RM, RN)
-#define QBQ8_FN2(RM, RN)                                                                                     \
-	static __attribute__((noinline)) void QBN2(RM, RN)(const uint8_t *w, size_t wrb, const int16_t *xt,       \
+#define QBN2(P, RM, RN) QCAT(QFN(P), RM##x##RN)
+#define QBN(P, RM, RN) QBN2(P, RM, RN)
+#define QBQ8_FN2(P, WT, RM, RN)                                                                              \
+	static __attribute__((noinline)) void QBN2(P, RM, RN)(const uint8_t *w, size_t wrb, const int16_t *xt,    \
 		const float *dyt, int nb, float *sp, float *ab, int mode, float *y, size_t ldy) {                     \
-		QFN(bq8)(RM, RN, w, wrb, xt, dyt, nb, sp, ab, mode, y, ldy);                                         \
+		QFN(bq8)(WT, RM, RN, w, wrb, xt, dyt, nb, sp, ab, mode, y, ldy);                                     \
 	}
 
-#define QBQ8_FN(RM, RN) QBQ8_FN2(RM, RN)
+#define QBQ8_FN(P, WT, RM, RN) QBQ8_FN2(P, WT, RM, RN)
 
 // The tiles: 1×8 (eight activation rows per weight row) when a call has at
 // least eight activation rows, else 2×4 (see the measurements at the top),
-// with narrower ones for the remainders.
-QBQ8_FN(1, 8)
-QBQ8_FN(1, 4)
-QBQ8_FN(1, 2)
-QBQ8_FN(1, 1)
-QBQ8_FN(2, 4)
-QBQ8_FN(2, 2)
-QBQ8_FN(2, 1)
+// with narrower ones for the remainders; bq8 for Q8_0, bq5 for Q5_0.
+#define QBQ8_TILES(P, WT) \
+	QBQ8_FN(P, WT, 1, 8) QBQ8_FN(P, WT, 1, 4) QBQ8_FN(P, WT, 1, 2) QBQ8_FN(P, WT, 1, 1) \
+	QBQ8_FN(P, WT, 2, 4) QBQ8_FN(P, WT, 2, 2) QBQ8_FN(P, WT, 2, 1)
+QBQ8_TILES(bq8, T_Q8_0)
+QBQ8_TILES(bq5, T_Q5_0)
 
 typedef void (*QFN(bq8fn))(const uint8_t *, size_t, const int16_t *, const float *, int, float *, float *, int,
 	float *, size_t);
@@ -196,11 +222,12 @@ typedef void (*QFN(bq8fn))(const uint8_t *, size_t, const int16_t *, const float
 // segments (in ab: 64 floats per weight row).
 enum { QB_ABROWS = 96 };
 
-// Q8_0 weights, n activation rows: returns 0 when the rows are too long for
-// the buffer to hold one activation row (the caller then uses the generic
-// tiles, which give the same values).
-static __attribute__((noinline)) int QFN(batch_q8_0)(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
-	int n, int nb, float *y, size_t ldy, int r0, int r1) {
+// Q8_0 or Q5_0 (WT) weights, n activation rows: returns 0 when the rows
+// are too long for the buffer to hold one activation row (the caller then
+// uses the generic tiles, which give the same values).
+QINLINE int QFN(batch_w8)(int WT, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb, float *y,
+	size_t ldy, int r0, int r1) {
+	const int bs = QFN(bwsize)(WT);
 	// per activation row: nb blocks of 32 int16 and nb float scales, plus
 	// a tile's scale products (8·nb floats, 32-byte aligned)
 	const size_t spb = (size_t)8 * nb * 4 + 32, rowb = (size_t)nb * (64 + 4);
@@ -230,9 +257,11 @@ static __attribute__((noinline)) int QFN(batch_q8_0)(const uint8_t *w, size_t wr
 	R &= ~1; // whole 2×4 tiles
 	if (R < 2)
 		R = 2;
-	const QFN(bq8fn) t8[4] = {QBN(1, 8), QBN(1, 4), QBN(1, 2), QBN(1, 1)};
-	const QFN(bq8fn) t4[3] = {QBN(2, 4), QBN(2, 2), QBN(2, 1)};
-	const QFN(bq8fn) t4e[3] = {QBN(1, 4), QBN(1, 2), QBN(1, 1)};
+	const QFN(bq8fn) t8[4] = {WT == T_Q5_0 ? QBN(bq5, 1, 8) : QBN(bq8, 1, 8), WT == T_Q5_0 ? QBN(bq5, 1, 4) : QBN(bq8, 1, 4),
+		WT == T_Q5_0 ? QBN(bq5, 1, 2) : QBN(bq8, 1, 2), WT == T_Q5_0 ? QBN(bq5, 1, 1) : QBN(bq8, 1, 1)};
+	const QFN(bq8fn) t4[3] = {WT == T_Q5_0 ? QBN(bq5, 2, 4) : QBN(bq8, 2, 4), WT == T_Q5_0 ? QBN(bq5, 2, 2) : QBN(bq8, 2, 2),
+		WT == T_Q5_0 ? QBN(bq5, 2, 1) : QBN(bq8, 2, 1)};
+	const QFN(bq8fn) t4e[3] = {t8[1], t8[2], t8[3]};
 	const int w8[4] = {8, 4, 2, 1}, w4[3] = {4, 2, 1};
 	const int *cw = wide ? w8 : w4;
 	for (int j0 = 0; j0 < n; j0 += jb) {
@@ -267,7 +296,7 @@ static __attribute__((noinline)) int QFN(batch_q8_0)(const uint8_t *w, size_t wr
 					for (int r = rc; r < re;) {
 						const int rm = re - r >= RM ? RM : 1;
 						const QFN(bq8fn) f = wide ? t8[k] : rm == RM ? t4[k] : t4e[k];
-						f(w + (size_t)r * wrb + (size_t)s0 * 34, wrb,
+						f(w + (size_t)r * wrb + (size_t)s0 * bs, wrb,
 							xw + ((size_t)(j - j0) * nb + (size_t)s0 * RN) * 32,
 							dyf + (size_t)(j - j0) * nb + (size_t)s0 * RN, ns, sp, ab + (size_t)(r - rc) * 64,
 							mode, y + (size_t)j * ldy + r, ldy);
@@ -279,4 +308,14 @@ static __attribute__((noinline)) int QFN(batch_q8_0)(const uint8_t *w, size_t wr
 		}
 	}
 	return 1;
+}
+
+static __attribute__((noinline)) int QFN(batch_q8_0)(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
+	int n, int nb, float *y, size_t ldy, int r0, int r1) {
+	return QFN(batch_w8)(T_Q8_0, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
+}
+
+static __attribute__((noinline)) int QFN(batch_q5_0)(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
+	int n, int nb, float *y, size_t ldy, int r0, int r1) {
+	return QFN(batch_w8)(T_Q5_0, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
 }
