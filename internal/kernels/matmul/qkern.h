@@ -507,8 +507,11 @@ void QFN(mica_qmul)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_
 	}
 	if (T == T_Q8_0 && QFN(batch_q8_0)(w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
 		return;
-	// (Q5_0 from 8 rows: its 2×4 tiles measured no faster than the generic)
+	// (Q5_0 and IQ4_NL from 8 rows: their 2×4 tiles measured no faster
+	// than the generic ones)
 	if (T == T_Q5_0 && n >= 8 && QFN(batch_q5_0)(w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
+		return;
+	if (T == T_IQ4_NL && n >= 8 && QFN(batch_iq4_nl)(w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
 		return;
 #endif
 	// row tile, column tile, and their single-row / single-column edges

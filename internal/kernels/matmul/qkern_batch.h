@@ -80,11 +80,14 @@ QINLINE void QFN(wide8r)(__m256i v, __m256i *X, __m256i *Y) {
 	*Y = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xdd));
 }
 
-// The byte size of a WT block (Q8_0 or Q5_0) and its weights widened for
-// the tiles: Q5_0's values u − 16 with u = nibble | fifth bit · 16.
-QINLINE int QFN(bwsize)(int WT) { return WT == T_Q5_0 ? 22 : 34; }
+// The byte size of a WT block (Q8_0, Q5_0 or IQ4_NL) and its weights
+// widened for the tiles: Q5_0's values u − 16 with u = nibble | fifth bit ·
+// 16, IQ4_NL's table values.
+QINLINE int QFN(bwsize)(int WT) { return WT == T_Q5_0 ? 22 : WT == T_IQ4_NL ? 18 : 34; }
 QINLINE void QFN(bwide)(int WT, const uint8_t *b, __m256i *X, __m256i *Y) {
-	if (WT == T_Q5_0)
+	if (WT == T_IQ4_NL)
+		QFN(wide8r)(_mm256_shuffle_epi8(QFN(iq4lut)(), QFN(nib32)(b + 2)), X, Y);
+	else if (WT == T_Q5_0)
 		QFN(wide8r)(_mm256_sub_epi8(_mm256_or_si256(QFN(nib32)(b + 6), QFN(bits16)(b + 2)), _mm256_set1_epi8(16)), X, Y);
 	else
 		QFN(wide8)(b + 2, X, Y);
@@ -164,7 +167,7 @@ QINLINE void QFN(bq8)(int WT, int RM, int RN, const uint8_t *w, size_t wrb, cons
 		for (int j = 0; j < RN; j++)
 			#pragma GCC unroll 8
 			for (int i = 0; i < RM; i++)
-				y[j * ldy + i] = WT == T_Q5_0 ? QFN(hsum)(_mm256_permutevar8x32_ps(acc[i][j], QB_PERM)) + 0.0f
+				y[j * ldy + i] = WT != T_Q8_0 ? QFN(hsum)(_mm256_permutevar8x32_ps(acc[i][j], QB_PERM)) + 0.0f
 							      : QFN(hsum)(_mm256_permutevar8x32_ps(acc[i][j], QB_PERM));
 	} else {
 		#pragma GCC unroll 8
@@ -193,6 +196,7 @@ QINLINE void QFN(bq8)(int WT, int RM, int RN, const uint8_t *w, size_t wrb, cons
 	QBQ8_FN(P, WT, 2, 4) QBQ8_FN(P, WT, 2, 2) QBQ8_FN(P, WT, 2, 1)
 QBQ8_TILES(bq8, T_Q8_0)
 QBQ8_TILES(bq5, T_Q5_0)
+QBQ8_TILES(bqn, T_IQ4_NL)
 
 typedef void (*QFN(bq8fn))(const uint8_t *, size_t, const int16_t *, const float *, int, float *, float *, int,
 	float *, size_t);
@@ -257,10 +261,11 @@ QINLINE int QFN(batch_w8)(int WT, const uint8_t *w, size_t wrb, const uint8_t *x
 	R &= ~1; // whole 2×4 tiles
 	if (R < 2)
 		R = 2;
-	const QFN(bq8fn) t8[4] = {WT == T_Q5_0 ? QBN(bq5, 1, 8) : QBN(bq8, 1, 8), WT == T_Q5_0 ? QBN(bq5, 1, 4) : QBN(bq8, 1, 4),
-		WT == T_Q5_0 ? QBN(bq5, 1, 2) : QBN(bq8, 1, 2), WT == T_Q5_0 ? QBN(bq5, 1, 1) : QBN(bq8, 1, 1)};
-	const QFN(bq8fn) t4[3] = {WT == T_Q5_0 ? QBN(bq5, 2, 4) : QBN(bq8, 2, 4), WT == T_Q5_0 ? QBN(bq5, 2, 2) : QBN(bq8, 2, 2),
-		WT == T_Q5_0 ? QBN(bq5, 2, 1) : QBN(bq8, 2, 1)};
+	// the tile functions of WT (a compile-time constant after inlining)
+#define QB_PICK(RM, RN) (WT == T_Q5_0 ? QBN(bq5, RM, RN) : WT == T_IQ4_NL ? QBN(bqn, RM, RN) : QBN(bq8, RM, RN))
+	const QFN(bq8fn) t8[4] = {QB_PICK(1, 8), QB_PICK(1, 4), QB_PICK(1, 2), QB_PICK(1, 1)};
+	const QFN(bq8fn) t4[3] = {QB_PICK(2, 4), QB_PICK(2, 2), QB_PICK(2, 1)};
+#undef QB_PICK
 	const QFN(bq8fn) t4e[3] = {t8[1], t8[2], t8[3]};
 	const int w8[4] = {8, 4, 2, 1}, w4[3] = {4, 2, 1};
 	const int *cw = wide ? w8 : w4;
@@ -318,4 +323,9 @@ static __attribute__((noinline)) int QFN(batch_q8_0)(const uint8_t *w, size_t wr
 static __attribute__((noinline)) int QFN(batch_q5_0)(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
 	int n, int nb, float *y, size_t ldy, int r0, int r1) {
 	return QFN(batch_w8)(T_Q5_0, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
+}
+
+static __attribute__((noinline)) int QFN(batch_iq4_nl)(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
+	int n, int nb, float *y, size_t ldy, int r0, int r1) {
+	return QFN(batch_w8)(T_IQ4_NL, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
 }
