@@ -119,17 +119,15 @@ func (p *Pass) MatMul(w, x *compute.Tensor) *compute.Tensor {
 // converted once for all of them: a layer's query, key and value
 // projections.
 func (p *Pass) MatMuls(x *compute.Tensor, ws ...*compute.Tensor) []*compute.Tensor {
-	if p.Err != nil {
-		return make([]*compute.Tensor, len(ws))
-	}
 	ys := make([]*compute.Tensor, len(ws))
 	for i, w := range ws {
-		if ys[i] = p.newOutput(x.Rows(), w.Shape[0]); ys[i] == nil {
-			return make([]*compute.Tensor, len(ws))
-		}
+		ys[i] = p.newOutput(x.Rows(), w.Shape[0]) // nil after an error
 	}
-	if p.Check(compute.MatMuls(x, ws, ys)); p.Err != nil {
-		return make([]*compute.Tensor, len(ws))
+	if p.Err == nil {
+		p.Check(compute.MatMuls(x, ws, ys))
+	}
+	if p.Err != nil {
+		clear(ys) // (the temporaries are the pass's, freed with it)
 	}
 	return ys
 }

@@ -23,12 +23,7 @@ func TestOutputBlkFast(t *testing.T) {
 		for _, f16 := range []bool{true, false} {
 			rowStride, off := dv+24, 8
 			vals := randVec(r, nkv*rowStride, 1)
-			v := KV{RowStride: rowStride}
-			if f16 {
-				v.F16 = toF16(vals)
-			} else {
-				v.F32 = vals
-			}
+			v := kvOf(vals, rowStride, 0, f16)
 			for name, idx := range cellLists(r, nkv) {
 				for _, R := range []int{1, 2, 4, 5, 7, 12, 13} {
 					w := make([]float32, R*nkv)
@@ -94,12 +89,7 @@ func TestScoresBlkFast(t *testing.T) {
 		for _, f16 := range []bool{true, false} {
 			rowStride, off := d+8, 4
 			vals := randVec(r, nkv*rowStride, 1)
-			k := KV{RowStride: rowStride}
-			if f16 {
-				k.F16 = toF16(vals)
-			} else {
-				k.F32 = vals
-			}
+			k := kvOf(vals, rowStride, 0, f16)
 			lists := cellLists(r, nkv)
 			lists["7 cells"] = lists["all"][60:67]
 			for name, idx := range lists {

@@ -90,14 +90,7 @@ func makeAttn(c attnCase, seed uint64) (AttentionParams, *AttentionArgs) {
 	a := &AttentionArgs{Q: randVec(r, c.nQ*c.nHead*c.d, 1.5), NKV: c.nKV, Out: make([]float32, c.nQ*c.nHead*c.dv)}
 	kv := func(d int, f16 bool) KV {
 		// llama.cpp layout: one row of all kv heads per cell
-		v := randVec(r, c.nKV*c.nKVHead*d, 1.5)
-		out := KV{RowStride: c.nKVHead * d, HeadStride: d}
-		if f16 {
-			out.F16 = toF16(v)
-		} else {
-			out.F32 = v
-		}
-		return out
+		return kvOf(randVec(r, c.nKV*c.nKVHead*d, 1.5), c.nKVHead*d, d, f16)
 	}
 	a.K, a.V = kv(c.d, c.kf16), kv(c.dv, c.vf16)
 	if c.causal || c.window > 0 || c.holes {
@@ -567,6 +560,18 @@ func TestNormalizeFast(t *testing.T) {
 }
 
 // toF16 rounds v to F16 values (round to nearest even).
+// kvOf is a cache holding vals (as F16 when f16), rows rowStride and heads
+// headStride elements apart.
+func kvOf(vals []float32, rowStride, headStride int, f16 bool) KV {
+	kv := KV{RowStride: rowStride, HeadStride: headStride}
+	if f16 {
+		kv.F16 = toF16(vals)
+	} else {
+		kv.F32 = vals
+	}
+	return kv
+}
+
 func toF16(v []float32) []uint16 {
 	out := make([]uint16, len(v))
 	for i, x := range v {

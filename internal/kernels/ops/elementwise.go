@@ -66,7 +66,7 @@ func AddScaled(a, b, out []float32, s float32, start, end int) {
 // (biases).
 func AddRow(x, v, out []float32, n, rowStart, rowEnd int) {
 	v = v[:n]
-	if useFast && (rowEnd-rowStart)*n >= minFastBinary && rowEnd > rowStart {
+	if useFast && (rowEnd-rowStart)*n >= minFastBinary {
 		binaryFast(x[rowStart*n:rowEnd*n], v, out[rowStart*n:rowEnd*n], n, false)
 		return
 	}
@@ -81,7 +81,7 @@ func AddRow(x, v, out []float32, n, rowStart, rowEnd int) {
 // MulRow multiplies rows [rowStart, rowEnd) of x (length n) by the vector v.
 func MulRow(x, v, out []float32, n, rowStart, rowEnd int) {
 	v = v[:n]
-	if useFast && (rowEnd-rowStart)*n >= minFastBinary && rowEnd > rowStart {
+	if useFast && (rowEnd-rowStart)*n >= minFastBinary {
 		binaryFast(x[rowStart*n:rowEnd*n], v, out[rowStart*n:rowEnd*n], n, true)
 		return
 	}

@@ -32,6 +32,19 @@ func rmsNormFast(x, w, out []float32, n int, eps float32, r0, r1 int) {
 
 func attentionFast(a *attnArgs, r0, r1 int) { attentionRef(a, r0, r1) }
 
-func binaryFast(a, b, out []float32, nb int, mul bool) {}
+func binaryFast(a, b, out []float32, nb int, mul bool) {
+	for i := range out {
+		if mul {
+			out[i] = a[i] * b[i%nb]
+		} else {
+			out[i] = a[i] + b[i%nb]
+		}
+	}
+}
 
-func ropeNeoXFast(x, cs []float32, nHeads, headDim, nRot, r0, r1 int) {}
+func ropeNeoXFast(x, cs []float32, nHeads, headDim, nRot, r0, r1 int) {
+	for r := r0; r < r1; r++ {
+		tok := r / nHeads
+		rotate(x[r*headDim:(r+1)*headDim], cs[tok*nRot:(tok+1)*nRot], RoPEParams{NRot: nRot, NeoX: true})
+	}
+}
