@@ -149,7 +149,7 @@ func TestPassStopsAtFirstError(t *testing.T) {
 	first := errors.New("first")
 	p.Check(first)
 	p.Check(errors.New("second"))
-	if p.New(4) != nil || p.MatMul(w, x) != nil || p.MatMuls(x, w, w)[1] != nil || p.RMSNorm(x, nil) != nil || p.View(x, 4) != nil || p.Rows(x, 0, 1) != nil || p.Read(x) != nil {
+	if p.New(4) != nil || p.MatMul(w, x) != nil || p.MatMuls(x, w, w)[1] != nil || p.MatMuls(nil, w)[0] != nil || p.RMSNorm(x, nil) != nil || p.View(x, 4) != nil || p.Rows(x, 0, 1) != nil || p.Read(x) != nil {
 		t.Fatal("a helper ran after an error")
 	}
 	if p.Err != first {

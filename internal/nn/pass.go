@@ -120,6 +120,9 @@ func (p *Pass) MatMul(w, x *compute.Tensor) *compute.Tensor {
 // projections.
 func (p *Pass) MatMuls(x *compute.Tensor, ws ...*compute.Tensor) []*compute.Tensor {
 	ys := make([]*compute.Tensor, len(ws))
+	if p.Err != nil {
+		return ys // (x may be nil after an error)
+	}
 	for i, w := range ws {
 		ys[i] = p.newOutput(x.Rows(), w.Shape[0]) // nil after an error
 	}

@@ -72,6 +72,18 @@ type LayerConfig struct {
 // OwnsKV reports whether layer il computes and stores its own K/V.
 func (c *Config) OwnsKV(il int) bool { return c.Layers[il].KVLayer == il }
 
+// lastKVLayer is the last layer that computes and stores its own K/V:
+// after it, only the rows whose logits are wanted matter.
+func (c *Config) lastKVLayer() int {
+	last := 0
+	for il := range c.Layers {
+		if c.OwnsKV(il) {
+			last = il
+		}
+	}
+	return last
+}
+
 // key is the architecture-prefixed metadata key.
 func (c *Config) key(k string) string { return c.Arch + "." + k }
 

@@ -255,6 +255,69 @@ type batch struct {
 
 	slots [][]int32 // sequence k's ring-slot positions during the step
 	used  []int     // ring slots sequence k's attention reads
+	// added[k] is the number of rows sequence k adds to its cache in the
+	// step: count[k], unless keepRows left only some of them as queries.
+	added []int
+}
+
+// outputRows lists the rows whose logits are wanted, in order, and how
+// many each sequence has.
+func (b *batch) outputRows() (rows []int32, wanted []int) {
+	wanted = make([]int, len(b.seqs))
+	for k := range b.seqs {
+		if !b.out[k] {
+			continue
+		}
+		first := b.start[k]
+		if b.last {
+			first = b.start[k] + b.count[k] - 1
+		}
+		for r := first; r < b.start[k]+b.count[k]; r++ {
+			rows = append(rows, int32(r))
+		}
+		wanted[k] = b.start[k] + b.count[k] - first
+	}
+	return rows, wanted
+}
+
+// keepRows is the step with only rows as its queries (outputRows' rows
+// and counts): the same sequences, cache slots and new cache rows.
+func (b *batch) keepRows(rows []int32, count []int) *batch {
+	k := *b
+	k.ids, k.pos = make([]int32, len(rows)), make([]int32, len(rows))
+	for j, r := range rows {
+		k.ids[j], k.pos[j] = b.ids[r], b.pos[r]
+	}
+	k.count, k.start = count, make([]int, len(count))
+	for i := 1; i < len(count); i++ {
+		k.start[i] = k.start[i-1] + count[i-1]
+	}
+	k.embd = nil // the embeddings are in the residual stream by now
+	return &k
+}
+
+// kept is what a layer hands on when it drops the rows no logits need:
+// rows of the step (outputRows'), the batch of those rows, and where their
+// residual stream (x[rows]) and per-layer inputs go.
+type kept struct {
+	rows   []int32
+	b      *batch
+	x, ple *compute.Tensor
+}
+
+// pleRows gathers rows of the per-layer inputs ple[layers, n, P] into a
+// new [layers, len(rows), P].
+func pleRows(p *fwd, ple *compute.Tensor, rows []int32, layers int) *compute.Tensor {
+	n, P := ple.Shape[1], ple.Shape[2]
+	idx := make([]int32, 0, layers*len(rows))
+	for l := range layers {
+		for _, r := range rows {
+			idx = append(idx, int32(l*n)+r)
+		}
+	}
+	out := p.New(layers, len(rows), P)
+	p.GetRows(p.View(ple, layers*n, P), idx, p.View(out, layers*len(rows), P))
+	return out
 }
 
 // add appends rows [from, from+n) of in (d values per embedding row).
@@ -262,6 +325,7 @@ func (b *batch) add(s *Sequence, in *Input, from, n, d int, out bool) {
 	b.seqs = append(b.seqs, s)
 	b.start = append(b.start, len(b.ids))
 	b.count = append(b.count, n)
+	b.added = append(b.added, n)
 	b.out = append(b.out, out)
 	b.nonCausal = append(b.nonCausal, in.NonCausal)
 	var embd []float32
@@ -308,41 +372,47 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 		ple = m.perLayerInputs(p, x, b)
 	}
 
+	// The rows whose logits are wanted: every row (or only the last, for
+	// ForwardLast) of the sequences with out set. Past the last layer that
+	// stores K/V, nothing needs the other rows: that layer computes K/V for
+	// all rows and the rest (queries, attention, output projection, FFN)
+	// for the wanted rows only, and the layers after it (Gemma 4's
+	// KV-shared layers) run on those rows alone, or not at all when no row
+	// is wanted (a prompt chunk before the last).
+	rows, wanted := b.outputRows()
+	all := b // the whole step, for the logits' places and the sequences' advance
+	lastKV := c.lastKVLayer()
 	for il := range c.Layers {
+		var keep *kept
+		if len(rows) < n && il == lastKV {
+			keep = &kept{rows: rows, b: b.keepRows(rows, wanted)}
+			if len(rows) > 0 {
+				keep.x = p.New(len(rows), c.NEmbd)
+				if ple != nil {
+					keep.ple = pleRows(p, ple, rows, c.NLayer)
+				}
+			}
+		}
 		mark := p.Mark()
-		m.layer(p, il, x, ple, b)
+		m.layer(p, il, x, ple, b, keep)
 		p.FreeFrom(mark)
 		if p.Err != nil {
 			return nil, fmt.Errorf("gemma: layer %d: %w", il, p.Err)
 		}
+		if keep != nil {
+			if len(rows) == 0 {
+				break
+			}
+			x, ple, b = keep.x, keep.ple, keep.b
+		}
 	}
 
 	// Final norm, then the (tied) output projection and softcap, for the
-	// rows wanted: every row (or only the last, for ForwardLast) of the
-	// sequences with out set.
-	var rows []int32
-	wanted := make([]int, len(b.seqs)) // rows of logits per sequence
-	for k := range b.seqs {
-		if !b.out[k] {
-			continue
-		}
-		first := b.start[k]
-		if b.last {
-			first = b.start[k] + b.count[k] - 1
-		}
-		for r := first; r < b.start[k]+b.count[k]; r++ {
-			rows = append(rows, int32(r))
-		}
-		wanted[k] = b.start[k] + b.count[k] - first
-	}
+	// rows wanted.
+	b = all
 	logits := make([][]float32, len(b.seqs))
 	if len(rows) > 0 {
 		h := p.RMSNorm(x, w.outputNorm)
-		if len(rows) < n {
-			sel := p.New(len(rows), c.NEmbd)
-			p.GetRows(h, rows, sel)
-			h = sel
-		}
 		z := p.MatMul(w.output, h)
 		if c.FinalSoftcap > 0 && p.Err == nil {
 			p.Check(compute.Unary(compute.Softcap, z, z, c.FinalSoftcap))
@@ -393,10 +463,12 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 	return logits, nil
 }
 
-// layer runs block il on the residual stream x[n, d] in place.
-func (m *Model) layer(p *fwd, il int, x, ple *compute.Tensor, b *batch) {
+// layer runs block il on the residual stream x[n, d] in place. With keep,
+// the layer stores K/V for all n rows, then goes on with keep's rows only
+// (their residual stream in keep.x, their per-layer inputs in keep.ple),
+// or stops there when keep has no rows.
+func (m *Model) layer(p *fwd, il int, x, ple *compute.Tensor, b *batch, keep *kept) {
 	c, l, lw := m.Config, &m.Config.Layers[il], &m.w.layers[il]
-	n := len(b.ids)
 	var freqs *compute.Tensor
 	if !l.Sliding {
 		freqs = m.w.ropeFreqs // proportional RoPE (Gemma 4 global layers)
@@ -405,7 +477,10 @@ func (m *Model) layer(p *fwd, il int, x, ple *compute.Tensor, b *batch) {
 	// Attention: q/k normed per head, rotated; V raw-K when there is no V.
 	// The projections of h (those this layer has) in one product.
 	h := p.RMSNorm(x, lw.attnNorm)
-	proj := []*compute.Tensor{lw.q}
+	var proj []*compute.Tensor
+	if keep == nil {
+		proj = append(proj, lw.q)
+	}
 	if c.OwnsKV(il) {
 		proj = append(proj, lw.k)
 		if lw.v != nil {
@@ -413,17 +488,16 @@ func (m *Model) layer(p *fwd, il int, x, ple *compute.Tensor, b *batch) {
 		}
 	}
 	proj = p.MatMuls(h, proj...)
-	q := p.View(proj[0], n, l.NHead, l.HeadDim)
-	p.RMSNormInPlace(q, lw.qNorm)
-	p.rope(q, l, b.pos, freqs)
-	if c.QueryScale != 1 {
-		p.Scale(q, c.QueryScale)
+	var q *compute.Tensor
+	if keep == nil {
+		q, proj = proj[0], proj[1:]
 	}
 	if c.OwnsKV(il) {
-		kProj := proj[1]
+		n := len(b.ids)
+		kProj := proj[0]
 		vProj := kProj
 		if lw.v != nil {
-			vProj = proj[2]
+			vProj = proj[1]
 		}
 		k := p.View(kProj, n, l.NHeadKV, l.HeadDim)
 		v := p.View(vProj, n, l.NHeadKV, l.HeadDim)
@@ -438,6 +512,23 @@ func (m *Model) layer(p *fwd, il int, x, ple *compute.Tensor, b *batch) {
 		p.RMSNormInPlace(k, lw.kNorm)
 		p.rope(k, l, b.pos, freqs)
 		m.store(p, il, k, v, b)
+	}
+	if keep != nil { // the rows no logits need end here
+		if len(keep.rows) == 0 {
+			return
+		}
+		hk := p.New(len(keep.rows), c.NEmbd)
+		p.GetRows(h, keep.rows, hk)
+		p.GetRows(x, keep.rows, keep.x)
+		h, x, ple, b = hk, keep.x, keep.ple, keep.b
+		q = p.MatMul(lw.q, h)
+	}
+	n := len(b.ids)
+	q = p.View(q, n, l.NHead, l.HeadDim)
+	p.RMSNormInPlace(q, lw.qNorm)
+	p.rope(q, l, b.pos, freqs)
+	if c.QueryScale != 1 {
+		p.Scale(q, c.QueryScale)
 	}
 	att := p.New(n, l.NHead, l.HeadDim)
 	m.attend(p, il, q, att, b)
@@ -500,7 +591,7 @@ func (m *Model) attend(p *fwd, il int, q, out *compute.Tensor, b *batch) {
 			return
 		}
 		r0, r1 := b.start[i], b.start[i]+b.count[i]
-		nk, kpos, window := s.pos+b.count[i], m.kpos, 0
+		nk, kpos, window := s.pos+b.added[i], m.kpos, 0
 		if l.Sliding {
 			window = m.Config.Window
 			if s.ring < s.cap {

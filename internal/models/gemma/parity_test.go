@@ -226,6 +226,27 @@ func TestParity(t *testing.T) {
 			if mx > maxTol {
 				t.Errorf("ForwardLast: max|Δ| %.4g", mx)
 			}
+
+			// The same in steps of 3 tokens, the steps before the last
+			// wanting no logits (past the last layer that stores K/V
+			// they compute nothing), then one more token: its logits
+			// need every layer's cache of the steps before.
+			s3, err := m.NewSequence(SequenceOptions{Capacity: n, KV: tensor.F16, Step: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s3.Free()
+			last, err = m.ForwardLast([]*Sequence{s3}, [][]int32{ref.Tokens[:n-1]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			next, err := m.ForwardLast([]*Sequence{s3}, [][]int32{ref.Tokens[n-1:]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mx, _ := diff(append(last[0], next[0]...), ref.Logits[n-2:]); mx > maxTol {
+				t.Errorf("ForwardLast in steps, then one token: max|Δ| %.4g", mx)
+			}
 		})
 	}
 }
