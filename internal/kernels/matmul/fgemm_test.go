@@ -20,8 +20,8 @@ import (
 // for F32 and BF16, 50 rows = 48 + 2 for them), weight
 // rows around its 48-row block and 4-row tile (1, 5, 6, 49, 53), column
 // counts giving one column block, column blocks of unequal length (2128
-// columns = 133 vectors of 16 in blocks of 45, 45, 43; 4304 = 269 vectors,
-// SigLIP's FFN down) and tails. checkFast also compares row splits (every
+// columns = 133 vectors of 16 in blocks of 45, 45, 43, for F16 67 + 66;
+// 4304 = 269 vectors, SigLIP's FFN down, F16 90 + 90 + 89) and tails. checkFast also compares row splits (every
 // row alone, halves).
 func TestFloatGEMMBlocking(t *testing.T) {
 	if testing.Short() {
