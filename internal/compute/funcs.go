@@ -135,6 +135,22 @@ func Unary(kind UnaryKind, x, y *Tensor, param float32) error {
 	return run(y, UnaryOp{Kind: kind, X: x, Y: y, Param: param})
 }
 
+// Gated applies an activation times a gate: y = f(x)·g, for GELU (ggml's
+// geglu) and SiLU (swiglu), in one pass. y may alias x or g.
+func Gated(kind UnaryKind, x, g, y *Tensor) error {
+	const op = "gated unary"
+	if err := unaryCheck(op, x, y); err != nil {
+		return err
+	}
+	if err := unaryCheck(op, g, y); err != nil {
+		return err
+	}
+	if kind != GELU && kind != SiLU {
+		return fmt.Errorf("%s: only GELU and SiLU take a gate, got kind %d", op, kind)
+	}
+	return run(y, UnaryOp{Kind: kind, X: x, Y: y, Gate: g})
+}
+
 // Norm normalises the rows of x into y (w, b optional rows).
 func Norm(kind NormKind, x, w, b, y *Tensor, eps float32) error {
 	const op = "norm"

@@ -71,10 +71,13 @@ const (
 	Tanh
 )
 
-// UnaryOp: Y = f(X) elementwise (Y may alias X).
+// UnaryOp: Y = f(X) elementwise (Y may alias X), or with Gate set
+// Y = f(X)·Gate (GELU and SiLU only: ggml's fused geglu and swiglu, one
+// pass; Y may alias X or Gate).
 type UnaryOp struct {
 	Kind  UnaryKind
 	X, Y  *Tensor
+	Gate  *Tensor
 	Param float32
 }
 

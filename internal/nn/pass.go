@@ -211,6 +211,13 @@ func (p *Pass) Unary(kind compute.UnaryKind, x *compute.Tensor) {
 	}
 }
 
+// Gated sets x = f(x)·g in place (GELU: ggml's geglu; SiLU: swiglu).
+func (p *Pass) Gated(kind compute.UnaryKind, x, g *compute.Tensor) {
+	if p.Err == nil {
+		p.Check(compute.Gated(kind, x, g, x))
+	}
+}
+
 // GetRows writes rows ids of the table w into y.
 func (p *Pass) GetRows(w *compute.Tensor, ids []int32, y *compute.Tensor) {
 	if p.Err == nil {

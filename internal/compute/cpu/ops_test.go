@@ -85,6 +85,45 @@ func TestRowOpsThreadInvariant(t *testing.T) {
 			return readF32(t, b, yt)
 		})
 	}
+	// Gated activations: f(x)·g in one pass, written over the gate (the
+	// way a feed-forward block calls it), equal to the activation then the
+	// product (x spans ±12, so GELU's clamped ends at ±10 are covered).
+	wide := make([]float32, len(x))
+	for i, v := range x {
+		wide[i] = 12 * v
+	}
+	for _, k := range []compute.UnaryKind{compute.GELU, compute.SiLU} {
+		got := runBoth(t, "gated", func(b *Backend) []float32 {
+			xt, gt := newF32(t, b, wide, rows, n), newF32(t, b, x, rows, n)
+			if err := compute.Gated(k, xt, gt, gt); err != nil {
+				t.Fatal(err)
+			}
+			return readF32(t, b, gt)
+		})
+		b := New(2)
+		xt, yt := newF32(t, b, wide, rows, n), newF32(t, b, nil, rows, n)
+		if err := compute.Unary(k, xt, yt, 0); err != nil {
+			t.Fatal(err)
+		}
+		act := readF32(t, b, yt)
+		b.Close()
+		for i := range got {
+			if want := act[i] * x[i]; got[i] != want {
+				t.Fatalf("gated %d: [%d] f(%v)·%v = %v, want %v", k, i, wide[i], x[i], got[i], want)
+			}
+		}
+	}
+	{
+		b := New(1)
+		xt := newF32(t, b, x, rows, n)
+		if err := compute.Gated(compute.Softcap, xt, xt, xt); err == nil {
+			t.Fatal("a gated softcap was accepted")
+		}
+		if err := compute.Gated(compute.GELU, xt, newF32(t, b, x[:n], n), xt); err == nil {
+			t.Fatal("a gate of another shape was accepted")
+		}
+		b.Close()
+	}
 	added := runBoth(t, "add-row", func(b *Backend) []float32 {
 		xt, wt, yt := newF32(t, b, x, rows, n), newF32(t, b, w, n), newF32(t, b, nil, rows, n)
 		if err := compute.AddTo(xt, wt, yt); err != nil {

@@ -249,6 +249,23 @@ func (b *Backend) matmuls(x []float32, n int, prods []product) error {
 
 func (b *Backend) unary(o compute.UnaryOp) error {
 	x, y := f32(o.X), f32(o.Y)
+	if o.Gate != nil {
+		g := f32(o.Gate)
+		var fn func(x, g, out []float32, s, e int)
+		switch o.Kind {
+		case compute.GELU:
+			fn = ops.GEGLU
+		case compute.SiLU:
+			fn = ops.SwiGLU
+		default:
+			return fmt.Errorf("unary: kind %d takes no gate", o.Kind)
+		}
+		if len(g) != len(x) || len(y) != len(x) {
+			return fmt.Errorf("unary: gate %v for x %v", o.Gate, o.X)
+		}
+		b.par(len(x), elemGrain, 1, func(s, e int) { fn(x, g, y, s, e) })
+		return nil
+	}
 	var fn func(x, out []float32, s, e int)
 	switch o.Kind {
 	case compute.GELU:

@@ -12,12 +12,12 @@ type fwd struct{ nn.Pass }
 
 func newFwd(be compute.Backend, eps float32) *fwd { return &fwd{nn.Pass{B: be, Eps: eps}} }
 
-// geglu returns down(gelu(gate·x) ⊙ up·x), the Gemma feed-forward block.
+// geglu returns down(gelu(gate·x) ⊙ up·x), the Gemma feed-forward block
+// (the product in one pass, ggml's geglu).
 func (p *fwd) geglu(x, gate, up, down *compute.Tensor) *compute.Tensor {
 	gu := p.MatMuls(x, gate, up)
 	g, u := gu[0], gu[1]
-	p.Unary(compute.GELU, g)
-	p.Mul(g, u)
+	p.Gated(compute.GELU, g, u)
 	return p.MatMul(down, g)
 }
 
