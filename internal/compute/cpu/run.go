@@ -444,7 +444,15 @@ func (b *Backend) copyOp(o compute.CopyOp) error {
 			copy(db, sb)
 			return nil
 		}
-		if src.DType == tensor.F32 { // e.g. new K/V rows into an F16 cache
+		if src.DType == tensor.F32 && dst.DType == tensor.F16 { // new K/V rows into an F16 cache
+			x := f32(src)
+			if len(db) != 2*len(x) {
+				return fmt.Errorf("copy: %v into %v", src, dst)
+			}
+			b.par(len(x), elemGrain, 1, func(s, e int) { ops.ToF16(x[s:e], db[2*s:2*e]) })
+			return nil
+		}
+		if src.DType == tensor.F32 { // e.g. new K/V rows into a BF16 or quantized cache
 			// in whole blocks, on every thread (a prompt's K/V rows are
 			// megabytes)
 			x, bs := f32(src), dst.DType.BlockSize()

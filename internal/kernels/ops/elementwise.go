@@ -15,6 +15,28 @@ func FastPath() string {
 	return "go"
 }
 
+// ToF16 writes x as little-endian F16 values into y (2 bytes each; round
+// to nearest even, overflow to infinity, NaN quiet: quant.FP32ToFP16), as
+// a K/V cache stores new rows.
+func ToF16(x []float32, y []byte) {
+	if len(x) == 0 {
+		return
+	}
+	_ = y[2*len(x)-1] // y must hold them all (checked here, before C writes)
+	if useFast {
+		toF16Fast(x, y)
+		return
+	}
+	toF16Ref(x, y)
+}
+
+func toF16Ref(x []float32, y []byte) {
+	for i, v := range x {
+		h := quant.FP32ToFP16(v)
+		y[2*i], y[2*i+1] = byte(h), byte(h>>8)
+	}
+}
+
 // Add sets out[i] = a[i] + b[i] for i in [start, end). out may alias a or b.
 func Add(a, b, out []float32, start, end int) {
 	a, b, out = a[start:end], b[start:end], out[start:end]

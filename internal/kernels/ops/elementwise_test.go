@@ -286,3 +286,37 @@ func TestBinaryFastMatchesGo(t *testing.T) {
 		}
 	}
 }
+
+// TestToF16FastMatchesGo: the AVX2 conversion gives quant.FP32ToFP16's bits
+// (vcvtps2ph, round to nearest even) for values at and between F16's
+// rounding points, overflow, subnormals, infinities, NaNs and signed zeros,
+// on lengths around the vector width; and it writes no byte past the end.
+func TestToF16FastMatchesGo(t *testing.T) {
+	needFast(t)
+	special := []float32{0, float32(math.Copysign(0, -1)), float32(math.Inf(1)), float32(math.Inf(-1)),
+		float32(math.NaN()), math.Float32frombits(0x7f800001), math.Float32frombits(0xffc12345), 65504, 65520, 65519.99, -1e6, 6e-8, 3e-8, 2.9e-8, 1e-40, 1 + 1.0/2048, 1 + 3.0/2048}
+	for _, n := range []int{1, 7, 8, 9, 15, 16, 17, 100, 1031} {
+		x := make([]float32, n)
+		for i := range x {
+			if i%3 == 0 {
+				x[i] = special[(i/3)%len(special)]
+			} else {
+				x[i] = float32(math.Sin(float64(i)*1.3)) * float32(math.Pow(2, float64(i%40-20)))
+			}
+		}
+		want := make([]byte, 2*n+2)
+		got := make([]byte, 2*n+2)
+		got[2*n], got[2*n+1] = 0xAB, 0xCD
+		toF16Ref(x, want)
+		ToF16(x, got[:2*n])
+		if got[2*n] != 0xAB || got[2*n+1] != 0xCD {
+			t.Fatalf("n=%d: wrote past the end", n)
+		}
+		for i := range n {
+			if got[2*i] != want[2*i] || got[2*i+1] != want[2*i+1] {
+				t.Fatalf("n=%d: element %d (%v): fast %#04x, Go %#04x", n, i, x[i],
+					uint16(got[2*i])|uint16(got[2*i+1])<<8, uint16(want[2*i])|uint16(want[2*i+1])<<8)
+			}
+		}
+	}
+}

@@ -18,6 +18,7 @@ typedef struct {
 } mica_attn_cfg;
 
 void mica_exp(const float *x, float *y, long n);
+void mica_to_f16(const float *x, uint16_t *y, long n);
 void mica_f16_table(const float *x, const float *g, float *y, long n, const uint16_t *table, int clamp);
 void mica_softcap(const float *x, float *y, long n, float inv, float cap);
 void mica_silu(const float *x, const float *g, float *y, long n);
@@ -55,6 +56,12 @@ func fptr(x []float32) *C.float {
 
 func expFast(x, y []float32) {
 	C.mica_exp(fptr(x), fptr(y), C.long(len(x)))
+}
+
+func toF16Fast(x []float32, y []byte) {
+	if len(x) > 0 {
+		C.mica_to_f16(fptr(x), (*C.uint16_t)(unsafe.Pointer(&y[0])), C.long(len(x)))
+	}
 }
 
 func f16TableFast(x, g, y []float32, table *[1 << 16]uint16, clamp bool) {

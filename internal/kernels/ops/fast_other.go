@@ -14,6 +14,8 @@ func fastName() string { return "go" }
 
 func expFast(x, y []float32) { expRef(x, y) }
 
+func toF16Fast(x []float32, y []byte) { toF16Ref(x, y) }
+
 func f16TableFast(x, g, y []float32, table *[1 << 16]uint16, clamp bool) {
 	f16TableRef(x, g, y, table, clamp)
 }

@@ -556,6 +556,18 @@ AVX2 void mica_attn_rows(const mica_attn_cfg *c, const float *q, const void *k, 
 }
 
 // ---------------------------------------------------------------------------
+// F32 → F16 (round to nearest even, as vcvtps2ph; the quant package's
+// conversion), n values
+
+AVX2 void mica_to_f16(const float *x, uint16_t *y, long n) {
+	long i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+	for (; i < n; i++)
+		y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+// ---------------------------------------------------------------------------
 // F16-table activations (ggml's GELU and quick GELU)
 
 // mica_f16_table: y = F16→F32(table[F32→F16(x)]) (round to nearest even),
