@@ -61,7 +61,9 @@ func sameBits(a, b []float32) bool {
 
 // TestMatMulThreadInvariant: the backend's result is bit-identical for 1
 // and 3 threads, and equals the single-call kernel (which is itself checked
-// against the plain-Go oracle in package matmul).
+// against the plain-Go oracle in package matmul), for a decode row, a
+// small batch and a prompt of several GEMM activation blocks (F16: taken
+// by the threads in pieces of packed activations).
 func TestMatMulThreadInvariant(t *testing.T) {
 	types := []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0, tensor.Q4_1,
 		tensor.Q5_0, tensor.Q5_1, tensor.Q2_K, tensor.Q3_K, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K, tensor.IQ4_NL, tensor.IQ4_XS}
@@ -75,7 +77,7 @@ func TestMatMulThreadInvariant(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, n := range []int{1, 5} {
+		for _, n := range []int{1, 5, 301} {
 			x := randVals(rng, n*cols)
 			want := make([]float32, n*rows)
 			if err := matmul.Mul(dt, w, rows, cols, x, n, want); err != nil {

@@ -237,14 +237,51 @@ func (b *Backend) matmuls(x []float32, n int, prods []product) error {
 	}
 	// Decode-sized products (a few activation rows) share the rows out in
 	// several ranges per thread, so a thread slowed down by another
-	// process does not hold the step up; larger ones keep one range per
-	// thread, as the kernels prepare the activations once per call.
-	if minItems := ceilDiv(minMatMulPart, n*parts[0].cols); n <= balancedRows {
+	// process (or a vCPU the host holds back) does not hold the step up;
+	// prompt-sized ones with packed activations do the same in pieces of
+	// (activation block, weight rows) (packedPieces); the others keep one
+	// range per thread, as their kernels prepare the activations per call.
+	packed := b.pool.Threads() > 1
+	for i := range parts {
+		packed = packed && parts[i].p.Packed()
+	}
+	minItems := ceilDiv(minMatMulPart, n*parts[0].cols)
+	switch {
+	case n <= balancedRows:
 		b.pool.ParallelBalanced(total, matmulGrain, minItems, mul)
-	} else {
+	case packed:
+		b.packedPieces(n, total, func(j0, j1, s, e int) {
+			for i := range parts {
+				pt := &parts[i]
+				if r0, r1 := max(s-pt.first, 0), min(e-pt.first, pt.rows); r0 < r1 {
+					firstErr.set(matmul.MulBlock(pt.wt, pt.data, pt.cols, pt.p, pt.y, pt.ldy, r0, r1, j0, j1))
+				}
+			}
+		}, parts[0].p.BlockRows())
+	default:
 		b.pool.ParallelMin(total, matmulGrain, minItems, mul)
 	}
 	return firstErr.get()
+}
+
+// packedPieces runs a product of n activation rows (in blocks of jb) and
+// total weight rows as pieces (activation block, a thread count's share of
+// the weight rows), numbered block by block: the threads take ranges of
+// pieces as they go, so they work on the same activation block at once
+// (each keeps it in its cache for its share of the weights, as with one
+// range per thread) and a thread held back does not hold up the others.
+// run gets activation rows [j0, j1) and weight rows [s, e).
+func (b *Backend) packedPieces(n, total int, run func(j0, j1, s, e int), jb int) {
+	t := b.pool.Threads()
+	per := ceilDiv(ceilDiv(total, t), matmulGrain) * matmulGrain // weight rows of a piece
+	shares := ceilDiv(total, per)
+	blocks := ceilDiv(n, jb)
+	b.pool.ParallelBalanced(blocks*shares, 1, 1, func(u0, u1 int) {
+		for u := u0; u < u1; u++ {
+			k, r := u/shares, u%shares
+			run(k*jb, min(n, (k+1)*jb), r*per, min(total, (r+1)*per))
+		}
+	})
 }
 
 func (b *Backend) unary(o compute.UnaryOp) error {

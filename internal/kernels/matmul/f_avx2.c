@@ -65,7 +65,7 @@ static inline __attribute__((always_inline)) __m256 loadw_avx2(int T, const uint
 #define FK_TILES_31(X) X(31, 1, 1) X(31, 2, 1) X(31, 3, 1) X(31, 1, 2) X(31, 2, 2) X(31, 3, 2)
 
 static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy,
-	int r0, int r1);
+	int r0, int r1, const void *xpk);
 #define FK_GEMM gemm_avx2
 
 #include "fkern.h"
@@ -85,9 +85,12 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 // the tail columns, in order. Same lanes, same fma sequence per lane, same
 // reduction: the bits of fkern.h's kernels and of the reference.
 //
-// Operands. The activations are packed into that order once per call and
-// thread, a block of rows at a time (all columns, groups of G_RN rows:
-// [group][half][v][row][8]); for F16 weights as F16 (the values are F16
+// Operands. The activations are packed into that order (all columns,
+// groups of G_RN rows: [group][half][v][row][8]) once per call and thread,
+// a block of rows at a time, or for F16 weights once for all threads
+// before the call (xpk: Prepare packs them, mica_fpack_avx2, and the
+// threads then take pieces of activation block × weight rows,
+// mica_fgemm_avx2); for F16 weights as F16 (the values are F16
 // already: Prepare rounded them), halving the bytes the tiles stream from
 // L2, and widened again in registers (vcvtph2ps). F32 and F16 weight rows
 // are read in place, F16 widened in registers: a tile's G_RM rows × column
@@ -141,12 +144,13 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 // place, F16 rows in place (then the activations are packed as F16).
 enum { GW_PACKED = 0, GW_F32 = 1, GW_F16 = 2 };
 
-// gpackx packs jn activation rows (stride cols), vectors [0, nv) of both
-// halves: d[((g·2 + h)·nv + v)·G_RN·8 + jj·8 + l] = x[(G_RN·g + jj)·cols +
-// 16v + 8h + l], as float32, or as F16 (f16: elements of 2 bytes; exact
-// for values that are F16 already).
-static void gpackx(int f16, const float *x, int cols, int jn, int nv, float *d) {
-	for (int j = 0; j < jn; j++) {
+// gpackx packs activation rows [j0, j1) (stride cols), vectors [0, nv) of
+// both halves: d[((g·2 + h)·nv + v)·G_RN·8 + jj·8 + l] = x[(G_RN·g + jj)·cols
+// + 16v + 8h + l], as float32, or as F16 (f16: elements of 2 bytes,
+// rounded to nearest even). A row's place depends on its index only, so
+// the rows of a call can be packed in any ranges.
+static void gpackx(int f16, const float *x, int cols, int j0, int j1, int nv, float *d) {
+	for (int j = j0; j < j1; j++) {
 		const float *s = x + (size_t)j * cols;
 		const size_t o0 = (size_t)(j / G_RN * 2) * nv * (G_RN * 8) + j % G_RN * 8, o1 = o0 + (size_t)nv * (G_RN * 8);
 		// one pass over the row, both halves; the next row into L1 meanwhile
@@ -321,8 +325,16 @@ static int grow(float **p, size_t *cap, size_t n) {
 	return *p != NULL;
 }
 
+// gemm_jbs is the activation rows per block (a multiple of G_RN): as many
+// as G_XB bytes of packed activations (xes bytes each, nv vectors a row)
+// hold, within [G_JBMIN, G_JBMAX].
+static int gemm_jbs(int nv, int xes) {
+	const int jbs = (int)(G_XB / ((size_t)(nv + 1) * 16 * xes)) / G_RN * G_RN;
+	return jbs < G_JBMIN ? G_JBMIN : jbs > G_JBMAX ? G_JBMAX : jbs;
+}
+
 static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy,
-	int r0, int r1) {
+	int r0, int r1, const void *xpk) {
 	const int step = T == FT_BF16 ? 32 : 16;
 	const int kmain = cols / step * step, nv = kmain / 16;
 	const int gw = T == FT_F32 ? GW_F32 : T == FT_F16 ? GW_F16 : GW_PACKED;
@@ -333,22 +345,26 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 	const int kvmax = gw == GW_F16 ? G_KV16 : G_KV;
 	const int nkb = nv > kvmax ? (nv + kvmax - 1) / kvmax : 1;
 	const int kv = (nv + nkb - 1) / nkb;
-	// activation rows per block (a multiple of G_RN): as many as G_XB holds
-	int jbs = (int)(G_XB / ((size_t)(nv + 1) * 16 * xes)) / G_RN * G_RN;
-	jbs = jbs < G_JBMIN ? G_JBMIN : jbs > G_JBMAX ? G_JBMAX : jbs;
+	const int jbs = gemm_jbs(nv, xes);
 	// scratch, one set per OS thread, kept: packed activations and
 	// weights, lane states between column blocks
 	static _Thread_local float *xp, *wp, *st;
 	static _Thread_local size_t xcap, wcap, scap;
 	const size_t xhs = (size_t)nv * (G_RN * 8); // elements per half of a packed activation group
-	if (!grow(&xp, &xcap, 2 * xhs * ((jbs + G_RN - 1) / G_RN) + 8) ||
+	if (gw != GW_F16)
+		xpk = NULL; // (only F16 activations come packed)
+	if ((!xpk && !grow(&xp, &xcap, 2 * xhs * ((jbs + G_RN - 1) / G_RN) + 8)) ||
 		(gw == GW_PACKED && !grow(&wp, &wcap, 2 * G_KV * G_RM * 8)) ||
 		(nkb > 1 && !grow(&st, &scap, (size_t)jbs * G_RB * 16)))
 		return -1;
 	const size_t sti = 16 * (size_t)jbs;
 	for (int jb = 0; jb < n; jb += jbs) {
 		const int jn = n - jb < jbs ? n - jb : jbs;
-		gpackx(gw == GW_F16, x + (size_t)jb * cols, cols, jn, nv, xp);
+		// the block's packed activations: packed here, or (jb is a multiple
+		// of G_RN) group jb / G_RN of the whole call's
+		const float *xb = xpk ? (const float *)((const uint16_t *)xpk + (size_t)(jb / G_RN) * 2 * xhs) : xp;
+		if (!xpk)
+			gpackx(gw == GW_F16, x + (size_t)jb * cols, cols, 0, jn, nv, xp);
 		for (int rb = r0; rb < r1; rb += G_RB) {
 			const int rn = r1 - rb < G_RB ? r1 - rb : G_RB;
 			for (int v0 = 0;; v0 += kv) {
@@ -373,7 +389,7 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 					}
 					for (int jg = 0; jg < jn; jg += G_RN) {
 						const int jm = jn - jg < G_RN ? jn - jg : G_RN;
-						const uint8_t *xg = (const uint8_t *)xp + ((size_t)(jg / G_RN) * 2 * xhs + (size_t)v0 * (G_RN * 8)) * xes;
+						const uint8_t *xg = (const uint8_t *)xb + ((size_t)(jg / G_RN) * 2 * xhs + (size_t)v0 * (G_RN * 8)) * xes;
 						tab[rm - 1][jm - 1](wt, nvb, xg, xhs, st + (size_t)ig * sti + (size_t)jg * 16, sti, first,
 							last, T, wr, wrb, x + (size_t)(jb + jg) * cols, cols, kmain,
 							y + (size_t)(jb + jg) * ldy + rb + ig, ldy);
@@ -385,6 +401,29 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 		}
 	}
 	return 0;
+}
+
+// The F16 activations of a product with n > FK_JB rows, packed once for
+// all threads as gemm_avx2 packs a block: mica_fpack_bytes_avx2 is their
+// size, mica_fpack_avx2 packs rows [j0, j1) of x (row 0 at x) into pk.
+size_t mica_fpack_bytes_avx2(int n, int cols) {
+	return (size_t)((n + G_RN - 1) / G_RN) * 2 * (size_t)(cols / 16) * (G_RN * 8) * 2;
+}
+
+void mica_fpack_avx2(const float *x, int cols, int j0, int j1, void *pk) {
+	gpackx(1, x, cols, j0, j1, cols / 16, (float *)pk);
+}
+
+// mica_fgemm_rows_avx2 is gemm_avx2's activation rows per block for F16
+// weights of cols columns; mica_fgemm_avx2 runs weight rows [r0, r1) on
+// the packed activation rows [j0, j1) only (j0 a multiple of G_RN), so
+// that the threads can take (block, rows) pieces as they go.
+int mica_fgemm_rows_avx2(int cols) { return gemm_jbs(cols / 16, 2); }
+
+int mica_fgemm_avx2(const uint8_t *w, size_t wrb, const float *x, int cols, float *y, size_t ldy, int r0, int r1,
+	const void *pk, int j0, int j1) {
+	const uint16_t *p = (const uint16_t *)pk + (size_t)(j0 / G_RN) * 2 * (size_t)(cols / 16) * (G_RN * 8);
+	return gemm_avx2(FT_F16, w, wrb, x + (size_t)j0 * cols, j1 - j0, cols, y + (size_t)j0 * ldy, ldy, r0, r1, p);
 }
 
 // Prepare for F16 (T = 1) and BF16 (T = 30) weights: out = x rounded to the

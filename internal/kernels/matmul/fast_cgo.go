@@ -8,8 +8,12 @@ package matmul
 #include <stddef.h>
 void mica_qmul_avx2(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1);
 void mica_qmul_vnni(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1);
-int mica_fmul_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1);
-int mica_fmul_avx512(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1);
+int mica_fmul_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1, const void *xpk);
+int mica_fmul_avx512(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1, const void *xpk);
+size_t mica_fpack_bytes_avx2(int n, int cols);
+void mica_fpack_avx2(const float *x, int cols, int j0, int j1, void *pk);
+int mica_fgemm_rows_avx2(int cols);
+int mica_fgemm_avx2(const uint8_t *w, size_t wrb, const float *x, int cols, float *y, size_t ldy, int r0, int r1, const void *pk, int j0, int j1);
 void mica_fround_avx2(int T, const float *x, int n, int cols, float *out, float *kern);
 void mica_quant_q8_0_avx2(const float *x, int n, uint8_t *dst);
 void mica_quant_q8_1_avx2(const float *x, int n, uint8_t *dst);
@@ -18,6 +22,7 @@ void mica_quant_q8_k_avx2(const float *x, int n, uint8_t *dst);
 import "C"
 
 import (
+	"errors"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -71,9 +76,13 @@ func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, 
 		xp := (*C.float)(unsafe.Pointer(&xs[0]))
 		var rc C.int
 		if level >= isaAVX512 {
-			rc = C.mica_fmul_avx512(C.int(wt), wp, C.size_t(rb), xp, C.int(p.N), C.int(cols), yp, C.size_t(ldy), C.int(r0), C.int(r1))
+			rc = C.mica_fmul_avx512(C.int(wt), wp, C.size_t(rb), xp, C.int(p.N), C.int(cols), yp, C.size_t(ldy), C.int(r0), C.int(r1), nil)
 		} else {
-			rc = C.mica_fmul_avx2(C.int(wt), wp, C.size_t(rb), xp, C.int(p.N), C.int(cols), yp, C.size_t(ldy), C.int(r0), C.int(r1))
+			var pk unsafe.Pointer
+			if len(p.pk) > 0 {
+				pk = unsafe.Pointer(&p.pk[0])
+			}
+			rc = C.mica_fmul_avx2(C.int(wt), wp, C.size_t(rb), xp, C.int(p.N), C.int(cols), yp, C.size_t(ldy), C.int(r0), C.int(r1), pk)
 		}
 		return rc == 0
 	}
@@ -85,6 +94,39 @@ func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, 
 		C.mica_qmul_avx2(C.int(wt), wp, C.size_t(rb), xp, C.size_t(p.RowBytes), C.int(p.N), nb, yp, C.size_t(ldy), C.int(r0), C.int(r1))
 	}
 	return true
+}
+
+// fkJB is fkern.h's FK_JB: products of more activation rows run the AVX2
+// GEMM.
+const fkJB = 48
+
+// packedBytes is the size of the F16 activations packed once for the AVX2
+// GEMM (n > 48 rows, F16 weights), or 0 where the kernels do not take them.
+func packedBytes(vt tensor.DType, n, cols int) int {
+	if isa != isaAVX2 || vt != tensor.F16 || n <= fkJB {
+		return 0
+	}
+	return int(C.mica_fpack_bytes_avx2(C.int(n), C.int(cols)))
+}
+
+// fastPack packs activation rows [j0, j1) of x into pk (packedBytes' layout).
+func fastPack(x []float32, cols, j0, j1 int, pk []byte) {
+	C.mica_fpack_avx2((*C.float)(unsafe.Pointer(&x[0])), C.int(cols), C.int(j0), C.int(j1), unsafe.Pointer(&pk[0]))
+}
+
+// packedBlockRows is the AVX2 GEMM's activation rows per block for F16
+// weights of cols columns.
+func packedBlockRows(cols int) int { return int(C.mica_fgemm_rows_avx2(C.int(cols))) }
+
+// fastMulBlock is MulBlock's kernel call (F16 weights, packed activations).
+func fastMulBlock(w []byte, rb, cols int, p *Prepared, y []float32, ldy, r0, r1, j0, j1 int) error {
+	rc := C.mica_fgemm_avx2((*C.uint8_t)(unsafe.Pointer(&w[0])), C.size_t(rb), (*C.float)(unsafe.Pointer(&p.F32[0])),
+		C.int(cols), (*C.float)(unsafe.Pointer(&y[0])), C.size_t(ldy), C.int(r0), C.int(r1), unsafe.Pointer(&p.pk[0]),
+		C.int(j0), C.int(j1))
+	if rc != 0 {
+		return errors.New("matmul: no memory for the GEMM's scratch")
+	}
+	return nil
 }
 
 // fastQuantize converts one activation row to Q8_0/Q8_1/Q8_K with the AVX2

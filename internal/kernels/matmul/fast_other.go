@@ -2,7 +2,11 @@
 
 package matmul
 
-import "mica/internal/tensor"
+import (
+	"errors"
+
+	"mica/internal/tensor"
+)
 
 const (
 	isaGo         = 0
@@ -19,5 +23,17 @@ func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, 
 }
 
 func fastQuantize(vt tensor.DType, src []float32, dst []byte) bool { return false }
+
+func packedBytes(vt tensor.DType, n, cols int) int { return 0 }
+
+func packedBlockRows(cols int) int { return 0 }
+
+func fastMulBlock(w []byte, rb, cols int, p *Prepared, y []float32, ldy, r0, r1, j0, j1 int) error {
+	return errors.New("matmul: packed activations without the AVX2 kernels") // Packed is false here
+}
+
+func fastPack(x []float32, cols, j0, j1 int, pk []byte) {
+	panic("matmul: packed activations without the AVX2 kernels") // packedBytes is 0 here
+}
 
 func fastRound(vt tensor.DType, x, out, kern []float32, cols int) bool { return false }

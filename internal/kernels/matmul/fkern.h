@@ -313,9 +313,11 @@ static void FFN(mv)(int T, const uint8_t *w, size_t wrb, const float *x, int col
 
 // Y[j*ldy + r] for j < n, r0 <= r < r1; T is the weight type (0 F32,
 // 1 F16, 30 BF16), x the prepared activations (for BF16 in the kernel
-// order), n×cols. Returns 0, or -1 when scratch memory ran out.
+// order), n×cols; xpk NULL, or (FK_GEMM's F16 products) the activations
+// already packed for it by the including file. Returns 0, or -1 when
+// scratch memory ran out.
 int FFN(mica_fmul)(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y,
-	size_t ldy, int r0, int r1) {
+	size_t ldy, int r0, int r1, const void *xpk) {
 	const int step = T == FT_BF16 ? 32 : 16;
 	const int kmain = cols / step * step;
 	if (n == 1) {
@@ -324,7 +326,9 @@ int FFN(mica_fmul)(int T, const uint8_t *w, size_t wrb, const float *x, int n, i
 	}
 #ifdef FK_GEMM
 	if (n > FK_JB) // more than one activation block: the including file's kernel
-		return FK_GEMM(T, w, wrb, x, n, cols, y, ldy, r0, r1);
+		return FK_GEMM(T, w, wrb, x, n, cols, y, ldy, r0, r1, xpk);
+#else
+	(void)xpk;
 #endif
 	const FFN(tilefn)(*tab)[8] = T == FT_BF16 ? FFN(tab_31) : FFN(tab_0);
 	const int RM = T == FT_BF16 ? FK_RMB : FK_RM, RN = T == FT_BF16 ? FK_RNB : FK_RN;

@@ -115,6 +115,43 @@ type Prepared struct {
 	// group reordered as its 16 odd then its 16 even columns (the operand
 	// order of vdpbf16ps lanes), the last Cols%32 columns in place.
 	kern []float32
+	// pk holds, for the AVX2 GEMM (F16 weights, more than 48 rows), the
+	// activations packed in its operand order once for all threads; empty
+	// elsewhere.
+	pk []byte
+}
+
+// Packed reports whether the activations are held in the kernels' operand
+// order for all threads (the AVX2 GEMM's F16 products): then MulBlock runs
+// pieces of the product, blocks of BlockRows activation rows × ranges of
+// weight rows, without converting anything again.
+func (p *Prepared) Packed() bool { return len(p.pk) > 0 }
+
+// BlockRows is the activation rows of one block of a packed product (a
+// multiple of 3), 0 when p is not packed.
+func (p *Prepared) BlockRows() int {
+	if !p.Packed() {
+		return 0
+	}
+	return packedBlockRows(p.Cols)
+}
+
+// MulBlock is MulRows for activation rows [j0, j1) only, on packed
+// activations (Packed); j0 must be a multiple of 3 (block starts are).
+// The values are MulRows' bits.
+func MulBlock(wt tensor.DType, w []byte, cols int, p *Prepared, y []float32, ldy, rowStart, rowEnd, j0, j1 int) error {
+	rb, err := checkMul(wt, w, cols, p, y, ldy, rowStart, rowEnd)
+	switch {
+	case err != nil:
+		return err
+	case !p.Packed() || wt != tensor.F16:
+		return fmt.Errorf("matmul: MulBlock needs F16 weights and packed activations, got %v", wt)
+	case j0 < 0 || j1 > p.N || j0 >= j1 || j0%3 != 0:
+		return fmt.Errorf("matmul: MulBlock: bad activation rows [%d, %d) of %d", j0, j1, p.N)
+	case rowEnd == rowStart:
+		return nil
+	}
+	return fastMulBlock(w, rb, cols, p, y, ldy, rowStart, rowEnd, j0, j1)
 }
 
 // checkCols validates cols against the weight type's block size.
@@ -141,7 +178,7 @@ func PreparedSize(wt tensor.DType, n, cols int) (int, error) {
 		return 0, err
 	}
 	vt, _ := VecDotType(wt)
-	return n * vecRowBytes(vt, cols), nil
+	return n*vecRowBytes(vt, cols) + packedBytes(vt, n, cols), nil
 }
 
 // Prepare converts n×cols activations x for a product with wt weights.
@@ -181,15 +218,19 @@ func PrepareLayout(p *Prepared, wt tensor.DType, x []float32, n, cols int) error
 	vt, _ := VecDotType(wt)
 	rb := vecRowBytes(vt, cols)
 	p.WType, p.VecType, p.N, p.Cols, p.RowBytes = wt, vt, n, cols, rb
-	p.kern = nil
+	p.kern, p.pk = nil, nil
 	if vt == tensor.F32 {
 		p.F32 = x[:n*cols]
 		p.Q = p.Q[:0]
 		return nil
 	}
 	p.F32 = nil
-	if cap(p.Q) < n*rb || (vt == tensor.F16 || vt == tensor.BF16) && !aligned4(p.Q[:cap(p.Q)]) {
-		p.Q = make([]byte, n*rb)
+	pkb := packedBytes(vt, n, cols)
+	if cap(p.Q) < n*rb+pkb || (vt == tensor.F16 || vt == tensor.BF16) && !aligned4(p.Q[:cap(p.Q)]) {
+		p.Q = make([]byte, n*rb+pkb)
+	}
+	if pkb > 0 {
+		p.pk = p.Q[n*rb : n*rb+pkb]
 	}
 	p.Q = p.Q[:n*rb]
 	if vt == tensor.F16 || vt == tensor.BF16 {
@@ -215,6 +256,9 @@ func PrepareRows(p *Prepared, x []float32, j0, j1 int) {
 			kern = p.kern[j0*cols : j1*cols]
 		}
 		roundActivations(vt, x[j0*cols:j1*cols], p.F32[j0*cols:j1*cols], kern, cols)
+		if len(p.pk) > 0 && j1 > j0 {
+			fastPack(x, cols, j0, j1, p.pk)
+		}
 		return
 	}
 	for j := j0; j < j1; j++ {
