@@ -3,6 +3,7 @@ package cpu
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -19,7 +20,7 @@ func f32Bytes(x []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(x))), 4*len(x))
 }
 
-func newF32(t *testing.T, b *Backend, vals []float32, shape ...int) *compute.Tensor {
+func newF32(t testing.TB, b *Backend, vals []float32, shape ...int) *compute.Tensor {
 	t.Helper()
 	x, err := b.Alloc(tensor.F32, shape...)
 	if err != nil {
@@ -399,5 +400,37 @@ func TestMatMulsMatchesMatMul(t *testing.T) {
 	}
 	if err := compute.MatMuls(x, []*compute.Tensor{wt, wt}, []*compute.Tensor{y, ro}); err == nil {
 		t.Error("MatMuls into a read-only second output: no error")
+	}
+}
+
+// BenchmarkMatMulGEMM: prompt-sized float products through the backend on
+// 2 threads (the `mica bench kernels` GEMM shapes): activation preparation,
+// the threads' split and the kernels together.
+func BenchmarkMatMulGEMM(b *testing.B) {
+	be := New(2)
+	defer be.Close()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, c := range []struct{ rows, cols, n int }{{2048, 640, 512}, {320, 2880, 4096}} {
+		for _, dt := range []tensor.DType{tensor.F32, tensor.F16} {
+			b.Run(fmt.Sprintf("%v/%dx%d/n=%d", dt, c.rows, c.cols, c.n), func(b *testing.B) {
+				data, err := matmul.RandomWeights(dt, c.rows, c.cols, rng)
+				if err != nil {
+					b.Fatal(err)
+				}
+				w, err := be.Wrap(dt, data, c.rows, c.cols)
+				if err != nil {
+					b.Fatal(err)
+				}
+				x := newF32(b, be, randVals(rng, c.n*c.cols), c.n, c.cols)
+				y := newF32(b, be, nil, c.n, c.rows)
+				b.ResetTimer()
+				for range b.N {
+					if err := compute.MatMul(w, x, y); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(2*float64(c.rows)*float64(c.cols)*float64(c.n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
 	}
 }

@@ -222,7 +222,7 @@ func (b *Backend) matmuls(x []float32, n int, prods []product) error {
 		}
 		// the activations' conversion (quantization, F16/BF16 rounding) by
 		// rows on every thread: for a large batch it is tens of megabytes
-		if p := pt.p; p.VecType != tensor.F32 { // F32 activations are used as they are
+		if p := pt.p; p.VecType != tensor.F32 || p.Packed() { // F32 ones are used as they are, unless packed
 			b.par(n, 1, pt.cols, func(s, e int) { matmul.PrepareRows(p, x, s, e) })
 		}
 	}
@@ -238,7 +238,8 @@ func (b *Backend) matmuls(x []float32, n int, prods []product) error {
 	// Decode-sized products (a few activation rows) share the rows out in
 	// several ranges per thread, so a thread slowed down by another
 	// process (or a vCPU the host holds back) does not hold the step up;
-	// prompt-sized ones with packed activations do the same in pieces of
+	// prompt-sized ones with packed activations (F16 and F32 weights, up to
+	// 8 MiB of activations) do the same in pieces of
 	// (activation block, weight rows) (packedPieces); the others keep one
 	// range per thread, as their kernels prepare the activations per call.
 	packed := b.pool.Threads() > 1

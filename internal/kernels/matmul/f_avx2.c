@@ -87,7 +87,7 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 //
 // Operands. The activations are packed into that order (all columns,
 // groups of G_RN rows: [group][half][v][row][8]) once per call and thread,
-// a block of rows at a time, or for F16 weights once for all threads
+// a block of rows at a time, or for F16 and F32 weights once for all threads
 // before the call (xpk: Prepare packs them, mica_fpack_avx2, and the
 // threads then take pieces of activation block × weight rows,
 // mica_fgemm_avx2); for F16 weights as F16 (the values are F16
@@ -351,8 +351,8 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 	static _Thread_local float *xp, *wp, *st;
 	static _Thread_local size_t xcap, wcap, scap;
 	const size_t xhs = (size_t)nv * (G_RN * 8); // elements per half of a packed activation group
-	if (gw != GW_F16)
-		xpk = NULL; // (only F16 activations come packed)
+	if (gw == GW_PACKED)
+		xpk = NULL; // (BF16's activations do not come packed)
 	if ((!xpk && !grow(&xp, &xcap, 2 * xhs * ((jbs + G_RN - 1) / G_RN) + 8)) ||
 		(gw == GW_PACKED && !grow(&wp, &wcap, 2 * G_KV * G_RM * 8)) ||
 		(nkb > 1 && !grow(&st, &scap, (size_t)jbs * G_RB * 16)))
@@ -362,7 +362,7 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 		const int jn = n - jb < jbs ? n - jb : jbs;
 		// the block's packed activations: packed here, or (jb is a multiple
 		// of G_RN) group jb / G_RN of the whole call's
-		const float *xb = xpk ? (const float *)((const uint16_t *)xpk + (size_t)(jb / G_RN) * 2 * xhs) : xp;
+		const float *xb = xpk ? (const float *)((const uint8_t *)xpk + (size_t)(jb / G_RN) * 2 * xhs * xes) : xp;
 		if (!xpk)
 			gpackx(gw == GW_F16, x + (size_t)jb * cols, cols, 0, jn, nv, xp);
 		for (int rb = r0; rb < r1; rb += G_RB) {
@@ -403,27 +403,29 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 	return 0;
 }
 
-// The F16 activations of a product with n > FK_JB rows, packed once for
-// all threads as gemm_avx2 packs a block: mica_fpack_bytes_avx2 is their
-// size, mica_fpack_avx2 packs rows [j0, j1) of x (row 0 at x) into pk.
-size_t mica_fpack_bytes_avx2(int n, int cols) {
-	return (size_t)((n + G_RN - 1) / G_RN) * 2 * (size_t)(cols / 16) * (G_RN * 8) * 2;
+// The activations of a product with F16 (T = 1) or F32 (T = 0) weights
+// and n > FK_JB rows, packed once for all threads as gemm_avx2 packs a
+// block (F16 weights: as F16; F32: as float32): mica_fpack_bytes_avx2 is
+// their size, mica_fpack_avx2 packs rows [j0, j1) of x (row 0 at x) into pk.
+size_t mica_fpack_bytes_avx2(int T, int n, int cols) {
+	return (size_t)((n + G_RN - 1) / G_RN) * 2 * (size_t)(cols / 16) * (G_RN * 8) * (T == FT_F16 ? 2 : 4);
 }
 
-void mica_fpack_avx2(const float *x, int cols, int j0, int j1, void *pk) {
-	gpackx(1, x, cols, j0, j1, cols / 16, (float *)pk);
+void mica_fpack_avx2(int T, const float *x, int cols, int j0, int j1, void *pk) {
+	gpackx(T == FT_F16, x, cols, j0, j1, cols / 16, (float *)pk);
 }
 
-// mica_fgemm_rows_avx2 is gemm_avx2's activation rows per block for F16
+// mica_fgemm_rows_avx2 is gemm_avx2's activation rows per block for T
 // weights of cols columns; mica_fgemm_avx2 runs weight rows [r0, r1) on
 // the packed activation rows [j0, j1) only (j0 a multiple of G_RN), so
 // that the threads can take (block, rows) pieces as they go.
-int mica_fgemm_rows_avx2(int cols) { return gemm_jbs(cols / 16, 2); }
+int mica_fgemm_rows_avx2(int T, int cols) { return gemm_jbs(cols / 16, T == FT_F16 ? 2 : 4); }
 
-int mica_fgemm_avx2(const uint8_t *w, size_t wrb, const float *x, int cols, float *y, size_t ldy, int r0, int r1,
-	const void *pk, int j0, int j1) {
-	const uint16_t *p = (const uint16_t *)pk + (size_t)(j0 / G_RN) * 2 * (size_t)(cols / 16) * (G_RN * 8);
-	return gemm_avx2(FT_F16, w, wrb, x + (size_t)j0 * cols, j1 - j0, cols, y + (size_t)j0 * ldy, ldy, r0, r1, p);
+int mica_fgemm_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int cols, float *y, size_t ldy, int r0,
+	int r1, const void *pk, int j0, int j1) {
+	const size_t off = (size_t)(j0 / G_RN) * 2 * (size_t)(cols / 16) * (G_RN * 8) * (T == FT_F16 ? 2 : 4);
+	return gemm_avx2(T, w, wrb, x + (size_t)j0 * cols, j1 - j0, cols, y + (size_t)j0 * ldy, ldy, r0, r1,
+		(const uint8_t *)pk + off);
 }
 
 // Prepare for F16 (T = 1) and BF16 (T = 30) weights: out = x rounded to the

@@ -10,10 +10,10 @@ void mica_qmul_avx2(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_
 void mica_qmul_vnni(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1);
 int mica_fmul_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1, const void *xpk);
 int mica_fmul_avx512(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1, const void *xpk);
-size_t mica_fpack_bytes_avx2(int n, int cols);
-void mica_fpack_avx2(const float *x, int cols, int j0, int j1, void *pk);
-int mica_fgemm_rows_avx2(int cols);
-int mica_fgemm_avx2(const uint8_t *w, size_t wrb, const float *x, int cols, float *y, size_t ldy, int r0, int r1, const void *pk, int j0, int j1);
+size_t mica_fpack_bytes_avx2(int T, int n, int cols);
+void mica_fpack_avx2(int T, const float *x, int cols, int j0, int j1, void *pk);
+int mica_fgemm_rows_avx2(int T, int cols);
+int mica_fgemm_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int cols, float *y, size_t ldy, int r0, int r1, const void *pk, int j0, int j1);
 void mica_fround_avx2(int T, const float *x, int n, int cols, float *out, float *kern);
 void mica_quant_q8_0_avx2(const float *x, int n, uint8_t *dst);
 void mica_quant_q8_1_avx2(const float *x, int n, uint8_t *dst);
@@ -100,27 +100,41 @@ func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, 
 // GEMM.
 const fkJB = 48
 
-// packedBytes is the size of the F16 activations packed once for the AVX2
-// GEMM (n > 48 rows, F16 weights), or 0 where the kernels do not take them.
+// packedBytes is the size of the activations packed once for the AVX2
+// GEMM (n > 48 rows, F16 or F32 weights: vt F16 or F32, at most
+// maxPacked bytes), or 0 where the kernels do not take them.
 func packedBytes(vt tensor.DType, n, cols int) int {
-	if isa != isaAVX2 || vt != tensor.F16 || n <= fkJB {
+	if isa != isaAVX2 || vt != tensor.F16 && vt != tensor.F32 || n <= fkJB {
 		return 0
 	}
-	return int(C.mica_fpack_bytes_avx2(C.int(n), C.int(cols)))
+	if b := int(C.mica_fpack_bytes_avx2(C.int(vt), C.int(n), C.int(cols))); b <= maxPacked {
+		return b
+	}
+	return 0
 }
 
-// fastPack packs activation rows [j0, j1) of x into pk (packedBytes' layout).
-func fastPack(x []float32, cols, j0, j1 int, pk []byte) {
-	C.mica_fpack_avx2((*C.float)(unsafe.Pointer(&x[0])), C.int(cols), C.int(j0), C.int(j1), unsafe.Pointer(&pk[0]))
+// maxPacked is the most bytes of activations packed once for all threads:
+// packed ahead they must still be in the last-level cache when the threads
+// read them. Larger ones (an SD convolution's 4096 rows × 2880 columns:
+// 24 MB as F16) are packed by each thread block by block as it goes, which
+// keeps them in L2 (packing those ahead measured 5–12% slower).
+const maxPacked = 8 << 20
+
+// fastPack packs activation rows [j0, j1) of x into pk (packedBytes' layout
+// for vt).
+func fastPack(vt tensor.DType, x []float32, cols, j0, j1 int, pk []byte) {
+	C.mica_fpack_avx2(C.int(vt), (*C.float)(unsafe.Pointer(&x[0])), C.int(cols), C.int(j0), C.int(j1), unsafe.Pointer(&pk[0]))
 }
 
-// packedBlockRows is the AVX2 GEMM's activation rows per block for F16
-// weights of cols columns.
-func packedBlockRows(cols int) int { return int(C.mica_fgemm_rows_avx2(C.int(cols))) }
+// packedBlockRows is the AVX2 GEMM's activation rows per block for vt
+// activations of cols columns.
+func packedBlockRows(vt tensor.DType, cols int) int {
+	return int(C.mica_fgemm_rows_avx2(C.int(vt), C.int(cols)))
+}
 
-// fastMulBlock is MulBlock's kernel call (F16 weights, packed activations).
+// fastMulBlock is MulBlock's kernel call (packed activations).
 func fastMulBlock(w []byte, rb, cols int, p *Prepared, y []float32, ldy, r0, r1, j0, j1 int) error {
-	rc := C.mica_fgemm_avx2((*C.uint8_t)(unsafe.Pointer(&w[0])), C.size_t(rb), (*C.float)(unsafe.Pointer(&p.F32[0])),
+	rc := C.mica_fgemm_avx2(C.int(p.VecType), (*C.uint8_t)(unsafe.Pointer(&w[0])), C.size_t(rb), (*C.float)(unsafe.Pointer(&p.F32[0])),
 		C.int(cols), (*C.float)(unsafe.Pointer(&y[0])), C.size_t(ldy), C.int(r0), C.int(r1), unsafe.Pointer(&p.pk[0]),
 		C.int(j0), C.int(j1))
 	if rc != 0 {

@@ -70,7 +70,7 @@ func TestFloatMatVecStreams(t *testing.T) {
 	}
 }
 
-// TestPackedActivationsInRanges: F16 activations packed once for the AVX2
+// TestPackedActivationsInRanges: F16 and F32 activations packed once for the AVX2
 // GEMM come out the same whether the rows are prepared in one call or in
 // ranges that cut the GEMM's 3-row groups (as the backend's threads
 // prepare them), and the products equal those of activations the GEMM
@@ -79,14 +79,18 @@ func TestFloatMatVecStreams(t *testing.T) {
 // rows) add up to MulRows' bits; bad pieces are refused.
 func TestPackedActivationsInRanges(t *testing.T) {
 	rng := rand.New(rand.NewPCG(43, 44))
-	for _, cols := range []int{640, 650} {
+	for _, c := range []struct {
+		wt   tensor.DType
+		cols int
+	}{{tensor.F16, 640}, {tensor.F16, 650}, {tensor.F32, 640}, {tensor.F32, 650}} {
+		wt, cols := c.wt, c.cols
 		const rows, n = 37, 100
-		w, err := RandomWeights(tensor.F16, rows, cols, rng)
+		w, err := RandomWeights(wt, rows, cols, rng)
 		if err != nil {
 			t.Fatal(err)
 		}
 		x := RandomActivations(n, cols, rng)
-		whole, err := Prepare(tensor.F16, x, n, cols)
+		whole, err := Prepare(wt, x, n, cols)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,30 +98,30 @@ func TestPackedActivationsInRanges(t *testing.T) {
 			t.Fatal("no packed activations for the AVX2 GEMM")
 		}
 		parts := new(Prepared)
-		if err := PrepareLayout(parts, tensor.F16, x, n, cols); err != nil {
+		if err := PrepareLayout(parts, wt, x, n, cols); err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range [][2]int{{50, 51}, {0, 1}, {51, n}, {1, 50}} {
 			PrepareRows(parts, x, r[0], r[1])
 		}
 		if !bytes.Equal(whole.pk, parts.pk) {
-			t.Fatalf("cols %d: packed activations differ between one call and ranges", cols)
+			t.Fatalf("%v, cols %d: packed activations differ between one call and ranges", wt, cols)
 		}
 		y1, y2 := make([]float32, n*rows), make([]float32, n*rows)
-		if err := MulRows(tensor.F16, w, cols, whole, y1, rows, 0, rows); err != nil {
+		if err := MulRows(wt, w, cols, whole, y1, rows, 0, rows); err != nil {
 			t.Fatal(err)
 		}
-		if err := MulRows(tensor.F16, w, cols, parts, y2, rows, 0, rows); err != nil {
+		if err := MulRows(wt, w, cols, parts, y2, rows, 0, rows); err != nil {
 			t.Fatal(err)
 		}
 		self := *whole
 		self.pk = nil // the GEMM packs them itself
 		y3 := make([]float32, n*rows)
-		if err := MulRows(tensor.F16, w, cols, &self, y3, rows, 0, rows); err != nil {
+		if err := MulRows(wt, w, cols, &self, y3, rows, 0, rows); err != nil {
 			t.Fatal(err)
 		}
 		if !sameBits(y1, y2) || !sameBits(y1, y3) {
-			t.Fatalf("cols %d: products differ with the activations packed in ranges or by the GEMM", cols)
+			t.Fatalf("%v, cols %d: products differ with the activations packed in ranges or by the GEMM", wt, cols)
 		}
 		if !whole.Packed() {
 			continue
@@ -129,21 +133,21 @@ func TestPackedActivationsInRanges(t *testing.T) {
 			clear(y4)
 			for j0 := 0; j0 < n; j0 += jb {
 				for _, r := range [][2]int{{0, 5}, {5, 21}, {21, rows}} {
-					if err := MulBlock(tensor.F16, w, cols, whole, y4, rows, r[0], r[1], j0, min(n, j0+jb)); err != nil {
+					if err := MulBlock(wt, w, cols, whole, y4, rows, r[0], r[1], j0, min(n, j0+jb)); err != nil {
 						t.Fatal(err)
 					}
 				}
 			}
 			if !sameBits(y1, y4) {
-				t.Fatalf("cols %d: MulBlock in pieces of %d rows differs from MulRows", cols, jb)
+				t.Fatalf("%v, cols %d: MulBlock in pieces of %d rows differs from MulRows", wt, cols, jb)
 			}
 		}
 		for _, bad := range [][2]int{{1, 10}, {-3, 10}, {0, n + 1}, {6, 6}} {
-			if err := MulBlock(tensor.F16, w, cols, whole, y4, rows, 0, rows, bad[0], bad[1]); err == nil {
+			if err := MulBlock(wt, w, cols, whole, y4, rows, 0, rows, bad[0], bad[1]); err == nil {
 				t.Errorf("MulBlock accepted activation rows %v", bad)
 			}
 		}
-		if err := MulBlock(tensor.F16, w, cols, &self, y4, rows, 0, rows, 0, n); err == nil {
+		if err := MulBlock(wt, w, cols, &self, y4, rows, 0, rows, 0, n); err == nil {
 			t.Error("MulBlock accepted activations that are not packed")
 		}
 	}

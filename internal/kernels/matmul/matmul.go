@@ -109,7 +109,7 @@ type Prepared struct {
 	// rounded to that type (every value exactly representable in it), kept
 	// in Q's storage.
 	F32      []float32
-	Q        []byte // quantized types: N rows of RowBytes bytes each; F16/BF16: storage for F32 (and kern)
+	Q        []byte // quantized types: N rows of RowBytes bytes each; F16/BF16: storage for F32 (and kern, pk); F32: for pk
 	RowBytes int
 	// kern is what the fast kernels read for BF16 weights: each 32-column
 	// group reordered as its 16 odd then its 16 even columns (the operand
@@ -122,7 +122,7 @@ type Prepared struct {
 }
 
 // Packed reports whether the activations are held in the kernels' operand
-// order for all threads (the AVX2 GEMM's F16 products): then MulBlock runs
+// order for all threads (the AVX2 GEMM's F16 and F32 products): then MulBlock runs
 // pieces of the product, blocks of BlockRows activation rows × ranges of
 // weight rows, without converting anything again.
 func (p *Prepared) Packed() bool { return len(p.pk) > 0 }
@@ -133,7 +133,7 @@ func (p *Prepared) BlockRows() int {
 	if !p.Packed() {
 		return 0
 	}
-	return packedBlockRows(p.Cols)
+	return packedBlockRows(p.VecType, p.Cols)
 }
 
 // MulBlock is MulRows for activation rows [j0, j1) only, on packed
@@ -144,8 +144,8 @@ func MulBlock(wt tensor.DType, w []byte, cols int, p *Prepared, y []float32, ldy
 	switch {
 	case err != nil:
 		return err
-	case !p.Packed() || wt != tensor.F16:
-		return fmt.Errorf("matmul: MulBlock needs F16 weights and packed activations, got %v", wt)
+	case !p.Packed() || wt != tensor.F16 && wt != tensor.F32:
+		return fmt.Errorf("matmul: MulBlock needs F16 or F32 weights and packed activations, got %v", wt)
 	case j0 < 0 || j1 > p.N || j0 >= j1 || j0%3 != 0:
 		return fmt.Errorf("matmul: MulBlock: bad activation rows [%d, %d) of %d", j0, j1, p.N)
 	case rowEnd == rowStart:
@@ -219,9 +219,16 @@ func PrepareLayout(p *Prepared, wt tensor.DType, x []float32, n, cols int) error
 	rb := vecRowBytes(vt, cols)
 	p.WType, p.VecType, p.N, p.Cols, p.RowBytes = wt, vt, n, cols, rb
 	p.kern, p.pk = nil, nil
-	if vt == tensor.F32 {
+	if vt == tensor.F32 { // used as they are, and packed for the AVX2 GEMM
 		p.F32 = x[:n*cols]
+		pkb := packedBytes(vt, n, cols)
+		if cap(p.Q) < pkb {
+			p.Q = make([]byte, pkb)
+		}
 		p.Q = p.Q[:0]
+		if pkb > 0 {
+			p.pk = p.Q[:pkb]
+		}
 		return nil
 	}
 	p.F32 = nil
@@ -249,6 +256,9 @@ func PrepareRows(p *Prepared, x []float32, j0, j1 int) {
 	vt, cols, rb := p.VecType, p.Cols, p.RowBytes
 	switch vt {
 	case tensor.F32:
+		if len(p.pk) > 0 && j1 > j0 {
+			fastPack(vt, x, cols, j0, j1, p.pk)
+		}
 		return
 	case tensor.F16, tensor.BF16:
 		var kern []float32
@@ -257,7 +267,7 @@ func PrepareRows(p *Prepared, x []float32, j0, j1 int) {
 		}
 		roundActivations(vt, x[j0*cols:j1*cols], p.F32[j0*cols:j1*cols], kern, cols)
 		if len(p.pk) > 0 && j1 > j0 {
-			fastPack(x, cols, j0, j1, p.pk)
+			fastPack(vt, x, cols, j0, j1, p.pk)
 		}
 		return
 	}
