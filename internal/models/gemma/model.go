@@ -591,6 +591,9 @@ func (m *Model) attend(p *fwd, il int, q, out *compute.Tensor, b *batch) {
 			return
 		}
 		r0, r1 := b.start[i], b.start[i]+b.count[i]
+		if r0 == r1 {
+			continue // no query rows left (keepRows: a chunk wanting no logits)
+		}
 		nk, kpos, window := s.pos+b.added[i], m.kpos, 0
 		if l.Sliding {
 			window = m.Config.Window
