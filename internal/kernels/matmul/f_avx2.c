@@ -421,6 +421,9 @@ void mica_fpack_avx2(int T, const float *x, int cols, int j0, int j1, void *pk) 
 // that the threads can take (block, rows) pieces as they go.
 int mica_fgemm_rows_avx2(int T, int cols) { return gemm_jbs(cols / 16, T == FT_F16 ? 2 : 4); }
 
+// mica_fk_jb_avx2: products of more activation rows than this run gemm_avx2.
+int mica_fk_jb_avx2(void) { return FK_JB; }
+
 int mica_fgemm_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int cols, float *y, size_t ldy, int r0,
 	int r1, const void *pk, int j0, int j1) {
 	const size_t off = (size_t)(j0 / G_RN) * 2 * (size_t)(cols / 16) * (G_RN * 8) * (T == FT_F16 ? 2 : 4);

@@ -13,6 +13,7 @@ int mica_fmul_avx512(int T, const uint8_t *w, size_t wrb, const float *x, int n,
 size_t mica_fpack_bytes_avx2(int T, int n, int cols);
 void mica_fpack_avx2(int T, const float *x, int cols, int j0, int j1, void *pk);
 int mica_fgemm_rows_avx2(int T, int cols);
+int mica_fk_jb_avx2(void);
 int mica_fgemm_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int cols, float *y, size_t ldy, int r0, int r1, const void *pk, int j0, int j1);
 void mica_fround_avx2(int T, const float *x, int n, int cols, float *out, float *kern);
 void mica_quant_q8_0_avx2(const float *x, int n, uint8_t *dst);
@@ -98,7 +99,7 @@ func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, 
 
 // fkJB is fkern.h's FK_JB: products of more activation rows run the AVX2
 // GEMM.
-const fkJB = 48
+var fkJB = int(C.mica_fk_jb_avx2())
 
 // packedBytes is the size of the activations packed once for the AVX2
 // GEMM (n > 48 rows, F16 or F32 weights: vt F16 or F32, at most

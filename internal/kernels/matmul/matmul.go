@@ -115,16 +115,16 @@ type Prepared struct {
 	// group reordered as its 16 odd then its 16 even columns (the operand
 	// order of vdpbf16ps lanes), the last Cols%32 columns in place.
 	kern []float32
-	// pk holds, for the AVX2 GEMM (F16 weights, more than 48 rows), the
-	// activations packed in its operand order once for all threads; empty
-	// elsewhere.
+	// pk holds, for the AVX2 GEMM (F16 and F32 weights, more than 48 rows,
+	// at most 8 MiB packed), the activations packed in its operand order
+	// once for all threads; empty elsewhere.
 	pk []byte
 }
 
 // Packed reports whether the activations are held in the kernels' operand
-// order for all threads (the AVX2 GEMM's F16 and F32 products): then MulBlock runs
-// pieces of the product, blocks of BlockRows activation rows × ranges of
-// weight rows, without converting anything again.
+// order for all threads (the AVX2 GEMM's F16 and F32 products): then
+// MulBlock runs pieces of the product, blocks of BlockRows activation rows
+// × ranges of weight rows, without converting anything again.
 func (p *Prepared) Packed() bool { return len(p.pk) > 0 }
 
 // BlockRows is the activation rows of one block of a packed product (a
