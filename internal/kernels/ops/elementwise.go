@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"mica/internal/kernels/quant"
+	"mica/internal/tensor"
 )
 
 // FastPath names the kernels in use: "avx2" or "go".
@@ -31,10 +32,7 @@ func ToF16(x []float32, y []byte) {
 }
 
 func toF16Ref(x []float32, y []byte) {
-	for i, v := range x {
-		h := quant.FP32ToFP16(v)
-		y[2*i], y[2*i+1] = byte(h), byte(h>>8)
-	}
+	_ = quant.Quantize(tensor.F16, x, y[:2*len(x)]) // (sizes checked by ToF16)
 }
 
 // Add sets out[i] = a[i] + b[i] for i in [start, end). out may alias a or b.

@@ -380,8 +380,8 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 	// KV-shared layers) run on those rows alone, or not at all when no row
 	// is wanted (a prompt chunk before the last).
 	rows, wanted := b.outputRows()
-	all := b // the whole step, for the logits' places and the sequences' advance
 	lastKV := c.lastKVLayer()
+	lb := b // the layers' rows: the step's, then only those kept
 	for il := range c.Layers {
 		var keep *kept
 		if len(rows) < n && il == lastKV {
@@ -394,7 +394,7 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 			}
 		}
 		mark := p.Mark()
-		m.layer(p, il, x, ple, b, keep)
+		m.layer(p, il, x, ple, lb, keep)
 		p.FreeFrom(mark)
 		if p.Err != nil {
 			return nil, fmt.Errorf("gemma: layer %d: %w", il, p.Err)
@@ -403,13 +403,12 @@ func (m *Model) step(b *batch) ([][]float32, error) {
 			if len(rows) == 0 {
 				break
 			}
-			x, ple, b = keep.x, keep.ple, keep.b
+			x, ple, lb = keep.x, keep.ple, keep.b
 		}
 	}
 
 	// Final norm, then the (tied) output projection and softcap, for the
 	// rows wanted.
-	b = all
 	logits := make([][]float32, len(b.seqs))
 	if len(rows) > 0 {
 		h := p.RMSNorm(x, w.outputNorm)
