@@ -101,6 +101,60 @@ func TestMatMulThreadInvariant(t *testing.T) {
 	}
 }
 
+// TestMatMulActivationSplit: float products too large to pack ahead (over
+// 8 MiB of activations), which the backend shares out by activation rows
+// (each thread packing its own blocks), equal the single-call kernel at 1
+// and 3 threads, several weights sharing one conversion included.
+func TestMatMulActivationSplit(t *testing.T) {
+	b1, b3 := New(1), New(3)
+	defer b1.Close()
+	defer b3.Close()
+	rng := rand.New(rand.NewPCG(7, 8))
+	const rows, cols, n = 7, 4608, 1001
+	x := randVals(rng, n*cols)
+	for _, dt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16} {
+		p, err := matmul.Prepare(dt, x, n, cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if matmul.ISA() == "avx2" && (p.Packed() || p.BlockRows() == 0 || n < actSplitBlocks*3*p.BlockRows()) {
+			t.Fatalf("%v: not a product shared out by activation rows (packed %v, block %d)", dt, p.Packed(), p.BlockRows())
+		}
+		w1, err := matmul.RandomWeights(dt, rows, cols, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w2, err := matmul.RandomWeights(dt, rows+2, cols, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want1, want2 := make([]float32, n*rows), make([]float32, n*(rows+2))
+		if err := matmul.Mul(dt, w1, rows, cols, x, n, want1); err != nil {
+			t.Fatal(err)
+		}
+		if err := matmul.Mul(dt, w2, rows+2, cols, x, n, want2); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range []*Backend{b1, b3} {
+			t1, err := b.Wrap(dt, w1, rows, cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t2, err := b.Wrap(dt, w2, rows+2, cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			xt, y1, y2 := newF32(t, b, x, n, cols), newF32(t, b, nil, n, rows), newF32(t, b, nil, n, rows+2)
+			if err := b.matmuls(f32(xt), n, []product{{t1, f32(y1), rows}, {t2, f32(y2), rows + 2}}); err != nil {
+				t.Fatal(err)
+			}
+			if !sameBits(readF32(t, b, y1), want1) || !sameBits(readF32(t, b, y2), want2) {
+				t.Errorf("%v threads=%d: result differs from the single-call kernel", dt, b.Threads())
+			}
+		}
+	}
+}
+
 // TestConv2D checks the im2col+matmul lowering against the direct reference
 // convolution. Tolerance: the reference accumulates in float64, the GEMM in
 // float32 over k = IC·KH·KW ≤ 27·… terms of magnitude ≤ 1, so 1e-4 absolute

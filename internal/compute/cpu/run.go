@@ -32,6 +32,11 @@ const minPart = 16 << 10
 // dot products do several per nanosecond.
 const minMatMulPart = 128 << 10
 
+// actSplitBlocks is the fewest activation blocks per thread of a product
+// shared out by activation rows (fewer: by weight rows, so that no thread
+// is left with a short last block while the other has a long one).
+const actSplitBlocks = 4
+
 // balancedRows is the most activation rows of a product whose weight rows
 // are handed out in several ranges per thread (Pool.ParallelBalanced).
 const balancedRows = 16
@@ -240,12 +245,20 @@ func (b *Backend) matmuls(x []float32, n int, prods []product) error {
 	// process (or a vCPU the host holds back) does not hold the step up;
 	// prompt-sized ones with packed activations (F16 and F32 weights, up to
 	// 8 MiB of activations) do the same in pieces of
-	// (activation block, weight rows) (packedPieces); the others keep one
-	// range per thread, as their kernels prepare the activations per call.
-	packed := b.pool.Threads() > 1
+	// (activation block, weight rows) (packedPieces). Larger ones that the
+	// kernel still runs in activation blocks, packing each as it goes (an
+	// SD convolution's 4096 rows), are shared out by activation rows, a few
+	// ranges of whole blocks per thread: each thread then packs only its
+	// own rows (split by weight rows, every thread packed all of them) and
+	// runs every weight row over them. The others keep one range of weight
+	// rows per thread, as their kernels prepare the activations per call.
+	packed, blocks := b.pool.Threads() > 1, b.pool.Threads() > 1
+	jb := parts[0].p.BlockRows()
 	for i := range parts {
 		packed = packed && parts[i].p.Packed()
+		blocks = blocks && parts[i].p.BlockRows() == jb
 	}
+	blocks = blocks && jb > 0 && n >= actSplitBlocks*b.pool.Threads()*jb
 	minItems := ceilDiv(minMatMulPart, n*parts[0].cols)
 	switch {
 	case n <= balancedRows:
@@ -258,7 +271,14 @@ func (b *Backend) matmuls(x []float32, n int, prods []product) error {
 					firstErr.set(matmul.MulBlock(pt.wt, pt.data, pt.cols, pt.p, pt.y, pt.ldy, r0, r1, j0, j1))
 				}
 			}
-		}, parts[0].p.BlockRows())
+		}, jb)
+	case blocks:
+		b.pool.ParallelBalanced(n, jb, 1, func(j0, j1 int) {
+			for i := range parts {
+				pt := &parts[i]
+				firstErr.set(matmul.MulBlock(pt.wt, pt.data, pt.cols, pt.p, pt.y, pt.ldy, 0, pt.rows, j0, j1))
+			}
+		})
 	default:
 		b.pool.ParallelMin(total, matmulGrain, minItems, mul)
 	}

@@ -416,10 +416,13 @@ void mica_fpack_avx2(int T, const float *x, int cols, int j0, int j1, void *pk) 
 }
 
 // mica_fgemm_rows_avx2 is gemm_avx2's activation rows per block for T
-// weights of cols columns; mica_fgemm_avx2 runs weight rows [r0, r1) on
-// the packed activation rows [j0, j1) only (j0 a multiple of G_RN), so
-// that the threads can take (block, rows) pieces as they go.
-int mica_fgemm_rows_avx2(int T, int cols) { return gemm_jbs(cols / 16, T == FT_F16 ? 2 : 4); }
+// weights (F32, F16, BF16) of cols columns; mica_fgemm_avx2 runs weight
+// rows [r0, r1) on the packed activation rows [j0, j1) only (j0 a multiple
+// of G_RN), so that the threads can take (block, rows) pieces as they go.
+int mica_fgemm_rows_avx2(int T, int cols) {
+	const int step = T == FT_BF16 ? 32 : 16;
+	return gemm_jbs(cols / step * step / 16, T == FT_F16 ? 2 : 4);
+}
 
 // mica_fk_jb_avx2: products of more activation rows than this run gemm_avx2.
 int mica_fk_jb_avx2(void) { return FK_JB; }

@@ -127,10 +127,13 @@ func fastPack(vt tensor.DType, x []float32, cols, j0, j1 int, pk []byte) {
 	C.mica_fpack_avx2(C.int(vt), (*C.float)(unsafe.Pointer(&x[0])), C.int(cols), C.int(j0), C.int(j1), unsafe.Pointer(&pk[0]))
 }
 
-// packedBlockRows is the AVX2 GEMM's activation rows per block for vt
-// activations of cols columns.
-func packedBlockRows(vt tensor.DType, cols int) int {
-	return int(C.mica_fgemm_rows_avx2(C.int(vt), C.int(cols)))
+// gemmBlockRows is the AVX2 GEMM's activation rows per block for n×cols
+// activations and wt weights, 0 where the GEMM does not run.
+func gemmBlockRows(wt tensor.DType, n, cols int) int {
+	if isa != isaAVX2 || n <= fkJB || wt != tensor.F16 && wt != tensor.F32 && wt != tensor.BF16 {
+		return 0
+	}
+	return int(C.mica_fgemm_rows_avx2(C.int(wt), C.int(cols)))
 }
 
 // fastMulBlock is MulBlock's kernel call (packed activations).

@@ -26,7 +26,7 @@ func fastQuantize(vt tensor.DType, src []float32, dst []byte) bool { return fals
 
 func packedBytes(vt tensor.DType, n, cols int) int { return 0 }
 
-func packedBlockRows(vt tensor.DType, cols int) int { return 0 }
+func gemmBlockRows(wt tensor.DType, n, cols int) int { return 0 }
 
 func fastMulBlock(w []byte, rb, cols int, p *Prepared, y []float32, ldy, r0, r1, j0, j1 int) error {
 	return errors.New("matmul: packed activations without the AVX2 kernels") // Packed is false here

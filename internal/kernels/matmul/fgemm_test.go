@@ -147,8 +147,50 @@ func TestPackedActivationsInRanges(t *testing.T) {
 				t.Errorf("MulBlock accepted activation rows %v", bad)
 			}
 		}
-		if err := MulBlock(wt, w, cols, &self, y4, rows, 0, rows, 0, n); err == nil {
-			t.Error("MulBlock accepted activations that are not packed")
+	}
+}
+
+// TestMulBlockUnpacked: MulBlock on activations that are not packed ahead
+// (the backend's split by activation rows) equals MulRows bit for bit for
+// every kind of weight, in row ranges that cut the GEMM's blocks and
+// 3-row groups anywhere; BlockRows is the GEMM's block for float weights
+// (AVX2, n > 48) and 0 for quantized ones; bad ranges are refused.
+func TestMulBlockUnpacked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(45, 46))
+	for _, wt := range []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_K} {
+		const rows, n, cols = 21, 100, 512
+		w, err := RandomWeights(wt, rows, cols, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := RandomActivations(n, cols, rng)
+		p, err := Prepare(wt, x, n, cols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.pk = nil // as for activations too large to pack ahead
+		jb := p.BlockRows()
+		float := wt == tensor.F32 || wt == tensor.F16 || wt == tensor.BF16
+		if want := isa == isaAVX2 && float; (jb > 0) != want || jb%3 != 0 {
+			t.Fatalf("%v: BlockRows %d at level %d", wt, jb, isa)
+		}
+		whole := make([]float32, n*rows)
+		if err := MulRows(wt, w, cols, p, whole, rows, 0, rows); err != nil {
+			t.Fatal(err)
+		}
+		pieces := make([]float32, n*rows)
+		for _, r := range [][2]int{{0, 1}, {1, 50}, {50, 52}, {52, n}} {
+			if err := MulBlock(wt, w, cols, p, pieces, rows, 0, rows, r[0], r[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !sameBits(whole, pieces) {
+			t.Fatalf("%v: MulBlock by activation rows differs from MulRows", wt)
+		}
+		for _, bad := range [][2]int{{-1, 10}, {0, n + 1}, {6, 6}, {7, 5}} {
+			if err := MulBlock(wt, w, cols, p, pieces, rows, 0, rows, bad[0], bad[1]); err == nil {
+				t.Errorf("%v: MulBlock accepted activation rows %v", wt, bad)
+			}
 		}
 	}
 }

@@ -127,31 +127,49 @@ type Prepared struct {
 // × ranges of weight rows, without converting anything again.
 func (p *Prepared) Packed() bool { return len(p.pk) > 0 }
 
-// BlockRows is the activation rows of one block of a packed product (a
-// multiple of 3), 0 when p is not packed.
+// BlockRows is the activation rows of one block of the AVX2 GEMM (F16, F32
+// and BF16 weights, more than 48 activation rows), a multiple of 3: the
+// kernel runs its weight rows over one block at a time, the activations
+// packed once for all threads (Packed) or, where they are not, by each
+// call block by block. 0 where the products are not computed in blocks
+// (quantized weights, fewer rows, other instruction sets).
 func (p *Prepared) BlockRows() int {
-	if !p.Packed() {
+	if p.N == 0 {
 		return 0
 	}
-	return packedBlockRows(p.VecType, p.Cols)
+	return gemmBlockRows(p.WType, p.N, p.Cols)
 }
 
-// MulBlock is MulRows for activation rows [j0, j1) only, on packed
-// activations (Packed); j0 must be a multiple of 3 (block starts are).
-// The values are MulRows' bits.
+// MulBlock is MulRows for activation rows [j0, j1) only: the threads of a
+// product can share it out by activation rows (each packing only its own
+// rows where the kernel packs them per call) or, on packed activations, in
+// pieces of activation blocks × weight rows; then j0 must be a multiple of
+// 3 (block starts are). The values are MulRows' bits.
 func MulBlock(wt tensor.DType, w []byte, cols int, p *Prepared, y []float32, ldy, rowStart, rowEnd, j0, j1 int) error {
 	rb, err := checkMul(wt, w, cols, p, y, ldy, rowStart, rowEnd)
 	switch {
 	case err != nil:
 		return err
-	case !p.Packed() || wt != tensor.F16 && wt != tensor.F32:
-		return fmt.Errorf("matmul: MulBlock needs F16 or F32 weights and packed activations, got %v", wt)
-	case j0 < 0 || j1 > p.N || j0 >= j1 || j0%3 != 0:
+	case j0 < 0 || j1 > p.N || j0 >= j1 || p.Packed() && j0%3 != 0:
 		return fmt.Errorf("matmul: MulBlock: bad activation rows [%d, %d) of %d", j0, j1, p.N)
 	case rowEnd == rowStart:
 		return nil
+	case p.Packed():
+		return fastMulBlock(w, rb, cols, p, y, ldy, rowStart, rowEnd, j0, j1)
 	}
-	return fastMulBlock(w, rb, cols, p, y, ldy, rowStart, rowEnd, j0, j1)
+	// the rows' own view of the converted activations
+	v := *p
+	v.N = j1 - j0
+	switch p.VecType {
+	case tensor.F32, tensor.F16, tensor.BF16:
+		v.F32 = p.F32[j0*cols : j1*cols]
+		if p.kern != nil {
+			v.kern = p.kern[j0*cols : j1*cols]
+		}
+	default:
+		v.Q = p.Q[j0*p.RowBytes : j1*p.RowBytes]
+	}
+	return MulRows(wt, w, cols, &v, y[j0*ldy:], ldy, rowStart, rowEnd)
 }
 
 // checkCols validates cols against the weight type's block size.
