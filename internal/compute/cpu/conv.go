@@ -59,7 +59,9 @@ func (b *Backend) conv2d(o compute.Conv2DOp) error {
 			for i := 0; i < c.Bands() && !failed(); i++ {
 				bd := c.Band(i, b.pool.Threads())
 				b.pool.Parallel(p.IC, 1, func(s, e int) { firstErr.set(c.FillBand(xi, band, bd, s, e)) })
-				b.pool.Parallel(bd.Units, 1, func(s, e int) { firstErr.set(c.Run(band, wb, panel, bias, yi, bd, g, s, e)) })
+				// the band's tiles in a few ranges per thread, taken as
+				// the threads go (each computes its outputs alone)
+				b.pool.ParallelBalanced(bd.Units, 1, 1, func(s, e int) { firstErr.set(c.Run(band, wb, panel, bias, yi, bd, g, s, e)) })
 			}
 		}
 	}

@@ -472,8 +472,11 @@ func (b *Backend) attention(o compute.AttentionOp) error {
 	}
 	var firstErr firstError
 	if tiles, ok := ops.AttentionTiles(p, nq); ok {
-		// many queries: tiles of (query, head) rows share each key block
-		b.pool.Parallel(tiles, 1, func(s, e int) {
+		// many queries: tiles of (query, head) rows share each key block;
+		// a few ranges of tiles per thread, taken as the threads go (with
+		// a causal mask the later queries' tiles see more keys, and a
+		// thread the host holds back does not hold the op up)
+		b.pool.ParallelBalanced(tiles, 1, 1, func(s, e int) {
 			firstErr.set(ops.AttentionTiled(p, a, nq, s, e))
 		})
 		return firstErr.get()
