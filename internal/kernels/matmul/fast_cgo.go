@@ -6,6 +6,7 @@ package matmul
 #cgo CFLAGS: -O2 -std=c11 -fno-strict-aliasing
 #include <stdint.h>
 #include <stddef.h>
+#include "streams.h"
 void mica_qmul_avx2(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1);
 void mica_qmul_vnni(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1);
 int mica_fmul_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy, int r0, int r1, const void *xpk);
@@ -95,6 +96,11 @@ func fastMul(wt tensor.DType, w []byte, rb, cols int, p *Prepared, y []float32, 
 		C.mica_qmul_avx2(C.int(wt), wp, C.size_t(rb), xp, C.size_t(p.RowBytes), C.int(p.N), nb, yp, C.size_t(ldy), C.int(r0), C.int(r1))
 	}
 	return true
+}
+
+// streamLen is the matrix-vector kernels' rows per stream (streams.h).
+func streamLen(rows, streams, wrb int) int {
+	return int(C.mica_stream_len(C.int(rows), C.int(streams), C.size_t(wrb)))
 }
 
 // fkJB is fkern.h's FK_JB: products of more activation rows run the AVX2

@@ -11,8 +11,8 @@
 // columns beyond the last full step, in order, by scalar fmas.
 //
 // Matrix-vector (n = 1), bound by memory bandwidth: a call's row range is
-// cut into FK_S runs of consecutive rows (the last (r1 − r0) mod FK_S rows
-// are done alone), and the kernel takes one row of each run at a time, all
+// cut into FK_S runs of consecutive rows (mica_stream_len rows each,
+// streams.h; the rows left over are done alone), and the kernel takes one row of each run at a time, all
 // its columns, one accumulator set per row. Each run is read strictly
 // sequentially, so the hardware prefetchers see FK_S clean streams, and the
 // FK_S independent fma chains hide the latency that bounds one row. (The
@@ -46,6 +46,8 @@
 // FK_TILES_<T>(X), which applies X(T, RM, RN) to every tile shape type T
 // needs (at most FK_MM × FK_MN). It may define FK_GEMM, a function with
 // mica_fmul's parameters that then runs the products with n > FK_JB.
+
+#include "streams.h"
 
 #define FCAT2(a, b) a##_##b
 #define FCAT(a, b) FCAT2(a, b)
@@ -300,11 +302,12 @@ FK_DEFMV(30, 1)
 FK_DEFMV(30, FK_S)
 
 // Matrix-vector over rows [r0, r1): FK_S runs of equal length read side by
-// side, one row of each at a time; the last (r1 − r0) mod FK_S rows alone.
+// side, one row of each at a time (runs kept off 4 KiB multiples apart,
+// streams.h); the rows left over alone.
 static void FFN(mv)(int T, const uint8_t *w, size_t wrb, const float *x, int cols, int kmain, float *y, int r0, int r1) {
 	FFN(mvfn) one = T == FT_F32 ? FFN(mv_0_1) : T == FT_F16 ? FFN(mv_1_1) : FFN(mv_30_1);
 	FFN(mvfn) many = T == FT_F32 ? FFN(mv_0_FK_S) : T == FT_F16 ? FFN(mv_1_FK_S) : FFN(mv_30_FK_S);
-	const int len = (r1 - r0) / FK_S;
+	const int len = mica_stream_len(r1 - r0, FK_S, wrb);
 	for (int k = 0; k < len; k++)
 		many(w + (size_t)(r0 + k) * wrb, (size_t)len * wrb, x, kmain, cols - kmain, y + r0 + k, len);
 	for (int r = r0 + FK_S * len; r < r1; r++)

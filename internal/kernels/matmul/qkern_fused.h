@@ -2,7 +2,8 @@
 // qkern.h (compiled once per instruction set through it; uses its macros).
 //
 // Row streams: a call's row range [r0, r1) is cut into S equal runs of
-// consecutive rows (the last (r1-r0) mod S rows are done alone); the kernels
+// consecutive rows (of mica_stream_len rows, streams.h: no two runs start a
+// multiple of 4 KiB apart; the rows left over are done alone); the kernels
 // take one row from each run at a time (rows r0+k, r0+len+k, ...) and keep
 // one accumulator chain per row. Each run is read strictly sequentially, so
 // the hardware and software prefetchers see S clean streams, and the S
@@ -10,6 +11,8 @@
 // (interleaving S adjacent rows instead was up to 2x slower from DRAM on
 // Zen 3). A row's operations never depend on its stream partners, so every
 // row split (thread count) and every n gives identical values.
+
+#include "streams.h"
 
 // ---------------------------------------------------------------- fused matrix-vector K-quants
 
@@ -332,7 +335,7 @@ QINLINE int QFN(kstreams)(int T) { return T == T_Q2_K || T == T_Q3_K || T == T_I
 // prefetches the same block of the next row of its stream (pf = wrb).
 QINLINE void QFN(mvk_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
 	const int S = QFN(kstreams)(T);
-	const int len = (r1 - r0) / S;
+	const int len = mica_stream_len(r1 - r0, S, wrb);
 	for (int k = 0; k < len; k++) {
 		const uint8_t *wr[4];
 		float *yr[4];
@@ -758,7 +761,7 @@ QINLINE void QFN(mv_q5_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t 
 	QFN(q5pair) *pp = nb / 2 <= QMV_MAXQ5 ? buf : NULL;
 	if (pp)
 		QFN(q5pairs)(T, x, nb / 2, pp);
-	const int len = (r1 - r0) / QMV_RM32;
+	const int len = mica_stream_len(r1 - r0, QMV_RM32, wrb);
 	for (int k = 0; k < len; k++) {
 		const uint8_t *wr[4];
 		float *yr[4];
@@ -773,7 +776,7 @@ QINLINE void QFN(mv_q5_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t 
 }
 
 QINLINE void QFN(mv_b32_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
-	const int len = (r1 - r0) / QMV_RM32;
+	const int len = mica_stream_len(r1 - r0, QMV_RM32, wrb);
 	for (int k = 0; k < len; k++) {
 		const uint8_t *wr[4];
 		float *yr[4];
@@ -805,7 +808,7 @@ static __attribute__((noinline)) void QFN(mv32)(int T, const uint8_t *w, size_t 
 			for (int b = 0; b < nb; b++)
 				dyb[b] = QFN(h2f)(x + (size_t)b * 34);
 		// QMV_RM8 streams of len rows each, then the rest one at a time
-		const int len = (r1 - r0) / QMV_RM8;
+		const int len = mica_stream_len(r1 - r0, QMV_RM8, wrb);
 		for (int k = 0; k < len; k++) {
 			const uint8_t *wr[4];
 			float *yr[4];
@@ -829,7 +832,7 @@ static __attribute__((noinline)) void QFN(mv32)(int T, const uint8_t *w, size_t 
 	QFN(q4pair) *pp = nb / 2 <= QMV_MAXPAIRS ? buf : NULL;
 	if (pp)
 		QFN(q4pairs)(x, nb / 2, pp);
-	const int len = (r1 - r0) / 4;
+	const int len = mica_stream_len(r1 - r0, 4, wrb);
 	for (int k = 0; k < len; k++) {
 		const uint8_t *wr[4];
 		float *yr[4];
