@@ -473,9 +473,10 @@ func (b *Backend) attention(o compute.AttentionOp) error {
 	var firstErr firstError
 	if tiles, ok := ops.AttentionTiles(p, nq); ok {
 		// many queries: tiles of (query, head) rows share each key block;
-		// a few ranges of tiles per thread, taken as the threads go (with
-		// a causal mask the later queries' tiles see more keys, and a
-		// thread the host holds back does not hold the op up)
+		// a few ranges of tiles per thread, taken as the threads go, so a
+		// thread the host holds back does not hold the op up (the tiles
+		// alternate from both ends of the queries, so ranges of them
+		// already share a causal call's work fairly)
 		b.pool.ParallelBalanced(tiles, 1, 1, func(s, e int) {
 			firstErr.set(ops.AttentionTiled(p, a, nq, s, e))
 		})
