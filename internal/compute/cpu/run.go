@@ -246,8 +246,9 @@ func (b *Backend) matmuls(x []float32, n int, prods []product) error {
 	// prompt-sized ones with packed activations (F16 and F32 weights, up to
 	// 8 MiB of activations) do the same in pieces of
 	// (activation block, weight rows) (packedPieces). Larger ones that the
-	// kernel still runs in activation blocks, packing each as it goes (an
-	// SD convolution's 4096 rows), are shared out by activation rows, a few
+	// kernel still runs in activation blocks, packing each as it goes
+	// (SigLIP's 4096 patches, the feed-forward of an SD transformer block
+	// on a 64×64 latent), are shared out by activation rows, a few
 	// ranges of whole blocks per thread: each thread then packs only its
 	// own rows (split by weight rows, every thread packed all of them) and
 	// runs every weight row over them. The others keep one range of weight
