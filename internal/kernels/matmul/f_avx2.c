@@ -325,27 +325,35 @@ static int grow(float **p, size_t *cap, size_t n) {
 	return *p != NULL;
 }
 
-// gemm_jbs is the activation rows per block (a multiple of G_RN): as many
-// as G_XB bytes of packed activations (xes bytes each, nv vectors a row)
+// gemm_nv is the 16-column vectors of a row that the tiles run for T
+// weights (the columns of whole steps: 32 for BF16, 16 otherwise); gemm_xes
+// the bytes per packed activation (F16 weights: F16, otherwise float32).
+static inline int gemm_nv(int T, int cols) {
+	const int step = T == FT_BF16 ? 32 : 16;
+	return cols / step * step / 16;
+}
+static inline int gemm_xes(int T) { return T == FT_F16 ? 2 : 4; }
+
+// gemm_jbs is the activation rows per block (a multiple of G_RN) for T
+// weights of cols columns: as many as G_XB bytes of packed activations
 // hold, within [G_JBMIN, G_JBMAX].
-static int gemm_jbs(int nv, int xes) {
-	const int jbs = (int)(G_XB / ((size_t)(nv + 1) * 16 * xes)) / G_RN * G_RN;
+static int gemm_jbs(int T, int cols) {
+	const int jbs = (int)(G_XB / ((size_t)(gemm_nv(T, cols) + 1) * 16 * gemm_xes(T))) / G_RN * G_RN;
 	return jbs < G_JBMIN ? G_JBMIN : jbs > G_JBMAX ? G_JBMAX : jbs;
 }
 
 static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y, size_t ldy,
 	int r0, int r1, const void *xpk) {
-	const int step = T == FT_BF16 ? 32 : 16;
-	const int kmain = cols / step * step, nv = kmain / 16;
+	const int nv = gemm_nv(T, cols), kmain = 16 * nv;
 	const int gw = T == FT_F32 ? GW_F32 : T == FT_F16 ? GW_F16 : GW_PACKED;
 	const gtilefn(*tab)[G_RN] = gw == GW_F32 ? gtab_1 : gw == GW_F16 ? gtab_2 : gtab_0;
-	const int xes = gw == GW_F16 ? 2 : 4; // bytes per packed activation
+	const int xes = gemm_xes(T); // bytes per packed activation
 	const size_t wes = T == FT_F32 ? 4 : 2; // bytes per weight
 	// column blocks: as few as G_KV allows, of about equal size
 	const int kvmax = gw == GW_F16 ? G_KV16 : G_KV;
 	const int nkb = nv > kvmax ? (nv + kvmax - 1) / kvmax : 1;
 	const int kv = (nv + nkb - 1) / nkb;
-	const int jbs = gemm_jbs(nv, xes);
+	const int jbs = gemm_jbs(T, cols);
 	// scratch, one set per OS thread, kept: packed activations and
 	// weights, lane states between column blocks
 	static _Thread_local float *xp, *wp, *st;
@@ -408,7 +416,7 @@ static __attribute__((noinline)) int gemm_avx2(int T, const uint8_t *w, size_t w
 // block (F16 weights: as F16; F32: as float32): mica_fpack_bytes_avx2 is
 // their size, mica_fpack_avx2 packs rows [j0, j1) of x (row 0 at x) into pk.
 size_t mica_fpack_bytes_avx2(int T, int n, int cols) {
-	return (size_t)((n + G_RN - 1) / G_RN) * 2 * (size_t)(cols / 16) * (G_RN * 8) * (T == FT_F16 ? 2 : 4);
+	return (size_t)((n + G_RN - 1) / G_RN) * 2 * (size_t)(cols / 16) * (G_RN * 8) * gemm_xes(T);
 }
 
 void mica_fpack_avx2(int T, const float *x, int cols, int j0, int j1, void *pk) {
@@ -419,17 +427,14 @@ void mica_fpack_avx2(int T, const float *x, int cols, int j0, int j1, void *pk) 
 // weights (F32, F16, BF16) of cols columns; mica_fgemm_avx2 runs weight
 // rows [r0, r1) on the packed activation rows [j0, j1) only (j0 a multiple
 // of G_RN), so that the threads can take (block, rows) pieces as they go.
-int mica_fgemm_rows_avx2(int T, int cols) {
-	const int step = T == FT_BF16 ? 32 : 16;
-	return gemm_jbs(cols / step * step / 16, T == FT_F16 ? 2 : 4);
-}
+int mica_fgemm_rows_avx2(int T, int cols) { return gemm_jbs(T, cols); }
 
 // mica_fk_jb_avx2: products of more activation rows than this run gemm_avx2.
 int mica_fk_jb_avx2(void) { return FK_JB; }
 
 int mica_fgemm_avx2(int T, const uint8_t *w, size_t wrb, const float *x, int cols, float *y, size_t ldy, int r0,
 	int r1, const void *pk, int j0, int j1) {
-	const size_t off = (size_t)(j0 / G_RN) * 2 * (size_t)(cols / 16) * (G_RN * 8) * (T == FT_F16 ? 2 : 4);
+	const size_t off = (size_t)(j0 / G_RN) * 2 * (size_t)(cols / 16) * (G_RN * 8) * gemm_xes(T);
 	return gemm_avx2(T, w, wrb, x + (size_t)j0 * cols, j1 - j0, cols, y + (size_t)j0 * ldy, ldy, r0, r1,
 		(const uint8_t *)pk + off);
 }
