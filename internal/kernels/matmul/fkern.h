@@ -12,8 +12,8 @@
 //
 // Matrix-vector (n = 1), bound by memory bandwidth: a call's row range is
 // cut into FK_S runs of consecutive rows (mica_stream_len rows each,
-// streams.h; the rows left over are done alone), and the kernel takes one row of each run at a time, all
-// its columns, one accumulator set per row. Each run is read strictly
+// streams.h; the rows left over are done alone), and the kernel takes one
+// row of each run at a time, all its columns, one accumulator set per row. Each run is read strictly
 // sequentially, so the hardware prefetchers see FK_S clean streams, and the
 // FK_S independent fma chains hide the latency that bounds one row. (The
 // former tiles of 6 adjacent rows read column-interleaved reached 17–22 GB/s
@@ -316,8 +316,8 @@ static void FFN(mv)(int T, const uint8_t *w, size_t wrb, const float *x, int col
 
 // Y[j*ldy + r] for j < n, r0 <= r < r1; T is the weight type (0 F32,
 // 1 F16, 30 BF16), x the prepared activations (for BF16 in the kernel
-// order), n×cols; xpk NULL, or (FK_GEMM's F16 products) the activations
-// already packed for it by the including file. Returns 0, or -1 when
+// order), n×cols; xpk NULL, or (FK_GEMM's F16 and F32 products) the
+// activations already packed for it by the including file. Returns 0, or -1 when
 // scratch memory ran out.
 int FFN(mica_fmul)(int T, const uint8_t *w, size_t wrb, const float *x, int n, int cols, float *y,
 	size_t ldy, int r0, int r1, const void *xpk) {
