@@ -144,11 +144,11 @@ QINLINE void QFN(tile32)(int T, int RM, int RN, const uint8_t *w, size_t wrb, co
 		for (int i = 0; i < RM; i++)
 			acc[i][j] = _mm256_setzero_ps();
 	}
-	// Q4_0 follows the n = 1 kernel's pair order (mv_q4_0): blocks 2k and
+	// Q4_0 and IQ4_NL follow the n = 1 kernel's pair order (mv_q4p): blocks 2k and
 	// 2k+1 are added by one multiply-add, lanes 0..3 holding block 2k's
 	// folded lane sums (lane l + lane l+4, exact integers) and lanes 4..7
 	// block 2k+1's; an odd last block is added alone over all eight lanes.
-	const int pairs = T == T_Q4_0;
+	const int pairs = T == T_Q4_0 || T == T_IQ4_NL;
 	__m256i pend[4][4];
 	__m256 ddpend[4];
 	for (int b = 0; b < nb; b++) {

@@ -2,7 +2,7 @@
 // instruction set through it; uses its macros).
 //
 // Per output element the float operations are those of the n = 1 kernel
-// mv_q4_0: blocks taken in pairs (2k, 2k+1), one multiply-add per pair with
+// mv_q4p: blocks taken in pairs (2k, 2k+1), one multiply-add per pair with
 // lanes 0..3 holding block 2k's folded integer lane sums and lanes 4..7
 // block 2k+1's, scaled by dw·dy of their block (the same IEEE products); an
 // odd last block alone over all eight lanes; then hsum. So a row's outputs
@@ -191,7 +191,7 @@ static __attribute__((noinline)) int QFN(batch_q4_0)(const uint8_t *w, size_t wr
 				const uint8_t *xr = x + (size_t)(jt + jj) * xrb;
 				QFN(q4pair) t;
 				for (int k = 0; k < np; k++) {
-					QFN(q4pairs)(xr + (size_t)k * 68, 1, &t);
+					QFN(q4pairs)(T_Q4_0, xr + (size_t)k * 68, 1, &t);
 					QFN(b4pair) *d = pt + (size_t)k * RN + jj;
 					d->ylo = t.ylo;
 					d->yhi = t.yhi;

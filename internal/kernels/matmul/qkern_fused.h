@@ -485,18 +485,22 @@ QINLINE void QFN(mv_q8_0)(int RM, const uint8_t *const *wr, const uint8_t *x, co
 		*yr[i] = QFN(hsum)(acc[i]);
 }
 
-// Q4_0 pairs: one 256-bit vector holds block A's 16 bytes (low half) and
-// block B's (high half); AND gives elements 0..15 of both, shift+AND
-// elements 16..31, against activations rearranged the same way. Lanes 0..3
-// of the integer sum belong to A, 4..7 to B. Weights are decoded unsigned
-// (q+8); 8·Σy per lane is subtracted (exact). The activation side of each
-// pair (rearranged bytes, 8·Σy, the two scales) is computed once per call.
+// Q4_0 and IQ4_NL pairs: one 256-bit vector holds block A's 16 bytes (low
+// half) and block B's (high half); AND gives elements 0..15 of both,
+// shift+AND elements 16..31, against activations rearranged the same way.
+// Lanes 0..3 of the integer sum belong to A, 4..7 to B (each lane the sum
+// of lanes l and l+4 of the block's own product: exact integers). Q4_0
+// weights are decoded unsigned (q+8) and 8·Σy per lane is subtracted
+// (exact); IQ4_NL's codes go through the table (signed values) and are
+// multiplied by |y| (made per pair for all the rows) with y's signs moved
+// onto them. The activation side of each pair (rearranged bytes, Q4_0's
+// 8·Σy, the two scales) is computed once per call.
 typedef struct {
 	__m256i ylo, yhi, yoff;
 	float dy[8];
 } QFN(q4pair);
 
-QINLINE void QFN(q4pairs)(const uint8_t *x, int np, QFN(q4pair) *pp) {
+QINLINE void QFN(q4pairs)(int T, const uint8_t *x, int np, QFN(q4pair) *pp) {
 	const __m256i ones8 = _mm256_set1_epi8(1);
 	for (int k = 0; k < np; k++) {
 		const uint8_t *xa = x + (size_t)k * 68;
@@ -504,7 +508,7 @@ QINLINE void QFN(q4pairs)(const uint8_t *x, int np, QFN(q4pair) *pp) {
 		const __m256i yhi = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(xa + 52)), _mm_loadu_si128((const __m128i *)(xa + 18)));
 		pp[k].ylo = ylo;
 		pp[k].yhi = yhi;
-		pp[k].yoff = _mm256_slli_epi32(QDOT_U2(ones8, ylo, ones8, yhi), 3);
+		pp[k].yoff = T == T_Q4_0 ? _mm256_slli_epi32(QDOT_U2(ones8, ylo, ones8, yhi), 3) : _mm256_setzero_si256();
 		_mm_storeu_ps(pp[k].dy, _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)QFN(ld16)(xa) | (uint32_t)QFN(ld16)(xa + 34) << 16))));
 	}
 }
@@ -513,9 +517,9 @@ QINLINE void QFN(q4pairs)(const uint8_t *x, int np, QFN(q4pair) *pp) {
 // (d_yA, d_yB) together (rowscale2: rows in lanes 0..3 for A, 4..7 for B);
 // row i's scale vector (A in lanes 0..3, B in 4..7) is one in-lane permute
 // of that. A row's two 16-byte code halves come from two 32-byte loads and
-// a blend (no lane-crossing insert). 13-15% less time per block than the
-// per-row scale conversions and inserts before, on one Zen 3 core.
-QINLINE void QFN(mv_q4_0)(int RM, const uint8_t *const *wr, const uint8_t *x, const QFN(q4pair) *pp, int nb,
+// a blend (no lane-crossing insert). Q4_0: 13-15% less time per block than
+// the per-row scale conversions and inserts before, on one Zen 3 core.
+QINLINE void QFN(mv_q4p)(int T, int RM, const uint8_t *const *wr, const uint8_t *x, const QFN(q4pair) *pp, int nb,
 	float *const *yr) {
 	__m256 acc[4];
 	#pragma GCC unroll 4
@@ -523,14 +527,16 @@ QINLINE void QFN(mv_q4_0)(int RM, const uint8_t *const *wr, const uint8_t *x, co
 		acc[i] = _mm256_setzero_ps();
 	const __m256i m4 = _mm256_set1_epi8(0x0f), ones8 = _mm256_set1_epi8(1);
 	const __m256i half = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+	const __m256i lut = QFN(iq4lut)();
 	int b = 0;
 	for (; b + 2 <= nb; b += 2) {
 		QFN(q4pair) tmp;
 		const QFN(q4pair) *q = pp ? pp + b / 2 : &tmp;
 		if (!pp) { // rows too long for the precomputed pairs: the same values, made here
-			QFN(q4pairs)(x + (size_t)b * 34, 1, &tmp);
+			QFN(q4pairs)(T, x + (size_t)b * 34, 1, &tmp);
 		}
 		const __m256i ylo = q->ylo, yhi = q->yhi, yoff = q->yoff;
+		const __m256i aylo = _mm256_abs_epi8(ylo), ayhi = _mm256_abs_epi8(yhi); // (IQ4_NL)
 		const __m256 dd = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(q->dy)), half);
 		const __m256 s = QFN(rowscale2)(RM, wr, (size_t)b * 18, 18, dd);
 		#pragma GCC unroll 4
@@ -541,11 +547,13 @@ QINLINE void QFN(mv_q4_0)(int RM, const uint8_t *const *wr, const uint8_t *x, co
 			const __m256i v = _mm256_blend_epi32(_mm256_loadu_si256((const __m256i *)(wa + 2)),
 				_mm256_loadu_si256((const __m256i *)(wa + 4)), 0xf0);
 			const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-			const __m256i p = _mm256_sub_epi32(QDOT_U2(lo, ylo, hi, yhi), yoff);
+			const __m256i p = T == T_Q4_0 ? _mm256_sub_epi32(QDOT_U2(lo, ylo, hi, yhi), yoff)
+				: _mm256_add_epi32(QDOT_A(aylo, _mm256_shuffle_epi8(lut, lo), ylo),
+					QDOT_A(ayhi, _mm256_shuffle_epi8(lut, hi), yhi));
 			acc[i] = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(p), acc[i]);
 		}
 	}
-	if (b < nb) {
+	if (b < nb) { // an odd last block alone, over all eight lanes
 		const uint8_t *xa = x + (size_t)b * 34;
 		const __m256i yq = _mm256_loadu_si256((const __m256i *)(xa + 2));
 		const __m256i yoff = _mm256_slli_epi32(QDOT_U(ones8, yq), 3);
@@ -554,79 +562,51 @@ QINLINE void QFN(mv_q4_0)(int RM, const uint8_t *const *wr, const uint8_t *x, co
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wa = wr[i] + (size_t)b * 18;
-			const __m256i p = _mm256_sub_epi32(QDOT_U(QFN(nib32)(wa + 2), yq), yoff);
+			const __m256i c = QFN(nib32)(wa + 2);
+			const __m256i p = T == T_Q4_0 ? _mm256_sub_epi32(QDOT_U(c, yq), yoff)
+				: QDOT_S(_mm256_shuffle_epi8(lut, c), yq);
 			acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(sc[i]), _mm256_cvtepi32_ps(p), acc[i]);
 		}
 	}
 	#pragma GCC unroll 4
-	for (int i = 0; i < RM; i++)
-		*yr[i] = QFN(hsum)(acc[i]);
+	for (int i = 0; i < RM; i++) // IQ4_NL: + 0 as its tiles (a −0 sum comes out +0)
+		*yr[i] = T == T_IQ4_NL ? QFN(hsum)(acc[i]) + 0.0f : QFN(hsum)(acc[i]);
 }
 
-// Q4_1 and IQ4_NL (Q5_0 and Q5_1 have mv_q5): RM rows from RM streams, as
-// mv_q8_0. Per row and block the operations of the tile kernels (tile32):
-// the integer lanes of dec32 × activations, acc = fma(dw·dy, float(lanes),
-// acc), and for Q4_1 a float sum of min·s_y added after the reduction.
+// Q4_1 (Q5_0 and Q5_1 have mv_q5, Q4_0 and IQ4_NL mv_q4p): RM rows from
+// RM streams, as mv_q8_0. Per row and block the operations of the tile
+// kernels (tile32): the integer lanes of dec32 × activations, acc =
+// fma(dw·dy, float(lanes), acc), and a float sum of min·s_y added after
+// the reduction.
 QINLINE void QFN(mv_b32)(int T, int RM, const uint8_t *const *wr, const uint8_t *x, int nb, float *const *yr) {
 	const int bs = QFN(bsize)(T);
-	const int hm = QFN(has_min32)(T);
-	const int ybs = hm ? 36 : 34, yo = hm ? 4 : 2;
 	__m256 acc[4];
-	__m128 am[4]; // lane 1: the sum of min·s_y (Q4_1)
+	__m128 am[4]; // lane 1: the sum of min·s_y
 	#pragma GCC unroll 4
 	for (int i = 0; i < RM; i++) {
 		acc[i] = _mm256_setzero_ps();
 		am[i] = _mm_setzero_ps();
 	}
-	int b = 0;
-	// IQ4_NL: blocks in pairs, the two weight scales of a row
-	// converted and multiplied by the two activation scales together (lanes
-	// 0 and 1: the same IEEE products as scalar ones)
-	for (; !hm && b + 2 <= nb; b += 2) {
-		const uint8_t *ya = x + (size_t)b * 34;
-		const __m256i yqa = _mm256_loadu_si256((const __m256i *)(ya + 2));
-		const __m256i yqb = _mm256_loadu_si256((const __m256i *)(ya + 36));
-		const __m128 dy2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)QFN(ld16)(ya) | (uint32_t)QFN(ld16)(ya + 34) << 16)));
-		const __m256i aya = _mm256_abs_epi8(yqa), ayb = _mm256_abs_epi8(yqb); // shared by the RM rows
-		#pragma GCC unroll 4
-		for (int i = 0; i < RM; i++) {
-			const uint8_t *wa = wr[i] + (size_t)b * bs;
-			_mm_prefetch((const char *)(wa + QMV_PF), _MM_HINT_T0);
-			float d, m;
-			const __m256i qa = QFN(dec32)(T, wa, &d, &m);
-			const __m256i qb = QFN(dec32)(T, wa + bs, &d, &m);
-			const __m256i pa = QDOT_A(aya, qa, yqa);
-			const __m256i pb = QDOT_A(ayb, qb, yqb);
-			const __m128 s2 = QFN(scale2)(wa, bs, dy2);
-			// the two products to the stack and back by broadcast loads (no
-			// lane-crossing shuffle)
-			float s2m[4];
-			_mm_storeu_ps(s2m, s2);
-			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(s2m), _mm256_cvtepi32_ps(pa), acc[i]);
-			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(s2m + 1), _mm256_cvtepi32_ps(pb), acc[i]);
-		}
-	}
-	for (; b < nb; b++) {
-		const uint8_t *yb = x + (size_t)b * ybs;
-		const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb + yo));
+	for (int b = 0; b < nb; b++) {
+		const uint8_t *yb = x + (size_t)b * 36;
+		const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb + 4));
 		// (d_y, s_y): both F16 halves converted by one instruction
 		uint32_t hy;
 		memcpy(&hy, yb, 4);
-		const __m128 dsy = _mm_cvtph_ps(_mm_cvtsi32_si128(hm ? (int)hy : (int)(hy & 0xffff)));
+		const __m128 dsy = _mm_cvtph_ps(_mm_cvtsi32_si128((int)hy));
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wb = wr[i] + (size_t)b * bs;
 			_mm_prefetch((const char *)(wb + QMV_PF), _MM_HINT_T0);
 			float d, m;
 			const __m256i q = QFN(dec32)(T, wb, &d, &m);
-			const __m256i p = hm ? QDOT_U(q, yq) : QDOT_S(q, yq);
+			const __m256i p = QDOT_U(q, yq);
 			// lanes (d_w·d_y, m_w·s_y): the same IEEE products as scalar ones
 			uint32_t hw;
 			memcpy(&hw, wb, 4);
-			const __m128 pr = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(hm ? (int)hw : (int)(hw & 0xffff))), dsy);
+			const __m128 pr = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)hw)), dsy);
 			acc[i] = _mm256_fmadd_ps(_mm256_broadcastss_ps(pr), _mm256_cvtepi32_ps(p), acc[i]);
-			if (hm)
-				am[i] = _mm_add_ps(am[i], pr);
+			am[i] = _mm_add_ps(am[i], pr);
 		}
 	}
 	#pragma GCC unroll 4
@@ -790,12 +770,32 @@ QINLINE void QFN(mv_b32_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t
 	}
 }
 
-// Q4_0: the activation side of at most this many block pairs is
+// Q4_0 and IQ4_NL: the activation side of at most this many block pairs is
 // precomputed (on the stack, 20 KiB); longer rows compute it per tile.
 enum { QMV_MAXPAIRS = 160 };
 // Q8_0: the activation scales of at most this many blocks are converted
 // once (on the stack); longer rows convert them per row.
 enum { QMV_MAXDY = 1024 };
+
+// Q4_0 and IQ4_NL: four row streams, then the rows left over alone.
+QINLINE void QFN(mv_q4p_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
+	QFN(q4pair) buf[QMV_MAXPAIRS];
+	QFN(q4pair) *pp = nb / 2 <= QMV_MAXPAIRS ? buf : NULL;
+	if (pp)
+		QFN(q4pairs)(T, x, nb / 2, pp);
+	const int len = mica_stream_len(r1 - r0, 4, wrb);
+	for (int k = 0; k < len; k++) {
+		const uint8_t *wr[4];
+		float *yr[4];
+		QFN(stream_rows)(4, w, wrb, y, r0 + k, len, wr, yr);
+		QFN(mv_q4p)(T, 4, wr, x, pp, nb, yr);
+	}
+	for (int r = r0 + 4 * len; r < r1; r++) {
+		const uint8_t *wr = w + (size_t)r * wrb;
+		float *yr = y + r;
+		QFN(mv_q4p)(T, 1, &wr, x, pp, nb, &yr);
+	}
+}
 
 // Every 32-element type, four row streams (Q8_0: QMV_RM8).
 static __attribute__((noinline)) void QFN(mv32)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb,
@@ -826,22 +826,7 @@ static __attribute__((noinline)) void QFN(mv32)(int T, const uint8_t *w, size_t 
 	case T_Q4_1: QFN(mv_b32_rows)(T_Q4_1, w, wrb, x, nb, y, r0, r1); return;
 	case T_Q5_0: QFN(mv_q5_rows)(T_Q5_0, w, wrb, x, nb, y, r0, r1); return;
 	case T_Q5_1: QFN(mv_q5_rows)(T_Q5_1, w, wrb, x, nb, y, r0, r1); return;
-	case T_IQ4_NL: QFN(mv_b32_rows)(T_IQ4_NL, w, wrb, x, nb, y, r0, r1); return;
-	}
-	QFN(q4pair) buf[QMV_MAXPAIRS];
-	QFN(q4pair) *pp = nb / 2 <= QMV_MAXPAIRS ? buf : NULL;
-	if (pp)
-		QFN(q4pairs)(x, nb / 2, pp);
-	const int len = mica_stream_len(r1 - r0, 4, wrb);
-	for (int k = 0; k < len; k++) {
-		const uint8_t *wr[4];
-		float *yr[4];
-		QFN(stream_rows)(4, w, wrb, y, r0 + k, len, wr, yr);
-		QFN(mv_q4_0)(4, wr, x, pp, nb, yr);
-	}
-	for (r = r0 + 4 * len; r < r1; r++) {
-		const uint8_t *wr = w + (size_t)r * wrb;
-		float *yr = y + r;
-		QFN(mv_q4_0)(1, &wr, x, pp, nb, &yr);
+	case T_IQ4_NL: QFN(mv_q4p_rows)(T_IQ4_NL, w, wrb, x, nb, y, r0, r1); return;
+	default: QFN(mv_q4p_rows)(T_Q4_0, w, wrb, x, nb, y, r0, r1); return;
 	}
 }
