@@ -1,21 +1,9 @@
-// Batch kernel (n > 1: decode batches and prefill) for Q8_0, Q5_0 and
-// IQ4_NL weights, part of qkern.h, in the AVX2 build only (QK_BATCH_WIDE;
-// with VNNI the byte dot product is one instruction and the generic tiles
-// are used).
-//
-// Q5_0 and IQ4_NL (from 8 activation rows) run the same tiles and loop
-// nest: their blocks are unpacked to the 32 signed values (Q5_0: nibble,
-// fifth bit, −16; IQ4_NL: the table's values) and widened like a Q8_0
-// block's bytes, so the lane sums are the same exact integers as their
-// n = 1 kernels' (mv_q5: unsigned products minus 16·Σy; mv_q4p), and the
-// float operations are theirs: Q5_0 one fma per block with dw·dy; IQ4_NL
-// one per block pair (pairwide: the pair's lanes folded as mv_q4p folds
-// them, dw·dy of each block on its lanes), an odd last block alone. Both
-// end with hsum + 0 (a zero min term before), which this adds too, so a −0
-// sum comes out +0 as there. C harness, one thread, CPU time, ns per block
-// and activation row: Q5_0 n = 512 1.25–1.38 → 1.12–1.17, IQ4_NL 1.24–1.41 →
-// 1.05–1.06 (per block; the pair order then +4–6% at n = 8 and 512, −4–8%
-// at n = 2 and 4, where the 2×4 tile's scale blends weigh more).
+// Batch kernel (n > 1: decode batches and prefill) for Q8_0 weights, part
+// of qkern.h, in the AVX2 build only (QK_BATCH_WIDE; with VNNI the byte dot
+// product is one instruction and the generic tiles are used). (Q5_0 and
+// IQ4_NL ran these tiles too, their blocks widened like a Q8_0 block's
+// bytes; they now run the block-pair kernel of qkern_batch4.h, 1.6–1.9× and
+// 1.2–1.8× faster.)
 //
 // A tile is RM weight rows × RN activation rows (1×8 when a call has eight
 // activation rows or more, else 2×4): each weight block is loaded and
@@ -87,37 +75,6 @@ QINLINE void QFN(wide8r)(__m256i v, __m256i *X, __m256i *Y) {
 	*Y = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xdd));
 }
 
-// The byte size of a WT block (Q8_0, Q5_0 or IQ4_NL) and its weights
-// widened for the tiles: Q5_0's values u − 16 with u = nibble | fifth bit ·
-// 16, IQ4_NL's table values.
-QINLINE int QFN(bwsize)(int WT) { return WT == T_Q5_0 ? 22 : WT == T_IQ4_NL ? 18 : 34; }
-QINLINE void QFN(bwide)(int WT, const uint8_t *b, __m256i *X, __m256i *Y) {
-	if (WT == T_IQ4_NL)
-		QFN(wide8r)(_mm256_shuffle_epi8(QFN(iq4lut)(), QFN(nib32)(b + 2)), X, Y);
-	else if (WT == T_Q5_0)
-		QFN(wide8r)(_mm256_sub_epi8(_mm256_or_si256(QFN(nib32)(b + 6), QFN(bits16)(b + 2)), _mm256_set1_epi8(16)), X, Y);
-	else
-		QFN(wide8)(b + 2, X, Y);
-}
-
-// pairwide widens a block pair for IQ4_NL's pair order (mv_q4p): lo8 holds
-// elements 0..15 of block A (low half) and of block B (high half) as
-// signed bytes, hi8 elements 16..31. Then madd(X0, X0') + madd(Y0, Y0') +
-// madd(X1, X1') + madd(Y1, Y1') of a weight and an activation pair is, in
-// physical lane p, the natural lane QB_PERM[p] of mv_q4p's sum: lanes 0..3
-// the sums of block A's elements 4l..4l+3 and 16+4l..16+4l+3, 4..7 block
-// B's (exact int32; the same multiplies as two wide8 blocks).
-QINLINE void QFN(pairwide)(__m256i lo8, __m256i hi8, __m256i *X0, __m256i *Y0, __m256i *X1, __m256i *Y1) {
-	const __m256 la = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(lo8)));
-	const __m256 lb = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(lo8, 1)));
-	const __m256 ha = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(hi8)));
-	const __m256 hb = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(hi8, 1)));
-	*X0 = _mm256_castps_si256(_mm256_shuffle_ps(la, lb, 0x88));
-	*Y0 = _mm256_castps_si256(_mm256_shuffle_ps(la, lb, 0xdd));
-	*X1 = _mm256_castps_si256(_mm256_shuffle_ps(ha, hb, 0x88));
-	*Y1 = _mm256_castps_si256(_mm256_shuffle_ps(ha, hb, 0xdd));
-}
-
 // Physical lane p of a wide8 product holds natural lane QB_PERM[p] (and the
 // permutation is its own inverse).
 #define QB_PERM _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)
@@ -138,9 +95,9 @@ QINLINE void QFN(pairwide)(__m256i lo8, __m256i hi8, __m256i *X0, __m256i *Y0, _
 // on the last (QB_LAST) or in ab: the same operations in the same order as
 // one pass over the whole row.
 enum { QB_FIRST = 1, QB_LAST = 2 };
-QINLINE void QFN(bq8)(int WT, int RM, int RN, const uint8_t *w, size_t wrb, const int16_t *xt, const float *dyt,
+QINLINE void QFN(bq8)(int RM, int RN, const uint8_t *w, size_t wrb, const int16_t *xt, const float *dyt,
 	int nb, float *sp, float *ab, int mode, float *y, size_t ldy) {
-	const int bs = QFN(bwsize)(WT);
+	const int bs = 34;
 	for (int b = 0; b < nb; b++) {
 		float *s = sp + (size_t)b * RM * RN;
 		const float *dy = dyt + (size_t)b * RN;
@@ -166,45 +123,13 @@ QINLINE void QFN(bq8)(int WT, int RM, int RN, const uint8_t *w, size_t wrb, cons
 		#pragma GCC unroll 8
 		for (int j = 0; j < RN; j++)
 			acc[i][j] = mode & QB_FIRST ? _mm256_setzero_ps() : _mm256_load_ps(ab + (i * RN + j) * 8);
-	int b = 0;
-	// IQ4_NL: the pair order of its n = 1 kernel (mv_q4p): blocks 2k and
-	// 2k+1 in one multiply-add, each block's lanes l and l+4 added (exact
-	// integers), A's sums in natural lanes 0..3 and B's in 4..7 (physical
-	// 0, 1, 4, 5 and 2, 3, 6, 7 under QB_PERM), scaled by its dw·dy; an odd
-	// last block alone below. Segments hold an even number of blocks.
-	for (; WT == T_IQ4_NL && b + 2 <= nb; b += 2) {
-		const __m256i m4 = _mm256_set1_epi8(0x0f), lut = QFN(iq4lut)();
-		const int16_t *xp = xt + (size_t)b * RN * 32; // the pair's activations, 64 int16 per row
-		const float *sa = sp + (size_t)b * RM * RN, *sb = sa + RM * RN;
-		#pragma GCC unroll 8
-		for (int i = 0; i < RM; i++) { // row by row: fewer registers live
-			const uint8_t *wb = w + i * wrb + (size_t)b * bs;
-			_mm_prefetch((const char *)(wb + QB_PF), _MM_HINT_T0);
-			const __m256i v = _mm256_blend_epi32(_mm256_loadu_si256((const __m256i *)(wb + 2)),
-				_mm256_loadu_si256((const __m256i *)(wb + 4)), 0xf0);
-			__m256i q[4];
-			QFN(pairwide)(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, m4)),
-				_mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)), &q[0], &q[1], &q[2], &q[3]);
-			#pragma GCC unroll 8
-			for (int j = 0; j < RN; j++) {
-				const int16_t *xj = xp + 64 * j;
-				const __m256i p = _mm256_add_epi32(
-					_mm256_add_epi32(_mm256_madd_epi16(q[0], _mm256_load_si256((const __m256i *)xj)),
-						_mm256_madd_epi16(q[1], _mm256_load_si256((const __m256i *)(xj + 16)))),
-					_mm256_add_epi32(_mm256_madd_epi16(q[2], _mm256_load_si256((const __m256i *)(xj + 32))),
-						_mm256_madd_epi16(q[3], _mm256_load_si256((const __m256i *)(xj + 48)))));
-				const __m256 sv = _mm256_blend_ps(_mm256_broadcast_ss(sa + i * RN + j), _mm256_broadcast_ss(sb + i * RN + j), 0xcc);
-				acc[i][j] = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(p), acc[i][j]);
-			}
-		}
-	}
-	for (; b < nb; b++) {
+	for (int b = 0; b < nb; b++) {
 		__m256i qx[4], qy[4];
 		#pragma GCC unroll 8
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wb = w + i * wrb + (size_t)b * bs;
 			_mm_prefetch((const char *)(wb + QB_PF), _MM_HINT_T0);
-			QFN(bwide)(WT, wb, &qx[i], &qy[i]);
+			QFN(wide8)(wb + 2, &qx[i], &qy[i]);
 		}
 		const int16_t *xb = xt + (size_t)b * RN * 32;
 		const float *s = sp + (size_t)b * RM * RN;
@@ -224,8 +149,7 @@ QINLINE void QFN(bq8)(int WT, int RM, int RN, const uint8_t *w, size_t wrb, cons
 		for (int j = 0; j < RN; j++)
 			#pragma GCC unroll 8
 			for (int i = 0; i < RM; i++)
-				y[j * ldy + i] = WT != T_Q8_0 ? QFN(hsum)(_mm256_permutevar8x32_ps(acc[i][j], QB_PERM)) + 0.0f
-							      : QFN(hsum)(_mm256_permutevar8x32_ps(acc[i][j], QB_PERM));
+				y[j * ldy + i] = QFN(hsum)(_mm256_permutevar8x32_ps(acc[i][j], QB_PERM));
 	} else {
 		#pragma GCC unroll 8
 		for (int i = 0; i < RM; i++)
@@ -237,23 +161,17 @@ QINLINE void QFN(bq8)(int WT, int RM, int RN, const uint8_t *w, size_t wrb, cons
 
 #define QBN2(P, RM, RN) QCAT(QFN(P), RM##x##RN)
 #define QBN(P, RM, RN) QBN2(P, RM, RN)
-#define QBQ8_FN2(P, WT, RM, RN)                                                                              \
-	static __attribute__((noinline)) void QBN2(P, RM, RN)(const uint8_t *w, size_t wrb, const int16_t *xt,    \
+#define QBQ8_FN(RM, RN)                                                                                     \
+	static __attribute__((noinline)) void QBN2(bq8, RM, RN)(const uint8_t *w, size_t wrb, const int16_t *xt,  \
 		const float *dyt, int nb, float *sp, float *ab, int mode, float *y, size_t ldy) {                     \
-		QFN(bq8)(WT, RM, RN, w, wrb, xt, dyt, nb, sp, ab, mode, y, ldy);                                     \
+		QFN(bq8)(RM, RN, w, wrb, xt, dyt, nb, sp, ab, mode, y, ldy);                                         \
 	}
-
-#define QBQ8_FN(P, WT, RM, RN) QBQ8_FN2(P, WT, RM, RN)
 
 // The tiles: 1×8 (eight activation rows per weight row) when a call has at
 // least eight activation rows, else 2×4 (see the measurements at the top),
-// with narrower ones for the remainders; bq8 for Q8_0, bq5 for Q5_0.
-#define QBQ8_TILES(P, WT) \
-	QBQ8_FN(P, WT, 1, 8) QBQ8_FN(P, WT, 1, 4) QBQ8_FN(P, WT, 1, 2) QBQ8_FN(P, WT, 1, 1) \
-	QBQ8_FN(P, WT, 2, 4) QBQ8_FN(P, WT, 2, 2) QBQ8_FN(P, WT, 2, 1)
-QBQ8_TILES(bq8, T_Q8_0)
-QBQ8_TILES(bq5, T_Q5_0)
-QBQ8_TILES(bqn, T_IQ4_NL)
+// with narrower ones for the remainders.
+QBQ8_FN(1, 8) QBQ8_FN(1, 4) QBQ8_FN(1, 2) QBQ8_FN(1, 1)
+QBQ8_FN(2, 4) QBQ8_FN(2, 2) QBQ8_FN(2, 1)
 
 typedef void (*QFN(bq8fn))(const uint8_t *, size_t, const int16_t *, const float *, int, float *, float *, int,
 	float *, size_t);
@@ -283,12 +201,12 @@ typedef void (*QFN(bq8fn))(const uint8_t *, size_t, const int16_t *, const float
 // segments (in ab: 64 floats per weight row).
 enum { QB_ABROWS = 96 };
 
-// Q8_0 or Q5_0 (WT) weights, n activation rows: returns 0 when the rows
-// are too long for the buffer to hold one activation row (the caller then
-// uses the generic tiles, which give the same values).
-QINLINE int QFN(batch_w8)(int WT, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int n, int nb, float *y,
-	size_t ldy, int r0, int r1) {
-	const int bs = QFN(bwsize)(WT);
+// Q8_0 weights, n activation rows: returns 0 when the rows are too long for
+// the buffer to hold one activation row (the caller then uses the generic
+// tiles, which give the same values).
+static __attribute__((noinline)) int QFN(batch_q8_0)(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
+	int n, int nb, float *y, size_t ldy, int r0, int r1) {
+	const int bs = 34;
 	// per activation row: nb blocks of 32 int16 and nb float scales, plus
 	// a tile's scale products (8·nb floats, 32-byte aligned)
 	const size_t spb = (size_t)8 * nb * 4 + 32, rowb = (size_t)nb * (64 + 4);
@@ -318,11 +236,8 @@ QINLINE int QFN(batch_w8)(int WT, const uint8_t *w, size_t wrb, const uint8_t *x
 	R &= ~1; // whole 2×4 tiles
 	if (R < 2)
 		R = 2;
-	// the tile functions of WT (a compile-time constant after inlining)
-#define QB_PICK(RM, RN) (WT == T_Q5_0 ? QBN(bq5, RM, RN) : WT == T_IQ4_NL ? QBN(bqn, RM, RN) : QBN(bq8, RM, RN))
-	const QFN(bq8fn) t8[4] = {QB_PICK(1, 8), QB_PICK(1, 4), QB_PICK(1, 2), QB_PICK(1, 1)};
-	const QFN(bq8fn) t4[3] = {QB_PICK(2, 4), QB_PICK(2, 2), QB_PICK(2, 1)};
-#undef QB_PICK
+	const QFN(bq8fn) t8[4] = {QBN(bq8, 1, 8), QBN(bq8, 1, 4), QBN(bq8, 1, 2), QBN(bq8, 1, 1)};
+	const QFN(bq8fn) t4[3] = {QBN(bq8, 2, 4), QBN(bq8, 2, 2), QBN(bq8, 2, 1)};
 	const QFN(bq8fn) t4e[3] = {t8[1], t8[2], t8[3]};
 	const int w8[4] = {8, 4, 2, 1}, w4[3] = {4, 2, 1};
 	const int *cw = wide ? w8 : w4;
@@ -338,24 +253,12 @@ QINLINE int QFN(batch_w8)(int WT, const uint8_t *w, size_t wrb, const uint8_t *x
 			for (int jj = 0; jj < RN; jj++)
 				for (int b = 0; b < nb; b++) {
 					const uint8_t *xb = x + (size_t)(jt + jj) * xrb + (size_t)b * 34;
-					dt[(size_t)b * RN + jj] = QFN(h2f)(xb);
-					if (WT == T_IQ4_NL && b + 1 < nb && !(b & 1)) { // a pair: RN rows of 64 int16
-						__m256i v[4];
-						QFN(pairwide)(_mm256_set_m128i(_mm_loadu_si128((const __m128i *)(xb + 36)), _mm_loadu_si128((const __m128i *)(xb + 2))),
-							_mm256_set_m128i(_mm_loadu_si128((const __m128i *)(xb + 52)), _mm_loadu_si128((const __m128i *)(xb + 18))),
-							&v[0], &v[1], &v[2], &v[3]);
-						int16_t *d = xt + ((size_t)b * RN + 2 * jj) * 32;
-						for (int k = 0; k < 4; k++)
-							_mm256_store_si256((__m256i *)(d + 16 * k), v[k]);
-						continue;
-					}
-					if (WT == T_IQ4_NL && (b & 1)) // the second block of a pair: stored above
-						continue;
 					__m256i X, Y;
 					QFN(wide8)(xb + 2, &X, &Y);
 					int16_t *d = xt + ((size_t)b * RN + jj) * 32;
 					_mm256_store_si256((__m256i *)d, X);
 					_mm256_store_si256((__m256i *)(d + 16), Y);
+					dt[(size_t)b * RN + jj] = QFN(h2f)(xb);
 				}
 			jt += RN;
 		}
@@ -382,19 +285,4 @@ QINLINE int QFN(batch_w8)(int WT, const uint8_t *w, size_t wrb, const uint8_t *x
 		}
 	}
 	return 1;
-}
-
-static __attribute__((noinline)) int QFN(batch_q8_0)(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
-	int n, int nb, float *y, size_t ldy, int r0, int r1) {
-	return QFN(batch_w8)(T_Q8_0, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
-}
-
-static __attribute__((noinline)) int QFN(batch_q5_0)(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
-	int n, int nb, float *y, size_t ldy, int r0, int r1) {
-	return QFN(batch_w8)(T_Q5_0, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
-}
-
-static __attribute__((noinline)) int QFN(batch_iq4_nl)(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
-	int n, int nb, float *y, size_t ldy, int r0, int r1) {
-	return QFN(batch_w8)(T_IQ4_NL, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
 }

@@ -1,12 +1,16 @@
-// Batch kernel (n > 1) for Q4_0 weights, part of qkern.h (compiled once per
-// instruction set through it; uses its macros).
+// Batch kernel (n > 1) for Q4_0, Q5_0 and IQ4_NL weights, part of qkern.h
+// (compiled once per instruction set through it; uses its macros).
 //
 // Per output element the float operations are those of the n = 1 kernel
 // mv_q4p: blocks taken in pairs (2k, 2k+1), one multiply-add per pair with
 // lanes 0..3 holding block 2k's folded integer lane sums and lanes 4..7
 // block 2k+1's, scaled by dw·dy of their block (the same IEEE products); an
-// odd last block alone over all eight lanes; then hsum. So a row's outputs
-// do not depend on n, the tile, or the row split.
+// odd last block alone over all eight lanes; then hsum (+ 0 for Q5_0 and
+// IQ4_NL, as mv_q4p). So a row's outputs do not depend on n, the tile, or
+// the row split. Q5_0's fifth bits come from bits16p; IQ4_NL's codes go
+// through the table and multiply |y| with y's signs (QDOT_A; |y| is made
+// per use, two vpabsb per pair and row, not measured against keeping it
+// beside the pair).
 //
 // A tile is one weight row × up to eight activation rows. The activation
 // side of every block pair (bytes rearranged to match the nibble order,
@@ -14,7 +18,7 @@
 // call, not per tile; each weight block pair is unpacked once per tile and
 // multiplied with all the tile's activation rows from registers.
 //
-// Loop nest (batch_q4_0): activation rows in groups (Q4B_BUF bytes of
+// Loop nest (batch_q4p): activation rows in groups (Q4B_BUF bytes of
 // pairs, stored per tile and pair-interleaved so a tile reads one stream);
 // per group, weight rows in chunks of Q4B_WCH bytes (they stay in L2); per
 // chunk, tile column by tile column, and rows longer than Q4B_SEGMAX pairs
@@ -34,7 +38,13 @@
 // issues three integer multiplies (2 vpmaddubsw, 1 vpmaddwd) to the Q8_0
 // kernel's four per two blocks, and runs at about that ratio of its time:
 // bound by the multiplies, so the scale products dw·dy are left in the
-// loop (one vmulps).
+// loop (one vmulps). Q5_0 and IQ4_NL, which ran Q8_0's widened-int16 tiles
+// (n ≥ 8) or the generic ones before, took this kernel on 2026-11-28: GB/s
+// of weights × n, same harness, 2048×640 unless said: Q5_0 n = 2 10.4–10.7
+// → 20.6, n = 4 13.5–17.2 → 22.1–29.1, n = 8 19.1–19.2 → 34.6–34.8, n = 512
+// 18.7–18.9 → 33.5–34.1 (640×2048 19.7–19.8 → 35.6–36.1, 6912×1152
+// 19.4–19.6 → 35.3–36.0); IQ4_NL n = 2 6.5–7.6 → 11.5–12.1, n = 4 12.2 →
+// 15.5–16.0, n = 8 15.0–17.4 → 18.3–22.1, n = 512 14.5–15.9 → 17.7–20.6.
 
 #ifndef QB_PF
 #define QB_PF 8192 // software prefetch distance of the weight stream, bytes
@@ -57,26 +67,38 @@ typedef struct {
 // lanes and the sums go to y (hsum); otherwise the accumulators go to ab.
 // The same operations in the same order as one pass over the whole row.
 enum { Q4B_FIRST = 1, Q4B_LAST = 2 };
-QINLINE void QFN(b4tile)(int RN, const uint8_t *w, const QFN(b4pair) *pt, int np, const uint8_t *xo, size_t xrb,
+QINLINE void QFN(b4tile)(int T, int RN, const uint8_t *w, const QFN(b4pair) *pt, int np, const uint8_t *xo, size_t xrb,
 	float *ab, int mode, float *y, size_t ldy) {
+	const int bs = QFN(bsize)(T), qo = T == T_Q5_0 ? 6 : 2; // block bytes, codes' offset
 	__m256 acc[8];
 	#pragma GCC unroll 8
 	for (int j = 0; j < RN; j++)
 		acc[j] = mode & Q4B_FIRST ? _mm256_setzero_ps() : _mm256_load_ps(ab + 8 * j);
-	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	const __m256i m4 = _mm256_set1_epi8(0x0f), lut = QFN(iq4lut)();
 	const __m256i half = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
 	for (int k = 0; k < np; k++) {
-		const uint8_t *wa = w + (size_t)k * 36;
+		const uint8_t *wa = w + (size_t)k * 2 * bs;
 		_mm_prefetch((const char *)(wa + QB_PF), _MM_HINT_T0);
-		const __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(wa + 20)), _mm_loadu_si128((const __m128i *)(wa + 2)));
-		const __m256i lo = _mm256_and_si256(v, m4);
-		const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-		const uint32_t h = (uint32_t)QFN(ld16)(wa) | (uint32_t)QFN(ld16)(wa + 18) << 16;
+		const __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(wa + bs + qo)), _mm_loadu_si128((const __m128i *)(wa + qo)));
+		__m256i lo = _mm256_and_si256(v, m4);
+		__m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+		if (T == T_Q5_0) {
+			__m256i l5, h5;
+			QFN(bits16p)(wa, &l5, &h5);
+			lo = _mm256_or_si256(lo, l5);
+			hi = _mm256_or_si256(hi, h5);
+		} else if (T == T_IQ4_NL) {
+			lo = _mm256_shuffle_epi8(lut, lo);
+			hi = _mm256_shuffle_epi8(lut, hi);
+		}
+		const uint32_t h = (uint32_t)QFN(ld16)(wa) | (uint32_t)QFN(ld16)(wa + bs) << 16;
 		const __m256 dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128((int)h))), half);
 		const QFN(b4pair) *q = pt + (size_t)k * RN;
 		#pragma GCC unroll 8
 		for (int j = 0; j < RN; j++) {
-			const __m256i p = _mm256_sub_epi32(QDOT_U2(lo, q[j].ylo, hi, q[j].yhi), q[j].yoff);
+			const __m256i p = T == T_IQ4_NL
+				? _mm256_add_epi32(QDOT_A(_mm256_abs_epi8(q[j].ylo), lo, q[j].ylo), QDOT_A(_mm256_abs_epi8(q[j].yhi), hi, q[j].yhi))
+				: _mm256_sub_epi32(QDOT_U2(lo, q[j].ylo, hi, q[j].yhi), q[j].yoff);
 			acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, q[j].dy), _mm256_cvtepi32_ps(p), acc[j]);
 		}
 	}
@@ -88,35 +110,43 @@ QINLINE void QFN(b4tile)(int RN, const uint8_t *w, const QFN(b4pair) *pt, int np
 	}
 	if (xo) { // odd last block, alone over all eight lanes
 		const __m256i ones8 = _mm256_set1_epi8(1);
-		const uint8_t *wa = w + (size_t)np * 36;
-		const __m256i wq = QFN(nib32)(wa + 2);
-		const float dw = QFN(h2f)(wa);
+		const uint8_t *wa = w + (size_t)np * 2 * bs;
+		float dw, m;
+		const __m256i wq = QFN(dec32)(T, wa, &dw, &m); // IQ4_NL: the table's values
 		#pragma GCC unroll 8
 		for (int j = 0; j < RN; j++) {
 			const uint8_t *xa = xo + j * xrb;
 			const __m256i yq = _mm256_loadu_si256((const __m256i *)(xa + 2));
-			const __m256i yoff = _mm256_slli_epi32(QDOT_U(ones8, yq), 3);
-			const __m256i p = _mm256_sub_epi32(QDOT_U(wq, yq), yoff);
+			const __m256i yoff = _mm256_slli_epi32(QDOT_U(ones8, yq), T == T_Q5_0 ? 4 : 3);
+			const __m256i p = T == T_IQ4_NL ? QDOT_S(wq, yq) : _mm256_sub_epi32(QDOT_U(wq, yq), yoff);
 			acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * QFN(h2f)(xa)), _mm256_cvtepi32_ps(p), acc[j]);
 		}
 	}
 	#pragma GCC unroll 8
-	for (int j = 0; j < RN; j++)
-		y[j * ldy] = QFN(hsum)(acc[j]);
+	for (int j = 0; j < RN; j++) // Q5_0, IQ4_NL: + 0 as mv_q4p
+		y[j * ldy] = T != T_Q4_0 ? QFN(hsum)(acc[j]) + 0.0f : QFN(hsum)(acc[j]);
 }
 
-#define QB4N2(RN) QCAT(QFN(b4), RN)
-#define QB4N(RN) QB4N2(RN)
-#define QB4_FN(RN)                                                                                             \
-	static __attribute__((noinline)) void QB4N2(RN)(const uint8_t *w, const QFN(b4pair) *pt, int np,            \
+#define QB4N2(P, RN) QCAT(QFN(P), RN)
+#define QB4N(P, RN) QB4N2(P, RN)
+#define QB4_FN(P, T, RN)                                                                                       \
+	static __attribute__((noinline)) void QB4N2(P, RN)(const uint8_t *w, const QFN(b4pair) *pt, int np,         \
 		const uint8_t *xo, size_t xrb, float *ab, int mode, float *y, size_t ldy) {                             \
-		QFN(b4tile)(RN, w, pt, np, xo, xrb, ab, mode, y, ldy);                                                  \
+		QFN(b4tile)(T, RN, w, pt, np, xo, xrb, ab, mode, y, ldy);                                               \
 	}
 
-QB4_FN(8)
-QB4_FN(4)
-QB4_FN(2)
-QB4_FN(1)
+QB4_FN(b4, T_Q4_0, 8)
+QB4_FN(b4, T_Q4_0, 4)
+QB4_FN(b4, T_Q4_0, 2)
+QB4_FN(b4, T_Q4_0, 1)
+QB4_FN(b45, T_Q5_0, 8)
+QB4_FN(b45, T_Q5_0, 4)
+QB4_FN(b45, T_Q5_0, 2)
+QB4_FN(b45, T_Q5_0, 1)
+QB4_FN(b4n, T_IQ4_NL, 8)
+QB4_FN(b4n, T_IQ4_NL, 4)
+QB4_FN(b4n, T_IQ4_NL, 2)
+QB4_FN(b4n, T_IQ4_NL, 1)
 
 typedef void (*QFN(b4fn))(const uint8_t *, const QFN(b4pair) *, int, const uint8_t *, size_t, float *, int, float *,
 	size_t);
@@ -156,8 +186,9 @@ enum { Q4B_ABROWS = 96 };
 // activation rows) and, for long rows, K segments of Q4B_SEG pairs with the
 // accumulators carried between them in memory; per segment, every weight
 // row of the chunk.
-static __attribute__((noinline)) int QFN(batch_q4_0)(const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
+static __attribute__((noinline)) int QFN(batch_q4p)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb,
 	int n, int nb, float *y, size_t ldy, int r0, int r1) {
+	const int bs = QFN(bsize)(T);
 	QFN(b4pair) buf[Q4B_BUF / sizeof(QFN(b4pair))];
 	float ab[Q4B_ABROWS * 64] __attribute__((aligned(32)));
 	const int np = nb / 2, odd = nb & 1;
@@ -177,7 +208,10 @@ static __attribute__((noinline)) int QFN(batch_q4_0)(const uint8_t *w, size_t wr
 		R = Q4B_ABROWS;
 	if (R < 1)
 		R = 1;
-	const QFN(b4fn) f[4] = {QB4N(8), QB4N(4), QB4N(2), QB4N(1)};
+	const QFN(b4fn) f4[4] = {QB4N(b4, 8), QB4N(b4, 4), QB4N(b4, 2), QB4N(b4, 1)};
+	const QFN(b4fn) f5[4] = {QB4N(b45, 8), QB4N(b45, 4), QB4N(b45, 2), QB4N(b45, 1)};
+	const QFN(b4fn) fn[4] = {QB4N(b4n, 8), QB4N(b4n, 4), QB4N(b4n, 2), QB4N(b4n, 1)};
+	const QFN(b4fn) *f = T == T_Q5_0 ? f5 : T == T_IQ4_NL ? fn : f4;
 	const int cw[4] = {8, 4, 2, 1};
 	for (int j0 = 0; j0 < n; j0 += jb) {
 		const int j1 = n - j0 < jb ? n : j0 + jb;
@@ -191,7 +225,7 @@ static __attribute__((noinline)) int QFN(batch_q4_0)(const uint8_t *w, size_t wr
 				const uint8_t *xr = x + (size_t)(jt + jj) * xrb;
 				QFN(q4pair) t;
 				for (int k = 0; k < np; k++) {
-					QFN(q4pairs)(T_Q4_0, xr + (size_t)k * 68, 1, &t);
+					QFN(q4pairs)(T, xr + (size_t)k * 68, 1, &t);
 					QFN(b4pair) *d = pt + (size_t)k * RN + jj;
 					d->ylo = t.ylo;
 					d->yhi = t.yhi;
@@ -212,7 +246,7 @@ static __attribute__((noinline)) int QFN(batch_q4_0)(const uint8_t *w, size_t wr
 					const int ns = np - s0 < seg ? np - s0 : seg;
 					const int mode = (s0 == 0 ? Q4B_FIRST : 0) | (s0 + ns >= np ? Q4B_LAST : 0);
 					for (int r = rc; r < re; r++)
-						f[c](w + (size_t)r * wrb + (size_t)s0 * 36, pt + (size_t)s0 * RN, ns, xo, xrb,
+						f[c](w + (size_t)r * wrb + (size_t)s0 * 2 * bs, pt + (size_t)s0 * RN, ns, xo, xrb,
 							ab + (size_t)(r - rc) * 64, mode, y + (size_t)j * ldy + r, ldy);
 				}
 				j += RN;

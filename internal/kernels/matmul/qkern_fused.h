@@ -485,16 +485,17 @@ QINLINE void QFN(mv_q8_0)(int RM, const uint8_t *const *wr, const uint8_t *x, co
 		*yr[i] = QFN(hsum)(acc[i]);
 }
 
-// Q4_0 and IQ4_NL pairs: one 256-bit vector holds block A's 16 bytes (low
-// half) and block B's (high half); AND gives elements 0..15 of both,
-// shift+AND elements 16..31, against activations rearranged the same way.
-// Lanes 0..3 of the integer sum belong to A, 4..7 to B (each lane the sum
-// of lanes l and l+4 of the block's own product: exact integers). Q4_0
+// Q4_0, IQ4_NL and Q5_0 pairs: one 256-bit vector holds block A's 16 code
+// bytes (low half) and block B's (high half); AND gives elements 0..15 of
+// both, shift+AND elements 16..31, against activations rearranged the same
+// way. Lanes 0..3 of the integer sum belong to A, 4..7 to B (each lane the
+// sum of lanes l and l+4 of the block's own product: exact integers). Q4_0
 // weights are decoded unsigned (q+8) and 8·Σy per lane is subtracted
-// (exact); IQ4_NL's codes go through the table (signed values) and are
-// multiplied by |y| (made per pair for all the rows) with y's signs moved
-// onto them. The activation side of each pair (rearranged bytes, Q4_0's
-// 8·Σy, the two scales) is computed once per call.
+// (exact); Q5_0 the same with the fifth bits (bits16p) and 16·Σy; IQ4_NL's
+// codes go through the table (signed values) and are multiplied by |y|
+// (made per pair for all the rows) with y's signs moved onto them. The
+// activation side of each pair (rearranged bytes, the offset sums, the two
+// scales) is computed once per call.
 typedef struct {
 	__m256i ylo, yhi, yoff;
 	float dy[8];
@@ -508,7 +509,8 @@ QINLINE void QFN(q4pairs)(int T, const uint8_t *x, int np, QFN(q4pair) *pp) {
 		const __m256i yhi = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(xa + 52)), _mm_loadu_si128((const __m128i *)(xa + 18)));
 		pp[k].ylo = ylo;
 		pp[k].yhi = yhi;
-		pp[k].yoff = T == T_Q4_0 ? _mm256_slli_epi32(QDOT_U2(ones8, ylo, ones8, yhi), 3) : _mm256_setzero_si256();
+		pp[k].yoff = T == T_IQ4_NL ? _mm256_setzero_si256()
+			: _mm256_slli_epi32(QDOT_U2(ones8, ylo, ones8, yhi), T == T_Q5_0 ? 4 : 3);
 		_mm_storeu_ps(pp[k].dy, _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)QFN(ld16)(xa) | (uint32_t)QFN(ld16)(xa + 34) << 16))));
 	}
 }
@@ -519,6 +521,8 @@ QINLINE void QFN(q4pairs)(int T, const uint8_t *x, int np, QFN(q4pair) *pp) {
 // of that. A row's two 16-byte code halves come from two 32-byte loads and
 // a blend (no lane-crossing insert). Q4_0: 13-15% less time per block than
 // the per-row scale conversions and inserts before, on one Zen 3 core.
+// Q5_0 and IQ4_NL end with hsum + 0 as their tiles do (a −0 sum comes out
+// +0).
 QINLINE void QFN(mv_q4p)(int T, int RM, const uint8_t *const *wr, const uint8_t *x, const QFN(q4pair) *pp, int nb,
 	float *const *yr) {
 	__m256 acc[4];
@@ -528,6 +532,7 @@ QINLINE void QFN(mv_q4p)(int T, int RM, const uint8_t *const *wr, const uint8_t 
 	const __m256i m4 = _mm256_set1_epi8(0x0f), ones8 = _mm256_set1_epi8(1);
 	const __m256i half = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
 	const __m256i lut = QFN(iq4lut)();
+	const int bs = QFN(bsize)(T), qo = T == T_Q5_0 ? 6 : 2; // block bytes, codes' offset
 	int b = 0;
 	for (; b + 2 <= nb; b += 2) {
 		QFN(q4pair) tmp;
@@ -538,16 +543,22 @@ QINLINE void QFN(mv_q4p)(int T, int RM, const uint8_t *const *wr, const uint8_t 
 		const __m256i ylo = q->ylo, yhi = q->yhi, yoff = q->yoff;
 		const __m256i aylo = _mm256_abs_epi8(ylo), ayhi = _mm256_abs_epi8(yhi); // (IQ4_NL)
 		const __m256 dd = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(q->dy)), half);
-		const __m256 s = QFN(rowscale2)(RM, wr, (size_t)b * 18, 18, dd);
+		const __m256 s = QFN(rowscale2)(RM, wr, (size_t)b * bs, bs, dd);
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
-			const uint8_t *wa = wr[i] + (size_t)b * 18;
+			const uint8_t *wa = wr[i] + (size_t)b * bs;
 			_mm_prefetch((const char *)(wa + QMV_PF), _MM_HINT_T0);
 			const __m256 sv = _mm256_permute_ps(s, 0x55 * i); // lane i of each half
-			const __m256i v = _mm256_blend_epi32(_mm256_loadu_si256((const __m256i *)(wa + 2)),
-				_mm256_loadu_si256((const __m256i *)(wa + 4)), 0xf0);
-			const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-			const __m256i p = T == T_Q4_0 ? _mm256_sub_epi32(QDOT_U2(lo, ylo, hi, yhi), yoff)
+			const __m256i v = _mm256_blend_epi32(_mm256_loadu_si256((const __m256i *)(wa + qo)),
+				_mm256_loadu_si256((const __m256i *)(wa + bs + qo - 16)), 0xf0);
+			__m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+			if (T == T_Q5_0) {
+				__m256i l5, h5;
+				QFN(bits16p)(wa, &l5, &h5);
+				lo = _mm256_or_si256(lo, l5);
+				hi = _mm256_or_si256(hi, h5);
+			}
+			const __m256i p = T != T_IQ4_NL ? _mm256_sub_epi32(QDOT_U2(lo, ylo, hi, yhi), yoff)
 				: _mm256_add_epi32(QDOT_A(aylo, _mm256_shuffle_epi8(lut, lo), ylo),
 					QDOT_A(ayhi, _mm256_shuffle_epi8(lut, hi), yhi));
 			acc[i] = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(p), acc[i]);
@@ -556,24 +567,25 @@ QINLINE void QFN(mv_q4p)(int T, int RM, const uint8_t *const *wr, const uint8_t 
 	if (b < nb) { // an odd last block alone, over all eight lanes
 		const uint8_t *xa = x + (size_t)b * 34;
 		const __m256i yq = _mm256_loadu_si256((const __m256i *)(xa + 2));
-		const __m256i yoff = _mm256_slli_epi32(QDOT_U(ones8, yq), 3);
+		const __m256i yoff = _mm256_slli_epi32(QDOT_U(ones8, yq), T == T_Q5_0 ? 4 : 3);
 		float sc[4];
-		_mm_storeu_ps(sc, QFN(rowscale1)(RM, wr, (size_t)b * 18, QFN(h2f)(xa)));
+		_mm_storeu_ps(sc, QFN(rowscale1)(RM, wr, (size_t)b * bs, QFN(h2f)(xa)));
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
-			const uint8_t *wa = wr[i] + (size_t)b * 18;
-			const __m256i c = QFN(nib32)(wa + 2);
-			const __m256i p = T == T_Q4_0 ? _mm256_sub_epi32(QDOT_U(c, yq), yoff)
+			const uint8_t *wa = wr[i] + (size_t)b * bs;
+			float d, m;
+			const __m256i c = QFN(dec32)(T == T_IQ4_NL ? T_Q4_0 : T, wa, &d, &m); // IQ4_NL: codes, then the table
+			const __m256i p = T != T_IQ4_NL ? _mm256_sub_epi32(QDOT_U(c, yq), yoff)
 				: QDOT_S(_mm256_shuffle_epi8(lut, c), yq);
 			acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(sc[i]), _mm256_cvtepi32_ps(p), acc[i]);
 		}
 	}
 	#pragma GCC unroll 4
-	for (int i = 0; i < RM; i++) // IQ4_NL: + 0 as its tiles (a −0 sum comes out +0)
-		*yr[i] = T == T_IQ4_NL ? QFN(hsum)(acc[i]) + 0.0f : QFN(hsum)(acc[i]);
+	for (int i = 0; i < RM; i++)
+		*yr[i] = T != T_Q4_0 ? QFN(hsum)(acc[i]) + 0.0f : QFN(hsum)(acc[i]);
 }
 
-// Q4_1 (Q5_0 and Q5_1 have mv_q5, Q4_0 and IQ4_NL mv_q4p): RM rows from
+// Q4_1 (Q5_1 has mv_q5_1; Q4_0, Q5_0 and IQ4_NL mv_q4p): RM rows from
 // RM streams, as mv_q8_0. Per row and block the operations of the tile
 // kernels (tile32): the integer lanes of dec32 × activations, acc =
 // fma(dw·dy, float(lanes), acc), and a float sum of min·s_y added after
@@ -614,53 +626,36 @@ QINLINE void QFN(mv_b32)(int T, int RM, const uint8_t *const *wr, const uint8_t 
 		*yr[i] = QFN(hsum)(acc[i]) + _mm_cvtss_f32(_mm_movehdup_ps(am[i]));
 }
 
-// Q5_0 and Q5_1: the activation side of a pair of blocks, computed once per
-// call: dd = d_y of block A in lanes 0..3, of B in 4..7 (Q5_0); dsa, dsb =
-// (d_y, s_y) of A, of B, four times (Q5_1); for Q5_0 16·Σy per lane of
-// each block.
+// Q5_1: the activation side of a pair of blocks, computed once per call:
+// dsa, dsb = (d_y, s_y) of block A, of B, four times.
 typedef struct {
-	__m256 dd, dsa, dsb;
-	__m256i offa, offb;
+	__m256 dsa, dsb;
 } QFN(q5pair);
 
-QINLINE void QFN(q5pairs)(int T, const uint8_t *x, int np, QFN(q5pair) *pp) {
-	const int hm = QFN(has_min32)(T);
-	const int ybs = hm ? 36 : 34, yo = hm ? 4 : 2;
-	const __m256i ones8 = _mm256_set1_epi8(1), half = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+QINLINE void QFN(q5pairs)(const uint8_t *x, int np, QFN(q5pair) *pp) {
 	for (int k = 0; k < np; k++) {
-		const uint8_t *ya = x + (size_t)k * 2 * ybs;
+		const uint8_t *ya = x + (size_t)k * 72;
 		// lanes (d_yA, d_yB, s_yA, s_yB)
 		const __m256 dys = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_setr_epi16((short)QFN(ld16)(ya),
-			(short)QFN(ld16)(ya + ybs), (short)(hm ? QFN(ld16)(ya + 2) : 0), (short)(hm ? QFN(ld16)(ya + ybs + 2) : 0),
-			0, 0, 0, 0)));
-		pp[k].dd = _mm256_permutevar8x32_ps(dys, half);
+			(short)QFN(ld16)(ya + 36), (short)QFN(ld16)(ya + 2), (short)QFN(ld16)(ya + 38), 0, 0, 0, 0)));
 		pp[k].dsa = _mm256_permutevar8x32_ps(dys, _mm256_setr_epi32(0, 2, 0, 2, 0, 2, 0, 2));
 		pp[k].dsb = _mm256_permutevar8x32_ps(dys, _mm256_setr_epi32(1, 3, 1, 3, 1, 3, 1, 3));
-		if (T == T_Q5_0) {
-			pp[k].offa = _mm256_slli_epi32(QDOT_U(ones8, _mm256_loadu_si256((const __m256i *)(ya + yo))), 4);
-			pp[k].offb = _mm256_slli_epi32(QDOT_U(ones8, _mm256_loadu_si256((const __m256i *)(ya + ybs + yo))), 4);
-		} else {
-			pp[k].offa = pp[k].offb = _mm256_setzero_si256();
-		}
 	}
 }
 
-// Q5_0 and Q5_1, RM rows from RM streams: per row and block the operations
-// of mv_b32 (the same float sequence). Per pair of blocks the RM rows' block
-// scales (Q5_1: with the mins) are converted and multiplied by the
-// activation scales together (rowscale2, rowdm) and read back by broadcast
-// loads; the mins' running sums of the RM rows share one vector (lane 2i+1
-// = row i, then lane i), each the sum of m_w·s_y in block order as before.
-// With bits16's cheaper fifth bits, 16-19% less time per block than mv_b32
-// on one Zen 3 core (Q4_1 measured 2% slower this way and stays there).
-QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *x, const QFN(q5pair) *pp, int nb,
+// Q5_1, RM rows from RM streams: per row and block the operations of
+// mv_b32 (the same float sequence). Per pair of blocks the RM rows' block
+// scales and mins are converted and multiplied by the activation scales
+// and sums together (rowdm) and read back by broadcast loads; the mins'
+// running sums of the RM rows share one vector (lane 2i+1 = row i, then
+// lane i), each the sum of m_w·s_y in block order as before. With bits16's
+// cheaper fifth bits, 16-19% less time per block than mv_b32 on one Zen 3
+// core (Q4_1 measured 2% slower this way and stays there).
+QINLINE void QFN(mv_q5_1)(int RM, const uint8_t *const *wr, const uint8_t *x, const QFN(q5pair) *pp, int nb,
 	float *const *yr) {
-	const int bs = QFN(bsize)(T);
-	const int hm = QFN(has_min32)(T);
-	const int ybs = hm ? 36 : 34, yo = hm ? 4 : 2;
-	const __m256i ones8 = _mm256_set1_epi8(1);
+	const int bs = 24, ybs = 36;
 	__m256 acc[4];
-	__m128 am = _mm_setzero_ps(); // lane i: the sum of m_w·s_y of row i (Q5_1)
+	__m128 am = _mm_setzero_ps(); // lane i: the sum of m_w·s_y of row i
 	__m256 am8 = _mm256_setzero_ps(); // the same in lane 2i+1 (pairs)
 	float sc[16];
 	#pragma GCC unroll 4
@@ -671,20 +666,17 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 		QFN(q5pair) tmp;
 		const QFN(q5pair) *q = pp ? pp + b / 2 : &tmp;
 		if (!pp) { // rows too long for the precomputed pairs: the same values, made here
-			QFN(q5pairs)(T, x + (size_t)b * ybs, 1, &tmp);
+			QFN(q5pairs)(x + (size_t)b * ybs, 1, &tmp);
 		}
 		const uint8_t *ya = x + (size_t)b * ybs;
-		const __m256i yqa = _mm256_loadu_si256((const __m256i *)(ya + yo));
-		const __m256i yqb = _mm256_loadu_si256((const __m256i *)(ya + ybs + yo));
-		if (hm) { // lanes 2i, 2i+1 of block A, then of block B
-			const __m256 pa = QFN(rowdm)(RM, wr, (size_t)b * bs, q->dsa);
-			const __m256 pb = QFN(rowdm)(RM, wr, (size_t)b * bs + bs, q->dsb);
-			_mm256_storeu_ps(sc, pa);
-			_mm256_storeu_ps(sc + 8, pb);
-			am8 = _mm256_add_ps(_mm256_add_ps(am8, pa), pb);
-		} else {
-			_mm256_storeu_ps(sc, QFN(rowscale2)(RM, wr, (size_t)b * bs, bs, q->dd));
-		}
+		const __m256i yqa = _mm256_loadu_si256((const __m256i *)(ya + 4));
+		const __m256i yqb = _mm256_loadu_si256((const __m256i *)(ya + ybs + 4));
+		// lanes 2i, 2i+1 of block A, then of block B
+		const __m256 pa = QFN(rowdm)(RM, wr, (size_t)b * bs, q->dsa);
+		const __m256 pb = QFN(rowdm)(RM, wr, (size_t)b * bs + bs, q->dsb);
+		_mm256_storeu_ps(sc, pa);
+		_mm256_storeu_ps(sc + 8, pb);
+		am8 = _mm256_add_ps(_mm256_add_ps(am8, pa), pb);
 		// the broadcasts address sc from one register (GCC otherwise keeps
 		// each &sc[k] in a register of its own and spills them)
 		const float *scb = sc;
@@ -694,30 +686,24 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 			const uint8_t *wa = wr[i] + (size_t)b * bs;
 			_mm_prefetch((const char *)(wa + QMV_PF), _MM_HINT_T0);
 			float d, m;
-			const __m256i qa = QFN(dec32)(T, wa, &d, &m), qb = QFN(dec32)(T, wa + bs, &d, &m);
-			const __m256i pa = hm ? QDOT_U(qa, yqa) : _mm256_sub_epi32(QDOT_U(qa, yqa), q->offa);
-			const __m256i pb = hm ? QDOT_U(qb, yqb) : _mm256_sub_epi32(QDOT_U(qb, yqb), q->offb);
-			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(scb + (hm ? 2 * i : i)), _mm256_cvtepi32_ps(pa), acc[i]);
-			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(scb + (hm ? 8 + 2 * i : 4 + i)), _mm256_cvtepi32_ps(pb), acc[i]);
+			const __m256i qa = QFN(dec32)(T_Q5_1, wa, &d, &m), qb = QFN(dec32)(T_Q5_1, wa + bs, &d, &m);
+			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(scb + 2 * i), _mm256_cvtepi32_ps(QDOT_U(qa, yqa)), acc[i]);
+			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(scb + 8 + 2 * i), _mm256_cvtepi32_ps(QDOT_U(qb, yqb)), acc[i]);
 		}
 	}
-	if (hm) { // odd lanes of am8 to lanes 0..3 (moves, no arithmetic)
-		am = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(am8, _mm256_setr_epi32(1, 3, 5, 7, 0, 0, 0, 0)));
-	}
+	// odd lanes of am8 to lanes 0..3 (moves, no arithmetic)
+	am = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(am8, _mm256_setr_epi32(1, 3, 5, 7, 0, 0, 0, 0)));
 	if (b < nb) {
 		const uint8_t *yb = x + (size_t)b * ybs;
-		const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb + yo));
-		const __m256i yoff = hm ? _mm256_setzero_si256() : _mm256_slli_epi32(QDOT_U(ones8, yq), 4);
+		const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb + 4));
 		_mm_storeu_ps(sc, QFN(rowscale1)(RM, wr, (size_t)b * bs, QFN(h2f)(yb)));
-		if (hm)
-			am = _mm_add_ps(am, QFN(rowscale1)(RM, wr, (size_t)b * bs + 2, QFN(h2f)(yb + 2)));
+		am = _mm_add_ps(am, QFN(rowscale1)(RM, wr, (size_t)b * bs + 2, QFN(h2f)(yb + 2)));
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wb = wr[i] + (size_t)b * bs;
 			float d, m;
-			const __m256i q = QFN(dec32)(T, wb, &d, &m);
-			const __m256i p = hm ? QDOT_U(q, yq) : _mm256_sub_epi32(QDOT_U(q, yq), yoff);
-			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + i), _mm256_cvtepi32_ps(p), acc[i]);
+			const __m256i q = QFN(dec32)(T_Q5_1, wb, &d, &m);
+			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + i), _mm256_cvtepi32_ps(QDOT_U(q, yq)), acc[i]);
 		}
 	}
 	float ams[4];
@@ -732,26 +718,26 @@ QINLINE void QFN(mv_q5)(int T, int RM, const uint8_t *const *wr, const uint8_t *
 #endif
 _Static_assert(QMV_RM32 >= 1 && QMV_RM32 <= 4, "the 32-block row kernels hold at most 4 rows");
 
-// Q5_0 and Q5_1: the activation side of at most this many block pairs is
-// precomputed (on the stack, 25 KiB); longer rows compute it per pair.
+// Q5_1: the activation side of at most this many block pairs is
+// precomputed (on the stack, 10 KiB); longer rows compute it per pair.
 enum { QMV_MAXQ5 = 160 };
 
-QINLINE void QFN(mv_q5_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
+QINLINE void QFN(mv_q5_1_rows)(const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
 	QFN(q5pair) buf[QMV_MAXQ5];
 	QFN(q5pair) *pp = nb / 2 <= QMV_MAXQ5 ? buf : NULL;
 	if (pp)
-		QFN(q5pairs)(T, x, nb / 2, pp);
+		QFN(q5pairs)(x, nb / 2, pp);
 	const int len = mica_stream_len(r1 - r0, QMV_RM32, wrb);
 	for (int k = 0; k < len; k++) {
 		const uint8_t *wr[4];
 		float *yr[4];
 		QFN(stream_rows)(QMV_RM32, w, wrb, y, r0 + k, len, wr, yr);
-		QFN(mv_q5)(T, QMV_RM32, wr, x, pp, nb, yr);
+		QFN(mv_q5_1)(QMV_RM32, wr, x, pp, nb, yr);
 	}
 	for (int r = r0 + QMV_RM32 * len; r < r1; r++) {
 		const uint8_t *wr = w + (size_t)r * wrb;
 		float *yr = y + r;
-		QFN(mv_q5)(T, 1, &wr, x, pp, nb, &yr);
+		QFN(mv_q5_1)(1, &wr, x, pp, nb, &yr);
 	}
 }
 
@@ -770,14 +756,14 @@ QINLINE void QFN(mv_b32_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t
 	}
 }
 
-// Q4_0 and IQ4_NL: the activation side of at most this many block pairs is
+// Q4_0, Q5_0 and IQ4_NL: the activation side of at most this many block pairs is
 // precomputed (on the stack, 20 KiB); longer rows compute it per tile.
 enum { QMV_MAXPAIRS = 160 };
 // Q8_0: the activation scales of at most this many blocks are converted
 // once (on the stack); longer rows convert them per row.
 enum { QMV_MAXDY = 1024 };
 
-// Q4_0 and IQ4_NL: four row streams, then the rows left over alone.
+// Q4_0, IQ4_NL and Q5_0: four row streams, then the rows left over alone.
 QINLINE void QFN(mv_q4p_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
 	QFN(q4pair) buf[QMV_MAXPAIRS];
 	QFN(q4pair) *pp = nb / 2 <= QMV_MAXPAIRS ? buf : NULL;
@@ -824,8 +810,8 @@ static __attribute__((noinline)) void QFN(mv32)(int T, const uint8_t *w, size_t 
 	}
 	switch (T) {
 	case T_Q4_1: QFN(mv_b32_rows)(T_Q4_1, w, wrb, x, nb, y, r0, r1); return;
-	case T_Q5_0: QFN(mv_q5_rows)(T_Q5_0, w, wrb, x, nb, y, r0, r1); return;
-	case T_Q5_1: QFN(mv_q5_rows)(T_Q5_1, w, wrb, x, nb, y, r0, r1); return;
+	case T_Q5_0: QFN(mv_q4p_rows)(T_Q5_0, w, wrb, x, nb, y, r0, r1); return;
+	case T_Q5_1: QFN(mv_q5_1_rows)(w, wrb, x, nb, y, r0, r1); return;
 	case T_IQ4_NL: QFN(mv_q4p_rows)(T_IQ4_NL, w, wrb, x, nb, y, r0, r1); return;
 	default: QFN(mv_q4p_rows)(T_Q4_0, w, wrb, x, nb, y, r0, r1); return;
 	}
