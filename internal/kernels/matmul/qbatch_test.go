@@ -26,20 +26,6 @@ func TestQ8BatchBlocking(t *testing.T) {
 	}
 }
 
-// TestQ5BatchBlocking: Q5_0 and IQ4_NL weights run the same batch kernel
-// (unpacked to signed values and widened like Q8_0 bytes) and must give,
-// bit for bit, their n = 1 results (mv_q5, mv_b32): the shapes of TestQ8BatchBlocking (odd block
-// counts: mv_q5's odd last block) and a weight-row count past one 128 KiB
-// chunk at 65 blocks of 22 bytes (91 rows). Tolerance 0.
-func TestQ5BatchBlocking(t *testing.T) {
-	rng := rand.New(rand.NewPCG(63, 64))
-	ns := []int{2, 3, 4, 5, 7, 8, 9, 15, 16, 19, 23, 31}
-	for _, c := range []struct{ nb, rows int }{{20, 9}, {40, 7}, {41, 13}, {64, 5}, {65, 100}} {
-		batchAgainstN1(t, tensor.Q5_0, rng, 32, c.nb, c.rows, ns)
-		batchAgainstN1(t, tensor.IQ4_NL, rng, 32, c.nb, c.rows+20, ns) // 18-byte blocks: 112 rows per chunk at 65
-	}
-}
-
 // batchAgainstN1 checks, for weights of type dt with rows×(bs·nb) elements
 // and each n in ns, that every output of the batch path equals, bit for
 // bit, the n = 1 matrix-vector result for its activation row, under several

@@ -61,22 +61,6 @@ QINLINE __m256i QFN(bits16)(const uint8_t *p) {
 	return _mm256_sign_epi8(sixteen, _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)u), sel), bit));
 }
 
-// The fifth bits of a Q5_0 block pair as mv_q4p's pair vectors take them:
-// lo's byte e = 0x10 when bit e of block A's qh is set (e < 16, low half)
-// or bit e − 16 of block B's (high half); hi the same for bits 16..31. One
-// 32-byte load from A's qh (B's, 22 bytes on, falls in its high half), then
-// per vector one shuffle, AND and vpsignb as bits16.
-QINLINE void QFN(bits16p)(const uint8_t *pair, __m256i *lo, __m256i *hi) {
-	const __m256i q = _mm256_loadu_si256((const __m256i *)(pair + 2));
-	const __m256i sl = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-		6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7);
-	const __m256i sh = _mm256_add_epi8(sl, _mm256_set1_epi8(2));
-	const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);
-	const __m256i sixteen = _mm256_set1_epi64x((long long)0xf010101010101010ULL);
-	*lo = _mm256_sign_epi8(sixteen, _mm256_and_si256(_mm256_shuffle_epi8(q, sl), bit));
-	*hi = _mm256_sign_epi8(sixteen, _mm256_and_si256(_mm256_shuffle_epi8(q, sh), bit));
-}
-
 // 16 bytes of nibbles → 32 bytes: low nibbles first, then high nibbles.
 QINLINE __m256i QFN(nib32)(const uint8_t *p) {
 	// broadcast the 16 bytes to both halves (a load, no shuffle), shift the
@@ -112,6 +96,24 @@ QINLINE int QFN(bsize)(int T) {
 	case T_IQ4_XS: return 136;
 	}
 	return 0;
+}
+
+// The fifth bits of a Q5_0 or Q5_1 (T) block pair as mv_q4p's pair
+// vectors take them: lo's byte e = 0x10 when bit e of block A's qh is set
+// (e < 16, low half) or bit e − 16 of block B's (high half); hi the same
+// for bits 16..31. One 32-byte load from A's qh (B's, one block on, falls
+// in its high half), then per vector one shuffle, AND and vpsignb as
+// bits16.
+QINLINE void QFN(bits16p)(int T, const uint8_t *pair, __m256i *lo, __m256i *hi) {
+	const int b = QFN(bsize)(T) - 16; // B's qh in the high half
+	const __m256i q = _mm256_loadu_si256((const __m256i *)(pair + (T == T_Q5_1 ? 4 : 2)));
+	const __m256i sl = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+		b, b, b, b, b, b, b, b, b + 1, b + 1, b + 1, b + 1, b + 1, b + 1, b + 1, b + 1);
+	const __m256i sh = _mm256_add_epi8(sl, _mm256_set1_epi8(2));
+	const __m256i bit = _mm256_set1_epi64x(0x8040201008040201LL);
+	const __m256i sixteen = _mm256_set1_epi64x((long long)0xf010101010101010ULL);
+	*lo = _mm256_sign_epi8(sixteen, _mm256_and_si256(_mm256_shuffle_epi8(q, sl), bit));
+	*hi = _mm256_sign_epi8(sixteen, _mm256_and_si256(_mm256_shuffle_epi8(q, sh), bit));
 }
 
 // Types whose weights decode to unsigned values and carry a min term (Q8_1).
@@ -160,11 +162,11 @@ QINLINE void QFN(tile32)(int T, int RM, int RN, const uint8_t *w, size_t wrb, co
 		for (int i = 0; i < RM; i++)
 			acc[i][j] = _mm256_setzero_ps();
 	}
-	// Q4_0, IQ4_NL and Q5_0 follow the n = 1 kernel's pair order (mv_q4p): blocks 2k and
+	// All but Q8_0 follow the n = 1 kernel's pair order (mv_q4p): blocks 2k and
 	// 2k+1 are added by one multiply-add, lanes 0..3 holding block 2k's
 	// folded lane sums (lane l + lane l+4, exact integers) and lanes 4..7
 	// block 2k+1's; an odd last block is added alone over all eight lanes.
-	const int pairs = T == T_Q4_0 || T == T_IQ4_NL || T == T_Q5_0;
+	const int pairs = T != T_Q8_0;
 	__m256i pend[4][4];
 	__m256 ddpend[4];
 	for (int b = 0; b < nb; b++) {
@@ -513,10 +515,9 @@ void QFN(mica_qmul)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_
 		return;
 	}
 	// batches: the dedicated kernels (qkern_batch*.h) where there is one;
-	// each gives the same values as the generic tiles below
-	if (T == T_Q4_0 && QFN(batch_q4p)(T_Q4_0, w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
-		return;
-	if ((T == T_Q5_0 || T == T_IQ4_NL) && QFN(batch_q4p)(T, w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
+	// each gives the same values as the generic tiles below (the 32-element
+	// types but Q8_0: the block-pair kernel)
+	if (T != T_Q8_0 && !isk && QFN(batch_q4p)(T, w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
 		return;
 #ifdef QK_BATCH_WIDE
 	if (T == T_Q4_K || T == T_Q5_K || T == T_Q6_K) {

@@ -485,65 +485,80 @@ QINLINE void QFN(mv_q8_0)(int RM, const uint8_t *const *wr, const uint8_t *x, co
 		*yr[i] = QFN(hsum)(acc[i]);
 }
 
-// Q4_0, IQ4_NL and Q5_0 pairs: one 256-bit vector holds block A's 16 code
-// bytes (low half) and block B's (high half); AND gives elements 0..15 of
-// both, shift+AND elements 16..31, against activations rearranged the same
-// way. Lanes 0..3 of the integer sum belong to A, 4..7 to B (each lane the
-// sum of lanes l and l+4 of the block's own product: exact integers). Q4_0
-// weights are decoded unsigned (q+8) and 8·Σy per lane is subtracted
-// (exact); Q5_0 the same with the fifth bits (bits16p) and 16·Σy; IQ4_NL's
-// codes go through the table (signed values) and are multiplied by |y|
-// (made per pair for all the rows) with y's signs moved onto them. The
-// activation side of each pair (rearranged bytes, the offset sums, the two
-// scales) is computed once per call.
+// The 32-element types but Q8_0, in pairs: one 256-bit vector holds block
+// A's 16 code bytes (low half) and block B's (high half); AND gives
+// elements 0..15 of both, shift+AND elements 16..31, against activations
+// rearranged the same way. Lanes 0..3 of the integer sum belong to A, 4..7
+// to B (each lane the sum of lanes l and l+4 of the block's own product:
+// exact integers), scaled by one multiply-add with dw·dy of each block on
+// its lanes. Q4_0 weights are decoded unsigned (q+8) and 8·Σy per lane is
+// subtracted (exact); Q5_0 the same with the fifth bits (bits16p) and
+// 16·Σy; IQ4_NL's codes go through the table (signed values) and are
+// multiplied by |y| (made per pair for all the rows) with y's signs moved
+// onto them; Q4_1 and Q5_1 (fifth bits as Q5_0) are unsigned with no
+// offset, their min terms m_w·s_y summed in block order beside and added
+// after the reduction. The activation side of each pair (rearranged bytes,
+// the offset sums, the scales, Q8_1's sums) is computed once per call.
 typedef struct {
 	__m256i ylo, yhi, yoff;
-	float dy[8];
+	float dy[8]; // d_yA, d_yB, then (Q8_1) s_yA, s_yB
 } QFN(q4pair);
 
 QINLINE void QFN(q4pairs)(int T, const uint8_t *x, int np, QFN(q4pair) *pp) {
+	const int hm = QFN(has_min32)(T), ybs = hm ? 36 : 34, yo = hm ? 4 : 2;
 	const __m256i ones8 = _mm256_set1_epi8(1);
 	for (int k = 0; k < np; k++) {
-		const uint8_t *xa = x + (size_t)k * 68;
-		const __m256i ylo = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(xa + 36)), _mm_loadu_si128((const __m128i *)(xa + 2)));
-		const __m256i yhi = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(xa + 52)), _mm_loadu_si128((const __m128i *)(xa + 18)));
+		const uint8_t *xa = x + (size_t)k * 2 * ybs, *xb = xa + ybs;
+		const __m256i ylo = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(xb + yo)), _mm_loadu_si128((const __m128i *)(xa + yo)));
+		const __m256i yhi = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(xb + yo + 16)), _mm_loadu_si128((const __m128i *)(xa + yo + 16)));
 		pp[k].ylo = ylo;
 		pp[k].yhi = yhi;
-		pp[k].yoff = T == T_IQ4_NL ? _mm256_setzero_si256()
-			: _mm256_slli_epi32(QDOT_U2(ones8, ylo, ones8, yhi), T == T_Q5_0 ? 4 : 3);
-		_mm_storeu_ps(pp[k].dy, _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)QFN(ld16)(xa) | (uint32_t)QFN(ld16)(xa + 34) << 16))));
+		pp[k].yoff = T == T_Q4_0 || T == T_Q5_0 ? _mm256_slli_epi32(QDOT_U2(ones8, ylo, ones8, yhi), T == T_Q5_0 ? 4 : 3)
+			: _mm256_setzero_si256();
+		_mm_storeu_ps(pp[k].dy, _mm_cvtph_ps(_mm_setr_epi16((short)QFN(ld16)(xa), (short)QFN(ld16)(xb),
+			(short)(hm ? QFN(ld16)(xa + 2) : 0), (short)(hm ? QFN(ld16)(xb + 2) : 0), 0, 0, 0, 0)));
 	}
 }
 
-// Per pair, the RM rows' block scales are converted and multiplied by
-// (d_yA, d_yB) together (rowscale2: rows in lanes 0..3 for A, 4..7 for B);
-// row i's scale vector (A in lanes 0..3, B in 4..7) is one in-lane permute
-// of that. A row's two 16-byte code halves come from two 32-byte loads and
-// a blend (no lane-crossing insert). Q4_0: 13-15% less time per block than
-// the per-row scale conversions and inserts before, on one Zen 3 core.
-// Q5_0 and IQ4_NL end with hsum + 0 as their tiles do (a −0 sum comes out
-// +0).
+// Per pair, the RM rows' block scales (and mins) are converted and
+// multiplied by the activation scales (sums) together (rowscale2: rows in
+// lanes 0..3 for A, 4..7 for B); row i's scale vector (A in lanes 0..3, B
+// in 4..7) is one in-lane permute of that. A row's two 16-byte code halves
+// come from two 32-byte loads and a blend (no lane-crossing insert). The
+// min sums of the RM rows share one vector (lane i = row i). Q4_0: 13-15% less time per
+// block than per-row scale conversions and inserts, on one Zen 3 core;
+// IQ4_NL, Q5_0 and Q5_1 (per-block lanes before) 10-26% less. All but Q4_0
+// end with hsum + their min sum (0 for Q5_0 and IQ4_NL), as their tiles
+// (a −0 sum comes out +0).
 QINLINE void QFN(mv_q4p)(int T, int RM, const uint8_t *const *wr, const uint8_t *x, const QFN(q4pair) *pp, int nb,
 	float *const *yr) {
+	const int hm = QFN(has_min32)(T), ybs = hm ? 36 : 34, yo = hm ? 4 : 2;
+	const int five = T == T_Q5_0 || T == T_Q5_1;
+	const int bs = QFN(bsize)(T), qo = bs - 16; // block bytes, codes' offset
 	__m256 acc[4];
 	#pragma GCC unroll 4
 	for (int i = 0; i < RM; i++)
 		acc[i] = _mm256_setzero_ps();
+	__m128 am = _mm_setzero_ps(); // lane i: row i's sum of m_w·s_y (Q4_1, Q5_1)
 	const __m256i m4 = _mm256_set1_epi8(0x0f), ones8 = _mm256_set1_epi8(1);
 	const __m256i half = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
 	const __m256i lut = QFN(iq4lut)();
-	const int bs = QFN(bsize)(T), qo = T == T_Q5_0 ? 6 : 2; // block bytes, codes' offset
 	int b = 0;
 	for (; b + 2 <= nb; b += 2) {
 		QFN(q4pair) tmp;
 		const QFN(q4pair) *q = pp ? pp + b / 2 : &tmp;
 		if (!pp) { // rows too long for the precomputed pairs: the same values, made here
-			QFN(q4pairs)(T, x + (size_t)b * 34, 1, &tmp);
+			QFN(q4pairs)(T, x + (size_t)b * ybs, 1, &tmp);
 		}
 		const __m256i ylo = q->ylo, yhi = q->yhi, yoff = q->yoff;
 		const __m256i aylo = _mm256_abs_epi8(ylo), ayhi = _mm256_abs_epi8(yhi); // (IQ4_NL)
-		const __m256 dd = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(q->dy)), half);
-		const __m256 s = QFN(rowscale2)(RM, wr, (size_t)b * bs, bs, dd);
+		const __m256 dys = _mm256_castps128_ps256(_mm_loadu_ps(q->dy));
+		const __m256 s = QFN(rowscale2)(RM, wr, (size_t)b * bs, bs, _mm256_permutevar8x32_ps(dys, half));
+		if (hm) { // m_w·s_y of the RM rows, A's in lanes 0..3, B's in 4..7, added A then B
+			const __m256 t = QFN(rowscale2)(RM, wr, (size_t)b * bs + 2, bs,
+				_mm256_permutevar8x32_ps(dys, _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)));
+			am = _mm_add_ps(_mm_add_ps(am, _mm256_castps256_ps128(t)), _mm256_extractf128_ps(t, 1));
+		}
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wa = wr[i] + (size_t)b * bs;
@@ -552,218 +567,51 @@ QINLINE void QFN(mv_q4p)(int T, int RM, const uint8_t *const *wr, const uint8_t 
 			const __m256i v = _mm256_blend_epi32(_mm256_loadu_si256((const __m256i *)(wa + qo)),
 				_mm256_loadu_si256((const __m256i *)(wa + bs + qo - 16)), 0xf0);
 			__m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-			if (T == T_Q5_0) {
+			if (five) {
 				__m256i l5, h5;
-				QFN(bits16p)(wa, &l5, &h5);
+				QFN(bits16p)(T, wa, &l5, &h5);
 				lo = _mm256_or_si256(lo, l5);
 				hi = _mm256_or_si256(hi, h5);
 			}
-			const __m256i p = T != T_IQ4_NL ? _mm256_sub_epi32(QDOT_U2(lo, ylo, hi, yhi), yoff)
-				: _mm256_add_epi32(QDOT_A(aylo, _mm256_shuffle_epi8(lut, lo), ylo),
-					QDOT_A(ayhi, _mm256_shuffle_epi8(lut, hi), yhi));
+			const __m256i p = T == T_IQ4_NL ? _mm256_add_epi32(QDOT_A(aylo, _mm256_shuffle_epi8(lut, lo), ylo),
+								  QDOT_A(ayhi, _mm256_shuffle_epi8(lut, hi), yhi))
+				: hm ? QDOT_U2(lo, ylo, hi, yhi) : _mm256_sub_epi32(QDOT_U2(lo, ylo, hi, yhi), yoff);
 			acc[i] = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(p), acc[i]);
 		}
 	}
+	float sc[4];
 	if (b < nb) { // an odd last block alone, over all eight lanes
-		const uint8_t *xa = x + (size_t)b * 34;
-		const __m256i yq = _mm256_loadu_si256((const __m256i *)(xa + 2));
+		const uint8_t *xa = x + (size_t)b * ybs;
+		const __m256i yq = _mm256_loadu_si256((const __m256i *)(xa + yo));
 		const __m256i yoff = _mm256_slli_epi32(QDOT_U(ones8, yq), T == T_Q5_0 ? 4 : 3);
-		float sc[4];
 		_mm_storeu_ps(sc, QFN(rowscale1)(RM, wr, (size_t)b * bs, QFN(h2f)(xa)));
+		if (hm)
+			am = _mm_add_ps(am, QFN(rowscale1)(RM, wr, (size_t)b * bs + 2, QFN(h2f)(xa + 2)));
 		#pragma GCC unroll 4
 		for (int i = 0; i < RM; i++) {
 			const uint8_t *wa = wr[i] + (size_t)b * bs;
 			float d, m;
 			const __m256i c = QFN(dec32)(T == T_IQ4_NL ? T_Q4_0 : T, wa, &d, &m); // IQ4_NL: codes, then the table
-			const __m256i p = T != T_IQ4_NL ? _mm256_sub_epi32(QDOT_U(c, yq), yoff)
-				: QDOT_S(_mm256_shuffle_epi8(lut, c), yq);
+			const __m256i p = T == T_IQ4_NL ? QDOT_S(_mm256_shuffle_epi8(lut, c), yq)
+				: hm ? QDOT_U(c, yq) : _mm256_sub_epi32(QDOT_U(c, yq), yoff);
 			acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(sc[i]), _mm256_cvtepi32_ps(p), acc[i]);
-		}
-	}
-	#pragma GCC unroll 4
-	for (int i = 0; i < RM; i++)
-		*yr[i] = T != T_Q4_0 ? QFN(hsum)(acc[i]) + 0.0f : QFN(hsum)(acc[i]);
-}
-
-// Q4_1 (Q5_1 has mv_q5_1; Q4_0, Q5_0 and IQ4_NL mv_q4p): RM rows from
-// RM streams, as mv_q8_0. Per row and block the operations of the tile
-// kernels (tile32): the integer lanes of dec32 × activations, acc =
-// fma(dw·dy, float(lanes), acc), and a float sum of min·s_y added after
-// the reduction.
-QINLINE void QFN(mv_b32)(int T, int RM, const uint8_t *const *wr, const uint8_t *x, int nb, float *const *yr) {
-	const int bs = QFN(bsize)(T);
-	__m256 acc[4];
-	__m128 am[4]; // lane 1: the sum of min·s_y
-	#pragma GCC unroll 4
-	for (int i = 0; i < RM; i++) {
-		acc[i] = _mm256_setzero_ps();
-		am[i] = _mm_setzero_ps();
-	}
-	for (int b = 0; b < nb; b++) {
-		const uint8_t *yb = x + (size_t)b * 36;
-		const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb + 4));
-		// (d_y, s_y): both F16 halves converted by one instruction
-		uint32_t hy;
-		memcpy(&hy, yb, 4);
-		const __m128 dsy = _mm_cvtph_ps(_mm_cvtsi32_si128((int)hy));
-		#pragma GCC unroll 4
-		for (int i = 0; i < RM; i++) {
-			const uint8_t *wb = wr[i] + (size_t)b * bs;
-			_mm_prefetch((const char *)(wb + QMV_PF), _MM_HINT_T0);
-			float d, m;
-			const __m256i q = QFN(dec32)(T, wb, &d, &m);
-			const __m256i p = QDOT_U(q, yq);
-			// lanes (d_w·d_y, m_w·s_y): the same IEEE products as scalar ones
-			uint32_t hw;
-			memcpy(&hw, wb, 4);
-			const __m128 pr = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)hw)), dsy);
-			acc[i] = _mm256_fmadd_ps(_mm256_broadcastss_ps(pr), _mm256_cvtepi32_ps(p), acc[i]);
-			am[i] = _mm_add_ps(am[i], pr);
-		}
-	}
-	#pragma GCC unroll 4
-	for (int i = 0; i < RM; i++)
-		*yr[i] = QFN(hsum)(acc[i]) + _mm_cvtss_f32(_mm_movehdup_ps(am[i]));
-}
-
-// Q5_1: the activation side of a pair of blocks, computed once per call:
-// dsa, dsb = (d_y, s_y) of block A, of B, four times.
-typedef struct {
-	__m256 dsa, dsb;
-} QFN(q5pair);
-
-QINLINE void QFN(q5pairs)(const uint8_t *x, int np, QFN(q5pair) *pp) {
-	for (int k = 0; k < np; k++) {
-		const uint8_t *ya = x + (size_t)k * 72;
-		// lanes (d_yA, d_yB, s_yA, s_yB)
-		const __m256 dys = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_setr_epi16((short)QFN(ld16)(ya),
-			(short)QFN(ld16)(ya + 36), (short)QFN(ld16)(ya + 2), (short)QFN(ld16)(ya + 38), 0, 0, 0, 0)));
-		pp[k].dsa = _mm256_permutevar8x32_ps(dys, _mm256_setr_epi32(0, 2, 0, 2, 0, 2, 0, 2));
-		pp[k].dsb = _mm256_permutevar8x32_ps(dys, _mm256_setr_epi32(1, 3, 1, 3, 1, 3, 1, 3));
-	}
-}
-
-// Q5_1, RM rows from RM streams: per row and block the operations of
-// mv_b32 (the same float sequence). Per pair of blocks the RM rows' block
-// scales and mins are converted and multiplied by the activation scales
-// and sums together (rowdm) and read back by broadcast loads; the mins'
-// running sums of the RM rows share one vector (lane 2i+1 = row i, then
-// lane i), each the sum of m_w·s_y in block order as before. With bits16's
-// cheaper fifth bits, 16-19% less time per block than mv_b32 on one Zen 3
-// core (Q4_1 measured 2% slower this way and stays there).
-QINLINE void QFN(mv_q5_1)(int RM, const uint8_t *const *wr, const uint8_t *x, const QFN(q5pair) *pp, int nb,
-	float *const *yr) {
-	const int bs = 24, ybs = 36;
-	__m256 acc[4];
-	__m128 am = _mm_setzero_ps(); // lane i: the sum of m_w·s_y of row i
-	__m256 am8 = _mm256_setzero_ps(); // the same in lane 2i+1 (pairs)
-	float sc[16];
-	#pragma GCC unroll 4
-	for (int i = 0; i < RM; i++)
-		acc[i] = _mm256_setzero_ps();
-	int b = 0;
-	for (; b + 2 <= nb; b += 2) {
-		QFN(q5pair) tmp;
-		const QFN(q5pair) *q = pp ? pp + b / 2 : &tmp;
-		if (!pp) { // rows too long for the precomputed pairs: the same values, made here
-			QFN(q5pairs)(x + (size_t)b * ybs, 1, &tmp);
-		}
-		const uint8_t *ya = x + (size_t)b * ybs;
-		const __m256i yqa = _mm256_loadu_si256((const __m256i *)(ya + 4));
-		const __m256i yqb = _mm256_loadu_si256((const __m256i *)(ya + ybs + 4));
-		// lanes 2i, 2i+1 of block A, then of block B
-		const __m256 pa = QFN(rowdm)(RM, wr, (size_t)b * bs, q->dsa);
-		const __m256 pb = QFN(rowdm)(RM, wr, (size_t)b * bs + bs, q->dsb);
-		_mm256_storeu_ps(sc, pa);
-		_mm256_storeu_ps(sc + 8, pb);
-		am8 = _mm256_add_ps(_mm256_add_ps(am8, pa), pb);
-		// the broadcasts address sc from one register (GCC otherwise keeps
-		// each &sc[k] in a register of its own and spills them)
-		const float *scb = sc;
-		__asm__("" : "+r"(scb));
-		#pragma GCC unroll 4
-		for (int i = 0; i < RM; i++) {
-			const uint8_t *wa = wr[i] + (size_t)b * bs;
-			_mm_prefetch((const char *)(wa + QMV_PF), _MM_HINT_T0);
-			float d, m;
-			const __m256i qa = QFN(dec32)(T_Q5_1, wa, &d, &m), qb = QFN(dec32)(T_Q5_1, wa + bs, &d, &m);
-			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(scb + 2 * i), _mm256_cvtepi32_ps(QDOT_U(qa, yqa)), acc[i]);
-			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(scb + 8 + 2 * i), _mm256_cvtepi32_ps(QDOT_U(qb, yqb)), acc[i]);
-		}
-	}
-	// odd lanes of am8 to lanes 0..3 (moves, no arithmetic)
-	am = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(am8, _mm256_setr_epi32(1, 3, 5, 7, 0, 0, 0, 0)));
-	if (b < nb) {
-		const uint8_t *yb = x + (size_t)b * ybs;
-		const __m256i yq = _mm256_loadu_si256((const __m256i *)(yb + 4));
-		_mm_storeu_ps(sc, QFN(rowscale1)(RM, wr, (size_t)b * bs, QFN(h2f)(yb)));
-		am = _mm_add_ps(am, QFN(rowscale1)(RM, wr, (size_t)b * bs + 2, QFN(h2f)(yb + 2)));
-		#pragma GCC unroll 4
-		for (int i = 0; i < RM; i++) {
-			const uint8_t *wb = wr[i] + (size_t)b * bs;
-			float d, m;
-			const __m256i q = QFN(dec32)(T_Q5_1, wb, &d, &m);
-			acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + i), _mm256_cvtepi32_ps(QDOT_U(q, yq)), acc[i]);
 		}
 	}
 	float ams[4];
 	_mm_storeu_ps(ams, am);
 	#pragma GCC unroll 4
 	for (int i = 0; i < RM; i++)
-		*yr[i] = QFN(hsum)(acc[i]) + ams[i];
+		*yr[i] = T == T_Q4_0 ? QFN(hsum)(acc[i]) : QFN(hsum)(acc[i]) + ams[i];
 }
 
-#ifndef QMV_RM32
-#define QMV_RM32 4
-#endif
-_Static_assert(QMV_RM32 >= 1 && QMV_RM32 <= 4, "the 32-block row kernels hold at most 4 rows");
-
-// Q5_1: the activation side of at most this many block pairs is
-// precomputed (on the stack, 10 KiB); longer rows compute it per pair.
-enum { QMV_MAXQ5 = 160 };
-
-QINLINE void QFN(mv_q5_1_rows)(const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
-	QFN(q5pair) buf[QMV_MAXQ5];
-	QFN(q5pair) *pp = nb / 2 <= QMV_MAXQ5 ? buf : NULL;
-	if (pp)
-		QFN(q5pairs)(x, nb / 2, pp);
-	const int len = mica_stream_len(r1 - r0, QMV_RM32, wrb);
-	for (int k = 0; k < len; k++) {
-		const uint8_t *wr[4];
-		float *yr[4];
-		QFN(stream_rows)(QMV_RM32, w, wrb, y, r0 + k, len, wr, yr);
-		QFN(mv_q5_1)(QMV_RM32, wr, x, pp, nb, yr);
-	}
-	for (int r = r0 + QMV_RM32 * len; r < r1; r++) {
-		const uint8_t *wr = w + (size_t)r * wrb;
-		float *yr = y + r;
-		QFN(mv_q5_1)(1, &wr, x, pp, nb, &yr);
-	}
-}
-
-QINLINE void QFN(mv_b32_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
-	const int len = mica_stream_len(r1 - r0, QMV_RM32, wrb);
-	for (int k = 0; k < len; k++) {
-		const uint8_t *wr[4];
-		float *yr[4];
-		QFN(stream_rows)(QMV_RM32, w, wrb, y, r0 + k, len, wr, yr);
-		QFN(mv_b32)(T, QMV_RM32, wr, x, nb, yr);
-	}
-	for (int r = r0 + QMV_RM32 * len; r < r1; r++) {
-		const uint8_t *wr = w + (size_t)r * wrb;
-		float *yr = y + r;
-		QFN(mv_b32)(T, 1, &wr, x, nb, &yr);
-	}
-}
-
-// Q4_0, Q5_0 and IQ4_NL: the activation side of at most this many block pairs is
-// precomputed (on the stack, 20 KiB); longer rows compute it per tile.
+// The pair types: the activation side of at most this many block pairs is
+// precomputed (on the stack, 20 KiB); longer rows compute it per pair.
 enum { QMV_MAXPAIRS = 160 };
 // Q8_0: the activation scales of at most this many blocks are converted
 // once (on the stack); longer rows convert them per row.
 enum { QMV_MAXDY = 1024 };
 
-// Q4_0, IQ4_NL and Q5_0: four row streams, then the rows left over alone.
+// The pair types: four row streams, then the rows left over alone.
 QINLINE void QFN(mv_q4p_rows)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, int nb, float *y, int r0, int r1) {
 	QFN(q4pair) buf[QMV_MAXPAIRS];
 	QFN(q4pair) *pp = nb / 2 <= QMV_MAXPAIRS ? buf : NULL;
@@ -809,9 +657,9 @@ static __attribute__((noinline)) void QFN(mv32)(int T, const uint8_t *w, size_t 
 		return;
 	}
 	switch (T) {
-	case T_Q4_1: QFN(mv_b32_rows)(T_Q4_1, w, wrb, x, nb, y, r0, r1); return;
+	case T_Q4_1: QFN(mv_q4p_rows)(T_Q4_1, w, wrb, x, nb, y, r0, r1); return;
 	case T_Q5_0: QFN(mv_q4p_rows)(T_Q5_0, w, wrb, x, nb, y, r0, r1); return;
-	case T_Q5_1: QFN(mv_q5_1_rows)(w, wrb, x, nb, y, r0, r1); return;
+	case T_Q5_1: QFN(mv_q4p_rows)(T_Q5_1, w, wrb, x, nb, y, r0, r1); return;
 	case T_IQ4_NL: QFN(mv_q4p_rows)(T_IQ4_NL, w, wrb, x, nb, y, r0, r1); return;
 	default: QFN(mv_q4p_rows)(T_Q4_0, w, wrb, x, nb, y, r0, r1); return;
 	}
