@@ -67,14 +67,6 @@ QINLINE void QFN(wide8)(const uint8_t *p, __m256i *X, __m256i *Y) {
 	*Y = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xdd));
 }
 
-// wide8r is wide8 of 32 signed bytes already in a register.
-QINLINE void QFN(wide8r)(__m256i v, __m256i *X, __m256i *Y) {
-	const __m256 a = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)));
-	const __m256 b = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1)));
-	*X = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88));
-	*Y = _mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xdd));
-}
-
 // Physical lane p of a wide8 product holds natural lane QB_PERM[p] (and the
 // permutation is its own inverse).
 #define QB_PERM _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)

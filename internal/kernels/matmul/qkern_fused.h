@@ -407,26 +407,6 @@ QINLINE __m128 QFN(rowscale1)(int RM, const uint8_t *const *wr, size_t off, floa
 	return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)QFN(hrows)(RM, wr, off))), _mm_set1_ps(dy));
 }
 
-// The 32 bits at byte offset off of rows 2j and 2j+1 (missing rows 0).
-QINLINE uint64_t QFN(hrow2)(int RM, const uint8_t *const *wr, size_t off, int j) {
-	uint32_t a = 0, b = 0;
-	if (2 * j < RM)
-		memcpy(&a, wr[2 * j] + off, 4);
-	if (2 * j + 1 < RM)
-		memcpy(&b, wr[2 * j + 1] + off, 4);
-	uint64_t v = b;
-	__asm__("" : "+r"(v));
-	return (uint64_t)a | v << 32;
-}
-
-// Q4_1/Q5_1: the (d, m) F16 pair at byte offset off of RM rows, converted
-// together and multiplied by ds (d_y, s_y repeated): lane 2i = d_w·d_y and
-// lane 2i+1 = m_w·s_y of row i, the same IEEE products as scalar ones.
-QINLINE __m256 QFN(rowdm)(int RM, const uint8_t *const *wr, size_t off, __m256 ds) {
-	const __m128i h = _mm_set_epi64x((long long)QFN(hrow2)(RM, wr, off, 1), (long long)QFN(hrow2)(RM, wr, off, 0));
-	return _mm256_mul_ps(_mm256_cvtph_ps(h), ds);
-}
-
 // dw (two halves at p and p+stride) times the activation scales dy2.
 QINLINE __m128 QFN(scale2)(const uint8_t *p, size_t stride, __m128 dy2) {
 	const uint32_t h = (uint32_t)QFN(ld16)(p) | (uint32_t)QFN(ld16)(p + stride) << 16;
