@@ -34,7 +34,7 @@ func TestQ4BatchBlocking(t *testing.T) {
 	}
 }
 
-// TestKBatchTiles: the AVX2 K-quant batch kernel (qkern_batchk.h) takes
+// TestKBatchTiles: the AVX2 super-block batch kernel (qkern_batchk.h) takes
 // activation rows eight at a time in one loop and four, two or one at a
 // time in another (the weights and scales loaded once for all the rows).
 // Every output must equal the n = 1 result bit for bit, for each type and
@@ -43,7 +43,7 @@ func TestQ4BatchBlocking(t *testing.T) {
 func TestKBatchTiles(t *testing.T) {
 	rng := rand.New(rand.NewPCG(81, 82))
 	ns := []int{2, 3, 4, 5, 6, 7, 8, 9, 13, 15, 16, 17}
-	for _, dt := range []tensor.DType{tensor.Q4_K, tensor.Q5_K, tensor.Q6_K} {
+	for _, dt := range []tensor.DType{tensor.Q2_K, tensor.Q3_K, tensor.Q4_K, tensor.Q5_K, tensor.Q6_K, tensor.IQ4_XS} {
 		for _, c := range []struct{ nb, rows int }{{1, 5}, {3, 9}} {
 			batchAgainstN1(t, dt, rng, 256, c.nb, c.rows, ns)
 		}

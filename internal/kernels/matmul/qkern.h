@@ -520,7 +520,7 @@ void QFN(mica_qmul)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_
 	if (T != T_Q8_0 && !isk && QFN(batch_q4p)(T, w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
 		return;
 #ifdef QK_BATCH_WIDE
-	if (T == T_Q4_K || T == T_Q5_K || T == T_Q6_K) {
+	if (isk) {
 		QFN(batch_k)(T, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
 		return;
 	}

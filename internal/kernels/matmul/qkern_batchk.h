@@ -1,9 +1,10 @@
-// Batch kernel (n > 1) for Q4_K, Q5_K and Q6_K weights, part of qkern.h
-// (AVX2 build; uses its macros and qkern_fused.h's scale unpacking).
+// Batch kernel (n > 1) for the super-block types (Q2_K … Q6_K, IQ4_XS),
+// part of qkern.h (AVX2 build; uses its macros and qkern_fused.h's scale
+// unpacking).
 //
 // A tile is one weight row × up to eight activation rows. Each super-block
 // is unpacked once per tile, with the fused matrix-vector kernels' register
-// code (dot_q45k, dot_q6k): its 256 values to an aligned buffer and its
+// code: its 256 values to an aligned buffer and its
 // scales to eight vectors of int16 (one per 32 values), all stored whole so
 // that reading them back never waits on a partial store; then each
 // activation row's super-block dot product reads them from L1 (8-row tiles:
@@ -12,8 +13,10 @@
 // are those of the n = 1 kernels and tilek:
 //   acc  = fma(broadcast(d·dy),    float(int32x8 exact sums), acc)
 //   accm = fma(broadcast(dmin·dy), float(Σ bsums·mins),       accm)
-// and hsum(acc) − hsum(accm), so the outputs do not depend on n, the tile
-// or the row split.
+// and hsum(acc) − hsum(accm) (Q2_K, Q4_K, Q5_K; the others hsum(acc), their
+// stored offsets — Q3_K +4, Q6_K +32 — taken out of the exact sums through
+// the activations' bsums; IQ4_XS's signed values multiply |v| by y with v's
+// signs), so the outputs do not depend on n, the tile or the row split.
 //
 // Where the time goes (one thread, a C harness around mica_qmul, CPU time,
 // ns per super-block and activation row, 1152×6912): Q4_K n = 8 5.3–5.5,
@@ -28,18 +31,73 @@
 // → 5.0 (Q6_K 6.4 → 5.8), n = 7 (Q6_K) 7.7 → 7.2. Tried and no better:
 // the same for the 8-row tile in two halves of four (Q6_K n = 512 2%
 // slower), and 4-row tiles throughout (Q4_K 1–3% faster, Q5_K and Q6_K
-// 8% slower).
+// 8% slower). Q2_K, Q3_K and IQ4_XS joined on 2026-11-28 (the generic
+// tiles before; GB/s of weights × n on 640×2048, old → new): Q3_K n = 2 3.4
+// → 13.1, n = 4 9.4 → 17.8–17.9, n = 8 9.4 → 19.7–19.8, n = 512 9.2 →
+// 18.1–18.2; Q2_K n = 2 4.7–5.4 → 9.0–11.5, n = 8 9.5–12.2 → 12.7–15.5,
+// n = 512 11.3–11.7 → 14.3–14.4; IQ4_XS n = 2 6.6–11.1 → 9.9–15.9, n = 8
+// 12.4–17.8 → 17.1–22.7, n = 512 11.3–17.0 → 14.9–20.4.
 
 typedef struct {
-	int8_t a[256] __attribute__((aligned(32)));
+	int8_t a[256] __attribute__((aligned(32))); // IQ4_XS: |v| (the signs in sg)
+	int8_t sg[256] __attribute__((aligned(32))); // IQ4_XS: v
 	__m256i sc[8];  // int16 scale of each value pair of chunk c (32 values)
-	__m256i m16;    // Q4_K/Q5_K: min per 16-group; Q6_K: scale per 16-group
+	__m256i m16;    // Q2_K/Q4_K/Q5_K: min per 16-group; Q3_K/Q6_K: scale per 16-group
 	float d, dmin;
 } QFN(bkblk);
 
-// Unpack one super-block (T_Q4_K, T_Q5_K or T_Q6_K).
+// Unpack one super-block (any super-block type).
 QINLINE void QFN(bkdec)(int T, const uint8_t *blk, QFN(bkblk) *k) {
 	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	if (T == T_Q2_K) {
+		const __m256i m3 = _mm256_set1_epi8(3);
+		k->d = QFN(h2f)(blk + 80);
+		k->dmin = QFN(h2f)(blk + 82);
+		k->m16 = _mm256_srli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)blk)), 4);
+		const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_loadu_si128((const __m128i *)blk), _mm_set1_epi8(15)));
+		#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++) {
+			const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 16 + 32 * h));
+			#pragma GCC unroll 4
+			for (int t = 0; t < 4; t++) {
+				_mm256_store_si256((__m256i *)(k->a + 32 * (4 * h + t)), _mm256_and_si256(_mm256_srli_epi16(q, 2 * t), m3));
+				k->sc[4 * h + t] = QFN(pair_scales)(sc16, 4 * h + t);
+			}
+		}
+		return;
+	}
+	if (T == T_Q3_K) {
+		k->d = QFN(h2f)(blk + 108);
+		k->dmin = 0;
+		const __m256i sc16 = QFN(q3k_scales)(blk);
+		k->m16 = sc16;
+		const __m256i hm = _mm256_loadu_si256((const __m256i *)blk);
+		#pragma GCC unroll 2
+		for (int h = 0; h < 2; h++) {
+			const __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 32 + 32 * h));
+			#pragma GCC unroll 4
+			for (int t = 0; t < 4; t++) {
+				_mm256_store_si256((__m256i *)(k->a + 32 * (4 * h + t)), QFN(q3k_chunk)(hm, q, 4 * h + t));
+				k->sc[4 * h + t] = QFN(pair_scales)(sc16, 4 * h + t);
+			}
+		}
+		return;
+	}
+	if (T == T_IQ4_XS) {
+		k->d = QFN(h2f)(blk);
+		k->dmin = 0;
+		k->m16 = _mm256_setzero_si256();
+		const __m128i l8 = QFN(iq4xs_scales)(blk);
+		const __m256i scv = _mm256_set_m128i(l8, l8);
+		#pragma GCC unroll 8
+		for (int c = 0; c < 8; c++) {
+			const __m256i v = _mm256_shuffle_epi8(QFN(iq4lut)(), QFN(nib32)(blk + 8 + 16 * c));
+			_mm256_store_si256((__m256i *)(k->sg + 32 * c), v);
+			_mm256_store_si256((__m256i *)(k->a + 32 * c), _mm256_abs_epi8(v));
+			k->sc[c] = _mm256_shuffle_epi8(scv, _mm256_set1_epi16((short)(((2 * c + 1) << 8) | (2 * c))));
+		}
+		return;
+	}
 	if (T == T_Q6_K) {
 		k->d = QFN(h2f)(blk + 208);
 		k->dmin = 0;
@@ -83,9 +141,26 @@ QINLINE void QFN(bkdec)(int T, const uint8_t *blk, QFN(bkblk) *k) {
 	}
 }
 
+// The exact integer sum of one activation row's super-block before the
+// chunks: Q3_K's and Q6_K's values are stored with an offset (+4, +32):
+// start from −offset·Σ scale·bsum.
+QINLINE __m256i QFN(bkstart)(int T, __m256i bsums, __m256i m16) {
+	if (T != T_Q3_K && T != T_Q6_K)
+		return _mm256_setzero_si256();
+	return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, m16), T == T_Q6_K ? 5 : 2));
+}
+
+// Chunk c of the super-block times activations v, scaled: the unsigned
+// values' byte products, or (IQ4_XS) |v_w| times v with v_w's signs.
+QINLINE __m256i QFN(bkdot)(int T, const QFN(bkblk) *k, int c, __m256i a, __m256i v) {
+	if (T == T_IQ4_XS)
+		v = _mm256_sign_epi8(v, _mm256_load_si256((const __m256i *)(k->sg + 32 * c)));
+	return QSDOT_UW(a, v, k->sc[c]);
+}
+
 QINLINE void QFN(bktile)(int T, int RN, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int nb,
 	float *y, size_t ldy) {
-	const int bs = QFN(bsize)(T), q6 = T == T_Q6_K;
+	const int bs = QFN(bsize)(T), mins = QFN(kmin)(T);
 	__m256 acc[8], accm[8];
 	QFN(bkblk) kb;
 	#pragma GCC unroll 8
@@ -107,17 +182,15 @@ QINLINE void QFN(bktile)(int T, int RN, const uint8_t *w, size_t wrb, const uint
 				float dy;
 				memcpy(&dy, yb, 4);
 				const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
-				// Q6_K values are stored +32: start from −32·Σ scale·bsum (exact)
-				__m256i s = q6 ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, kb.m16), 5))
-					: _mm256_setzero_si256();
+				__m256i s = QFN(bkstart)(T, bsums, kb.m16);
 				#pragma GCC unroll 8
 				for (int c = 0; c < 8; c++) {
 					const __m256i a = _mm256_load_si256((const __m256i *)(kb.a + 32 * c));
 					const __m256i v = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
-					s = _mm256_add_epi32(s, QSDOT_UW(a, v, kb.sc[c]));
+					s = _mm256_add_epi32(s, QFN(bkdot)(T, &kb, c, a, v));
 				}
 				acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.d * dy), _mm256_cvtepi32_ps(s), acc[j]);
-				if (!q6)
+				if (mins)
 					accm[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.dmin * dy),
 						_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, kb.m16)), accm[j]);
 			}
@@ -129,23 +202,21 @@ QINLINE void QFN(bktile)(int T, int RN, const uint8_t *w, size_t wrb, const uint
 			#pragma GCC unroll 4
 			for (int j = 0; j < RN; j++) {
 				bsums[j] = _mm256_loadu_si256((const __m256i *)(yb + j * xrb + 260));
-				// Q6_K values are stored +32: start from −32·Σ scale·bsum (exact)
-				s[j] = q6 ? _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums[j], kb.m16), 5))
-					: _mm256_setzero_si256();
+				s[j] = QFN(bkstart)(T, bsums[j], kb.m16);
 			}
 			#pragma GCC unroll 8
 			for (int c = 0; c < 8; c++) {
-				const __m256i a = _mm256_load_si256((const __m256i *)(kb.a + 32 * c)), sc = kb.sc[c];
+				const __m256i a = _mm256_load_si256((const __m256i *)(kb.a + 32 * c));
 				#pragma GCC unroll 4
 				for (int j = 0; j < RN; j++)
-					s[j] = _mm256_add_epi32(s[j], QSDOT_UW(a, _mm256_loadu_si256((const __m256i *)(yb + j * xrb + 4 + 32 * c)), sc));
+					s[j] = _mm256_add_epi32(s[j], QFN(bkdot)(T, &kb, c, a, _mm256_loadu_si256((const __m256i *)(yb + j * xrb + 4 + 32 * c))));
 			}
 			#pragma GCC unroll 4
 			for (int j = 0; j < RN; j++) {
 				float dy;
 				memcpy(&dy, yb + j * xrb, 4);
 				acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.d * dy), _mm256_cvtepi32_ps(s[j]), acc[j]);
-				if (!q6)
+				if (mins)
 					accm[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.dmin * dy),
 						_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums[j], kb.m16)), accm[j]);
 			}
@@ -153,7 +224,7 @@ QINLINE void QFN(bktile)(int T, int RN, const uint8_t *w, size_t wrb, const uint
 	}
 	#pragma GCC unroll 8
 	for (int j = 0; j < RN; j++)
-		y[j * ldy] = q6 ? QFN(hsum)(acc[j]) : QFN(hsum)(acc[j]) - QFN(hsum)(accm[j]);
+		y[j * ldy] = mins ? QFN(hsum)(acc[j]) - QFN(hsum)(accm[j]) : QFN(hsum)(acc[j]);
 }
 
 #define QBK_FN(RN)                                                                                    \
@@ -163,6 +234,9 @@ QINLINE void QFN(bktile)(int T, int RN, const uint8_t *w, size_t wrb, const uint
 		case T_Q4_K: QFN(bktile)(T_Q4_K, RN, w, wrb, x, xrb, nb, y, ldy); break;                      \
 		case T_Q5_K: QFN(bktile)(T_Q5_K, RN, w, wrb, x, xrb, nb, y, ldy); break;                      \
 		case T_Q6_K: QFN(bktile)(T_Q6_K, RN, w, wrb, x, xrb, nb, y, ldy); break;                      \
+		case T_Q2_K: QFN(bktile)(T_Q2_K, RN, w, wrb, x, xrb, nb, y, ldy); break;                      \
+		case T_Q3_K: QFN(bktile)(T_Q3_K, RN, w, wrb, x, xrb, nb, y, ldy); break;                      \
+		case T_IQ4_XS: QFN(bktile)(T_IQ4_XS, RN, w, wrb, x, xrb, nb, y, ldy); break;                  \
 		}                                                                                             \
 	}
 QBK_FN(8)
@@ -170,7 +244,7 @@ QBK_FN(4)
 QBK_FN(2)
 QBK_FN(1)
 
-// Q4_K, Q5_K and Q6_K weights, n > 1 activation rows: each weight row with
+// Super-block weights, n > 1 activation rows: each weight row with
 // the activation rows eight (then four, two, one) at a time.
 static __attribute__((noinline)) void QFN(batch_k)(int T, const uint8_t *w, size_t wrb, const uint8_t *x,
 	size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1) {

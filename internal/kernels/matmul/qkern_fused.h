@@ -202,16 +202,11 @@ QINLINE void QFN(step_q2k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m
 		_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mn16)), *paccm);
 }
 
-QINLINE void QFN(step_q3k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m256 *pacc, __m256 *paccm) {
-	const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
-	_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
-	_mm_prefetch((const char *)(blk + pf + 64), _MM_HINT_T0);
-	_mm_prefetch((const char *)(blk + pf + 109), _MM_HINT_T0);
-	float dy;
-	memcpy(&dy, yb, 4);
-	// 16 six-bit scales: low 4 bits from bytes 0..7 (groups 0..7: low
-	// nibbles, 8..15: high nibbles), high 2 from 8..11 (group g: bits
-	// 2(g/4) of byte 8 + g%4), built as two 64-bit words
+// A Q3_K super-block's 16 six-bit scales as int16 (−32 applied): low 4
+// bits from bytes 96..103 (groups 0..7: low nibbles, 8..15: high nibbles),
+// high 2 from 104..107 (group g: bits 2(g/4) of byte 104 + g%4), built as
+// two 64-bit words.
+QINLINE __m256i QFN(q3k_scales)(const uint8_t *blk) {
 	uint64_t w01;
 	uint32_t w2;
 	memcpy(&w01, blk + 96, 8);
@@ -220,7 +215,44 @@ QINLINE void QFN(step_q3k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m
 	const uint64_t h02 = (uint64_t)w2 | (uint64_t)(w2 >> 2) << 32, h46 = (uint64_t)(w2 >> 4) | (uint64_t)(w2 >> 6) << 32;
 	const __m128i sb = _mm_set_epi64x((long long)(((w01 >> 4) & lo4) | (h46 & lo2) << 4),
 		(long long)((w01 & lo4) | (h02 & lo2) << 4));
-	const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(sb, _mm_set1_epi8(32)));
+	return _mm256_cvtepi8_epi16(_mm_sub_epi8(sb, _mm_set1_epi8(32)));
+}
+
+// Q3_K's values 32c .. 32c+31 as stored (q + 4, 0..7): the two low bits from
+// q (the 32 bytes at 32 + 32·(c/4), shifted by 2·(c%4)), the third from
+// bit c of each byte of hm (the first 32 bytes).
+QINLINE __m256i QFN(q3k_chunk)(__m256i hm, __m256i q, int c) {
+	// bit c of each byte of hm moved to bit 2 (value 4): one shift and one
+	// mask (16-bit shifts keep each byte's bit in its byte)
+	const __m256i hb4 = _mm256_and_si256(QFN(shl16)(hm, 2 - c), _mm256_set1_epi8(4));
+	return _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * (c % 4)), _mm256_set1_epi8(3)), hb4);
+}
+
+// An IQ4_XS super-block's 8 six-bit scales as int16 (−32 applied): byte c =
+// nibble c of bytes 4..7 | bits 2c, 2c+1 of the 16-bit word at 2, shifted
+// to bits 4..5 (bit-spreading on 64 bits).
+QINLINE __m128i QFN(iq4xs_scales)(const uint8_t *blk) {
+	uint16_t h;
+	uint32_t sl;
+	memcpy(&h, blk + 2, 2);
+	memcpy(&sl, blk + 4, 4);
+	uint64_t lo = sl, hi = h;
+	lo = (lo | lo << 16) & 0x0000ffff0000ffffULL;
+	lo = (lo | lo << 8) & 0x00ff00ff00ff00ffULL;
+	lo = (lo | lo << 4) & 0x0f0f0f0f0f0f0f0fULL;
+	hi = (hi | hi << 24) & 0x000000ff000000ffULL;
+	hi = (hi | hi << 12) & 0x000f000f000f000fULL;
+	hi = (hi | hi << 6) & 0x0303030303030303ULL;
+	return _mm_cvtepi8_epi16(_mm_sub_epi8(_mm_cvtsi64_si128((long long)(lo | hi << 4)), _mm_set1_epi8(32)));
+}
+
+QINLINE void QFN(step_q3k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m256 *pacc, __m256 *paccm) {
+	_mm_prefetch((const char *)(blk + pf), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 64), _MM_HINT_T0);
+	_mm_prefetch((const char *)(blk + pf + 109), _MM_HINT_T0);
+	float dy;
+	memcpy(&dy, yb, 4);
+	const __m256i sc16 = QFN(q3k_scales)(blk);
 	const __m256i bsums = _mm256_loadu_si256((const __m256i *)(yb + 260));
 	// values are stored q+4 (0..7): subtract 4·Σ scale·bsum
 	__m256i s = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 2));
@@ -232,10 +264,7 @@ QINLINE void QFN(step_q3k)(const uint8_t *blk, size_t pf, const uint8_t *yb, __m
 #pragma GCC unroll 4
 		for (int t = 0; t < 4; t++) {
 			const int c = 4 * h + t;
-			// bit c of each byte of hm moved to bit 2 (value 4): one shift
-			// and one mask (16-bit shifts keep each byte's bit in its byte)
-			const __m256i hb4 = _mm256_and_si256(QFN(shl16)(hm, 2 - c), four);
-			const __m256i v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * t), m3), hb4);
+			const __m256i v = QFN(q3k_chunk)(hm, q, c);
 			const __m256i y = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
 			s = _mm256_add_epi32(s, QSDOT_UW(v, y, QFN(pair_scales_h)(scvh, c)));
 		}
@@ -256,20 +285,7 @@ QINLINE void QFN(step_iq4xs)(const uint8_t *blk, size_t pf, const uint8_t *yb, _
 	_mm_prefetch((const char *)(blk + pf + 135), _MM_HINT_T0);
 	float dy;
 	memcpy(&dy, yb, 4);
-	// the 8 six-bit scales: byte c = nibble c of bytes 4..7 | bits 2c, 2c+1
-	// of the 16-bit word at 2, shifted to bits 4..5 (bit-spreading on 64 bits)
-	uint16_t h;
-	uint32_t sl;
-	memcpy(&h, blk + 2, 2);
-	memcpy(&sl, blk + 4, 4);
-	uint64_t lo = sl, hi = h;
-	lo = (lo | lo << 16) & 0x0000ffff0000ffffULL;
-	lo = (lo | lo << 8) & 0x00ff00ff00ff00ffULL;
-	lo = (lo | lo << 4) & 0x0f0f0f0f0f0f0f0fULL;
-	hi = (hi | hi << 24) & 0x000000ff000000ffULL;
-	hi = (hi | hi << 12) & 0x000f000f000f000fULL;
-	hi = (hi | hi << 6) & 0x0303030303030303ULL;
-	const __m128i l8 = _mm_cvtepi8_epi16(_mm_sub_epi8(_mm_cvtsi64_si128((long long)(lo | hi << 4)), _mm_set1_epi8(32)));
+	const __m128i l8 = QFN(iq4xs_scales)(blk);
 	const __m256i scv = _mm256_set_m128i(l8, l8);
 	__m256i s = _mm256_setzero_si256();
 #pragma GCC unroll 8
