@@ -41,9 +41,9 @@
 // multiply-add, see mv_q4p) and reduce them with the same tree, so a row's
 // outputs do not depend on n or its position in the batch. Batches have
 // dedicated kernels (qkern_batch*.h: Q4_0, Q5_0, IQ4_NL, Q4_1 and Q5_1 at
-// every level; Q8_0, Q4_K, Q5_K and Q6_K in the AVX2 build) that unpack
-// each weight block once for up to eight activation rows and keep to that
-// same per-element sequence. The
+// every level; Q8_0 and the super-block types in the AVX2 build) that
+// unpack each weight block once for up to eight activation rows and keep
+// to that same per-element sequence. The
 // quantized reference sums blocks sequentially in one float and agrees with
 // the fast paths within fastTol (matmul_test.go), not bit for bit.
 //
