@@ -37,6 +37,10 @@ async function shot(name) {
 
 const prompt = () => page.getByRole('textbox', { name: 'Prompt', exact: true });
 const num = (label) => page.getByRole('spinbutton', { name: label, exact: true });
+// What a text field shows of a model's answer: trimmed, and its line breaks
+// as LF (a field's value turns CR and CRLF into LF; the synthetic models'
+// random words may contain a CR).
+const shown = (s) => s.trim().replace(/\r\n?/g, '\n');
 
 // captureAnswers passes chat completions through the test, which keeps
 // each answer's bytes (playwright's own copy of a streamed body may come
@@ -145,14 +149,14 @@ test('enhance prompt: the model\'s JSON fills the fields; undo and redo', { skip
   const answer = answers[0];
   await page.unroute('**/v1/chat/completions');
   await page.getByRole('button', { name: 'Undo' }).waitFor();
-  assert.equal(await prompt().inputValue(), answer.prompt.trim());
-  assert.equal(await page.getByLabel('Negative prompt').inputValue(), answer.negative_prompt.trim());
+  assert.equal(await prompt().inputValue(), shown(answer.prompt));
+  assert.equal(await page.getByLabel('Negative prompt').inputValue(), shown(answer.negative_prompt));
   await shot('studio-enhance');
   await page.getByRole('button', { name: 'Undo' }).click();
   assert.equal(await prompt().inputValue(), 'a fox');
   assert.equal(await page.getByLabel('Negative prompt').inputValue(), 'blurry');
   await page.getByRole('button', { name: 'Redo' }).click();
-  assert.equal(await prompt().inputValue(), answer.prompt.trim());
+  assert.equal(await prompt().inputValue(), shown(answer.prompt));
 });
 
 test('enhance prompt: progress, Stop and Esc; no language model is said plainly', { skip }, async () => {
@@ -399,7 +403,7 @@ test('describe image: a model with vision writes the prompt from the input image
     assert.equal(req.model, 'tiny-vision');
     assert.equal(req.response_format.type, 'json_schema');
     assert.equal(req.messages[0].content[1].image_url.url, 'data:image/png;base64,' + png.toString('base64'));
-    await page.waitForFunction((want) => document.querySelector('.params textarea').value === want, answers[0].prompt.trim());
+    await page.waitForFunction((want) => document.querySelector('.params textarea').value === want, shown(answers[0].prompt));
     // From the gallery: the picture goes to the model, the prompt to the studio.
     const j = await job(other.url, 'for the gallery');
     await page.goto(other.url + '/ui/gallery');
@@ -411,7 +415,7 @@ test('describe image: a model with vision writes the prompt from the input image
     req = r.request().postDataJSON();
     const pic = Buffer.from(await (await fetch(other.url + j.images[0])).arrayBuffer());
     assert.equal(req.messages[0].content[1].image_url.url, 'data:image/png;base64,' + pic.toString('base64'));
-    await page.waitForFunction((want) => document.querySelector('.params textarea').value === want, answers[1].prompt.trim());
+    await page.waitForFunction((want) => document.querySelector('.params textarea').value === want, shown(answers[1].prompt));
   } finally {
     await page.unroute('**/v1/chat/completions');
     await other.stop();
