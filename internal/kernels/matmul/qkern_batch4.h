@@ -267,8 +267,10 @@ static __attribute__((noinline)) int QFN(batch_q4p)(int T, const uint8_t *w, siz
 					d->yhi = t.yhi;
 					d->yoff = t.yoff;
 					d->dy = _mm256_setr_ps(t.dy[0], t.dy[0], t.dy[0], t.dy[0], t.dy[1], t.dy[1], t.dy[1], t.dy[1]);
-					st[(size_t)k * 2 * RN + jj] = t.dy[2];
-					st[(size_t)k * 2 * RN + RN + jj] = t.dy[3];
+					if (hm) {
+						st[(size_t)k * 2 * RN + jj] = t.dy[2];
+						st[(size_t)k * 2 * RN + RN + jj] = t.dy[3];
+					}
 				}
 			}
 			jt += RN;
