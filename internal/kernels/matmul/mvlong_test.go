@@ -28,6 +28,19 @@ func TestMatVecLongRows32(t *testing.T) {
 	}
 }
 
+// TestMatVecLongRowsIQ4XS: IQ4_XS rows of more than QMV_MAXRY (64)
+// super-blocks, whose activations the matrix-vector kernel rearranges per
+// super-block and row instead of once per call (16,640 columns: 65
+// super-blocks). Against the reference, under row splits, and bit for bit
+// as a row of a batch (the batch kernel's rearranged copy).
+func TestMatVecLongRowsIQ4XS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long rows")
+	}
+	rng := rand.New(rand.NewPCG(23, 24))
+	checkRowSplitAndBatch(t, tensor.IQ4_XS, 7, 16640, [][2]int{{0, 1}, {1, 7}}, rng)
+}
+
 // checkRowSplitAndBatch checks the matrix-vector kernels of wt on rows×cols
 // random weights, per fast level: against the reference (checkFast's
 // tolerance), and bit for bit the same when the rows are computed in the

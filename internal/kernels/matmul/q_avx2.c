@@ -5,6 +5,7 @@
 // through vpsignb so the unsigned side is |w|).
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #pragma GCC push_options

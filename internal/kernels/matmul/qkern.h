@@ -75,6 +75,15 @@ QINLINE __m256i QFN(iq4lut)(void) {
 		-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
 }
 
+// Chunks c, c+1 (c even) of a Q8_K block's values (yb: the block) in
+// IQ4_XS's pair order: ylo = values 0..15 of chunk c, then of chunk c+1;
+// yhi = values 16..31 of each.
+QINLINE void QFN(iq4xs_ypair)(const uint8_t *yb, int c, __m256i *ylo, __m256i *yhi) {
+	const uint8_t *ya = yb + 4 + 32 * c;
+	*ylo = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(ya + 32)), _mm_loadu_si128((const __m128i *)ya));
+	*yhi = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(ya + 48)), _mm_loadu_si128((const __m128i *)(ya + 16)));
+}
+
 // ---------------------------------------------------------------- 32-element blocks
 
 enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8, T_Q2_K = 10, T_Q3_K = 11,
@@ -372,12 +381,18 @@ QINLINE void QFN(deck)(int T, const uint8_t *b, QFN(kblk) *k) {
 		k->dmin = 0;
 		uint16_t h;
 		memcpy(&h, b + 2, 2);
-		const __m256i lut = QFN(iq4lut)();
-		#pragma GCC unroll 8
-		for (int c = 0; c < 8; c++) {
-			_mm256_store_si256((__m256i *)(k->a + 32 * c), _mm256_shuffle_epi8(lut, QFN(nib32)(b + 8 + 16 * c)));
-			int ls = ((b[4 + c / 2] >> (4 * (c % 2))) & 15) | (((h >> (2 * c)) & 3) << 4);
-			k->sc[c] = QSCALE(ls - 32, ls - 32);
+		const __m256i lut = QFN(iq4lut)(), m4 = _mm256_set1_epi8(0x0f);
+		// IQ4_XS's pair order (step_iq4xs): per chunk pair (c, c+1), values
+		// 0..15 of both, then 16..31 of both; sc[c] = sc[c+1] holds chunk
+		// c's scale in the low half and c+1's in the high half
+		#pragma GCC unroll 4
+		for (int c = 0; c < 8; c += 2) {
+			const __m256i v = _mm256_loadu_si256((const __m256i *)(b + 8 + 16 * c));
+			_mm256_store_si256((__m256i *)(k->a + 32 * c), _mm256_shuffle_epi8(lut, _mm256_and_si256(v, m4)));
+			_mm256_store_si256((__m256i *)(k->a + 32 * c + 32), _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)));
+			const int l0 = ((b[4 + c / 2] & 15) | (((h >> (2 * c)) & 3) << 4)) - 32;
+			const int l1 = ((b[4 + c / 2] >> 4) | (((h >> (2 * c + 2)) & 3) << 4)) - 32;
+			k->sc[c] = k->sc[c + 1] = QSCALE(l0, l1);
 		}
 		k->icorr = _mm256_setzero_si256();
 		k->mins = _mm256_setzero_si256();
@@ -423,8 +438,14 @@ QINLINE void QFN(tilek)(int T, int RM, int RN, const uint8_t *w, size_t wrb, con
 				__m256i s = _mm256_setzero_si256();
 				#pragma GCC unroll 8
 				for (int c = 0; c < 8; c++) {
-					__m256i a = _mm256_load_si256((const __m256i *)(kb[i].a + 32 * c));
-					__m256i v = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
+					__m256i a = _mm256_load_si256((const __m256i *)(kb[i].a + 32 * c)), v;
+					if (T == T_IQ4_XS) { // the pair order: chunk c's slot holds values 0..15 (c even) or 16..31 of a pair
+						__m256i ylo, yhi;
+						QFN(iq4xs_ypair)(yb, c & ~1, &ylo, &yhi);
+						v = c & 1 ? yhi : ylo;
+					} else {
+						v = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
+					}
 					s = _mm256_add_epi32(s, T == T_IQ4_XS ? QSDOT_S(a, v, kb[i].sc[c]) : QSDOT_U(a, v, kb[i].sc[c]));
 				}
 				if (QFN(kcorr)(T))

@@ -14,8 +14,9 @@ import (
 // quantPins are FNV-1a hashes of the AVX2 kernels' quantized outputs in
 // TestQuantPinnedBits, recorded from the kernels before the matrix-vector
 // row-stream rewrite (2026-11-27; IQ4_NL, Q5_0, Q4_1 and Q5_1 again on
-// 2026-11-28, when they took Q4_0's block-pair order). The kernels'
-// summation order is part of their contract (the outputs are compared with
+// 2026-11-28, when they took Q4_0's block-pair order, and IQ4_XS when its
+// chunks went in pairs). The kernels' summation order is part of their
+// contract (the outputs are compared with
 // llama.cpp's, decode and batches must agree): a change of any output bit
 // fails here. After an intended change of the order, print the new values
 // with MICA_PIN_PRINT=1 go test -run QuantPinnedBits -v.
@@ -23,7 +24,7 @@ var quantPins = map[tensor.DType]uint64{
 	tensor.Q8_0: 0x62a7e68c868587ec, tensor.Q4_0: 0xdf1fc52573900381, tensor.Q4_1: 0xb3570c37e0140ed6,
 	tensor.Q5_0: 0xef5be2cbbf5bddb9, tensor.Q5_1: 0x5b89a0491d225575, tensor.Q2_K: 0x5b9f0a9364ce040f,
 	tensor.Q3_K: 0x38837080f79c876b, tensor.Q4_K: 0xbfb558a8697d1a20, tensor.Q5_K: 0x31d371dbb157eb7d,
-	tensor.Q6_K: 0x37e5986b8bd42fb7, tensor.IQ4_NL: 0x88dcdd162c6a6979, tensor.IQ4_XS: 0xc75dfa17c8b28cd4,
+	tensor.Q6_K: 0x37e5986b8bd42fb7, tensor.IQ4_NL: 0x88dcdd162c6a6979, tensor.IQ4_XS: 0xc5178ecac42b323e,
 }
 
 // TestQuantPinnedBits: the AVX2 quantized kernels give exactly the pinned
