@@ -62,6 +62,7 @@ func newBenchKernelsCmd() *cobra.Command {
 	var threads int
 	var minTime time.Duration
 	var types []string
+	var rounds int
 	cmd := &cobra.Command{
 		Use:   "kernels",
 		Short: "Read bandwidth, FMA peak, matrix-vector and GEMM speed per weight type",
@@ -74,13 +75,22 @@ FMA peak, then mica's matrix products through the CPU backend:
   GEMM           512×640×2048 (a 512-token prefill) and 4096×2880×320 (an SD
                  3×3 convolution as a GEMM), in GFLOP/s and % of the FMA peak.
 
-Takes about a minute and needs about 2 GB of memory.`,
+"(local)" is against the limit measured again right after each kernel. On a
+shared machine single measurements swing by tens of percent: --rounds N
+measures each kernel N times, each with its own local limit, and prints the
+medians.
+
+Takes about a minute (per round) and needs about 2 GB of memory.`,
 		Example: `  mica bench kernels
   mica bench kernels --threads 1 --types q4_0,q8_0
+  mica bench kernels --rounds 5 --types q5_0,iq4_nl
   mica bench kernels --json > kernels.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o := bench.KernelOptions{Threads: threads, MinTime: minTime}
+			if rounds < 1 {
+				return fmt.Errorf("--rounds %d: must be at least 1", rounds)
+			}
+			o := bench.KernelOptions{Threads: threads, MinTime: minTime, Rounds: rounds}
 			for _, name := range types {
 				t, err := tensor.ParseDType(name)
 				if err != nil {
@@ -108,11 +118,16 @@ Takes about a minute and needs about 2 GB of memory.`,
 	cmd.Flags().IntVarP(&threads, "threads", "t", 0, "threads (0: all cores)")
 	cmd.Flags().DurationVar(&minTime, "min-time", 300*time.Millisecond, "minimum time per measurement")
 	cmd.Flags().StringSliceVar(&types, "types", nil, "only these weight types (e.g. q4_0,q8_0)")
+	cmd.Flags().IntVar(&rounds, "rounds", 1, "measure each kernel this many times and print the medians")
 	return cmd
 }
 
 func printKernelReport(w io.Writer, r *bench.KernelReport) {
-	fmt.Fprintf(w, "mica bench kernels: %s, %d threads, %s\n\n", r.Backend, r.Threads, r.CPU)
+	fmt.Fprintf(w, "mica bench kernels: %s, %d threads, %s\n", r.Backend, r.Threads, r.CPU)
+	if r.Rounds > 1 {
+		fmt.Fprintf(w, "medians of %d rounds per kernel\n", r.Rounds)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "read bandwidth  %6.1f GB/s\nF32 FMA peak    %6.1f GFLOP/s\n\n", r.ReadGBps, r.FMAGFlops)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "matrix-vector\t4096×4096 GB/s\t%\t(local)\t262144×640 GB/s\t%\t(local)\t")

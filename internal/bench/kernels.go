@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"time"
 
 	"mica/internal/compute"
@@ -20,8 +21,12 @@ import (
 
 // KernelOptions selects what `mica bench kernels` measures.
 type KernelOptions struct {
-	Threads  int           // worker threads (0: all cores)
-	MinTime  time.Duration // per measurement (0: 300 ms)
+	Threads int           // worker threads (0: all cores)
+	MinTime time.Duration // per measurement (0: 300 ms)
+	// Rounds is how many times each kernel is measured, each time followed
+	// by its local limit; the report gives the medians (0: 1). On a shared
+	// machine single measurements swing by tens of percent.
+	Rounds   int
 	Types    []tensor.DType
 	Progress func(what string)
 }
@@ -48,6 +53,7 @@ var GEMMShapes = []Shape{{512, 640, 2048}, {4096, 2880, 320}}
 type KernelReport struct {
 	Backend       string         `json:"backend"`
 	Threads       int            `json:"threads"`
+	Rounds        int            `json:"rounds"` // measurements per kernel; the figures are their medians
 	CPU           string         `json:"cpu"`
 	ReadGBps      float64        `json:"read_bandwidth_gbps"`
 	FMAGFlops     float64        `json:"fma_peak_gflops"`
@@ -64,8 +70,9 @@ type KernelResult struct {
 	GBps  float64 `json:"gbps,omitempty"`   // weight bytes per second (matvec)
 	Flops float64 `json:"gflops,omitempty"` // GEMM
 	Pct   float64 `json:"pct_of_peak"`      // of read bandwidth (matvec) or FMA peak (GEMM), measured once at the start
-	// LocalPct is against the limit measured again right before this
-	// kernel: on a shared machine, the fairer ratio.
+	// LocalPct is against the limit measured again right after this
+	// kernel (with Rounds > 1: the median of the rounds' ratios): on a
+	// shared machine, the fairer ratio.
 	LocalPeak float64 `json:"local_peak"`
 	LocalPct  float64 `json:"pct_of_local_peak"`
 	Secs      float64 `json:"seconds_per_call"`
@@ -80,6 +87,9 @@ func Kernels(ctx context.Context, o KernelOptions) (*KernelReport, error) {
 	if o.MinTime <= 0 {
 		o.MinTime = 300 * time.Millisecond
 	}
+	if o.Rounds <= 0 {
+		o.Rounds = 1
+	}
 	say := func(s string) {
 		if o.Progress != nil {
 			o.Progress(s)
@@ -87,7 +97,7 @@ func Kernels(ctx context.Context, o KernelOptions) (*KernelReport, error) {
 	}
 	b := cpu.New(o.Threads)
 	defer b.Close()
-	r := &KernelReport{Backend: b.Name(), Threads: o.Threads, CPU: cpuModel(), GoVersion: runtime.Version(),
+	r := &KernelReport{Backend: b.Name(), Threads: o.Threads, Rounds: o.Rounds, CPU: cpuModel(), GoVersion: runtime.Version(),
 		MeasuredAtUTC: time.Now().UTC().Format(time.RFC3339)}
 	var err error
 	say("read bandwidth")
@@ -119,17 +129,21 @@ func Kernels(ctx context.Context, o KernelOptions) (*KernelReport, error) {
 				continue
 			}
 			say(fmt.Sprintf("matvec %s %d×%d", t, s.N, s.K))
-			sec, wbytes, err := timeMatMul(b, t, s, o.MinTime)
-			if err != nil {
-				return nil, err
+			var m rounds
+			for range o.Rounds {
+				sec, wbytes, err := timeMatMul(b, t, s, o.MinTime)
+				if err != nil {
+					return nil, err
+				}
+				local, err := peak.ReadBandwidthBuf(bwBuf[:256<<20], o.Threads, 3)
+				if err != nil {
+					return nil, err
+				}
+				m.add(sec, float64(wbytes)/sec/1e9, local)
 			}
-			local, err := peak.ReadBandwidthBuf(bwBuf[:256<<20], o.Threads, 3)
-			if err != nil {
-				return nil, err
-			}
-			gbps := float64(wbytes) / sec / 1e9
-			r.MatVec = append(r.MatVec, KernelResult{Type: t.String(), Shape: s, GBps: gbps, Pct: 100 * gbps / r.ReadGBps, Secs: sec,
-				LocalPeak: local, LocalPct: 100 * gbps / local})
+			gbps := median(m.rate)
+			r.MatVec = append(r.MatVec, KernelResult{Type: t.String(), Shape: s, GBps: gbps, Pct: 100 * gbps / r.ReadGBps,
+				Secs: median(m.secs), LocalPeak: median(m.local), LocalPct: median(m.pct)})
 		}
 	}
 	gtypes := GEMMTypes
@@ -146,20 +160,51 @@ func Kernels(ctx context.Context, o KernelOptions) (*KernelReport, error) {
 				continue
 			}
 			say(fmt.Sprintf("gemm %s %d×%d×%d", t, s.M, s.K, s.N))
-			sec, _, err := timeMatMul(b, t, s, o.MinTime)
-			if err != nil {
-				return nil, err
+			var m rounds
+			for range o.Rounds {
+				sec, _, err := timeMatMul(b, t, s, o.MinTime)
+				if err != nil {
+					return nil, err
+				}
+				local, err := peak.FMAPeak(o.Threads, 200*time.Millisecond)
+				if err != nil {
+					return nil, err
+				}
+				m.add(sec, 2*float64(s.M)*float64(s.K)*float64(s.N)/sec/1e9, local)
 			}
-			local, err := peak.FMAPeak(o.Threads, 200*time.Millisecond)
-			if err != nil {
-				return nil, err
-			}
-			gf := 2 * float64(s.M) * float64(s.K) * float64(s.N) / sec / 1e9
-			r.GEMM = append(r.GEMM, KernelResult{Type: t.String(), Shape: s, Flops: gf, Pct: 100 * gf / r.FMAGFlops, Secs: sec,
-				LocalPeak: local, LocalPct: 100 * gf / local})
+			gf := median(m.rate)
+			r.GEMM = append(r.GEMM, KernelResult{Type: t.String(), Shape: s, Flops: gf, Pct: 100 * gf / r.FMAGFlops,
+				Secs: median(m.secs), LocalPeak: median(m.local), LocalPct: median(m.pct)})
 		}
 	}
 	return r, nil
+}
+
+// rounds collects one kernel's measurements: seconds per call, the rate
+// (GB/s or GFLOP/s), the local limit measured right after, and the rate as
+// % of that limit (per round, so a round's kernel meets its own limit).
+type rounds struct{ secs, rate, local, pct []float64 }
+
+func (m *rounds) add(sec, rate, local float64) {
+	m.secs = append(m.secs, sec)
+	m.rate = append(m.rate, rate)
+	m.local = append(m.local, local)
+	m.pct = append(m.pct, 100*rate/local)
+}
+
+// median is the middle value of v (the mean of the two middle ones for an
+// even count); v is not changed.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
 }
 
 // timeMatMul times compute.MatMul on the backend for shape s with random
