@@ -436,17 +436,21 @@ QINLINE void QFN(tilek)(int T, int RM, int RN, const uint8_t *w, size_t wrb, con
 			#pragma GCC unroll 8
 			for (int i = 0; i < RM; i++) {
 				__m256i s = _mm256_setzero_si256();
-				#pragma GCC unroll 8
-				for (int c = 0; c < 8; c++) {
-					__m256i a = _mm256_load_si256((const __m256i *)(kb[i].a + 32 * c)), v;
-					if (T == T_IQ4_XS) { // the pair order: chunk c's slot holds values 0..15 (c even) or 16..31 of a pair
+				if (T == T_IQ4_XS) { // the pair order: slots c, c+1 hold values 0..15, then 16..31, of a pair
+					#pragma GCC unroll 4
+					for (int c = 0; c < 8; c += 2) {
 						__m256i ylo, yhi;
-						QFN(iq4xs_ypair)(yb, c & ~1, &ylo, &yhi);
-						v = c & 1 ? yhi : ylo;
-					} else {
-						v = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
+						QFN(iq4xs_ypair)(yb, c, &ylo, &yhi);
+						s = _mm256_add_epi32(s, QSDOT_S(_mm256_load_si256((const __m256i *)(kb[i].a + 32 * c)), ylo, kb[i].sc[c]));
+						s = _mm256_add_epi32(s, QSDOT_S(_mm256_load_si256((const __m256i *)(kb[i].a + 32 * c + 32)), yhi, kb[i].sc[c]));
 					}
-					s = _mm256_add_epi32(s, T == T_IQ4_XS ? QSDOT_S(a, v, kb[i].sc[c]) : QSDOT_U(a, v, kb[i].sc[c]));
+				} else {
+					#pragma GCC unroll 8
+					for (int c = 0; c < 8; c++) {
+						const __m256i a = _mm256_load_si256((const __m256i *)(kb[i].a + 32 * c));
+						const __m256i v = _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
+						s = _mm256_add_epi32(s, QSDOT_U(a, v, kb[i].sc[c]));
+					}
 				}
 				if (QFN(kcorr)(T))
 					s = _mm256_sub_epi32(s, _mm256_madd_epi16(bsums, kb[i].icorr));
