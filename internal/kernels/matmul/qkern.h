@@ -545,10 +545,8 @@ void QFN(mica_qmul)(int T, const uint8_t *w, size_t wrb, const uint8_t *x, size_
 	if (T != T_Q8_0 && !isk && QFN(batch_q4p)(T, w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
 		return;
 #ifdef QK_BATCH_WIDE
-	if (isk) {
-		QFN(batch_k)(T, w, wrb, x, xrb, n, nb, y, ldy, r0, r1);
+	if (isk && QFN(batch_k)(T, w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
 		return;
-	}
 	if (T == T_Q8_0 && QFN(batch_q8_0)(w, wrb, x, xrb, n, nb, y, ldy, r0, r1))
 		return;
 #endif

@@ -159,17 +159,6 @@ QINLINE __m256i QFN(bkstart)(int T, __m256i bsums, __m256i m16) {
 	return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bsums, m16), T == T_Q6_K ? 5 : 2));
 }
 
-// The activations that meet slot c of a decoded super-block (yb: the Q8_K
-// block): chunk c, or for IQ4_XS's pair order values 0..15 (c even) or
-// 16..31 (c odd) of chunks c & ~1 and c | 1.
-// pre: the block's values are in that order already (batch_k's copy).
-QINLINE __m256i QFN(bky)(int T, int pre, const uint8_t *yb, int c) {
-	if (T != T_IQ4_XS || pre)
-		return _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c));
-	const uint8_t *ya = yb + 4 + 32 * (c & ~1) + 16 * (c & 1);
-	return _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(ya + 32)), _mm_loadu_si128((const __m128i *)ya));
-}
-
 // Chunk c of the super-block times activations v, scaled: the unsigned
 // values' byte products, or (IQ4_XS) |v_w| times v with v_w's signs.
 QINLINE __m256i QFN(bkdot)(int T, const QFN(bkblk) *k, int c, __m256i a, __m256i v) {
@@ -179,7 +168,7 @@ QINLINE __m256i QFN(bkdot)(int T, const QFN(bkblk) *k, int c, __m256i a, __m256i
 }
 
 QINLINE void QFN(bktile)(int T, int RN, const uint8_t *w, size_t wrb, const uint8_t *x, size_t xrb, int nb,
-	float *y, size_t ldy, int pre) {
+	float *y, size_t ldy) {
 	const int bs = QFN(bsize)(T), mins = QFN(kmin)(T);
 	__m256 acc[8], accm[8];
 	QFN(bkblk) kb;
@@ -206,7 +195,7 @@ QINLINE void QFN(bktile)(int T, int RN, const uint8_t *w, size_t wrb, const uint
 				#pragma GCC unroll 8
 				for (int c = 0; c < 8; c++) {
 					const __m256i a = _mm256_load_si256((const __m256i *)(kb.a + 32 * c));
-					s = _mm256_add_epi32(s, QFN(bkdot)(T, &kb, c, a, QFN(bky)(T, pre, yb, c)));
+					s = _mm256_add_epi32(s, QFN(bkdot)(T, &kb, c, a, _mm256_loadu_si256((const __m256i *)(yb + 4 + 32 * c))));
 				}
 				acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(kb.d * dy), _mm256_cvtepi32_ps(s), acc[j]);
 				if (mins)
@@ -228,7 +217,7 @@ QINLINE void QFN(bktile)(int T, int RN, const uint8_t *w, size_t wrb, const uint
 				const __m256i a = _mm256_load_si256((const __m256i *)(kb.a + 32 * c));
 				#pragma GCC unroll 4
 				for (int j = 0; j < RN; j++)
-					s[j] = _mm256_add_epi32(s[j], QFN(bkdot)(T, &kb, c, a, QFN(bky)(T, pre, yb + j * xrb, c)));
+					s[j] = _mm256_add_epi32(s[j], QFN(bkdot)(T, &kb, c, a, _mm256_loadu_si256((const __m256i *)(yb + j * xrb + 4 + 32 * c))));
 			}
 			#pragma GCC unroll 4
 			for (int j = 0; j < RN; j++) {
@@ -248,14 +237,14 @@ QINLINE void QFN(bktile)(int T, int RN, const uint8_t *w, size_t wrb, const uint
 
 #define QBK_FN(RN)                                                                                   \
 	static __attribute__((noinline)) void QCAT(QFN(bk), RN)(int T, const uint8_t *w, size_t wrb, \
-		const uint8_t *x, size_t xrb, int nb, float *y, size_t ldy, int pre) {               \
+		const uint8_t *x, size_t xrb, int nb, float *y, size_t ldy) {                        \
 		switch (T) {                                                                         \
-		case T_Q4_K: QFN(bktile)(T_Q4_K, RN, w, wrb, x, xrb, nb, y, ldy, pre); break;        \
-		case T_Q5_K: QFN(bktile)(T_Q5_K, RN, w, wrb, x, xrb, nb, y, ldy, pre); break;        \
-		case T_Q6_K: QFN(bktile)(T_Q6_K, RN, w, wrb, x, xrb, nb, y, ldy, pre); break;        \
-		case T_Q2_K: QFN(bktile)(T_Q2_K, RN, w, wrb, x, xrb, nb, y, ldy, pre); break;        \
-		case T_Q3_K: QFN(bktile)(T_Q3_K, RN, w, wrb, x, xrb, nb, y, ldy, pre); break;        \
-		case T_IQ4_XS: QFN(bktile)(T_IQ4_XS, RN, w, wrb, x, xrb, nb, y, ldy, pre); break;    \
+		case T_Q4_K: QFN(bktile)(T_Q4_K, RN, w, wrb, x, xrb, nb, y, ldy); break;             \
+		case T_Q5_K: QFN(bktile)(T_Q5_K, RN, w, wrb, x, xrb, nb, y, ldy); break;             \
+		case T_Q6_K: QFN(bktile)(T_Q6_K, RN, w, wrb, x, xrb, nb, y, ldy); break;             \
+		case T_Q2_K: QFN(bktile)(T_Q2_K, RN, w, wrb, x, xrb, nb, y, ldy); break;             \
+		case T_Q3_K: QFN(bktile)(T_Q3_K, RN, w, wrb, x, xrb, nb, y, ldy); break;             \
+		case T_IQ4_XS: QFN(bktile)(T_IQ4_XS, RN, w, wrb, x, xrb, nb, y, ldy); break;         \
 		}                                                                                    \
 	}
 QBK_FN(8)
@@ -263,11 +252,14 @@ QBK_FN(4)
 QBK_FN(2)
 QBK_FN(1)
 
-// Super-block weights, n > 1 activation rows: each weight row with
-// the activation rows eight (then four, two, one) at a time.
-static __attribute__((noinline)) void QFN(batch_k)(int T, const uint8_t *w, size_t wrb, const uint8_t *x,
+// Super-block weights, n > 1 activation rows: each weight row with the
+// activation rows eight (then four, two, one) at a time. IQ4_XS reads the
+// activations from a per-thread copy of each group in its pair order
+// (iq4xs_ry); returns 0, computing nothing, when there is no memory for it
+// (the caller then uses the generic tiles, which give the same values).
+static __attribute__((noinline)) int QFN(batch_k)(int T, const uint8_t *w, size_t wrb, const uint8_t *x,
 	size_t xrb, int n, int nb, float *y, size_t ldy, int r0, int r1) {
-	typedef void (*fn)(int, const uint8_t *, size_t, const uint8_t *, size_t, int, float *, size_t, int);
+	typedef void (*fn)(int, const uint8_t *, size_t, const uint8_t *, size_t, int, float *, size_t);
 	const fn f[4] = {QCAT(QFN(bk), 8), QCAT(QFN(bk), 4), QCAT(QFN(bk), 2), QCAT(QFN(bk), 1)};
 	const int cw[4] = {8, 4, 2, 1};
 	// activation rows in groups of about 128 KiB, so a group stays in L2
@@ -275,38 +267,29 @@ static __attribute__((noinline)) void QFN(batch_k)(int T, const uint8_t *w, size
 	int jb = (int)((128 << 10) / xrb) / 8 * 8;
 	if (jb < 8)
 		jb = 8;
-	// IQ4_XS: the group's activations rearranged once into its pair order
-	// (a per-thread copy; without memory for it the tiles rearrange them
-	// per use, the same values)
 	static _Thread_local uint8_t *rx;
 	static _Thread_local size_t rxcap;
-	int pre = 0;
 	if (T == T_IQ4_XS) {
 		const size_t need = (size_t)(jb < n ? jb : n) * xrb;
 		if (rxcap < need) {
 			free(rx);
 			rx = aligned_alloc(64, (need + 63) / 64 * 64);
 			rxcap = rx ? need : 0;
+			if (!rx)
+				return 0;
 		}
-		pre = rx != NULL;
 	}
 	for (int j0 = 0; j0 < n; j0 += jb) {
 		const int j1 = n - j0 < jb ? n : j0 + jb;
 		const uint8_t *xg = x + (size_t)j0 * xrb;
-		if (pre) {
+		if (T == T_IQ4_XS) {
 			for (int j = j0; j < j1; j++)
 				for (int b = 0; b < nb; b++) {
 					const uint8_t *src = x + (size_t)j * xrb + (size_t)b * 292;
 					uint8_t *dst = rx + (size_t)(j - j0) * xrb + (size_t)b * 292;
-					memcpy(dst, src, 4);
-					memcpy(dst + 260, src + 260, 32);
-					#pragma GCC unroll 4
-					for (int c = 0; c < 8; c += 2) {
-						__m256i lo, hi;
-						QFN(iq4xs_ypair)(src, c, &lo, &hi);
-						_mm256_storeu_si256((__m256i *)(dst + 4 + 32 * c), lo);
-						_mm256_storeu_si256((__m256i *)(dst + 4 + 32 * c + 32), hi);
-					}
+					memcpy(dst, src, 4); // d
+					memcpy(dst + 260, src + 260, 32); // bsums
+					QFN(iq4xs_ry)(src, dst + 4);
 				}
 			xg = rx;
 		}
@@ -315,8 +298,9 @@ static __attribute__((noinline)) void QFN(batch_k)(int T, const uint8_t *w, size
 				int k = 0;
 				while (j + cw[k] > j1)
 					k++;
-				f[k](T, w + (size_t)r * wrb, wrb, xg + (size_t)(j - j0) * xrb, xrb, nb, y + (size_t)j * ldy + r, ldy, pre);
+				f[k](T, w + (size_t)r * wrb, wrb, xg + (size_t)(j - j0) * xrb, xrb, nb, y + (size_t)j * ldy + r, ldy);
 				j += cw[k];
 			}
 	}
+	return 1;
 }

@@ -247,14 +247,14 @@ QINLINE __m128i QFN(iq4xs_scales)(const uint8_t *blk) {
 }
 
 // A Q8_K block's 256 values in IQ4_XS's pair order (iq4xs_ypair for c = 0,
-// 2, 4, 6), into ry (32-byte aligned).
+// 2, 4, 6), into ry.
 QINLINE void QFN(iq4xs_ry)(const uint8_t *yb, uint8_t *ry) {
 	#pragma GCC unroll 4
 	for (int c = 0; c < 8; c += 2) {
 		__m256i lo, hi;
 		QFN(iq4xs_ypair)(yb, c, &lo, &hi);
-		_mm256_store_si256((__m256i *)(ry + 32 * c), lo);
-		_mm256_store_si256((__m256i *)(ry + 32 * c + 32), hi);
+		_mm256_storeu_si256((__m256i *)(ry + 32 * c), lo);
+		_mm256_storeu_si256((__m256i *)(ry + 32 * c + 32), hi);
 	}
 }
 
